@@ -1,0 +1,1 @@
+"""kuberesolver: per-pod gRPC load balancing for Python clients in Kubernetes."""

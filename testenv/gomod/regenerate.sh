@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Regenerate the wrapper modules after a version bump in ../versions.env.
+# k8s.io/kubernetes replaces its staging modules with ./staging paths, which a
+# dependent module cannot use, so every one is replaced with its v0.Y.Z twin.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../versions.env"
+staging_version=v0.${KUBERNETES_VERSION#v1.}
+
+modfile=$(cd "$here" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+
+cd "$here/kubernetes"
+{
+  echo "// Wrapper module: builds kube-apiserver and kube-controller-manager for tests."
+  echo "module kuberesolver.local/testenv/kubernetes"
+  echo
+  grep -E '^go ' "$modfile"
+  echo
+  echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+  echo
+  echo "tool ("
+  echo "	k8s.io/kubernetes/cmd/kube-apiserver"
+  echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
+  echo ")"
+  echo
+  echo "replace ("
+  grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$modfile" |
+    awk -v v="$staging_version" '{print "\t" $1 " => " $1 " " v}'
+  echo ")"
+} > go.mod
+rm -f go.sum
+go mod tidy
+
+cd "$here/etcd"
+{
+  echo "// Wrapper module: builds the etcd server for tests."
+  echo "module kuberesolver.local/testenv/etcd"
+  echo
+  echo "go 1.25.0"
+  echo
+  echo "require go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+  echo
+  echo "tool go.etcd.io/etcd/server/v3"
+} > go.mod
+rm -f go.sum
+go mod tidy
