@@ -1,0 +1,122 @@
+"""The process-wide xDS bootstrap: an authority of our own, merged with any existing one.
+
+grpc reads its xDS bootstrap once per process-wide xDS client, from
+``GRPC_XDS_BOOTSTRAP`` (a file) or else ``GRPC_XDS_BOOTSTRAP_CONFIG`` (JSON).
+We add the federation authority ``kuberesolver`` that points at our in-process
+ADS server, so ``xds://kuberesolver/<name>`` channels are ours and every other
+``xds:`` target keeps going where the application's own bootstrap sends it.
+
+- No bootstrap yet: we set ``GRPC_XDS_BOOTSTRAP_CONFIG`` to ours (our server is
+  also the top-level server, which grpc requires to exist).
+- A bootstrap already set: we load it, add our authority, and publish the merge
+  in ``GRPC_XDS_BOOTSTRAP_CONFIG`` (dropping ``GRPC_XDS_BOOTSTRAP``, which grpc
+  would otherwise prefer). Its own servers, node and authorities are untouched.
+- An existing authority named ``kuberesolver`` that is not ours is an error.
+
+Limitation: grpc caches the bootstrap in its xDS client while any ``xds:``
+channel is alive. Create kuberesolver channels before the application's own
+``xds:`` channels, or let all of them close first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Final
+
+from kuberesolver._xds.resources import AUTHORITY
+
+__all__ = ["ENV_CONFIG", "ENV_FILE", "build_bootstrap", "install_bootstrap", "merge_bootstrap"]
+
+log = logging.getLogger("kuberesolver.xds")
+
+ENV_FILE: Final = "GRPC_XDS_BOOTSTRAP"
+ENV_CONFIG: Final = "GRPC_XDS_BOOTSTRAP_CONFIG"
+_MARK: Final = "kuberesolver"
+
+
+def _server(uri: str) -> dict[str, Any]:
+    return {
+        "server_uri": uri,
+        "channel_creds": [{"type": "insecure"}],
+        "server_features": ["xds_v3"],
+    }
+
+
+def _authority(uri: str) -> dict[str, Any]:
+    return {
+        "xds_servers": [_server(uri)],
+        "client_listener_resource_name_template": (
+            f"xdstp://{AUTHORITY}/envoy.config.listener.v3.Listener/%s"
+        ),
+    }
+
+
+def build_bootstrap(uri: str) -> dict[str, Any]:
+    """A bootstrap with only our ADS server, for a process that had none."""
+    return {
+        "xds_servers": [_server(uri)],
+        "node": {"id": f"{_MARK}-{os.getpid()}", "cluster": _MARK, "metadata": {_MARK: True}},
+        "authorities": {AUTHORITY: _authority(uri)},
+    }
+
+
+def merge_bootstrap(existing: dict[str, Any], uri: str) -> dict[str, Any]:
+    """``existing`` plus our authority. Raises ValueError on a foreign ``kuberesolver`` one."""
+    merged = dict(existing)
+    authorities = dict(merged.get("authorities") or {})
+    if AUTHORITY in authorities:
+        raise ValueError(
+            f"the process's xDS bootstrap already defines an authority {AUTHORITY!r}; "
+            "kuberesolver needs that name for its own in-process xDS server"
+        )
+    authorities[AUTHORITY] = _authority(uri)
+    merged["authorities"] = authorities
+    if not merged.get("xds_servers"):
+        merged["xds_servers"] = [_server(uri)]
+    return merged
+
+
+_state: dict[str, Any] = {"installed": None, "base": None}
+
+
+def _current() -> dict[str, Any] | None:
+    path = os.environ.get(ENV_FILE)
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                loaded = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read the xDS bootstrap {ENV_FILE}={path}: {exc}") from exc
+        return dict(loaded)
+    text = os.environ.get(ENV_CONFIG)
+    if text:
+        if text == _state["installed"]:
+            base: dict[str, Any] | None = _state["base"]
+            return base
+        try:
+            return dict(json.loads(text))
+        except ValueError as exc:
+            raise ValueError(f"{ENV_CONFIG} is not valid JSON: {exc}") from exc
+    return None
+
+
+def install_bootstrap(uri: str) -> dict[str, Any]:
+    """Publish a bootstrap that routes authority ``kuberesolver`` to ``uri``. Returns it."""
+    existing = _current()
+    if existing is None:
+        bootstrap = build_bootstrap(uri)
+    else:
+        bootstrap = merge_bootstrap(existing, uri)
+        log.info(
+            "merged kuberesolver's xDS authority %r into the process's existing xDS bootstrap",
+            AUTHORITY,
+        )
+    if os.environ.pop(ENV_FILE, None) is not None:
+        log.info("replaced %s by the merged bootstrap in %s", ENV_FILE, ENV_CONFIG)
+    text = json.dumps(bootstrap, sort_keys=True)
+    os.environ[ENV_CONFIG] = text
+    _state["installed"] = text
+    _state["base"] = existing
+    return bootstrap

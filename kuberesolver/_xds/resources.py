@@ -1,0 +1,344 @@
+"""Pure builders: one watched snapshot -> the xDS resources grpc's own xDS client consumes.
+
+For one channel key (a resource ``name``) we serve:
+
+- a Listener ``xdstp://kuberesolver/envoy.config.listener.v3.Listener/<name>``
+  whose HttpConnectionManager api_listener holds an inline RouteConfiguration:
+  every path goes to the cluster, with a bounded retry policy on UNAVAILABLE;
+- a Cluster (type EDS, ``eds_service_name`` set, as xdstp names require) that
+  carries the load-balancing policy;
+- a ClusterLoadAssignment with the endpoints.
+
+Rules grpcio enforces, measured on grpcio 1.85 and honoured here:
+
+- every LocalityLbEndpoints needs a ``locality`` and a ``load_balancing_weight``;
+- a duplicate address in one ClusterLoadAssignment makes grpc reject the whole
+  resource, so endpoints are de-duplicated (the healthiest copy wins);
+- only HEALTHY and UNKNOWN endpoints get traffic: terminating endpoints are
+  served as DRAINING and not-ready ones as UNHEALTHY;
+- least_request is NACKed by grpc's C core; weighted round robin (ORCA) is the
+  load-aware policy offered instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, extension_pb2
+from envoy.config.core.v3 import health_check_pb2 as hc_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.config.listener.v3 import api_listener_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.extensions.load_balancing_policies.client_side_weighted_round_robin.v3 import (
+    client_side_weighted_round_robin_pb2 as wrr_pb2,
+)
+from envoy.extensions.load_balancing_policies.pick_first.v3 import pick_first_pb2
+from envoy.extensions.load_balancing_policies.round_robin.v3 import round_robin_pb2
+from envoy.extensions.load_balancing_policies.wrr_locality.v3 import wrr_locality_pb2
+from google.protobuf import (  # type: ignore[import-untyped]
+    any_pb2,
+    duration_pb2,
+    wrappers_pb2,
+)
+from google.protobuf.message import Message  # type: ignore[import-untyped]
+
+from kuberesolver.snapshot import Endpoint, Snapshot
+
+__all__ = [
+    "AUTHORITY",
+    "CLUSTER_TYPE",
+    "ENDPOINT_TYPE",
+    "LB_POLICIES",
+    "LISTENER_TYPE",
+    "PICK_FIRST",
+    "ROUND_ROBIN",
+    "WEIGHTED_ROUND_ROBIN",
+    "ChannelSpec",
+    "build_cluster",
+    "build_endpoints",
+    "build_listener",
+    "build_resources",
+    "cluster_name",
+    "endpoints_name",
+    "health_of",
+    "listener_name",
+    "normalize_policy",
+    "policy_from_service_config",
+]
+
+AUTHORITY: Final = "kuberesolver"
+"""The xDS federation authority our bootstrap entry serves."""
+
+LISTENER_TYPE: Final = "type.googleapis.com/envoy.config.listener.v3.Listener"
+CLUSTER_TYPE: Final = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ENDPOINT_TYPE: Final = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+
+ROUND_ROBIN: Final = "round_robin"
+WEIGHTED_ROUND_ROBIN: Final = "weighted_round_robin"
+PICK_FIRST: Final = "pick_first"
+
+LB_POLICIES: Final = (ROUND_ROBIN, WEIGHTED_ROUND_ROBIN, PICK_FIRST)
+"""The policies a channel may ask for. ``weighted_round_robin`` is load-aware (ORCA)."""
+
+_ALIASES: Final = {
+    "round_robin": ROUND_ROBIN,
+    "weighted_round_robin": WEIGHTED_ROUND_ROBIN,
+    "wrr": WEIGHTED_ROUND_ROBIN,
+    "least_request": WEIGHTED_ROUND_ROBIN,
+    "least_request_experimental": WEIGHTED_ROUND_ROBIN,
+    "pick_first": PICK_FIRST,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec:
+    """What one channel asks for: decides its resource name and its resources."""
+
+    service: str
+    namespace: str
+    port: str
+    lb_policy: str = ROUND_ROBIN
+    zone: str | None = None
+    max_attempts: int = 3
+    source: str = ""
+    """Tells apart the same target followed from different directories."""
+
+    @property
+    def name(self) -> str:
+        """The resource name: readable, stable, one per distinct spec."""
+        parts = [f"{self.service}.{self.namespace}", self.port or "-", self.lb_policy]
+        if self.zone:
+            parts.append(f"zone-{self.zone}")
+        if self.max_attempts != 3:
+            parts.append(f"attempts-{self.max_attempts}")
+        if self.source:
+            parts.append(self.source)
+        return ".".join(_safe(p) for p in parts)
+
+
+def _safe(part: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in part)
+
+
+def listener_name(name: str) -> str:
+    return f"xdstp://{AUTHORITY}/envoy.config.listener.v3.Listener/{name}"
+
+
+def cluster_name(name: str) -> str:
+    return f"xdstp://{AUTHORITY}/envoy.config.cluster.v3.Cluster/{name}"
+
+
+def endpoints_name(name: str) -> str:
+    return f"xdstp://{AUTHORITY}/envoy.config.endpoint.v3.ClusterLoadAssignment/{name}"
+
+
+def normalize_policy(policy: str) -> str:
+    """Map a policy name (and the aliases users reach for) to one we serve."""
+    try:
+        return _ALIASES[policy.strip().lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown load-balancing policy {policy!r}: use one of {', '.join(LB_POLICIES)}"
+        ) from None
+
+
+def policy_from_service_config(service_config: Mapping[str, Any]) -> str | None:
+    """The first policy we know in a gRPC service config's ``loadBalancingConfig``."""
+    configs = service_config.get("loadBalancingConfig")
+    if isinstance(configs, list):
+        for entry in configs:
+            if isinstance(entry, Mapping):
+                for key in entry:
+                    if key in _ALIASES:
+                        return _ALIASES[key]
+    legacy = service_config.get("loadBalancingPolicy")
+    if isinstance(legacy, str) and legacy.lower() in _ALIASES:
+        return _ALIASES[legacy.lower()]
+    return None
+
+
+def health_of(endpoint: Endpoint) -> int:
+    """The xDS health status for an endpoint's Kubernetes conditions."""
+    if endpoint.terminating:
+        return hc_pb2.DRAINING  # type: ignore[no-any-return]
+    if not endpoint.ready:
+        return hc_pb2.UNHEALTHY  # type: ignore[no-any-return]
+    return hc_pb2.HEALTHY  # type: ignore[no-any-return]
+
+
+_HEALTH_RANK: Final = {hc_pb2.HEALTHY: 0, hc_pb2.DRAINING: 1, hc_pb2.UNHEALTHY: 2}
+
+
+def _dedupe(endpoints: Iterable[Endpoint]) -> list[tuple[Endpoint, int]]:
+    """One entry per address:port, keeping the healthiest copy; sorted for stable output."""
+    best: dict[tuple[str, int], tuple[Endpoint, int]] = {}
+    for ep in endpoints:
+        health = health_of(ep)
+        key = (ep.address, ep.port)
+        old = best.get(key)
+        if old is None or _HEALTH_RANK[health] < _HEALTH_RANK[old[1]]:
+            best[key] = (ep, health)
+    return [best[k] for k in sorted(best)]
+
+
+def _any(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def _ms(ms: int) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromMilliseconds(ms)
+    return d
+
+
+def build_listener(spec: ChannelSpec) -> listener_pb2.Listener:
+    """A client Listener whose inline route sends everything to our cluster."""
+    route = route_components_pb2.Route(
+        match=route_components_pb2.RouteMatch(prefix=""),
+        route=route_components_pb2.RouteAction(
+            cluster=cluster_name(spec.name),
+            retry_policy=_retry_policy(spec.max_attempts),
+        ),
+    )
+    route_config = route_pb2.RouteConfiguration(
+        name=f"{spec.name}-route",
+        virtual_hosts=[
+            route_components_pb2.VirtualHost(name=spec.name, domains=["*"], routes=[route])
+        ],
+    )
+    manager = hcm_pb2.HttpConnectionManager(
+        route_config=route_config,
+        http_filters=[hcm_pb2.HttpFilter(name="router", typed_config=_any(router_pb2.Router()))],
+    )
+    return listener_pb2.Listener(
+        name=listener_name(spec.name),
+        api_listener=api_listener_pb2.ApiListener(api_listener=_any(manager)),
+    )
+
+
+def _retry_policy(max_attempts: int) -> route_components_pb2.RetryPolicy | None:
+    if max_attempts <= 1:
+        return None
+    return route_components_pb2.RetryPolicy(
+        retry_on="unavailable",
+        num_retries=wrappers_pb2.UInt32Value(value=max_attempts - 1),
+        retry_back_off=route_components_pb2.RetryPolicy.RetryBackOff(
+            base_interval=_ms(5), max_interval=_ms(50)
+        ),
+    )
+
+
+def _lb_policy(policy: str) -> cluster_pb2.LoadBalancingPolicy:
+    endpoint_picking: Message
+    if policy == WEIGHTED_ROUND_ROBIN:
+        endpoint_picking = wrr_pb2.ClientSideWeightedRoundRobin(
+            blackout_period=_ms(1000),
+            weight_update_period=_ms(500),
+            weight_expiration_period=_ms(30_000),
+        )
+    elif policy == PICK_FIRST:
+        endpoint_picking = pick_first_pb2.PickFirst()
+    else:
+        endpoint_picking = round_robin_pb2.RoundRobin()
+    child = cluster_pb2.LoadBalancingPolicy(
+        policies=[
+            cluster_pb2.LoadBalancingPolicy.Policy(
+                typed_extension_config=extension_pb2.TypedExtensionConfig(
+                    name=policy, typed_config=_any(endpoint_picking)
+                )
+            )
+        ]
+    )
+    wrapper = wrr_locality_pb2.WrrLocality(endpoint_picking_policy=child)
+    return cluster_pb2.LoadBalancingPolicy(
+        policies=[
+            cluster_pb2.LoadBalancingPolicy.Policy(
+                typed_extension_config=extension_pb2.TypedExtensionConfig(
+                    name="wrr_locality", typed_config=_any(wrapper)
+                )
+            )
+        ]
+    )
+
+
+def build_cluster(spec: ChannelSpec) -> cluster_pb2.Cluster:
+    """An EDS Cluster carrying the load-balancing policy."""
+    return cluster_pb2.Cluster(
+        name=cluster_name(spec.name),
+        type=cluster_pb2.Cluster.EDS,
+        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
+            eds_config=config_source_pb2.ConfigSource(
+                self=config_source_pb2.SelfConfigSource(),
+            ),
+            service_name=endpoints_name(spec.name),
+        ),
+        load_balancing_policy=_lb_policy(spec.lb_policy),
+        connect_timeout=_ms(5000),
+    )
+
+
+def build_endpoints(
+    spec: ChannelSpec, endpoints: Iterable[Endpoint]
+) -> endpoint_pb2.ClusterLoadAssignment:
+    """The ClusterLoadAssignment: one locality per priority.
+
+    Without a zone, every endpoint sits in one locality at priority 0, so the
+    policy balances per endpoint. With a zone that has a ready endpoint, that
+    zone's endpoints get priority 0 and all others priority 1: grpc's priority
+    policy then fails over only when the own zone cannot serve.
+    """
+    entries = _dedupe(endpoints)
+    prefer_own = spec.zone is not None and any(
+        ep.zone == spec.zone and health == hc_pb2.HEALTHY for ep, health in entries
+    )
+    groups: list[tuple[str, list[tuple[Endpoint, int]]]] = []
+    if prefer_own:
+        own = [e for e in entries if e[0].zone == spec.zone]
+        rest = [e for e in entries if e[0].zone != spec.zone]
+        groups.append((spec.zone or "", own))
+        if rest:
+            groups.append(("other-zones", rest))
+    elif entries:
+        groups.append(("all", entries))
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=endpoints_name(spec.name),
+        endpoints=[
+            endpoint_components_pb2.LocalityLbEndpoints(
+                locality=base_pb2.Locality(region=AUTHORITY, zone=zone),
+                load_balancing_weight=wrappers_pb2.UInt32Value(value=1),
+                priority=priority,
+                lb_endpoints=[_lb_endpoint(ep, health) for ep, health in members],
+            )
+            for priority, (zone, members) in enumerate(groups)
+        ],
+    )
+
+
+def _lb_endpoint(ep: Endpoint, health: int) -> endpoint_components_pb2.LbEndpoint:
+    return endpoint_components_pb2.LbEndpoint(
+        endpoint=endpoint_components_pb2.Endpoint(
+            address=address_pb2.Address(
+                socket_address=address_pb2.SocketAddress(address=ep.address, port_value=ep.port)
+            ),
+            hostname=ep.pod or "",
+        ),
+        health_status=health,
+    )
+
+
+def build_resources(spec: ChannelSpec, snapshot: Snapshot) -> dict[str, dict[str, Message]]:
+    """All three resources for one channel spec: ``{type_url: {name: resource}}``."""
+    return {
+        LISTENER_TYPE: {listener_name(spec.name): build_listener(spec)},
+        CLUSTER_TYPE: {cluster_name(spec.name): build_cluster(spec)},
+        ENDPOINT_TYPE: {endpoints_name(spec.name): build_endpoints(spec, snapshot.endpoints)},
+    }

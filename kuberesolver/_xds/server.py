@@ -1,0 +1,254 @@
+"""A tiny state-of-the-world ADS server that feeds grpc's own xDS client, in process.
+
+It listens on a private unix socket (a 0700 temporary directory) and serves the
+resources :mod:`kuberesolver._xds.resources` builds. grpc opens one ADS stream
+per xDS server, so in practice there is one stream; any number is handled.
+
+Protocol notes (state of the world): every response for a type carries all the
+subscribed resources of that type that exist; a resource left out of an LDS or
+CDS response is deleted. A NACK (a request with ``error_detail``) is logged and
+not answered: the version it refused stays refused until the resources change.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import any_pb2  # type: ignore[import-untyped]
+from google.protobuf.message import Message  # type: ignore[import-untyped]
+
+from kuberesolver._xds.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
+
+__all__ = ["AdsServer"]
+
+log = logging.getLogger("kuberesolver.xds")
+
+_TYPES = (LISTENER_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE)
+
+
+@dataclass
+class _Subscription:
+    names: frozenset[str] = frozenset()
+    sent_version: int = -1
+    sent_names: frozenset[str] | None = None
+
+
+@dataclass(eq=False)
+class _Stream:
+    outbox: queue.SimpleQueue[discovery_pb2.DiscoveryResponse | None] = field(
+        default_factory=queue.SimpleQueue
+    )
+    subs: dict[str, _Subscription] = field(default_factory=dict)
+    node_id: str = ""
+
+
+class AdsServer:
+    """Serves ``{type_url: {name: resource}}`` over ADS; :meth:`publish` pushes changes."""
+
+    def __init__(self, socket_dir: str | None = None) -> None:
+        self._lock = threading.Lock()
+        self._resources: dict[str, dict[str, any_pb2.Any]] = {t: {} for t in _TYPES}
+        self._versions: dict[str, int] = dict.fromkeys(_TYPES, 0)
+        self._streams: set[_Stream] = set()
+        self._nonce = itertools.count(1)
+        self._own_dir = socket_dir is None
+        self._dir = socket_dir or tempfile.mkdtemp(prefix="kuberesolver-")
+        os.chmod(self._dir, 0o700)
+        self.socket_path = os.path.join(self._dir, "ads.sock")
+        self.acks = 0
+        self.nacks: list[str] = []
+        self._server: grpc.Server | None = None
+
+    @property
+    def uri(self) -> str:
+        """The target grpc's xDS client dials: ``unix:<path>``."""
+        return f"unix:{self.socket_path}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="kuberesolver-ads"),
+            options=[("grpc.so_reuseport", 0)],
+        )
+        handler = _Handler(self)
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(handler, server)
+        server.add_insecure_port(self.uri)
+        server.start()
+        self._server = server
+        log.debug("ADS server listening on %s", self.uri)
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop serving. Idempotent; :meth:`start` may be called again afterwards."""
+        server, self._server = self._server, None
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            stream.outbox.put(None)
+        if server is not None:
+            server.stop(grace_s).wait()
+
+    def close(self) -> None:
+        """Stop and remove the socket directory."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    # -- resources -------------------------------------------------------
+
+    def publish(self, resources: Mapping[str, Mapping[str, Message]]) -> None:
+        """Add or replace resources and push every type that changed."""
+        changed: list[str] = []
+        with self._lock:
+            for type_url, by_name in resources.items():
+                table = self._resources[type_url]
+                dirty = False
+                for name, message in by_name.items():
+                    packed = any_pb2.Any()
+                    packed.Pack(message)
+                    old = table.get(name)
+                    if old is None or old.value != packed.value:
+                        table[name] = packed
+                        dirty = True
+                if dirty:
+                    self._versions[type_url] += 1
+                    changed.append(type_url)
+            self._push_locked(changed)
+
+    def remove(self, names: Mapping[str, Iterable[str]]) -> None:
+        """Delete resources by ``{type_url: names}`` and push the types that changed."""
+        changed: list[str] = []
+        with self._lock:
+            for type_url, to_drop in names.items():
+                table = self._resources[type_url]
+                dropped = [n for n in to_drop if table.pop(n, None) is not None]
+                if dropped:
+                    self._versions[type_url] += 1
+                    changed.append(type_url)
+            self._push_locked(changed)
+
+    def resource_names(self, type_url: str) -> list[str]:
+        with self._lock:
+            return sorted(self._resources[type_url])
+
+    def subscribed(self) -> dict[str, set[str]]:
+        """What the connected xDS clients asked for, by type."""
+        out: dict[str, set[str]] = {t: set() for t in _TYPES}
+        with self._lock:
+            for stream in self._streams:
+                for type_url, sub in stream.subs.items():
+                    out.setdefault(type_url, set()).update(sub.names)
+        return out
+
+    # -- streams ---------------------------------------------------------
+
+    def _push_locked(self, type_urls: list[str]) -> None:
+        for stream in self._streams:
+            for type_url in type_urls:
+                sub = stream.subs.get(type_url)
+                if sub is not None:
+                    self._respond_locked(stream, type_url, sub)
+
+    def _respond_locked(self, stream: _Stream, type_url: str, sub: _Subscription) -> None:
+        table = self._resources[type_url]
+        present = frozenset(n for n in sub.names if n in table)
+        version = self._versions[type_url]
+        if sub.sent_version == version and sub.sent_names == present:
+            return
+        sub.sent_version = version
+        sub.sent_names = present
+        response = discovery_pb2.DiscoveryResponse(
+            version_info=str(version),
+            type_url=type_url,
+            nonce=str(next(self._nonce)),
+            resources=[table[n] for n in sorted(present)],
+        )
+        stream.outbox.put(response)
+
+    def _on_request(self, stream: _Stream, request: discovery_pb2.DiscoveryRequest) -> None:
+        type_url = request.type_url
+        if request.node.id:
+            stream.node_id = request.node.id
+        if request.HasField("error_detail"):
+            message = request.error_detail.message
+            self.nacks.append(message)
+            log.warning(
+                "grpc's xDS client rejected %s version %s: %s",
+                type_url.rsplit(".", 1)[-1],
+                request.version_info or "-",
+                message,
+            )
+        elif request.response_nonce:
+            self.acks += 1
+        if type_url not in self._resources:
+            log.debug("ignoring a request for unknown type %s", type_url)
+            return
+        with self._lock:
+            sub = stream.subs.setdefault(type_url, _Subscription())
+            sub.names = frozenset(request.resource_names)
+            if request.HasField("error_detail"):
+                return
+            self._respond_locked(stream, type_url, sub)
+
+    def _serve_stream(
+        self, requests: Iterator[discovery_pb2.DiscoveryRequest], context: Any
+    ) -> Iterator[discovery_pb2.DiscoveryResponse]:
+        stream = _Stream()
+        with self._lock:
+            self._streams.add(stream)
+
+        def read() -> None:
+            try:
+                for request in requests:
+                    self._on_request(stream, request)
+            except Exception as exc:  # the stream ended or broke: close our side
+                log.debug("ADS stream ended: %s", exc)
+            finally:
+                stream.outbox.put(None)
+
+        reader = threading.Thread(target=read, name="kuberesolver-ads-reader", daemon=True)
+        context.add_callback(lambda: stream.outbox.put(None))
+        reader.start()
+        try:
+            while True:
+                item = stream.outbox.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            with self._lock:
+                self._streams.discard(stream)
+
+
+class _Handler(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(self, server: AdsServer) -> None:
+        self._server = server
+
+    def StreamAggregatedResources(
+        self, request_iterator: Iterator[discovery_pb2.DiscoveryRequest], context: Any
+    ) -> Iterator[discovery_pb2.DiscoveryResponse]:
+        return self._server._serve_stream(request_iterator, context)
+
+    def DeltaAggregatedResources(
+        self, request_iterator: Iterator[Any], context: Any
+    ) -> Iterator[Any]:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "kuberesolver serves state-of-the-world ADS")
+        return iter(())

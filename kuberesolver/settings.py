@@ -1,0 +1,134 @@
+"""Every client setting, resolved in one place: argument, then environment variable, then default.
+
+=====================  ===============================  =====================================
+setting                environment variable             default
+=====================  ===============================  =====================================
+``snapshot_dir``       ``KUBERESOLVER_DIR``             ``/var/run/kuberesolver``
+``zone``               ``KUBERESOLVER_ZONE``            none (zone preference is opt-in)
+``lb_policy``          ``KUBERESOLVER_LB_POLICY``       the snapshot's, else ``round_robin``
+``debounce_ms``        ``KUBERESOLVER_DEBOUNCE_MS``     ``50`` (longest batch of file events)
+``poll_interval_ms``   ``KUBERESOLVER_POLL_INTERVAL_MS`` ``5000`` (re-check without events)
+``max_attempts``       ``KUBERESOLVER_MAX_ATTEMPTS``    ``3`` (unary tries on UNAVAILABLE)
+``namespace_file``     ``KUBERESOLVER_NAMESPACE_FILE``  the service-account namespace file
+=====================  ===============================  =====================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "DEFAULT_NAMESPACE_FILE",
+    "DEFAULT_SNAPSHOT_DIR",
+    "ENV_DEBOUNCE_MS",
+    "ENV_DIR",
+    "ENV_LB_POLICY",
+    "ENV_MAX_ATTEMPTS",
+    "ENV_NAMESPACE_FILE",
+    "ENV_POLL_INTERVAL_MS",
+    "ENV_ZONE",
+    "Settings",
+    "default_namespace",
+    "resolve",
+]
+
+DEFAULT_SNAPSHOT_DIR: Final = "/var/run/kuberesolver"
+DEFAULT_NAMESPACE_FILE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+DEFAULT_NAMESPACE: Final = "default"
+
+ENV_DIR: Final = "KUBERESOLVER_DIR"
+ENV_ZONE: Final = "KUBERESOLVER_ZONE"
+ENV_LB_POLICY: Final = "KUBERESOLVER_LB_POLICY"
+ENV_DEBOUNCE_MS: Final = "KUBERESOLVER_DEBOUNCE_MS"
+ENV_POLL_INTERVAL_MS: Final = "KUBERESOLVER_POLL_INTERVAL_MS"
+ENV_MAX_ATTEMPTS: Final = "KUBERESOLVER_MAX_ATTEMPTS"
+ENV_NAMESPACE_FILE: Final = "KUBERESOLVER_NAMESPACE_FILE"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The resolved settings of one channel."""
+
+    snapshot_dir: Path
+    zone: str | None
+    lb_policy: str | None
+    debounce_ms: int
+    poll_interval_ms: int
+    max_attempts: int
+    namespace_file: Path
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ValueError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _check(name: str, value: int, minimum: int) -> int:
+    if value < minimum:
+        raise ValueError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def resolve(
+    *,
+    snapshot_dir: str | os.PathLike[str] | None = None,
+    zone: str | None = None,
+    lb_policy: str | None = None,
+    debounce_ms: int | None = None,
+    poll_interval_ms: int | None = None,
+    max_attempts: int | None = None,
+    namespace_file: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Resolve each setting: the argument if given, else its environment variable, else default."""
+    return Settings(
+        snapshot_dir=Path(
+            snapshot_dir
+            if snapshot_dir is not None
+            else os.environ.get(ENV_DIR) or DEFAULT_SNAPSHOT_DIR
+        ),
+        zone=(zone if zone is not None else os.environ.get(ENV_ZONE, "").strip()) or None,
+        lb_policy=(
+            lb_policy if lb_policy is not None else os.environ.get(ENV_LB_POLICY, "").strip()
+        )
+        or None,
+        debounce_ms=_check("debounce_ms", debounce_ms, 1)
+        if debounce_ms is not None
+        else _env_int(ENV_DEBOUNCE_MS, 50, 1),
+        poll_interval_ms=_check("poll_interval_ms", poll_interval_ms, 10)
+        if poll_interval_ms is not None
+        else _env_int(ENV_POLL_INTERVAL_MS, 5000, 10),
+        max_attempts=_check("max_attempts", max_attempts, 1)
+        if max_attempts is not None
+        else _env_int(ENV_MAX_ATTEMPTS, 3, 1),
+        namespace_file=Path(
+            namespace_file
+            if namespace_file is not None
+            else os.environ.get(ENV_NAMESPACE_FILE) or DEFAULT_NAMESPACE_FILE
+        ),
+    )
+
+
+def default_namespace(namespace_file: str | os.PathLike[str] | None = None) -> str:
+    """The pod's own namespace (from the service-account file), else ``default``."""
+    path = Path(
+        namespace_file
+        if namespace_file is not None
+        else os.environ.get(ENV_NAMESPACE_FILE) or DEFAULT_NAMESPACE_FILE
+    )
+    try:
+        namespace = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return DEFAULT_NAMESPACE
+    return namespace or DEFAULT_NAMESPACE
