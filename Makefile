@@ -1,0 +1,43 @@
+# kuberesolver: the two commands a fresh machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+STAMP := $(VENV)/.installed
+
+.PHONY: install controlplane demo test test-unit lint bench clean
+
+install: $(STAMP)  ## a .venv with the package, its extras and the dev tools (idempotent)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade 'pip>=25.1'
+	$(PY) -m pip install -q -e '.[operator,metrics]' --group dev
+	touch $(STAMP)
+
+controlplane:  ## build (or find) the cached kube-apiserver, kube-controller-manager and etcd
+	bash testenv/build.sh
+
+demo: install controlplane  ## control plane + operator + real gRPC backends + a client, shown working
+	$(PY) -m demo
+
+test: install controlplane  ## the whole suite: unit, client, integration and end-to-end
+	$(PY) -m pytest
+
+test-unit: install  ## only what needs no control plane
+	$(PY) -m pytest tests/unit tests/client
+
+lint: install  ## ruff and mypy strict
+	$(VENV)/bin/ruff check kuberesolver tests testenv bench demo
+	$(VENV)/bin/ruff format --check kuberesolver tests testenv bench demo
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+bench: install controlplane  ## every benchmark; each prints one JSON object on its last line
+	@set -e; for b in bench/*.py; do \
+	  case $$b in bench/_*) continue;; esac; \
+	  echo "== $$b"; $(PY) $$b; \
+	done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,6 @@
+"""The real Kubernetes control plane used by the tests and the demo (not shipped)."""
+
+from testenv.build import ensure_binaries, versions
+from testenv.controlplane import ControlPlane, ControlPlaneError, free_port
+
+__all__ = ["ControlPlane", "ControlPlaneError", "ensure_binaries", "free_port", "versions"]

@@ -1,0 +1,356 @@
+"""A real Kubernetes control plane on 127.0.0.1 for tests and the demo, like envtest.
+
+etcd, kube-apiserver (RBAC on) and kube-controller-manager (the endpointslice,
+garbagecollector, namespace and serviceaccount controllers) run as child
+processes on free loopback ports. There is no kubelet and no scheduler: tests
+bind Pods to a Node themselves and set their status.
+
+    with ControlPlane() as cp:
+        print(cp.admin_kubeconfig)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import yaml
+
+from testenv.build import ensure_binaries
+from testenv.pki import CertFiles, CertificateAuthority, service_account_keypair
+
+log = logging.getLogger("testenv")
+
+CONTROLLERS = "endpointslice,garbagecollector,namespace,serviceaccount"
+SERVICE_CIDR = "10.96.0.0/16"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_kubeconfig(
+    path: Path,
+    server: str,
+    ca: Path,
+    user: str,
+    client: CertFiles | None = None,
+    token: str | None = None,
+    namespace: str = "default",
+) -> Path:
+    """Write a single-context kubeconfig for a client cert or a bearer token."""
+    creds: dict[str, str] = {}
+    if client is not None:
+        creds = {"client-certificate": str(client.cert), "client-key": str(client.key)}
+    if token is not None:
+        creds = {"token": token}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "testenv", "cluster": {"server": server, "certificate-authority": str(ca)}}
+        ],
+        "users": [{"name": user, "user": creds}],
+        "contexts": [
+            {
+                "name": user,
+                "context": {"cluster": "testenv", "user": user, "namespace": namespace},
+            }
+        ],
+        "current-context": user,
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane failed to start; the message carries the component's log tail."""
+
+
+class _Process:
+    """One child process with its log file, stopped as a whole process group."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM the process group, then SIGKILL what is left; idempotent."""
+        if self.popen.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout_s)
+        # Reap stragglers in the group even after the leader exited.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self._log.close()
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager on loopback.
+
+    ``start()`` and ``stop()`` are idempotent; the object is a context manager.
+    ``workdir`` holds certificates, kubeconfigs, logs and etcd's data; it is a
+    temporary directory removed on stop unless one is given.
+    """
+
+    def __init__(self, workdir: Path | None = None, bin_dir: Path | None = None) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kuberesolver-testenv-"))
+        self.bin_dir = bin_dir
+        self.processes: dict[str, _Process] = {}
+        self.apiserver_port = 0
+        self.etcd_port = 0
+        self.admin_kubeconfig = self.workdir / "admin.kubeconfig"
+        self._ca: CertificateAuthority | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        if self._ca is None:
+            raise ControlPlaneError("the control plane is not started")
+        return self._ca
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        if self.processes:
+            return
+        bins = self.bin_dir or ensure_binaries()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        pki_dir = self.workdir / "pki"
+        pki_dir.mkdir(exist_ok=True)
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        try:
+            self._ca = CertificateAuthority(pki_dir)
+            self._start_etcd(bins, logs, timeout_s)
+            self._start_apiserver(bins, pki_dir, logs, timeout_s)
+            self._start_controller_manager(bins, pki_dir, logs)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every component in reverse order and remove the workdir if it is ours."""
+        for name in reversed(list(self.processes)):
+            self.processes[name].stop()
+        self.processes.clear()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def restart_apiserver(self, timeout_s: float = 60.0) -> None:
+        """Stop and start kube-apiserver on the same port (for restart tests)."""
+        proc = self.processes.pop("kube-apiserver")
+        proc.stop()
+        argv = proc.popen.args
+        assert isinstance(argv, list)
+        self.processes["kube-apiserver"] = _Process("kube-apiserver", argv, proc.log_path)
+        self._wait_ready(self.processes["kube-apiserver"], timeout_s)
+
+    def pids(self) -> list[int]:
+        return [p.popen.pid for p in self.processes.values()]
+
+    # -- components ----------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str], logs: Path) -> _Process:
+        proc = _Process(name, argv, logs / f"{name}.log")
+        self.processes[name] = proc
+        return proc
+
+    def _start_etcd(self, bins: Path, logs: Path, timeout_s: float) -> None:
+        self.etcd_port = free_port()
+        peer = free_port()
+        proc = self._spawn(
+            "etcd",
+            [
+                str(bins / "etcd"),
+                "--name=testenv",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=testenv=http://127.0.0.1:{peer}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+            logs,
+        )
+        deadline = time.monotonic() + timeout_s
+        url = f"http://127.0.0.1:{self.etcd_port}/health"
+        while True:
+            if not proc.alive():
+                raise ControlPlaneError(f"etcd exited:\n{proc.log_tail()}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if b'"health":"true"' in r.read():
+                        return
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"etcd not healthy in {timeout_s} s:\n{proc.log_tail()}")
+            time.sleep(0.1)
+
+    def _start_apiserver(self, bins: Path, pki: Path, logs: Path, timeout_s: float) -> None:
+        ca = self.ca
+        serving = ca.issue(
+            "apiserver",
+            "kube-apiserver",
+            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+            ip_addresses=("127.0.0.1",),
+            server=True,
+        )
+        sa = service_account_keypair(pki)
+        admin = ca.issue("admin", "testenv-admin", organizations=("system:masters",))
+        self.apiserver_port = free_port()
+        write_kubeconfig(self.admin_kubeconfig, self.server, ca.cert_path, "admin", client=admin)
+        proc = self._spawn(
+            "kube-apiserver",
+            [
+                str(bins / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.apiserver_port}",
+                f"--tls-cert-file={serving.cert}",
+                f"--tls-private-key-file={serving.key}",
+                f"--client-ca-file={ca.cert_path}",
+                "--authorization-mode=RBAC",
+                f"--service-account-key-file={sa.cert}",
+                f"--service-account-signing-key-file={sa.key}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                "--enable-priority-and-fairness=false",
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+                "--v=1",
+            ],
+            logs,
+        )
+        self._wait_ready(proc, timeout_s)
+
+    def _wait_ready(self, proc: _Process, timeout_s: float) -> None:
+        ctx = ssl.create_default_context(cafile=str(self.ca.cert_path))
+        admin = self.ca.directory / "admin"
+        ctx.load_cert_chain(f"{admin}.crt", f"{admin}.key")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if not proc.alive():
+                raise ControlPlaneError(f"kube-apiserver exited:\n{proc.log_tail()}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{self.server}/readyz", timeout=2, context=ctx) as r:
+                    if r.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"kube-apiserver not ready in {timeout_s} s:\n{proc.log_tail()}"
+                )
+            time.sleep(0.2)
+
+    def _start_controller_manager(self, bins: Path, pki: Path, logs: Path) -> None:
+        # The controller manager is infrastructure, not the code under test.
+        cert = self.ca.issue(
+            "controller-manager",
+            "system:kube-controller-manager",
+            organizations=("system:masters",),
+        )
+        kubeconfig = write_kubeconfig(
+            self.workdir / "controller-manager.kubeconfig",
+            self.server,
+            self.ca.cert_path,
+            "kube-controller-manager",
+            client=cert,
+        )
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(bins / "kube-controller-manager"),
+                f"--kubeconfig={kubeconfig}",
+                f"--controllers={CONTROLLERS}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--use-service-account-credentials=false",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--endpointslice-updates-batch-period=0s",
+                "--v=1",
+            ],
+            logs,
+        )
+
+    # -- identities ----------------------------------------------------------
+
+    def user_kubeconfig(self, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig with a client certificate for ``user`` in ``groups``."""
+        safe = user.replace(":", "_").replace("/", "_")
+        cert = self.ca.issue(f"user-{safe}", user, organizations=groups)
+        return write_kubeconfig(
+            self.workdir / f"user-{safe}.kubeconfig",
+            self.server,
+            self.ca.cert_path,
+            user,
+            client=cert,
+        )
+
+    def token_kubeconfig(self, name: str, token: str, namespace: str = "default") -> Path:
+        """A kubeconfig that authenticates with a bearer token (e.g. a ServiceAccount's)."""
+        return write_kubeconfig(
+            self.workdir / f"{name}.kubeconfig",
+            self.server,
+            self.ca.cert_path,
+            name,
+            token=token,
+            namespace=namespace,
+        )

@@ -1,0 +1,134 @@
+"""Small helpers over the kubernetes client: apply manifests, wait, mint tokens."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from kubernetes import client, config, dynamic
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+T = TypeVar("T")
+
+FIELD_MANAGER = "kuberesolver-testenv"
+
+
+def api_client(kubeconfig: Path) -> client.ApiClient:
+    """A fresh ApiClient for one kubeconfig (never the process-wide default)."""
+    return config.new_client_from_config(config_file=str(kubeconfig))
+
+
+def documents(*paths: Path) -> Iterator[dict[str, Any]]:
+    """Every non-empty YAML document in ``paths`` (files or directories, sorted)."""
+    for path in paths:
+        files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+        for f in files:
+            for doc in yaml.safe_load_all(f.read_text()):
+                if doc:
+                    yield doc
+
+
+def apply(api: client.ApiClient, *paths: Path, namespace: str | None = None) -> list[str]:
+    """Server-side apply every document; CRDs first, waiting until they are served."""
+    docs = list(documents(*paths))
+    crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    rest = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
+    applied = [apply_object(api, d, namespace) for d in crds]
+    for d in crds:
+        wait_crd_established(api, d["metadata"]["name"])
+    applied += [apply_object(api, d, namespace) for d in rest]
+    return applied
+
+
+def apply_object(api: client.ApiClient, obj: dict[str, Any], namespace: str | None = None) -> str:
+    """Server-side apply one object; returns ``kind/name``."""
+    resource = eventually(lambda: _resource(api, obj["apiVersion"], obj["kind"]), timeout_s=30)
+    ns = obj["metadata"].get("namespace") or (namespace if resource.namespaced else None)
+    if ns and resource.namespaced:
+        obj = {**obj, "metadata": {**obj["metadata"], "namespace": ns}}
+    resource.server_side_apply(
+        body=obj,
+        name=obj["metadata"]["name"],
+        namespace=ns,
+        field_manager=FIELD_MANAGER,
+        force_conflicts=True,
+    )
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def _resource(api: client.ApiClient, api_version: str, kind: str) -> Any:
+    try:
+        return dynamic.DynamicClient(api).resources.get(api_version=api_version, kind=kind)
+    except ResourceNotFoundError as exc:
+        raise LookupError(f"{api_version} {kind} is not served yet") from exc
+
+
+def wait_crd_established(api: client.ApiClient, name: str, timeout_s: float = 30) -> None:
+    ext = client.ApiextensionsV1Api(api)
+
+    def established() -> bool:
+        crd = ext.read_custom_resource_definition(name)
+        conds = crd.status.conditions or []
+        if not any(c.type == "Established" and c.status == "True" for c in conds):
+            raise LookupError(f"CRD {name} not established")
+        return True
+
+    eventually(established, timeout_s=timeout_s)
+
+
+def eventually(
+    probe: Callable[[], T],
+    timeout_s: float = 30.0,
+    interval_s: float = 0.1,
+    retry_on: tuple[type[BaseException], ...] = (AssertionError, LookupError, ApiException),
+) -> T:
+    """Call ``probe`` until it returns without raising; re-raise its last error at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return probe()
+        except retry_on:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(interval_s)
+
+
+def service_account_token(
+    api: client.ApiClient, namespace: str, name: str, expiration_s: int = 86400
+) -> str:
+    """A bound token for a ServiceAccount, from the TokenRequest API."""
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_s)
+    )
+    response = client.CoreV1Api(api).create_namespaced_service_account_token(
+        name, namespace, request
+    )
+    return str(response.status.token)
+
+
+def table(api: client.ApiClient, path: str) -> str:
+    """``kubectl get``-style text, rendered from the apiserver's own Table (printer columns)."""
+    response = api.call_api(
+        path,
+        "GET",
+        header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        auth_settings=["BearerToken"],
+        response_type="object",
+        _return_http_data_only=True,
+    )
+    columns = [c for c in response["columnDefinitions"] if c.get("priority", 0) == 0]
+    index = [i for i, c in enumerate(response["columnDefinitions"]) if c.get("priority", 0) == 0]
+    rows = [[c["name"].upper() for c in columns]]
+    rows += [
+        ["" if r["cells"][i] is None else str(r["cells"][i]) for i in index]
+        for r in response["rows"]
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    return "\n".join(
+        "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
