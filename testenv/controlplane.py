@@ -79,6 +79,15 @@ def write_kubeconfig(
     return path
 
 
+def _http_get(url: str, context: ssl.SSLContext | None = None) -> bytes:
+    """The body of a successful GET, or b"" on any error (for readiness polls)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as r:
+            return bytes(r.read())
+    except OSError:
+        return b""
+
+
 class ControlPlaneError(RuntimeError):
     """The control plane failed to start; the message carries the component's log tail."""
 
@@ -235,10 +244,8 @@ class ControlPlane:
         while True:
             if not proc.alive():
                 raise ControlPlaneError(f"etcd exited:\n{proc.log_tail()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if b'"health":"true"' in r.read():
-                        return
+            if b'"health":"true"' in _http_get(url):
+                return
             if time.monotonic() > deadline:
                 raise ControlPlaneError(f"etcd not healthy in {timeout_s} s:\n{proc.log_tail()}")
             time.sleep(0.1)
@@ -290,10 +297,8 @@ class ControlPlane:
         while True:
             if not proc.alive():
                 raise ControlPlaneError(f"kube-apiserver exited:\n{proc.log_tail()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.server}/readyz", timeout=2, context=ctx) as r:
-                    if r.status == 200:
-                        return
+            if _http_get(f"{self.server}/readyz", ctx) == b"ok":
+                return
             if time.monotonic() > deadline:
                 raise ControlPlaneError(
                     f"kube-apiserver not ready in {timeout_s} s:\n{proc.log_tail()}"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import yaml
 from kubernetes import client, config, dynamic
@@ -19,7 +20,8 @@ FIELD_MANAGER = "kuberesolver-testenv"
 
 def api_client(kubeconfig: Path) -> client.ApiClient:
     """A fresh ApiClient for one kubeconfig (never the process-wide default)."""
-    return config.new_client_from_config(config_file=str(kubeconfig))
+    api: client.ApiClient = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    return api
 
 
 def documents(*paths: Path) -> Iterator[dict[str, Any]]:
@@ -62,7 +64,8 @@ def apply_object(api: client.ApiClient, obj: dict[str, Any], namespace: str | No
 
 def _resource(api: client.ApiClient, api_version: str, kind: str) -> Any:
     try:
-        return dynamic.DynamicClient(api).resources.get(api_version=api_version, kind=kind)
+        dyn = dynamic.DynamicClient(api)  # type: ignore[no-untyped-call]
+        return dyn.resources.get(api_version=api_version, kind=kind)
     except ResourceNotFoundError as exc:
         raise LookupError(f"{api_version} {kind} is not served yet") from exc
 
@@ -72,7 +75,7 @@ def wait_crd_established(api: client.ApiClient, name: str, timeout_s: float = 30
 
     def established() -> bool:
         crd = ext.read_custom_resource_definition(name)
-        conds = crd.status.conditions or []
+        conds = (crd.status.conditions if crd.status else None) or []
         if not any(c.type == "Established" and c.status == "True" for c in conds):
             raise LookupError(f"CRD {name} not established")
         return True
@@ -107,27 +110,26 @@ def service_account_token(
     response = client.CoreV1Api(api).create_namespaced_service_account_token(
         name, namespace, request
     )
+    assert response.status is not None
     return str(response.status.token)
 
 
 def table(api: client.ApiClient, path: str) -> str:
     """``kubectl get``-style text, rendered from the apiserver's own Table (printer columns)."""
-    response = api.call_api(
-        path,
+    method, url, headers, _, _ = api.param_serialize(
         "GET",
+        path,
         header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
         auth_settings=["BearerToken"],
-        response_type="object",
-        _return_http_data_only=True,
     )
-    columns = [c for c in response["columnDefinitions"] if c.get("priority", 0) == 0]
-    index = [i for i, c in enumerate(response["columnDefinitions"]) if c.get("priority", 0) == 0]
-    rows = [[c["name"].upper() for c in columns]]
-    rows += [
-        ["" if r["cells"][i] is None else str(r["cells"][i]) for i in index]
-        for r in response["rows"]
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    response = api.call_api(method, url, header_params=headers)
+    response.read()  # type: ignore[no-untyped-call]
+    data: dict[str, Any] = json.loads(cast(bytes, response.data))
+    index = [i for i, c in enumerate(data["columnDefinitions"]) if c.get("priority", 0) == 0]
+    rows = [[data["columnDefinitions"][i]["name"].upper() for i in index]]
+    for r in data["rows"]:
+        rows.append(["" if r["cells"][i] is None else str(r["cells"][i]) for i in index])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(index))]
     return "\n".join(
         "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows

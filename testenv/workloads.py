@@ -58,7 +58,7 @@ def create_service(
         "metadata": {"name": name, "annotations": dict(annotations or {})},
         "spec": spec,
     }
-    client.CoreV1Api(api).create_namespaced_service(namespace, body)
+    client.CoreV1Api(api).create_namespaced_service(namespace, body)  # type: ignore[arg-type]
 
 
 def create_pod(
@@ -94,7 +94,7 @@ def create_pod(
             ],
         },
     }
-    client.CoreV1Api(api).create_namespaced_pod(namespace, body)
+    client.CoreV1Api(api).create_namespaced_pod(namespace, body)  # type: ignore[arg-type]
     set_pod_status(api, namespace, name, ip=ip, ready=ready)
 
 
