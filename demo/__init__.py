@@ -1,0 +1,1 @@
+"""`make demo`: the whole pipeline on a local control plane (not shipped)."""
