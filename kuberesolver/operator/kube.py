@@ -1,0 +1,127 @@
+"""The few API calls the operator makes itself: read and write ConfigMaps, patch status.
+
+kopf watches; these calls write. They use the kubernetes client (sync) on a
+small thread pool, with raw JSON in and out (no model objects), and the same
+credentials as kopf: in-cluster when there, else ``$KUBECONFIG``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from kuberesolver.operator.spec import GROUP, PLURAL, VERSION
+
+__all__ = ["FIELD_MANAGER", "ApiError", "Kube"]
+
+FIELD_MANAGER: Final = "kuberesolver-operator"
+_TIMEOUT_S: Final = 30.0
+
+
+class ApiError(RuntimeError):
+    """An API call that failed; ``status`` is the HTTP status (0 when there was none)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Kube:
+    """Async wrappers over the sync client. :meth:`close` is idempotent."""
+
+    def __init__(self, api: client.ApiClient | None = None, workers: int = 4) -> None:
+        if api is None:
+            api = _default_client(workers)
+        self._api = api
+        self._core = client.CoreV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kuberesolver-api")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._api.close()  # type: ignore[no-untyped-call]
+
+    async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+
+        def run() -> Any:
+            try:
+                resp = fn(*args, _preload_content=False, _request_timeout=_TIMEOUT_S, **kwargs)
+            except ApiException as exc:
+                raise ApiError(int(exc.status or 0), f"{what}: {exc.status} {exc.reason}") from exc
+            except Exception as exc:  # connection refused, TLS, timeouts
+                raise ApiError(0, f"{what}: {type(exc).__name__}: {exc}") from exc
+            status = int(getattr(resp, "status", 200) or 200)
+            data = resp.data
+            if status >= 400:
+                raise ApiError(status, f"{what}: {status} {data[:300]!r}")
+            return json.loads(data) if data else {}
+
+        return await loop.run_in_executor(self._pool, run)
+
+    async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = await self._call(
+                f"get ConfigMap {namespace}/{name}",
+                self._core.read_namespaced_config_map,
+                name,
+                namespace,
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    async def create_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        result: dict[str, Any] = await self._call(
+            f"create ConfigMap {meta['namespace']}/{meta['name']}",
+            self._core.create_namespaced_config_map,
+            meta["namespace"],
+            body,
+            field_manager=FIELD_MANAGER,
+        )
+        return result
+
+    async def replace_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace; ``metadata.resourceVersion`` in ``body`` makes it conditional (409 if stale)."""
+        meta = body["metadata"]
+        result: dict[str, Any] = await self._call(
+            f"update ConfigMap {meta['namespace']}/{meta['name']}",
+            self._core.replace_namespaced_config_map,
+            meta["name"],
+            meta["namespace"],
+            body,
+            field_manager=FIELD_MANAGER,
+        )
+        return result
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self._call(
+            f"patch GrpcTarget {namespace}/{name} status",
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": status},
+            field_manager=FIELD_MANAGER,
+            _content_type="application/merge-patch+json",
+        )
+
+
+def _default_client(workers: int) -> client.ApiClient:
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.connection_pool_maxsize = max(4, workers)
+    return client.ApiClient(configuration)
