@@ -287,7 +287,7 @@ def build_cluster(spec: ChannelSpec) -> cluster_pb2.Cluster:
 
 
 def build_endpoints(
-    spec: ChannelSpec, endpoints: Iterable[Endpoint]
+    spec: ChannelSpec, endpoints: Iterable[Endpoint], revision: int | None = None
 ) -> endpoint_pb2.ClusterLoadAssignment:
     """The ClusterLoadAssignment: one locality per priority.
 
@@ -295,6 +295,9 @@ def build_endpoints(
     policy balances per endpoint. With a zone that has a ready endpoint, that
     zone's endpoints get priority 0 and all others priority 1: grpc's priority
     policy then fails over only when the own zone cannot serve.
+
+    With no ready endpoint at all, the one locality is named for the problem:
+    grpc quotes it in the UNAVAILABLE status of a call that fails fast.
     """
     entries = _dedupe(endpoints)
     prefer_own = spec.zone is not None and any(
@@ -307,8 +310,17 @@ def build_endpoints(
         groups.append((spec.zone or "", own))
         if rest:
             groups.append(("other-zones", rest))
-    elif entries:
+    elif any(health == hc_pb2.HEALTHY for _, health in entries):
         groups.append(("all", entries))
+    else:
+        at = f" at revision {revision}" if revision is not None else ""
+        reason = "no ready endpoints" if entries else "no endpoints"
+        groups.append(
+            (
+                f"{reason} for {spec.service}.{spec.namespace} in its kuberesolver snapshot{at}",
+                entries,
+            )
+        )
     return endpoint_pb2.ClusterLoadAssignment(
         cluster_name=endpoints_name(spec.name),
         endpoints=[
@@ -340,5 +352,7 @@ def build_resources(spec: ChannelSpec, snapshot: Snapshot) -> dict[str, dict[str
     return {
         LISTENER_TYPE: {listener_name(spec.name): build_listener(spec)},
         CLUSTER_TYPE: {cluster_name(spec.name): build_cluster(spec)},
-        ENDPOINT_TYPE: {endpoints_name(spec.name): build_endpoints(spec, snapshot.endpoints)},
+        ENDPOINT_TYPE: {
+            endpoints_name(spec.name): build_endpoints(spec, snapshot.endpoints, snapshot.revision)
+        },
     }

@@ -79,7 +79,7 @@ class Backend:
         with self._lock:
             self.calls += 1
             self.peers[context.peer()] += 1
-            self.authorities[md.get(":authority", "")] += 1
+            self.authorities[_authority(context)] += 1
         if md.get("hold") == "1":
             self.started.set()
             self.release.wait(30)
@@ -127,10 +127,16 @@ class Backend:
         self.server.stop(None).wait()
 
 
+def _authority(context: grpc.ServicerContext) -> str:
+    """The call's ``:authority`` (grpc Python keeps it off invocation_metadata)."""
+    host = context._rpc_event.call_details.host  # type: ignore[attr-defined]
+    return host.decode() if isinstance(host, bytes) else str(host)
+
+
 def _orca(cpu: float) -> bytes:
     from xds.data.orca.v3 import orca_load_report_pb2
 
-    report = orca_load_report_pb2.OrcaLoadReport(cpu_utilization=cpu)
+    report = orca_load_report_pb2.OrcaLoadReport(cpu_utilization=cpu, rps_fractional=100.0)
     return bytes(report.SerializeToString())
 
 
@@ -163,9 +169,7 @@ def publish(directory: Path, snapshot: Snapshot) -> bool:
     return write_atomic(directory, {ENDPOINTS_KEY: encode(snapshot).encode()})
 
 
-def eventually(
-    check: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.01
-) -> Any:
+def eventually(check: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.01) -> Any:
     """Poll ``check`` until it returns a truthy value (not a timing assertion: a bound)."""
     deadline = time.monotonic() + timeout_s
     last: Any = None
