@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import watchfiles
+from watchfiles._rust_notify import RustNotify
 
 from kuberesolver.snapshot import ENDPOINTS_KEY, Snapshot, SnapshotError, decode
 from kuberesolver.target import ParsedTarget
@@ -109,6 +109,7 @@ class SnapshotWatcher:
         self._debounce_ms = debounce_ms
         self._poll_interval_ms = poll_interval_ms
         self._stop = threading.Event()
+        self._check_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._last_bytes: bytes | None = None
         self._problem: str | None = None
@@ -116,14 +117,15 @@ class SnapshotWatcher:
         self.rejected = 0
 
     def start(self) -> None:
+        """Start following. The directory watch is in place when this returns."""
         if self._thread is not None:
             return
-        try:
-            self._last_bytes = (self.directory / ENDPOINTS_KEY).read_bytes()
-        except OSError:
-            self._last_bytes = None
+        notify = self._open_notify()
         self._thread = threading.Thread(
-            target=self._run, name=f"kuberesolver-watch-{self.target.server_name}", daemon=True
+            target=self._run,
+            args=(notify,),
+            name=f"kuberesolver-watch-{self.target.server_name}",
+            daemon=True,
         )
         self._thread.start()
 
@@ -138,60 +140,77 @@ class SnapshotWatcher:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _run(self) -> None:
+    def _open_notify(self) -> RustNotify | None:
+        if not self.directory.is_dir():
+            return None
+        try:
+            return RustNotify([str(self.directory)], False, False, 300, False, True)
+        except Exception as exc:  # an unusable watch backend: poll instead
+            log.warning("cannot watch %s (%s); polling it instead", self.directory, exc)
+            return None
+
+    def _run(self, notify: RustNotify | None) -> None:
         step = max(1, min(10, self._debounce_ms))
+        self.check()  # anything written while the watch was being set up
         while not self._stop.is_set():
-            self.check()
-            if not self.directory.is_dir():
+            if notify is None:
                 self._stop.wait(self._poll_interval_ms / 1000)
+                self.check()
+                notify = self._open_notify()
                 continue
+            broken = False
             try:
-                for _changes in watchfiles.watch(
-                    self.directory,
-                    watch_filter=None,
-                    debounce=self._debounce_ms,
-                    step=step,
-                    stop_event=self._stop,
-                    rust_timeout=self._poll_interval_ms,
-                    yield_on_timeout=True,
-                    raise_interrupt=False,
-                    recursive=False,
-                    ignore_permission_denied=True,
-                ):
-                    self.check()
-                    if not self.directory.is_dir():
-                        break  # the directory went away: poll until it is back
-            except Exception as exc:  # watch backend failure: fall back to polling
-                if self._stop.is_set():
-                    return
-                log.warning("watching %s failed (%s); polling instead", self.directory, exc)
-                self._stop.wait(self._poll_interval_ms / 1000)
+                result = notify.watch(self._debounce_ms, step, self._poll_interval_ms, self._stop)
+            except Exception as exc:  # the watch broke (directory gone, backend error)
+                log.debug("watching %s stopped (%s)", self.directory, exc)
+                result, broken = "timeout", True
+            if result == "stop":
+                break
+            self.check()
+            if broken or not self.directory.is_dir():
+                notify.close()
+                notify = None  # the directory went away: poll until it is back
+        if notify is not None:
+            notify.close()
 
     def check(self) -> bool:
         """Re-read the snapshot now; apply it if it is new and good. Returns whether applied."""
+        with self._check_lock:
+            snapshot = self._check_locked()
+        if snapshot is None:
+            return False
+        try:
+            self._on_change(snapshot)
+        except Exception:
+            log.exception("applying %s revision %d failed", self.directory, snapshot.revision)
+        return True
+
+    def _check_locked(self) -> Snapshot | None:
         path = self.directory / ENDPOINTS_KEY
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             self._report(f"{path}: deleted; keeping the last good endpoints")
-            return False
+            return None
         except OSError as exc:
             self._report(f"{path}: cannot read ({exc.strerror or exc}); keeping the last good")
-            return False
+            return None
         if data == self._last_bytes:
             if self._problem is not None:
                 log.info("%s: back to the last good snapshot", path)
                 self._problem = None
-            return False
+            return None
         try:
             snapshot = decode(data, str(path))
             check_snapshot(snapshot, self.target, str(path))
         except ValueError as exc:
             self._report(f"{exc}; keeping the last good endpoints")
-            return False
+            return None
         self._last_bytes = data
         self._problem = None
         previous = self.snapshot
+        if snapshot == previous:
+            return None  # the first read, or the same content rewritten
         self.snapshot = snapshot
         self.updates += 1
         if snapshot.revision < previous.revision:
@@ -208,11 +227,7 @@ class SnapshotWatcher:
             len(snapshot.endpoints),
             len(snapshot.ready_endpoints),
         )
-        try:
-            self._on_change(snapshot)
-        except Exception:
-            log.exception("applying %s revision %d failed", path, snapshot.revision)
-        return True
+        return snapshot
 
     def _report(self, problem: str) -> None:
         if problem != self._problem:

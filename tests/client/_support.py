@@ -148,6 +148,7 @@ def make_snapshot(
     namespace: str = "ns",
     port: str | int = "grpc",
     port_number: int = 50051,
+    port_name: str = "grpc",
     service_config: dict[str, Any] | None = None,
 ) -> Snapshot:
     return Snapshot(
@@ -155,7 +156,7 @@ def make_snapshot(
             service=service,
             namespace=namespace,
             port=port,
-            port_name="grpc",
+            port_name=port_name,
             port_number=port_number,
         ),
         revision=revision,

@@ -1,0 +1,220 @@
+"""Finding snapshots on disk and following them: kubelet's ..data swap, plain replacement."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+import kuberesolver
+from kuberesolver.projector.atomic_writer import write_atomic
+from kuberesolver.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, encode
+from kuberesolver.target import parse_target
+from kuberesolver.watch import SnapshotNotFound, SnapshotWatcher, locate
+from tests.client._support import eventually, make_snapshot, publish
+
+TARGET = parse_target("kubernetes:///greeter.ns:grpc")
+
+
+def _other_port() -> Snapshot:
+    return make_snapshot([_ep(3)], port="http", port_name="http", port_number=80)
+
+
+def _ep(i: int) -> Endpoint:
+    return Endpoint(f"127.0.0.{i}", 50051)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[Snapshot] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, snapshot: Snapshot) -> None:
+        with self.lock:
+            self.seen.append(snapshot)
+
+    def revisions(self) -> list[int]:
+        with self.lock:
+            return [s.revision for s in self.seen]
+
+
+def _watch(directory: Path, rec: Recorder, **kw: int) -> SnapshotWatcher:
+    from kuberesolver.watch import read_snapshot
+
+    w = SnapshotWatcher(directory, TARGET, read_snapshot(directory), rec, **kw)
+    w.start()
+    return w
+
+
+# -- locating --------------------------------------------------------------
+
+
+def test_locate_per_target_directory(root: Path, snapdir: Path) -> None:
+    publish(snapdir, make_snapshot([_ep(2)]))
+    assert locate(root, TARGET) == snapdir
+
+
+def test_locate_single_configmap_mounted_at_the_root(root: Path) -> None:
+    publish(root, make_snapshot([_ep(2)]))
+    assert locate(root, TARGET) == root
+
+
+def test_locate_refuses_a_root_snapshot_of_another_target(root: Path) -> None:
+    publish(root, make_snapshot([_ep(2)], service="other"))
+    with pytest.raises(SnapshotNotFound, match=r"is for other\.ns"):
+        locate(root, TARGET)
+
+
+def test_missing_snapshot_names_the_directories_searched(root: Path) -> None:
+    with pytest.raises(SnapshotNotFound) as info:
+        kuberesolver.insecure_channel("kubernetes:///greeter.ns:grpc", snapshot_dir=root)
+    message = str(info.value)
+    assert str(root / "greeter.ns" / ENDPOINTS_KEY) in message
+    assert str(root / ENDPOINTS_KEY) in message
+
+
+def test_snapshot_dir_from_environment(
+    root: Path, snapdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(snapdir, make_snapshot([_ep(2)]))
+    monkeypatch.setenv("KUBERESOLVER_DIR", str(root))
+    with kuberesolver.insecure_channel("kubernetes:///greeter.ns:grpc") as ch:
+        assert ch.snapshot.revision == 1
+
+
+def test_argument_may_point_straight_at_the_snapshot_dir(snapdir: Path) -> None:
+    publish(snapdir, make_snapshot([_ep(2)]))
+    with kuberesolver.insecure_channel("kubernetes:///greeter.ns", snapshot_dir=snapdir) as ch:
+        assert ch.snapshot.target.service == "greeter"
+
+
+def test_port_must_match_the_snapshot(root: Path, snapdir: Path) -> None:
+    publish(snapdir, make_snapshot([_ep(2)], port="grpc", port_number=50051))
+    for ok in ("grpc", "50051", ""):
+        target = f"kubernetes:///greeter.ns:{ok}" if ok else "kubernetes:///greeter.ns"
+        kuberesolver.insecure_channel(target, snapshot_dir=root).close()
+    with pytest.raises(ValueError, match="asks for port 'http'"):
+        kuberesolver.insecure_channel("kubernetes:///greeter.ns:http", snapshot_dir=root)
+
+
+def test_corrupt_snapshot_at_start_is_a_clear_error(root: Path, snapdir: Path) -> None:
+    write_atomic(snapdir, {ENDPOINTS_KEY: b'{"version": 9}'})
+    with pytest.raises(kuberesolver.SnapshotError, match="unknown format version 9"):
+        kuberesolver.insecure_channel("kubernetes:///greeter.ns:grpc", snapshot_dir=root)
+
+
+# -- watching --------------------------------------------------------------
+
+
+def test_follows_kubelet_data_swaps(snapdir: Path) -> None:
+    publish(snapdir, make_snapshot([_ep(2)]))
+    rec = Recorder()
+    w = _watch(snapdir, rec)
+    try:
+        for rev in range(2, 7):
+            publish(snapdir, make_snapshot([_ep(2), _ep(rev)], revision=rev))
+            eventually(lambda rev=rev: rec.revisions()[-1:] == [rev])
+        assert w.snapshot.revision == 6
+    finally:
+        w.stop()
+    assert not w.alive
+
+
+def test_unchanged_content_is_not_reapplied(snapdir: Path) -> None:
+    snap = make_snapshot([_ep(2)])
+    publish(snapdir, snap)
+    rec = Recorder()
+    w = _watch(snapdir, rec)
+    try:
+        # a new ..data version with the same bytes (kubelet resync)
+        (snapdir / "other").write_text("x")
+        os.utime(snapdir)
+        assert not w.check()
+        publish(snapdir, make_snapshot([_ep(3)], revision=2))
+        eventually(lambda: rec.revisions() == [2])
+    finally:
+        w.stop()
+
+
+def test_plain_file_replacement_by_rename(snapdir: Path) -> None:
+    snapdir.mkdir()
+    path = snapdir / ENDPOINTS_KEY
+    path.write_text(encode(make_snapshot([_ep(2)])))
+    rec = Recorder()
+    w = _watch(snapdir, rec)
+    try:
+        tmp = snapdir / ".endpoints.json.tmp"
+        tmp.write_text(encode(make_snapshot([_ep(3)], revision=2)))
+        os.replace(tmp, path)
+        eventually(lambda: rec.revisions() == [2])
+    finally:
+        w.stop()
+
+
+def test_plain_file_rewritten_in_place(snapdir: Path) -> None:
+    snapdir.mkdir()
+    path = snapdir / ENDPOINTS_KEY
+    path.write_text(encode(make_snapshot([_ep(2)])))
+    rec = Recorder()
+    w = _watch(snapdir, rec)
+    try:
+        path.write_text(encode(make_snapshot([_ep(3)], revision=2)))
+        eventually(lambda: rec.revisions()[-1:] == [2])
+    finally:
+        w.stop()
+
+
+@pytest.mark.parametrize(
+    ("content", "logged"),
+    [
+        (None, "deleted; keeping the last good endpoints"),
+        (b'{"version": 1, "endpo', "corrupt JSON"),
+        (b"", "empty file"),
+        (json.dumps({"version": 2}).encode(), "unknown format version 2"),
+        (encode(make_snapshot([_ep(3)], service="other")).encode(), "is for other.ns"),
+        (
+            encode(make_snapshot([_ep(3)], port="http", port_name="http", port_number=80)).encode(),
+            "asks for port",
+        ),
+    ],
+)
+def test_bad_updates_are_logged_and_the_last_good_is_kept(
+    snapdir: Path, caplog: pytest.LogCaptureFixture, content: bytes | None, logged: str
+) -> None:
+    caplog.set_level(logging.ERROR, logger="kuberesolver")
+    publish(snapdir, make_snapshot([_ep(2)]))
+    rec = Recorder()
+    w = _watch(snapdir, rec)
+    try:
+        write_atomic(snapdir, {} if content is None else {ENDPOINTS_KEY: content})
+        eventually(lambda: logged in caplog.text)
+        assert w.snapshot.revision == 1
+        assert rec.revisions() == []
+        records = [r for r in caplog.records if r.name == "kuberesolver.watch"]
+        assert records
+        assert all(r.levelno == logging.ERROR for r in records)
+        # and a good one afterwards is applied
+        publish(snapdir, make_snapshot([_ep(4)], revision=3))
+        eventually(lambda: rec.revisions() == [3])
+    finally:
+        w.stop()
+
+
+def test_directory_removed_and_recreated(snapdir: Path) -> None:
+    import shutil
+
+    publish(snapdir, make_snapshot([_ep(2)]))
+    rec = Recorder()
+    w = _watch(snapdir, rec, poll_interval_ms=50)
+    try:
+        shutil.rmtree(snapdir)
+        eventually(lambda: w.rejected >= 1)
+        publish(snapdir, make_snapshot([_ep(5)], revision=2))
+        eventually(lambda: rec.revisions() == [2])
+        assert w.snapshot.endpoints == (_ep(5),)
+    finally:
+        w.stop()
