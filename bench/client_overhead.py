@@ -1,0 +1,140 @@
+"""Per-call overhead: our channel against a raw grpc channel to the same single backend.
+
+Unary RPCs per second, sync (one thread, back to back) and aio (``--concurrency``
+calls in flight), in alternating rounds in the same run. Reports
+``ratio_sync`` and ``ratio_aio``: ours over raw (goal: at least 0.95).
+Also the first-RPC latency of our channel (snapshot read, xDS resolution,
+connect), and the import cost of kuberesolver. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from _common import UNARY, Fleet, emit, median, publish
+
+
+def _sync_round(call: Callable[..., Any], seconds: float) -> float:
+    n = 0
+    start = time.perf_counter()
+    end = start + seconds
+    while time.perf_counter() < end:
+        for _ in range(10):
+            call(b"")
+        n += 10
+    return n / (time.perf_counter() - start)
+
+
+async def _aio_round(call: Callable[..., Any], seconds: float, concurrency: int) -> float:
+    start = time.perf_counter()
+    end = start + seconds
+    counts = [0] * concurrency
+
+    async def worker(i: int) -> None:
+        while time.perf_counter() < end:
+            await call(b"")
+            counts[i] += 1
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def _ratio(data: dict[str, list[float]]) -> float:
+    """The median of the per-round ratios (adjacent rounds share the machine's load)."""
+    return round(median(o / r for o, r in zip(data["ours"], data["raw"], strict=True)), 3)
+
+
+def _import_ms() -> float:
+    code = "import time; t=time.perf_counter(); import kuberesolver; print((time.perf_counter()-t)*1000)"
+    base = "import time; t=time.perf_counter(); import grpc; print((time.perf_counter()-t)*1000)"
+    ours = [float(subprocess.check_output([sys.executable, "-c", code])) for _ in range(3)]
+    raw = [float(subprocess.check_output([sys.executable, "-c", base])) for _ in range(3)]
+    return round(median(ours) - median(raw), 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--round-s", type=float, default=0.5)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--max-attempts", type=int, default=None)
+    args = parser.parse_args()
+
+    import kuberesolver
+    import kuberesolver.aio
+
+    with Fleet(["127.0.0.1"], workers=8) as fleet, tempfile.TemporaryDirectory() as tmp:
+        port = fleet.ports["127.0.0.1"]
+        root = Path(tmp)
+        publish(root / "bench.ns", [("127.0.0.1", port)], 1)
+        target = "kubernetes:///bench.ns:grpc"
+
+        t0 = time.perf_counter()
+        ours = kuberesolver.insecure_channel(
+            target, snapshot_dir=root, max_attempts=args.max_attempts
+        )
+        ours.unary_unary(UNARY)(b"", timeout=10)
+        first_rpc_ms = (time.perf_counter() - t0) * 1000
+        raw = grpc.insecure_channel(f"127.0.0.1:{port}")
+        calls = {"raw": raw.unary_unary(UNARY), "ours": ours.unary_unary(UNARY)}
+        for call in calls.values():
+            _sync_round(call, 0.3)
+        sync: dict[str, list[float]] = {"raw": [], "ours": []}
+        for r in range(args.rounds):
+            for name in ("raw", "ours") if r % 2 == 0 else ("ours", "raw"):
+                sync[name].append(_sync_round(calls[name], args.round_s))
+        raw.close()
+        ours.close()
+
+        async def run_aio() -> dict[str, list[float]]:
+            a_ours = kuberesolver.aio.insecure_channel(
+                target, snapshot_dir=root, max_attempts=args.max_attempts
+            )
+            a_raw = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+            acalls = {"raw": a_raw.unary_unary(UNARY), "ours": a_ours.unary_unary(UNARY)}
+            for call in acalls.values():
+                await _aio_round(call, 0.3, args.concurrency)
+            out: dict[str, list[float]] = {"raw": [], "ours": []}
+            for r in range(args.rounds):
+                for name in ("raw", "ours") if r % 2 == 0 else ("ours", "raw"):
+                    out[name].append(await _aio_round(acalls[name], args.round_s, args.concurrency))
+            await a_raw.close()
+            await a_ours.close()
+            return out
+
+        aio = asyncio.run(run_aio())
+
+    for label, data in (("sync", sync), ("aio", aio)):
+        print(
+            f"{label}: raw {[round(x) for x in data['raw']]} ours {[round(x) for x in data['ours']]}",
+            file=sys.stderr,
+        )
+    emit(
+        {
+            "bench": "client_overhead",
+            "ratio_sync": _ratio(sync),
+            "ratio_aio": _ratio(aio),
+            "rps_sync_raw": round(median(sync["raw"])),
+            "rps_sync_ours": round(median(sync["ours"])),
+            "rps_aio_raw": round(median(aio["raw"])),
+            "rps_aio_ours": round(median(aio["ours"])),
+            "first_rpc_ms": round(first_rpc_ms, 1),
+            "import_ms_over_grpc": _import_ms(),
+            "rounds": args.rounds,
+            "round_s": args.round_s,
+            "aio_concurrency": args.concurrency,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
