@@ -101,7 +101,7 @@ async def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.probe(id="targets")
-def targets_probe(memo: kopf.Memo, **_: Any) -> int:
+async def targets_probe(memo: kopf.Memo, **_: Any) -> int:
     runtime: Runtime | None = memo.get("runtime")
     return len(runtime.hub) if runtime is not None else 0
 
@@ -110,21 +110,21 @@ def targets_probe(memo: kopf.Memo, **_: Any) -> int:
 
 
 @kopf.index("", "v1", "services")
-def service_index(
+async def service_index(
     *, namespace: str | None, name: str, body: kopf.Body, **_: Any
 ) -> dict[tuple[str, str], ServiceView]:
     return {(namespace or "", name): service_view(body)}
 
 
 @kopf.index("discovery.k8s.io", "v1", "endpointslices", labels={SERVICE_NAME_LABEL: kopf.PRESENT})
-def endpointslice_index(
+async def endpointslice_index(
     *, namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[tuple[str, str], SliceView]:
     return {(namespace or "", labels[SERVICE_NAME_LABEL]): slice_view(body)}
 
 
 @kopf.on.event("", "v1", "services")
-def service_event(*, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def service_event(*, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         runtime.hub.wake_service((namespace or "", name))
@@ -133,7 +133,7 @@ def service_event(*, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
 @kopf.on.event(
     "discovery.k8s.io", "v1", "endpointslices", labels={SERVICE_NAME_LABEL: kopf.PRESENT}
 )
-def endpointslice_event(
+async def endpointslice_event(
     *, namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any
 ) -> None:
     runtime: Runtime | None = memo.get("runtime")
@@ -142,7 +142,7 @@ def endpointslice_event(
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def grpctarget_event(
+async def grpctarget_event(
     *,
     type: str,
     namespace: str | None,
@@ -284,6 +284,7 @@ class TargetWorker:
         conditions = list(the_plan.conditions)
         wrote = False
         retry: str | None = None
+        failed: ApiError | None = None
         if the_plan.target is None:
             self.runtime.metrics.errors.labels("spec").inc()
         elif not the_plan.publishes:
@@ -300,8 +301,13 @@ class TargetWorker:
                 retry = str(exc)
                 conditions[0] = condition("Ready", False, "ConfigMapConflict", retry)
                 self.runtime.metrics.errors.labels("conflict").inc()
+            except ApiError as exc:
+                # Nothing was published; say so, then let the loop retry with backoff.
+                failed = exc
+                conditions[0] = condition("Ready", False, "WriteFailed", str(exc)[:1000])
 
-        snapshot = the_plan.snapshot if the_plan.publishes and retry is None else None
+        ok = retry is None and failed is None
+        snapshot = the_plan.snapshot if the_plan.publishes and ok else None
         status = build_status(
             old_status,
             conditions,
@@ -320,11 +326,14 @@ class TargetWorker:
             self.runtime.metrics.set_endpoints(
                 self.namespace, self.name, len(snapshot.ready_endpoints), len(snapshot.endpoints)
             )
-        self.last_error = None
+        if ok:
+            self.last_error = None
         done = loop.time()
         self.runtime.metrics.reconcile_seconds.observe(
             done - (first_wake if first_wake is not None else started)
         )
+        if failed is not None:
+            raise failed
         if retry is not None:
             raise RetryLater(retry)
 
@@ -389,7 +398,7 @@ class TargetWorker:
     ) -> None:
         warnings = set(the_plan.warnings)
         if retry is not None:
-            warnings.add(("ConfigMapConflict", retry))
+            warnings.add(("ConfigMapNotPublished", retry))
         for reason, message in sorted(warnings - self.warned):
             kopf.warn(self.body, reason=reason, message=message[:1000])
         self.warned = warnings

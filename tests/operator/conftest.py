@@ -24,8 +24,6 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from testenv.kube import eventually
-
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "kuberesolver.io", "v1alpha1", "grpctargets"
 
@@ -217,4 +215,79 @@ def wait_for(fn: Callable[[], Any], timeout_s: float = 60, what: str = "conditio
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
-__all__ = ["eventually"]
+def make_slice(
+    api: client.ApiClient,
+    namespace: str,
+    service: str,
+    name: str,
+    endpoints: list[dict[str, Any]],
+    ports: list[dict[str, Any]] | None = None,
+    address_type: str = "IPv4",
+) -> None:
+    """An EndpointSlice written by the test itself (as another controller would)."""
+    body = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/service-name": service,
+                "endpointslice.kubernetes.io/managed-by": "tests.kuberesolver.io",
+            },
+        },
+        "addressType": address_type,
+        "ports": ports
+        if ports is not None
+        else [{"name": "grpc", "port": 50051, "protocol": "TCP"}],
+        "endpoints": endpoints,
+    }
+    discovery = client.DiscoveryV1Api(api)
+    try:
+        discovery.create_namespaced_endpoint_slice(namespace, body)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+        discovery.replace_namespaced_endpoint_slice(
+            name,
+            namespace,
+            {**body, "metadata": {**body["metadata"], **_rv(discovery, namespace, name)}},
+        )
+
+
+def _rv(discovery: client.DiscoveryV1Api, namespace: str, name: str) -> dict[str, str]:
+    current = discovery.read_namespaced_endpoint_slice(name, namespace)
+    return {"resourceVersion": current.metadata.resource_version}
+
+
+def delete_slice(api: client.ApiClient, namespace: str, name: str) -> None:
+    client.DiscoveryV1Api(api).delete_namespaced_endpoint_slice(name, namespace)
+
+
+def selectorless_service(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    ports: list[dict[str, Any]] | None = None,
+    annotations: dict[str, str] | None = None,
+    ip_families: list[str] | None = None,
+) -> None:
+    """A headless Service without a selector: its slices are the test's to write."""
+    spec: dict[str, Any] = {
+        "clusterIP": "None",
+        "ports": ports or [{"name": "grpc", "port": 8080, "targetPort": 50051, "protocol": "TCP"}],
+    }
+    if ip_families:
+        spec["ipFamilies"] = ip_families
+        spec["ipFamilyPolicy"] = "PreferDualStack" if len(ip_families) > 1 else "SingleStack"
+    client.CoreV1Api(api).create_namespaced_service(
+        namespace,
+        {"metadata": {"name": name, "annotations": annotations or {}}, "spec": spec},
+    )
+
+
+def ep(address: str, **conditions: Any) -> dict[str, Any]:
+    """One endpoint of a test-written slice; ``conditions`` left out are absent in the API too."""
+    out: dict[str, Any] = {"addresses": [address]}
+    if conditions:
+        out["conditions"] = conditions
+    return out

@@ -22,8 +22,14 @@ from tests.operator.conftest import (
     OperatorProcess,
     condition,
     create_target,
+    delete_slice,
+    ep,
+    events_for,
     get_configmap,
     get_target,
+    make_slice,
+    patch_target,
+    selectorless_service,
     wait_for,
 )
 
@@ -46,9 +52,11 @@ def addresses(snap: Snapshot | None) -> set[str]:
 def wait_addresses(
     api: client.ApiClient, namespace: str, name: str, want: set[str], timeout_s: float = 60
 ) -> Snapshot:
-    def check() -> Snapshot | None:
+    def check() -> Snapshot:
         snap = snapshot_of(api, namespace, name)
-        return snap if snap is not None and addresses(snap) == want else None
+        assert snap is not None, "no snapshot yet"
+        assert addresses(snap) == want, f"published {sorted(addresses(snap))}"
+        return snap
 
     result: Snapshot = wait_for(check, timeout_s, f"snapshot {namespace}/{name} == {sorted(want)}")
     return result
@@ -110,3 +118,213 @@ def test_three_slices_merge_into_one_snapshot(
     assert status["observedGeneration"] == target["metadata"]["generation"]
     assert status["configMapName"] == "greeter"
     assert condition(target, "ServiceFound").get("status") in ("True", None)
+
+
+def test_scale_to_zero_publishes_an_empty_snapshot(
+    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    create_service(admin_api, namespace, "zero")
+    pods = [(pod_ip(21), 50051), (pod_ip(22), 50051)]
+    make_pods(admin_api, namespace, "zero", pods)
+    create_target(admin_api, namespace, "zero", {"service": "zero"})
+    before = wait_addresses(admin_api, namespace, "zero", {f"{ip}:50051" for ip, _ in pods})
+
+    core = client.CoreV1Api(admin_api)
+    for i in range(len(pods)):
+        core.delete_namespaced_pod(f"zero-{i}", namespace, grace_period_seconds=0)
+    after = wait_addresses(admin_api, namespace, "zero", set())
+    assert after.endpoints == ()
+    assert after.revision == before.revision + 1
+    t = wait_for(
+        lambda: (
+            (x := get_target(admin_api, namespace, "zero"))["status"].get("totalEndpoints") == 0
+            and x
+        ),
+        30,
+        "status with 0 endpoints",
+    )
+    assert condition(t, "ServiceFound")["status"] == "True"
+    assert condition(t, "Ready")["status"] == "True"
+
+
+def test_deleting_one_slice_removes_only_its_endpoints(
+    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    selectorless_service(admin_api, namespace, "multi")
+    make_slice(admin_api, namespace, "multi", "multi-a", [ep(pod_ip(31)), ep(pod_ip(32))])
+    make_slice(admin_api, namespace, "multi", "multi-b", [ep(pod_ip(33))])
+    make_slice(admin_api, namespace, "multi", "multi-c", [ep(pod_ip(34)), ep(pod_ip(32))])
+    create_target(admin_api, namespace, "multi", {"service": "multi"})
+    all_four = {f"{pod_ip(i)}:50051" for i in (31, 32, 33, 34)}
+    snap = wait_addresses(admin_api, namespace, "multi", all_four)
+    assert len(snap.endpoints) == 4  # 10.244.0.32 is in two slices: listed once
+
+    delete_slice(admin_api, namespace, "multi-b")
+    wait_addresses(admin_api, namespace, "multi", all_four - {f"{pod_ip(33)}:50051"})
+    delete_slice(admin_api, namespace, "multi-c")
+    # 32 is still in slice a, so only 34 goes.
+    wait_addresses(admin_api, namespace, "multi", {f"{pod_ip(31)}:50051", f"{pod_ip(32)}:50051"})
+
+
+def test_endpoint_conditions_and_include_terminating(
+    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    selectorless_service(admin_api, namespace, "conds")
+    make_slice(
+        admin_api, namespace, "conds", "conds-1",
+        [
+            ep(pod_ip(41)),  # no conditions at all: ready
+            ep(pod_ip(42), ready=False),  # not ready: published, marked
+            ep(pod_ip(43), ready=False, serving=True, terminating=True),  # draining
+            {**ep(pod_ip(44), ready=True), "zone": "zone-b", "nodeName": "n4",
+             "targetRef": {"kind": "Pod", "name": "conds-44", "namespace": namespace}},
+        ],
+    )  # fmt: skip
+    create_target(admin_api, namespace, "conds", {"service": "conds"})
+    snap = wait_addresses(
+        admin_api, namespace, "conds", {f"{pod_ip(i)}:50051" for i in (41, 42, 44)}
+    )
+    by_ip = {e.address: e for e in snap.endpoints}
+    assert by_ip[pod_ip(41)].ready is True
+    assert by_ip[pod_ip(41)].serving is True
+    assert by_ip[pod_ip(42)].ready is False
+    e44 = by_ip[pod_ip(44)]
+    assert (e44.zone, e44.node, e44.pod) == ("zone-b", "n4", "conds-44")
+    wait_for(
+        lambda: get_target(admin_api, namespace, "conds")["status"].get("readyEndpoints") == 2,
+        30,
+        "2 ready of 3",
+    )
+
+    patch_target(admin_api, namespace, "conds", {"includeTerminating": True})
+    snap = wait_addresses(
+        admin_api, namespace, "conds", {f"{pod_ip(i)}:50051" for i in (41, 42, 43, 44)}
+    )
+    e43 = {e.address: e for e in snap.endpoints}[pod_ip(43)]
+    assert (e43.ready, e43.serving, e43.terminating) == (False, True, True)
+
+
+def test_port_by_number_and_address_family(
+    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    selectorless_service(
+        admin_api, namespace, "dual",
+        ports=[
+            {"name": "http", "port": 80, "targetPort": 8000, "protocol": "TCP"},
+            {"name": "grpc", "port": 8080, "targetPort": 50051, "protocol": "TCP"},
+        ],
+    )  # fmt: skip
+    ports = [
+        {"name": "http", "port": 8000, "protocol": "TCP"},
+        {"name": "grpc", "port": 50051, "protocol": "TCP"},
+    ]
+    make_slice(admin_api, namespace, "dual", "dual-v4", [ep(pod_ip(51))], ports=ports)
+    make_slice(
+        admin_api, namespace, "dual", "dual-v6", [ep("fd00::51")], ports=ports, address_type="IPv6"
+    )
+    create_target(admin_api, namespace, "dual", {"service": "dual", "port": 8080})
+    snap = wait_addresses(admin_api, namespace, "dual", {f"{pod_ip(51)}:50051"})
+    assert (snap.target.port, snap.target.port_name, snap.target.port_number) == (
+        8080,
+        "grpc",
+        8080,
+    )
+
+    patch_target(admin_api, namespace, "dual", {"port": "", "addressFamily": "IPv6"})
+    snap = wait_addresses(admin_api, namespace, "dual", {"[fd00::51]:8000"})
+    assert snap.target.port_name == "http"  # empty port: the first one
+
+    patch_target(admin_api, namespace, "dual", {"port": "nope"})
+
+    def refused() -> dict[str, Any] | None:
+        t = get_target(admin_api, namespace, "dual")
+        c = condition(t, "Ready")
+        return t if c.get("reason") == "PortNotFound" else None
+
+    t = wait_for(refused, 30, "Ready=False PortNotFound")
+    assert "http:80, grpc:8080" in condition(t, "Ready")["message"]
+    # The last good ConfigMap stays.
+    assert addresses(snapshot_of(admin_api, namespace, "dual")) == {"[fd00::51]:8000"}
+
+
+def test_missing_service_publishes_empty_then_recovers(
+    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    create_target(admin_api, namespace, "ghost", {"service": "ghost", "configMapName": "ghost-cm"})
+
+    def not_found() -> dict[str, Any] | None:
+        t = get_target(admin_api, namespace, "ghost")
+        return t if condition(t, "ServiceFound").get("status") == "False" else None
+
+    t = wait_for(not_found, 60, "ServiceFound=False")
+    assert condition(t, "ServiceFound")["reason"] == "ServiceNotFound"
+    snap = wait_addresses(admin_api, namespace, "ghost-cm", set())
+    assert snap.target.port_number == 0
+    assert any(e.reason == "ServiceNotFound" for e in events_for(admin_api, namespace, "ghost"))
+
+    selectorless_service(admin_api, namespace, "ghost")
+    make_slice(admin_api, namespace, "ghost", "ghost-1", [ep(pod_ip(61))])
+    wait_addresses(admin_api, namespace, "ghost-cm", {f"{pod_ip(61)}:50051"})
+    wait_for(
+        lambda: (
+            condition(get_target(admin_api, namespace, "ghost"), "ServiceFound").get("status")
+            == "True"
+        ),
+        30,
+        "ServiceFound=True",
+    )
+
+
+def test_writes_only_on_change_and_coalesces_bursts(
+    admin_api: client.ApiClient, namespace: str, operator_factory: Any
+) -> None:
+    # A long window, so that the burst below surely falls into few windows.
+    op = operator_factory(env={"KUBERESOLVER_DEBOUNCE_MS": "3000"})
+    selectorless_service(admin_api, namespace, "burst")
+    make_slice(admin_api, namespace, "burst", "burst-1", [ep(pod_ip(71))])
+    create_target(admin_api, namespace, "burst", {"service": "burst"})
+    first = wait_addresses(admin_api, namespace, "burst", {f"{pod_ip(71)}:50051"})
+    cm = get_configmap(admin_api, namespace, "burst")
+    assert cm is not None
+    rv = cm.metadata.resource_version
+    writes_before = configmap_writes(op)
+
+    # Changes that do not change the endpoints: no write, same revision.
+    core = client.CoreV1Api(admin_api)
+    core.patch_namespaced_service("burst", namespace, {"metadata": {"labels": {"touched": "1"}}})
+    make_slice(admin_api, namespace, "burst", "burst-1", [ep(pod_ip(71), ready=True)])
+    make_slice(admin_api, namespace, "burst", "burst-other-port", [ep(pod_ip(72))],
+               ports=[{"name": "metrics", "port": 9090, "protocol": "TCP"}])  # fmt: skip
+    patch_target(admin_api, namespace, "burst", {"includeTerminating": False})  # a no-op spec
+    wait_for(lambda: reconciles(op) >= 3, 30, "the operator saw the no-op changes")
+    cm = get_configmap(admin_api, namespace, "burst")
+    assert cm is not None
+    assert cm.metadata.resource_version == rv
+    assert configmap_writes(op) == writes_before
+
+    # A burst of 10 endpoint changes in well under one window: coalesced.
+    for n in range(10):
+        make_slice(
+            admin_api, namespace, "burst", "burst-1", [ep(pod_ip(80 + i)) for i in range(n + 1)]
+        )
+    final = {f"{pod_ip(80 + i)}:50051" for i in range(10)}
+    last = wait_addresses(admin_api, namespace, "burst", final)
+    writes = configmap_writes(op) - writes_before
+    assert 1 <= writes <= 4, f"{writes} writes for a burst of 10 changes"
+    assert last.revision == first.revision + writes  # revision counts endpoint changes
+
+
+def configmap_writes(op: OperatorProcess) -> float:
+    return metric_sum(op, "kuberesolver_operator_configmap_writes_total")
+
+
+def reconciles(op: OperatorProcess) -> float:
+    return metric_sum(op, "kuberesolver_operator_reconcile_seconds_count")
+
+
+def metric_sum(op: OperatorProcess, name: str) -> float:
+    total = 0.0
+    for line in op.metrics().splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
