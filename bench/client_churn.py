@@ -125,6 +125,7 @@ def _run_mode(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     import kuberesolver
+    from kuberesolver.settings import resolve
     from kuberesolver.target import parse_target
     from kuberesolver.watch import SnapshotWatcher, read_snapshot
 
@@ -160,8 +161,14 @@ def _run_mode(
                 closers.append(timer)
 
         swap(read_snapshot(directory))
+        settings = resolve()  # the same watch settings as our channel
         watcher = SnapshotWatcher(
-            directory, parse_target("kubernetes:///bench.ns:grpc"), read_snapshot(directory), swap
+            directory,
+            parse_target("kubernetes:///bench.ns:grpc"),
+            read_snapshot(directory),
+            swap,
+            debounce_ms=settings.debounce_ms,
+            poll_interval_ms=settings.poll_interval_ms,
         )
         watcher.start()
 

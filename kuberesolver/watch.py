@@ -150,7 +150,10 @@ class SnapshotWatcher:
             return None
 
     def _run(self, notify: RustNotify | None) -> None:
-        step = max(1, min(10, self._debounce_ms))
+        # How long the rust side waits for more events after one: kubelet's swap
+        # is done within a millisecond. Each step also takes the GIL once to
+        # check the stop event (200 times a second at most: negligible).
+        step = max(1, min(5, self._debounce_ms))
         self.check()  # anything written while the watch was being set up
         while not self._stop.is_set():
             if notify is None:
