@@ -375,6 +375,7 @@ class TargetWorker:
                 wrote = True
             elif not is_owned_by(current, self.uid):
                 owner = controller_uid(current)
+                self.configmap_name = None  # re-read next time: it may be gone by then
                 raise RetryLater(
                     f"ConfigMap {self.namespace}/{target.configmap_name} exists and is not owned "
                     f"by this GrpcTarget (controller uid {owner or 'none'}); it is left untouched"

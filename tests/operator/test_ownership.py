@@ -1,0 +1,121 @@
+"""Cross-namespace consent, and ConfigMaps the operator does not own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from kuberesolver.snapshot import ENDPOINTS_KEY, decode
+from testenv.netns import pod_ip
+from tests.operator.conftest import (
+    OperatorProcess,
+    condition,
+    create_target,
+    ep,
+    events_for,
+    get_configmap,
+    get_target,
+    make_slice,
+    selectorless_service,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def other_namespace(admin_api: client.ApiClient, namespace: str) -> Any:
+    name = f"{namespace}-svc"
+    core = client.CoreV1Api(admin_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
+
+
+def test_cross_namespace_is_refused_without_consent_then_granted(
+    admin_api: client.ApiClient, namespace: str, other_namespace: str, operator: OperatorProcess
+) -> None:
+    selectorless_service(admin_api, other_namespace, "shared")
+    make_slice(admin_api, other_namespace, "shared", "shared-1", [ep(pod_ip(101))])
+    create_target(
+        admin_api, namespace, "remote", {"service": "shared", "serviceNamespace": other_namespace}
+    )
+
+    def refused() -> dict[str, Any]:
+        t = get_target(admin_api, namespace, "remote")
+        assert condition(t, "ServiceFound").get("reason") == "CrossNamespaceRefused"
+        return t
+
+    t = wait_for(refused, 60, "CrossNamespaceRefused")
+    assert condition(t, "Ready")["status"] == "False"
+    assert "kuberesolver.io/allowed-namespaces" in condition(t, "Ready")["message"]
+    wait_for(
+        lambda: any(
+            e.reason == "CrossNamespaceRefused" and e.type == "Warning"
+            for e in events_for(admin_api, namespace, "remote")
+        ),
+        30,
+        "a Warning Event",
+    )
+    assert get_configmap(admin_api, namespace, "remote") is None
+
+    # Consent for another namespace only: still refused.
+    core = client.CoreV1Api(admin_api)
+    annotation = "kuberesolver.io/allowed-namespaces"
+    core.patch_namespaced_service(
+        "shared", other_namespace, {"metadata": {"annotations": {annotation: "someone-else"}}}
+    )
+    core.patch_namespaced_service(
+        "shared", other_namespace,
+        {"metadata": {"annotations": {annotation: f"someone-else, {namespace}"}}},
+    )  # fmt: skip
+
+    def published() -> Any:
+        cm = get_configmap(admin_api, namespace, "remote")
+        assert cm is not None
+        return decode(cm.data[ENDPOINTS_KEY])
+
+    snap = wait_for(published, 60, "published after consent")
+    assert {e.address for e in snap.endpoints} == {pod_ip(101)}
+    assert (snap.target.service, snap.target.namespace) == ("shared", other_namespace)
+    assert snap.server_name == f"shared.{other_namespace}"
+    t = get_target(admin_api, namespace, "remote")
+    assert condition(t, "ServiceFound")["status"] == "True"
+
+
+def test_a_configmap_it_does_not_own_is_left_untouched(
+    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    core = client.CoreV1Api(admin_api)
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "mine"}, "data": {"hello": "world"}}
+    )
+    selectorless_service(admin_api, namespace, "svc")
+    make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(111))])
+    create_target(admin_api, namespace, "tgt", {"service": "svc", "configMapName": "mine"})
+
+    def conflict() -> dict[str, Any]:
+        t = get_target(admin_api, namespace, "tgt")
+        assert condition(t, "Ready").get("reason") == "ConfigMapConflict"
+        return t
+
+    t = wait_for(conflict, 60, "Ready=False ConfigMapConflict")
+    assert "not owned" in condition(t, "Ready")["message"]
+    cm = get_configmap(admin_api, namespace, "mine")
+    assert cm is not None
+    assert cm.data == {"hello": "world"}
+    assert not cm.metadata.owner_references
+
+    # Once the ConfigMap is gone, the operator creates its own.
+    core.delete_namespaced_config_map("mine", namespace)
+
+    def owned() -> Any:
+        cm = get_configmap(admin_api, namespace, "mine")
+        assert cm is not None
+        assert cm.metadata.owner_references
+        return cm
+
+    cm = wait_for(owned, 90, "the operator's ConfigMap")
+    assert ENDPOINTS_KEY in cm.data
