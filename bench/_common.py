@@ -9,6 +9,7 @@ report its load to weighted round robin through the per-call ORCA trailer
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -166,10 +167,8 @@ class Fleet:
 
     def close(self) -> None:
         if self._proc.is_alive():
-            try:
+            with contextlib.suppress(EOFError, OSError):
                 self._ask("stop")
-            except (EOFError, OSError):
-                pass
             self._proc.join(10)
         if self._proc.is_alive():
             self._proc.kill()

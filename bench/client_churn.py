@@ -35,9 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import UNARY, Fleet, emit, percentile, publish
-
 import grpc
+from _common import UNARY, Fleet, emit, percentile, publish
 
 HOSTS = [f"127.0.0.{i}" for i in range(1, 11)]
 

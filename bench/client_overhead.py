@@ -54,8 +54,8 @@ def _ratio(data: dict[str, list[float]]) -> float:
 
 
 def _import_ms() -> float:
-    code = "import time; t=time.perf_counter(); import kuberesolver; print((time.perf_counter()-t)*1000)"
-    base = "import time; t=time.perf_counter(); import grpc; print((time.perf_counter()-t)*1000)"
+    timed = "import time; t=time.perf_counter(); import {}; print((time.perf_counter()-t)*1e3)"
+    code, base = timed.format("kuberesolver"), timed.format("grpc")
     ours = [float(subprocess.check_output([sys.executable, "-c", code])) for _ in range(3)]
     raw = [float(subprocess.check_output([sys.executable, "-c", base])) for _ in range(3)]
     return round(median(ours) - median(raw), 1)
@@ -115,7 +115,8 @@ def main() -> None:
 
     for label, data in (("sync", sync), ("aio", aio)):
         print(
-            f"{label}: raw {[round(x) for x in data['raw']]} ours {[round(x) for x in data['ours']]}",
+            f"{label}: raw {[round(x) for x in data['raw']]}",
+            f"ours {[round(x) for x in data['ours']]}",
             file=sys.stderr,
         )
     emit(
