@@ -337,3 +337,76 @@ def test_bad_snapshot_keeps_last_good_endpoints(
         eventually(lambda: "corrupt JSON" in caplog.text)
         assert call_names(call, 5, timeout=5) == {"a": 5}
         assert ch.snapshot.revision == 1
+
+
+def _established_to(port: int) -> int:
+    import psutil
+
+    return sum(
+        1
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_ESTABLISHED and c.raddr and c.raddr.port == port
+    )
+
+
+def test_removed_endpoint_connection_closes_after_its_calls(
+    backends: Backends, root: Path, snapdir: Path
+) -> None:
+    a, b = backends("127.0.0.2", "a"), backends("127.0.0.3", "b")
+    publish(snapdir, make_snapshot([a.endpoint(), b.endpoint()]))
+    with _open(root) as ch:
+        call = ch.unary_unary(UNARY)
+        assert set(call_names(call, 4, timeout=5)) == {"a", "b"}
+        assert _established_to(a.port) == 1
+        publish(snapdir, make_snapshot([b.endpoint()], revision=2))
+        eventually(lambda: _established_to(a.port) == 0)
+        assert call_names(call, 4, timeout=5) == {"b": 4}
+        assert _established_to(b.port) == 1
+
+
+def test_custom_scheme_end_to_end(backends: Backends, root: Path, snapdir: Path) -> None:
+    a = backends("127.0.0.2", "a")
+    publish(snapdir, make_snapshot([a.endpoint()]))
+    kuberesolver.register_scheme("k8s-e2e")
+    with kuberesolver.insecure_channel("k8s-e2e://ns/greeter:grpc", snapshot_dir=root) as ch:
+        assert ch.unary_unary(UNARY)(b"", timeout=5) == b"a||0"
+
+
+def test_existing_xds_bootstrap_is_merged(
+    backends: Backends, root: Path, snapdir: Path, tmp_path: Path
+) -> None:
+    """In a fresh process whose xDS bootstrap points elsewhere, our channels still work."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    a = backends("127.0.0.2", "a")
+    publish(snapdir, make_snapshot([a.endpoint()]))
+    theirs = tmp_path / "bootstrap.json"
+    theirs.write_text(
+        json.dumps(
+            {
+                "xds_servers": [
+                    {"server_uri": "127.0.0.1:1", "channel_creds": [{"type": "insecure"}]}
+                ],
+                "node": {"id": "the-app"},
+            }
+        )
+    )
+    code = f"""
+import json, os, grpc, kuberesolver
+with kuberesolver.insecure_channel("kubernetes:///greeter.ns:grpc", snapshot_dir={str(root)!r}) as ch:
+    print(ch.unary_unary({UNARY!r})(b"", timeout=10).decode())
+boot = json.loads(os.environ["GRPC_XDS_BOOTSTRAP_CONFIG"])
+print(boot["node"]["id"], sorted(boot["authorities"]), boot["xds_servers"][0]["server_uri"])
+"""
+    env = {**os.environ, "GRPC_XDS_BOOTSTRAP": str(theirs)}
+    env.pop("GRPC_XDS_BOOTSTRAP_CONFIG", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.split("\n")
+    assert lines[0] == "a||0"
+    assert lines[1] == "the-app ['kuberesolver'] 127.0.0.1:1"
