@@ -396,7 +396,8 @@ def test_existing_xds_bootstrap_is_merged(
     )
     code = f"""
 import json, os, grpc, kuberesolver
-with kuberesolver.insecure_channel("kubernetes:///greeter.ns:grpc", snapshot_dir={str(root)!r}) as ch:
+target = "kubernetes:///greeter.ns:grpc"
+with kuberesolver.insecure_channel(target, snapshot_dir={str(root)!r}) as ch:
     print(ch.unary_unary({UNARY!r})(b"", timeout=10).decode())
 boot = json.loads(os.environ["GRPC_XDS_BOOTSTRAP_CONFIG"])
 print(boot["node"]["id"], sorted(boot["authorities"]), boot["xds_servers"][0]["server_uri"])
