@@ -215,7 +215,9 @@ def decode(data: str | bytes, source: str = "<snapshot>") -> Snapshot:
         try:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise SnapshotError(source, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+            raise SnapshotError(
+                source, f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from exc
     if not data.strip():
         raise SnapshotError(source, "empty file (truncated or half-written?)")
     try:
@@ -315,7 +317,9 @@ def _name(where: str, key: str) -> str:
 def _str(d: Mapping[str, Any], key: str, source: str, where: str, required: bool = False) -> str:
     value = d.get(key, None if required else "")
     if not isinstance(value, str) or (required and not value):
-        raise SnapshotError(source, f"{_name(where, key)} must be a non-empty string, got {value!r}")
+        raise SnapshotError(
+            source, f"{_name(where, key)} must be a non-empty string, got {value!r}"
+        )
     return value
 
 
