@@ -35,14 +35,12 @@ from kuberesolver._xds.resources import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
     LISTENER_TYPE,
-    ROUND_ROBIN,
     ChannelSpec,
     build_resources,
     cluster_name,
     endpoints_name,
     listener_name,
     normalize_policy,
-    policy_from_service_config,
 )
 from kuberesolver._xds.server import AdsServer
 from kuberesolver.settings import Settings, resolve
@@ -135,11 +133,7 @@ class _Registry:
             else:
                 snapshot = wd.watcher.snapshot
                 check_snapshot(snapshot, parsed, str(directory))
-            policy = normalize_policy(
-                settings.lb_policy
-                or policy_from_service_config(snapshot.service_config)
-                or ROUND_ROBIN
-            )
+            policy = normalize_policy(settings.lb_policy) if settings.lb_policy else ""
             digest = hashlib.sha1(str(directory.resolve()).encode(), usedforsecurity=False)
             spec = ChannelSpec(
                 service=parsed.service,

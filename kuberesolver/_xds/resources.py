@@ -66,6 +66,7 @@ __all__ = [
     "build_listener",
     "build_resources",
     "cluster_name",
+    "effective_policy",
     "endpoints_name",
     "health_of",
     "listener_name",
@@ -104,7 +105,8 @@ class ChannelSpec:
     service: str
     namespace: str
     port: str
-    lb_policy: str = ROUND_ROBIN
+    lb_policy: str = ""
+    """A policy of :data:`LB_POLICIES`, or ``""``: the snapshot's (else round_robin)."""
     zone: str | None = None
     max_attempts: int = 3
     source: str = ""
@@ -113,7 +115,7 @@ class ChannelSpec:
     @property
     def name(self) -> str:
         """The resource name: readable, stable, one per distinct spec."""
-        parts = [f"{self.service}.{self.namespace}", self.port or "-", self.lb_policy]
+        parts = [f"{self.service}.{self.namespace}", self.port or "-", self.lb_policy or "auto"]
         if self.zone:
             parts.append(f"zone-{self.zone}")
         if self.max_attempts != 3:
@@ -270,7 +272,16 @@ def _lb_policy(policy: str) -> cluster_pb2.LoadBalancingPolicy:
     )
 
 
-def build_cluster(spec: ChannelSpec) -> cluster_pb2.Cluster:
+def effective_policy(spec: ChannelSpec, snapshot: Snapshot | None) -> str:
+    """The channel's policy, else the snapshot service config's, else round_robin."""
+    if spec.lb_policy:
+        return spec.lb_policy
+    if snapshot is not None:
+        return policy_from_service_config(snapshot.service_config) or ROUND_ROBIN
+    return ROUND_ROBIN
+
+
+def build_cluster(spec: ChannelSpec, snapshot: Snapshot | None = None) -> cluster_pb2.Cluster:
     """An EDS Cluster carrying the load-balancing policy."""
     return cluster_pb2.Cluster(
         name=cluster_name(spec.name),
@@ -281,7 +292,7 @@ def build_cluster(spec: ChannelSpec) -> cluster_pb2.Cluster:
             ),
             service_name=endpoints_name(spec.name),
         ),
-        load_balancing_policy=_lb_policy(spec.lb_policy),
+        load_balancing_policy=_lb_policy(effective_policy(spec, snapshot)),
         connect_timeout=_ms(5000),
     )
 
@@ -351,7 +362,7 @@ def build_resources(spec: ChannelSpec, snapshot: Snapshot) -> dict[str, dict[str
     """All three resources for one channel spec: ``{type_url: {name: resource}}``."""
     return {
         LISTENER_TYPE: {listener_name(spec.name): build_listener(spec)},
-        CLUSTER_TYPE: {cluster_name(spec.name): build_cluster(spec)},
+        CLUSTER_TYPE: {cluster_name(spec.name): build_cluster(spec, snapshot)},
         ENDPOINT_TYPE: {
             endpoints_name(spec.name): build_endpoints(spec, snapshot.endpoints, snapshot.revision)
         },

@@ -411,3 +411,17 @@ print(boot["node"]["id"], sorted(boot["authorities"]), boot["xds_servers"][0]["s
     lines = out.stdout.split("\n")
     assert lines[0] == "a||0"
     assert lines[1] == "the-app ['kuberesolver'] 127.0.0.1:1"
+
+
+def test_policy_change_in_the_snapshot_applies_to_open_channels(
+    backends: Backends, root: Path, snapdir: Path
+) -> None:
+    a, b = backends("127.0.0.2", "a"), backends("127.0.0.3", "b")
+    endpoints = [a.endpoint(), b.endpoint()]
+    publish(snapdir, make_snapshot(endpoints))
+    with _open(root) as ch:
+        call = ch.unary_unary(UNARY)
+        assert len(call_names(call, 10, timeout=5)) == 2
+        pick_first = {"loadBalancingConfig": [{"pick_first": {}}]}
+        publish(snapdir, make_snapshot(endpoints, revision=2, service_config=pick_first))
+        eventually(lambda: len(call_names(call, 10, timeout=5)) == 1)

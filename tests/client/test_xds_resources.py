@@ -123,10 +123,11 @@ def test_spec_names_are_distinct_per_option() -> None:
         ChannelSpec("g", "n", "p").name,
         ChannelSpec("g", "n", "p", zone="a").name,
         ChannelSpec("g", "n", "p", lb_policy="pick_first").name,
+        ChannelSpec("g", "n", "p", lb_policy="round_robin").name,
         ChannelSpec("g", "n", "p", source="abc").name,
         ChannelSpec("g", "n", "q").name,
     }
-    assert len(names) == 5
+    assert len(names) == 6
 
 
 def test_bootstrap_of_our_own() -> None:
