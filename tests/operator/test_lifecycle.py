@@ -1,0 +1,229 @@
+"""Lifecycle: deletion without finalizers, restarts, API errors, least privilege."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from kuberesolver.snapshot import ENDPOINTS_KEY, decode
+from testenv import ControlPlane
+from testenv.kube import api_client
+from testenv.netns import pod_ip
+from tests.operator.conftest import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    OperatorProcess,
+    condition,
+    create_target,
+    ep,
+    get_configmap,
+    get_target,
+    make_slice,
+    selectorless_service,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def published(api: client.ApiClient, namespace: str, name: str) -> Any:
+    cm = get_configmap(api, namespace, name)
+    assert cm is not None, "no ConfigMap"
+    return decode(cm.data[ENDPOINTS_KEY])
+
+
+def wait_published(
+    api: client.ApiClient, namespace: str, name: str, ips: set[str], timeout_s: float = 60
+) -> Any:
+    def check() -> Any:
+        snap = published(api, namespace, name)
+        got = {e.address for e in snap.endpoints}
+        assert got == ips, f"published {sorted(got)}"
+        return snap
+
+    return wait_for(check, timeout_s, f"{name} publishes {sorted(ips)}")
+
+
+def test_deleting_a_target_needs_no_finalizer_and_collects_its_configmap(
+    admin_api: client.ApiClient, namespace: str, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    op = operator_factory()
+    selectorless_service(admin_api, namespace, "svc")
+    make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(121))])
+    create_target(admin_api, namespace, "a", {"service": "svc"})
+    create_target(admin_api, namespace, "b", {"service": "svc"})
+    wait_published(admin_api, namespace, "a", {pod_ip(121)})
+    wait_published(admin_api, namespace, "b", {pod_ip(121)})
+    custom = client.CustomObjectsApi(admin_api)
+    for name in ("a", "b"):
+        assert not get_target(admin_api, namespace, name)["metadata"].get("finalizers")
+
+    # The operator never wrote on the objects it only reads.
+    for s in client.DiscoveryV1Api(admin_api).list_namespaced_endpoint_slice(namespace).items:
+        assert not s.metadata.finalizers
+        assert not any("kopf" in k for k in (s.metadata.annotations or {}))
+    svc = client.CoreV1Api(admin_api).read_namespaced_service("svc", namespace)
+    assert not any("kopf" in k for k in (svc.metadata.annotations or {}))
+
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "a")
+    wait_for(lambda: get_configmap(admin_api, namespace, "a") is None, 60, "ConfigMap a collected")
+
+    # With the operator down, a GrpcTarget is still deleted at once.
+    op.stop()
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "b")
+    with pytest.raises(client.ApiException) as exc:
+        get_target(admin_api, namespace, "b")
+    assert exc.value.status == 404
+    wait_for(lambda: get_configmap(admin_api, namespace, "b") is None, 60, "ConfigMap b collected")
+
+
+def test_restart_converges_and_keeps_the_revision_monotonic(
+    admin_api: client.ApiClient, namespace: str, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    op = operator_factory()
+    selectorless_service(admin_api, namespace, "svc")
+    make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(131))])
+    create_target(admin_api, namespace, "t", {"service": "svc"})
+    before = wait_published(admin_api, namespace, "t", {pod_ip(131)})
+    op.kill()  # no clean exit
+
+    # Changes while no operator runs.
+    make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(132))])
+    make_slice(admin_api, namespace, "svc", "svc-2", [ep(pod_ip(133))])
+
+    operator_factory()
+    after = wait_published(admin_api, namespace, "t", {pod_ip(132), pod_ip(133)})
+    assert after.revision == before.revision + 1
+    wait_for(
+        lambda: get_target(admin_api, namespace, "t")["status"]["revision"] == after.revision,
+        30,
+        "status revision",
+    )
+
+    # An unchanged world after another restart: no new revision, no write.
+    rv = get_configmap(admin_api, namespace, "t").metadata.resource_version  # type: ignore[union-attr]
+    op2 = operator_factory()
+    wait_for(
+        lambda: "kuberesolver_operator_reconcile_seconds_count" in op2.metrics(), 30, "metrics"
+    )
+    make_slice(admin_api, namespace, "svc", "svc-3", [ep(pod_ip(134))])
+    wait_published(admin_api, namespace, "t", {pod_ip(132), pod_ip(133), pod_ip(134)})
+    cm = get_configmap(admin_api, namespace, "t")
+    assert cm is not None
+    assert cm.metadata.resource_version != rv  # one write, for the real change
+    assert published(admin_api, namespace, "t").revision == after.revision + 1
+
+
+def test_apiserver_restart_during_churn_loses_no_update(
+    control_plane: ControlPlane,
+    admin_api: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+) -> None:
+    selectorless_service(admin_api, namespace, "churn")
+    make_slice(admin_api, namespace, "churn", "churn-1", [ep(pod_ip(141))])
+    create_target(admin_api, namespace, "churn", {"service": "churn"})
+    wait_published(admin_api, namespace, "churn", {pod_ip(141)})
+
+    stop = threading.Event()
+    last: list[int] = [1]
+
+    def churn() -> None:
+        api = api_client(control_plane.admin_kubeconfig)
+        n = 1
+        try:
+            while not stop.is_set():
+                n += 1
+                try:
+                    make_slice(api, namespace, "churn", "churn-1", [ep(pod_ip(140 + n % 50 + 1))])
+                    last[0] = n
+                except Exception:  # the apiserver is down for a while: keep trying
+                    pass
+                stop.wait(0.1)
+        finally:
+            api.close()
+
+    worker = threading.Thread(target=churn, daemon=True)
+    worker.start()
+    try:
+        control_plane.restart_apiserver()
+        wait_for(lambda: last[0] > 20, 60, "churn after the restart")
+    finally:
+        stop.set()
+        worker.join(30)
+    final = {pod_ip(140 + last[0] % 50 + 1)}
+    wait_published(admin_api, namespace, "churn", final, timeout_s=120)
+    assert operator.alive
+
+
+def test_api_errors_publish_nothing_then_converge(
+    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    core = client.CoreV1Api(admin_api)
+    # No room for one more ConfigMap in this namespace (kube-root-ca.crt may take one).
+    used = len(core.list_namespaced_config_map(namespace).items)
+    core.create_namespaced_resource_quota(
+        namespace,
+        {"metadata": {"name": "no-cm"}, "spec": {"hard": {"count/configmaps": str(used)}}},
+    )
+    # No quota controller runs here: fill in its status as it would.
+    usage = {"count/configmaps": str(used)}
+    core.patch_namespaced_resource_quota_status(
+        "no-cm", namespace, {"status": {"hard": usage, "used": usage}}
+    )
+    selectorless_service(admin_api, namespace, "svc")
+    make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(151)), ep(pod_ip(152))])
+    create_target(admin_api, namespace, "t", {"service": "svc"})
+
+    def write_failed() -> dict[str, Any]:
+        t = get_target(admin_api, namespace, "t")
+        assert condition(t, "Ready").get("reason") == "WriteFailed"
+        return t
+
+    t = wait_for(write_failed, 60, "Ready=False WriteFailed")
+    assert "403" in condition(t, "Ready")["message"]
+    assert get_configmap(admin_api, namespace, "t") is None
+    assert "readyEndpoints" not in t["status"]  # nothing claimed as published
+
+    core.delete_namespaced_resource_quota("no-cm", namespace)
+    snap = wait_published(admin_api, namespace, "t", {pod_ip(151), pod_ip(152)}, timeout_s=90)
+    assert snap.revision == 1
+    wait_for(
+        lambda: condition(get_target(admin_api, namespace, "t"), "Ready").get("status") == "True",
+        30,
+        "Ready=True",
+    )
+
+
+def test_operator_identity_is_least_privilege(operator_kubeconfig: Path) -> None:
+    api = api_client(operator_kubeconfig)
+    try:
+        authz = client.AuthorizationV1Api(api)
+
+        def can(verb: str, resource: str, group: str = "") -> bool:
+            review = authz.create_self_subject_access_review(
+                {
+                    "spec": {
+                        "resourceAttributes": {"verb": verb, "resource": resource, "group": group}
+                    }
+                }
+            )
+            return bool(review.status.allowed)
+
+        assert can("watch", "endpointslices", "discovery.k8s.io")
+        assert can("watch", "services")
+        assert can("create", "configmaps")
+        assert can("patch", "grpctargets/status", "kuberesolver.io")
+        assert not can("get", "secrets")
+        assert not can("patch", "endpointslices", "discovery.k8s.io")
+        assert not can("update", "services")
+        assert not can("delete", "configmaps")
+        assert not can("create", "pods")
+    finally:
+        api.close()
