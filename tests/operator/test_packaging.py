@@ -1,0 +1,147 @@
+"""Packaging: metrics, liveness, the manifests on the real apiserver, the Dockerfile."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from testenv.kube import apply, documents
+from testenv.netns import pod_ip
+from tests.operator.conftest import (
+    OperatorProcess,
+    create_target,
+    ep,
+    make_slice,
+    selectorless_service,
+    wait_for,
+)
+from tests.operator.test_lifecycle import wait_published
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+def test_metrics_and_liveness(
+    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    selectorless_service(admin_api, namespace, "svc")
+    make_slice(
+        admin_api, namespace, "svc", "svc-1", [ep(pod_ip(171)), ep(pod_ip(172), ready=False)]
+    )
+    create_target(admin_api, namespace, "m", {"service": "svc"})
+    create_target(admin_api, namespace, "bad", {"service": "svc", "templates": {"x": "{{ nope }}"}})
+    wait_published(admin_api, namespace, "m", {pod_ip(171), pod_ip(172)})
+
+    def scraped() -> dict[str, float]:
+        values: dict[str, float] = {}
+        for line in operator.metrics().splitlines():
+            if line and not line.startswith("#"):
+                key, value = line.rsplit(" ", 1)
+                values[key] = float(value)
+        assert (
+            values.get(
+                f'kuberesolver_operator_endpoints{{namespace="{namespace}",state="ready",target="m"}}'
+            )
+            == 1
+        )
+        assert values.get('kuberesolver_operator_errors_total{kind="render"}', 0) >= 1
+        return values
+
+    values = wait_for(scraped, 30, "metrics")
+    assert (
+        values[
+            f'kuberesolver_operator_endpoints{{namespace="{namespace}",state="total",target="m"}}'
+        ]
+        == 2
+    )
+    assert values["kuberesolver_operator_targets"] >= 2
+    assert values['kuberesolver_operator_configmap_writes_total{operation="create"}'] >= 1
+    assert values["kuberesolver_operator_reconcile_seconds_count"] >= 1
+    assert 'kuberesolver_operator_errors_total{kind="api"}' in values
+
+    with urllib.request.urlopen(operator.liveness_url, timeout=5) as r:
+        assert r.status == 200
+        health = json.loads(r.read())
+    assert isinstance(health["targets"], int)  # kopf caches probe results for a while
+
+
+def test_manifests_apply_to_the_real_apiserver(admin_api: client.ApiClient) -> None:
+    core = client.CoreV1Api(admin_api)
+    try:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="demo")))
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+    applied = apply(
+        admin_api,
+        ROOT / "crds",
+        ROOT / "manifests" / "namespace.yaml",
+        ROOT / "manifests" / "rbac.yaml",
+        ROOT / "manifests" / "deployment.yaml",
+        ROOT / "manifests" / "examples",
+    )
+    assert "Deployment/kuberesolver-operator" in applied
+    assert "GrpcTarget/greeter" in applied
+    dep = client.AppsV1Api(admin_api).read_namespaced_deployment(
+        "kuberesolver-operator", "kuberesolver-system"
+    )
+    assert dep.spec.replicas == 2
+    pod = dep.spec.template.spec
+    assert pod.service_account_name == "kuberesolver-operator"
+    assert pod.security_context.run_as_non_root is True
+    (container,) = pod.containers
+    assert container.security_context.read_only_root_filesystem is True
+    assert container.security_context.allow_privilege_escalation is False
+    assert container.args[:1] == ["run"]
+    assert "kuberesolver.operator" in container.args
+    assert "--peering=kuberesolver" in container.args
+
+
+def test_rbac_has_no_wildcards_and_no_secrets() -> None:
+    for doc in documents(ROOT / "manifests" / "rbac.yaml"):
+        for rule in doc.get("rules", []):
+            assert "*" not in rule.get("verbs", []), rule
+            assert "*" not in rule.get("resources", []), rule
+            assert "secrets" not in rule.get("resources", []), rule
+            assert "delete" not in rule.get("verbs", []), rule
+
+
+def test_dockerfile_is_slim_non_root_and_lint_clean() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    lines = [ln.strip() for ln in dockerfile.splitlines() if ln.strip() and not ln.startswith("#")]
+    assert any(ln.startswith("FROM python:") and "slim" in ln for ln in lines)
+    users = [ln for ln in lines if ln.startswith("USER ")]
+    assert users
+    assert users[-1].split()[1].split(":")[0] not in ("root", "0")
+    entry = json.loads(next(ln for ln in lines if ln.startswith("ENTRYPOINT"))[len("ENTRYPOINT") :])
+    cmd = json.loads(next(ln for ln in lines if ln.startswith("CMD"))[len("CMD") :])
+    assert entry + cmd[:1] == ["kopf", "run"]
+    assert cmd[-2:] == ["-m", "kuberesolver.operator"]
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run(
+        [hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_deployment_args_match_the_image() -> None:
+    (dep,) = [
+        d for d in documents(ROOT / "manifests" / "deployment.yaml") if d["kind"] == "Deployment"
+    ]
+    container: dict[str, Any] = dep["spec"]["template"]["spec"]["containers"][0]
+    liveness = next(a for a in container["args"] if a.startswith("--liveness="))
+    assert liveness.endswith(":8080/healthz")
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["KUBERESOLVER_METRICS_PORT"] == "9090"
+    assert yaml.safe_dump(dep)  # round-trips
