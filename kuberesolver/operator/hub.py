@@ -35,6 +35,7 @@ class Trigger:
         self._event = asyncio.Event()
         self._first_wake: float | None = None
         self._closed = False
+        self._closed_event = asyncio.Event()
 
     @property
     def closed(self) -> bool:
@@ -48,12 +49,21 @@ class Trigger:
     def close(self) -> None:
         """Ask the loop to end (the target is gone or the operator stops). Idempotent."""
         self._closed = True
+        self._closed_event.set()
         self._event.set()
 
     async def wait(self, timeout_s: float | None) -> bool:
         """Until woken, closed or ``timeout_s``; whether a wake-up (or close) came."""
         try:
             await asyncio.wait_for(self._event.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def sleep(self, delay_s: float) -> bool:
+        """Sleep ``delay_s`` unless closed first; whether it was closed."""
+        try:
+            await asyncio.wait_for(self._closed_event.wait(), delay_s)
         except TimeoutError:
             return False
         return True
@@ -158,10 +168,8 @@ async def run_coalesced(
         if trigger.closed:
             return
         delay = last_run + window_s - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-            if trigger.closed:
-                return
+        if delay > 0 and await trigger.sleep(delay):
+            return
         first_wake = trigger.consume()
         last_run = loop.time()
         try:
@@ -174,7 +182,8 @@ async def run_coalesced(
                 on_error(exc)
             else:
                 _log.exception("reconcile failed (attempt %d)", failures)
-            await asyncio.sleep(backoff_s(failures))
+            if await trigger.sleep(backoff_s(failures)):
+                return
             trigger.wake()
         else:
             failures = 0
