@@ -3,6 +3,8 @@
 Unary RPCs per second, sync (one thread, back to back) and aio (``--concurrency``
 calls in flight), in alternating rounds in the same run. Reports
 ``ratio_sync`` and ``ratio_aio``: ours over raw (goal: at least 0.95).
+``cpu_ratio_*`` compare the client's CPU time per call (ours over raw: lower
+is better), a figure less disturbed by other load on the machine.
 Also the first-RPC latency of our channel (snapshot read, xDS resolution,
 connect), and the import cost of kuberesolver. Last line: one JSON object.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import subprocess
 import sys
 import tempfile
@@ -23,18 +26,28 @@ import grpc
 from _common import UNARY, Fleet, emit, median, publish
 
 
-def _sync_round(call: Callable[..., Any], seconds: float) -> float:
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _sync_round(call: Callable[..., Any], seconds: float) -> tuple[float, float]:
+    """(calls per second, client CPU microseconds per call)."""
     n = 0
+    cpu = _cpu()
     start = time.perf_counter()
     end = start + seconds
     while time.perf_counter() < end:
         for _ in range(10):
             call(b"")
         n += 10
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start), (_cpu() - cpu) * 1e6 / n
 
 
-async def _aio_round(call: Callable[..., Any], seconds: float, concurrency: int) -> float:
+async def _aio_round(
+    call: Callable[..., Any], seconds: float, concurrency: int
+) -> tuple[float, float]:
+    cpu = _cpu()
     start = time.perf_counter()
     end = start + seconds
     counts = [0] * concurrency
@@ -45,12 +58,14 @@ async def _aio_round(call: Callable[..., Any], seconds: float, concurrency: int)
             counts[i] += 1
 
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    return sum(counts) / (time.perf_counter() - start)
+    n = sum(counts)
+    return n / (time.perf_counter() - start), (_cpu() - cpu) * 1e6 / n
 
 
-def _ratio(data: dict[str, list[float]]) -> float:
+def _ratio(data: dict[str, list[tuple[float, float]]], i: int = 0) -> float:
     """The median of the per-round ratios (adjacent rounds share the machine's load)."""
-    return round(median(o / r for o, r in zip(data["ours"], data["raw"], strict=True)), 3)
+    pairs = zip(data["ours"], data["raw"], strict=True)
+    return round(median(o[i] / r[i] for o, r in pairs), 3)
 
 
 def _import_ms() -> float:
@@ -63,8 +78,8 @@ def _import_ms() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--round-s", type=float, default=0.5)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--round-s", type=float, default=0.4)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-attempts", type=int, default=None)
     args = parser.parse_args()
@@ -88,14 +103,14 @@ def main() -> None:
         calls = {"raw": raw.unary_unary(UNARY), "ours": ours.unary_unary(UNARY)}
         for call in calls.values():
             _sync_round(call, 0.3)
-        sync: dict[str, list[float]] = {"raw": [], "ours": []}
+        sync: dict[str, list[tuple[float, float]]] = {"raw": [], "ours": []}
         for r in range(args.rounds):
             for name in ("raw", "ours") if r % 2 == 0 else ("ours", "raw"):
                 sync[name].append(_sync_round(calls[name], args.round_s))
         raw.close()
         ours.close()
 
-        async def run_aio() -> dict[str, list[float]]:
+        async def run_aio() -> dict[str, list[tuple[float, float]]]:
             a_ours = kuberesolver.aio.insecure_channel(
                 target, snapshot_dir=root, max_attempts=args.max_attempts
             )
@@ -103,7 +118,7 @@ def main() -> None:
             acalls = {"raw": a_raw.unary_unary(UNARY), "ours": a_ours.unary_unary(UNARY)}
             for call in acalls.values():
                 await _aio_round(call, 0.3, args.concurrency)
-            out: dict[str, list[float]] = {"raw": [], "ours": []}
+            out: dict[str, list[tuple[float, float]]] = {"raw": [], "ours": []}
             for r in range(args.rounds):
                 for name in ("raw", "ours") if r % 2 == 0 else ("ours", "raw"):
                     out[name].append(await _aio_round(acalls[name], args.round_s, args.concurrency))
@@ -115,8 +130,8 @@ def main() -> None:
 
     for label, data in (("sync", sync), ("aio", aio)):
         print(
-            f"{label}: raw {[round(x) for x in data['raw']]}",
-            f"ours {[round(x) for x in data['ours']]}",
+            f"{label}: raw {[round(x) for x, _ in data['raw']]}",
+            f"ours {[round(x) for x, _ in data['ours']]}",
             file=sys.stderr,
         )
     emit(
@@ -124,10 +139,16 @@ def main() -> None:
             "bench": "client_overhead",
             "ratio_sync": _ratio(sync),
             "ratio_aio": _ratio(aio),
-            "rps_sync_raw": round(median(sync["raw"])),
-            "rps_sync_ours": round(median(sync["ours"])),
-            "rps_aio_raw": round(median(aio["raw"])),
-            "rps_aio_ours": round(median(aio["ours"])),
+            "cpu_ratio_sync": _ratio(sync, 1),
+            "cpu_ratio_aio": _ratio(aio, 1),
+            "rps_sync_raw": round(median(x for x, _ in sync["raw"])),
+            "rps_sync_ours": round(median(x for x, _ in sync["ours"])),
+            "rps_aio_raw": round(median(x for x, _ in aio["raw"])),
+            "rps_aio_ours": round(median(x for x, _ in aio["ours"])),
+            "cpu_us_per_call_sync_raw": round(median(c for _, c in sync["raw"]), 1),
+            "cpu_us_per_call_sync_ours": round(median(c for _, c in sync["ours"]), 1),
+            "cpu_us_per_call_aio_raw": round(median(c for _, c in aio["raw"]), 1),
+            "cpu_us_per_call_aio_ours": round(median(c for _, c in aio["ours"]), 1),
             "first_rpc_ms": round(first_rpc_ms, 1),
             "import_ms_over_grpc": _import_ms(),
             "rounds": args.rounds,
