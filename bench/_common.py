@@ -93,7 +93,7 @@ class _Backend:
 
     def _report(self) -> bytes:
         """Utilization = mean in-flight calls over the last second / worker threads."""
-        from xds.data.orca.v3 import orca_load_report_pb2
+        from kuberesolver import load_report
 
         now = time.monotonic()
         with self._lock:
@@ -103,11 +103,10 @@ class _Backend:
             samples = len(self._window)
             mean_inflight = sum(v for _, v in self._window) / max(1, samples)
         span = max(0.05, now - self._window[0][0]) if self._window else 1.0
-        report = orca_load_report_pb2.OrcaLoadReport(
-            cpu_utilization=min(1.0, mean_inflight / self._workers),
-            rps_fractional=samples / span,
+        _, report = load_report(
+            cpu_utilization=min(1.0, mean_inflight / self._workers), rps=samples / span
         )
-        return bytes(report.SerializeToString())
+        return report
 
 
 def _serve(hosts: list[str], workers: int, report_load: bool, conn: Connection) -> None:

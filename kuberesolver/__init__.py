@@ -7,6 +7,7 @@ asyncio twins. Only grpcio (and xds-protos, protobuf, watchfiles) is imported:
 never the operator's dependencies.
 """
 
+from kuberesolver._xds.orca import load_report
 from kuberesolver.channel import insecure_channel, secure_channel
 from kuberesolver.snapshot import Endpoint, Snapshot, SnapshotError, TargetRef
 from kuberesolver.target import ParsedTarget, parse_target, register_scheme
@@ -20,6 +21,7 @@ __all__ = [
     "SnapshotNotFound",
     "TargetRef",
     "insecure_channel",
+    "load_report",
     "parse_target",
     "register_scheme",
     "secure_channel",

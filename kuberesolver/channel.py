@@ -178,10 +178,16 @@ class _Registry:
 
     def _ensure_ads(self) -> AdsServer:
         if self._ads is None:
-            self._ads = AdsServer()
-            install_bootstrap(self._ads.uri)
+            ads = AdsServer()
+            ads.start()
+            try:
+                install_bootstrap(ads.uri)
+            except BaseException:
+                ads.close()
+                raise
+            self._ads = ads
             atexit.register(self.shutdown)
-        if not self._ads.running:
+        elif not self._ads.running:
             self._ads.start()
         return self._ads
 

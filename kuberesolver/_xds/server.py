@@ -36,6 +36,7 @@ __all__ = ["AdsServer"]
 log = logging.getLogger("kuberesolver.xds")
 
 _TYPES = (LISTENER_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE)
+_MAX_UNIX_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 
 
 @dataclass
@@ -64,17 +65,35 @@ class AdsServer:
         self._streams: set[_Stream] = set()
         self._nonce = itertools.count(1)
         self._own_dir = socket_dir is None
-        self._dir = socket_dir or tempfile.mkdtemp(prefix="kuberesolver-")
-        os.chmod(self._dir, 0o700)
-        self.socket_path = os.path.join(self._dir, "ads.sock")
+        self._dir: str | None = None
+        self.socket_path: str | None = None
+        self._port = 0
+        try:
+            self._dir = socket_dir or tempfile.mkdtemp(prefix="kuberesolver-")
+            os.chmod(self._dir, 0o700)
+            path = os.path.join(self._dir, "ads.sock")
+            if len(os.fsencode(path)) > _MAX_UNIX_PATH:
+                raise OSError(f"socket path too long: {path}")
+            self.socket_path = path
+        except OSError as exc:  # no writable temporary directory: loopback TCP instead
+            log.info("no private unix socket for the xDS server (%s); using 127.0.0.1", exc)
+            if self._own_dir and self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
         self.acks = 0
         self.nacks: list[str] = []
         self._server: grpc.Server | None = None
 
     @property
     def uri(self) -> str:
-        """The target grpc's xDS client dials: ``unix:<path>``."""
-        return f"unix:{self.socket_path}"
+        """The target grpc's xDS client dials: ``unix:<path>``, else ``127.0.0.1:<port>``.
+
+        With TCP the port is known once :meth:`start` ran; it stays the same
+        across restarts, since grpc's xDS client keeps the bootstrap it read.
+        """
+        if self.socket_path is not None:
+            return f"unix:{self.socket_path}"
+        return f"127.0.0.1:{self._port}"
 
     @property
     def running(self) -> bool:
@@ -83,7 +102,7 @@ class AdsServer:
     def start(self) -> None:
         if self._server is not None:
             return
-        if os.path.exists(self.socket_path):
+        if self.socket_path is not None and os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="kuberesolver-ads"),
@@ -91,7 +110,9 @@ class AdsServer:
         )
         handler = _Handler(self)
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(handler, server)
-        server.add_insecure_port(self.uri)
+        port = server.add_insecure_port(self.uri)
+        if self.socket_path is None:
+            self._port = port
         server.start()
         self._server = server
         log.debug("ADS server listening on %s", self.uri)
@@ -109,7 +130,7 @@ class AdsServer:
     def close(self) -> None:
         """Stop and remove the socket directory."""
         self.stop()
-        if self._own_dir:
+        if self._own_dir and self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
 
     # -- resources -------------------------------------------------------

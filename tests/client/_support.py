@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2
 
+from kuberesolver import load_report
 from kuberesolver.projector.atomic_writer import write_atomic
 from kuberesolver.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, TargetRef, encode
 
@@ -86,7 +87,8 @@ class Backend:
         if self.delay_s:
             time.sleep(self.delay_s)
         if self.orca_cpu is not None:
-            context.set_trailing_metadata((("endpoint-load-metrics-bin", _orca(self.orca_cpu)),))
+            report = load_report(cpu_utilization=self.orca_cpu, rps=100.0)
+            context.set_trailing_metadata((report,))
         if self.fail_with is not None:
             context.abort(self.fail_with, f"{self.name} is failing on purpose")
 
@@ -131,13 +133,6 @@ def _authority(context: grpc.ServicerContext) -> str:
     """The call's ``:authority`` (grpc Python keeps it off invocation_metadata)."""
     host = context._rpc_event.call_details.host  # type: ignore[attr-defined]
     return host.decode() if isinstance(host, bytes) else str(host)
-
-
-def _orca(cpu: float) -> bytes:
-    from xds.data.orca.v3 import orca_load_report_pb2
-
-    report = orca_load_report_pb2.OrcaLoadReport(cpu_utilization=cpu, rps_fractional=100.0)
-    return bytes(report.SerializeToString())
 
 
 def make_snapshot(

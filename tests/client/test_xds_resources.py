@@ -184,3 +184,53 @@ def test_settings_argument_then_environment_then_default(monkeypatch: pytest.Mon
         resolve()
     with pytest.raises(ValueError, match="max_attempts=0 must be at least 1"):
         resolve(debounce_ms=1, max_attempts=0)
+
+
+def test_ads_server_falls_back_to_loopback_tcp(tmp_path: Path) -> None:
+    from kuberesolver._xds.server import AdsServer
+
+    ads = AdsServer(socket_dir=str(tmp_path / "missing" / ("x" * 120)))
+    assert ads.socket_path is None
+    ads.start()
+    try:
+        uri = ads.uri
+        assert uri.startswith("127.0.0.1:")
+        assert not uri.endswith(":0")
+        ads.stop()
+        ads.start()  # a restart keeps the address the bootstrap names
+        assert ads.uri == uri
+    finally:
+        ads.close()
+
+
+def test_ads_server_private_unix_socket() -> None:
+    import os
+    import stat
+
+    from kuberesolver._xds.server import AdsServer
+
+    ads = AdsServer()
+    try:
+        assert ads.uri.startswith("unix:")
+        assert ads.socket_path is not None
+        mode = os.stat(os.path.dirname(ads.socket_path)).st_mode
+        assert stat.S_IMODE(mode) == 0o700
+    finally:
+        ads.close()
+
+
+def test_load_report_trailer() -> None:
+    from xds.data.orca.v3 import orca_load_report_pb2
+
+    import kuberesolver
+
+    key, value = kuberesolver.load_report(cpu_utilization=0.25, rps=10.0, utilization={"q": 0.5})
+    assert key == "endpoint-load-metrics-bin"
+    report = orca_load_report_pb2.OrcaLoadReport.FromString(value)
+    assert (report.cpu_utilization, report.rps_fractional, report.utilization["q"]) == (
+        0.25,
+        10.0,
+        0.5,
+    )
+    with pytest.raises(ValueError, match="cpu_utilization or application_utilization"):
+        kuberesolver.load_report(rps=1.0)
