@@ -122,17 +122,8 @@ class _Registry:
         directory = locate(settings.snapshot_dir, parsed)
         with self._lock:
             wd = self._dirs.get(directory)
-            if wd is not None and (wd.target.service, wd.target.namespace) != (
-                parsed.service,
-                parsed.namespace,
-            ):
-                wd = None
-            if wd is None:
-                snapshot = read_snapshot(directory)
-                check_snapshot(snapshot, parsed, str(directory))
-            else:
-                snapshot = wd.watcher.snapshot
-                check_snapshot(snapshot, parsed, str(directory))
+            snapshot = read_snapshot(directory) if wd is None else wd.watcher.snapshot
+            check_snapshot(snapshot, parsed, str(directory))
             policy = normalize_policy(settings.lb_policy) if settings.lb_policy else ""
             digest = hashlib.sha1(str(directory.resolve()).encode(), usedforsecurity=False)
             spec = ChannelSpec(
