@@ -194,10 +194,9 @@ def test_removed_endpoint_finishes_in_flight_calls(
 def test_no_endpoints_fails_fast_with_a_clear_message(root: Path, snapdir: Path) -> None:
     publish(snapdir, make_snapshot([]))
     with _open(root) as ch:
-        started = time.monotonic()
         with pytest.raises(grpc.RpcError) as info:
             ch.unary_unary(UNARY)(b"", timeout=30)
-        assert time.monotonic() - started < 20  # a bound, far below the deadline
+        # UNAVAILABLE, not DEADLINE_EXCEEDED: it failed at once instead of waiting
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "greeter.ns" in info.value.details()
         assert "no endpoints" in info.value.details()
