@@ -12,6 +12,9 @@ ADS server, so ``xds://kuberesolver/<name>`` channels are ours and every other
   in ``GRPC_XDS_BOOTSTRAP_CONFIG`` (dropping ``GRPC_XDS_BOOTSTRAP``, which grpc
   would otherwise prefer). Its own servers, node and authorities are untouched.
 - An existing authority named ``kuberesolver`` that is not ours is an error.
+- A bootstrap we installed (found again after a restart, or inherited by a
+  child process through the environment) is rebuilt from the application's
+  original, which it carries under ``kuberesolver_installed``.
 
 Limitation: grpc caches the bootstrap in its xDS client while any ``xds:``
 channel is alive. Create kuberesolver channels before the application's own
@@ -34,6 +37,7 @@ log = logging.getLogger("kuberesolver.xds")
 ENV_FILE: Final = "GRPC_XDS_BOOTSTRAP"
 ENV_CONFIG: Final = "GRPC_XDS_BOOTSTRAP_CONFIG"
 _MARK: Final = "kuberesolver"
+_MARKER_KEY: Final = "kuberesolver_installed"
 
 
 def _server(uri: str) -> dict[str, Any]:
@@ -78,7 +82,13 @@ def merge_bootstrap(existing: dict[str, Any], uri: str) -> dict[str, Any]:
     return merged
 
 
-_state: dict[str, Any] = {"installed": None, "base": None}
+def _base_of(bootstrap: dict[str, Any]) -> dict[str, Any] | None:
+    """The application's own bootstrap inside one we installed (or ``bootstrap`` itself)."""
+    marker = bootstrap.get(_MARKER_KEY)
+    if not isinstance(marker, dict):
+        return bootstrap
+    base = marker.get("base")
+    return dict(base) if isinstance(base, dict) else None
 
 
 def _current() -> dict[str, Any] | None:
@@ -89,14 +99,11 @@ def _current() -> dict[str, Any] | None:
                 loaded = json.load(f)
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot read the xDS bootstrap {ENV_FILE}={path}: {exc}") from exc
-        return dict(loaded)
+        return _base_of(dict(loaded))
     text = os.environ.get(ENV_CONFIG)
     if text:
-        if text == _state["installed"]:
-            base: dict[str, Any] | None = _state["base"]
-            return base
         try:
-            return dict(json.loads(text))
+            return _base_of(dict(json.loads(text)))
         except ValueError as exc:
             raise ValueError(f"{ENV_CONFIG} is not valid JSON: {exc}") from exc
     return None
@@ -115,8 +122,8 @@ def install_bootstrap(uri: str) -> dict[str, Any]:
         )
     if os.environ.pop(ENV_FILE, None) is not None:
         log.info("replaced %s by the merged bootstrap in %s", ENV_FILE, ENV_CONFIG)
-    text = json.dumps(bootstrap, sort_keys=True)
-    os.environ[ENV_CONFIG] = text
-    _state["installed"] = text
-    _state["base"] = existing
+    # grpc ignores unknown top-level fields; this one lets a later install (a
+    # restart, or a child process that inherited the variable) find the base.
+    bootstrap[_MARKER_KEY] = {"pid": os.getpid(), "base": existing}
+    os.environ[ENV_CONFIG] = json.dumps(bootstrap, sort_keys=True)
     return bootstrap

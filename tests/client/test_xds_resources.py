@@ -157,7 +157,6 @@ def test_install_merges_a_bootstrap_file(tmp_path: Path, monkeypatch: pytest.Mon
     path.write_text(json.dumps({"xds_servers": [{"server_uri": "td:443"}], "node": {"id": "app"}}))
     monkeypatch.setenv(bootstrap.ENV_FILE, str(path))
     monkeypatch.setenv(bootstrap.ENV_CONFIG, "")
-    monkeypatch.setattr(bootstrap, "_state", {"installed": None, "base": None})
     installed = bootstrap.install_bootstrap("unix:/tmp/x.sock")
     assert bootstrap.ENV_FILE not in __import__("os").environ
     assert installed["node"] == {"id": "app"}
@@ -234,3 +233,14 @@ def test_load_report_trailer() -> None:
     )
     with pytest.raises(ValueError, match="cpu_utilization or application_utilization"):
         kuberesolver.load_report(rps=1.0)
+
+
+def test_inherited_bootstrap_is_rebuilt_not_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child process inherits the parent's GRPC_XDS_BOOTSTRAP_CONFIG: rebuild from its base."""
+    monkeypatch.delenv(bootstrap.ENV_FILE, raising=False)
+    monkeypatch.delenv(bootstrap.ENV_CONFIG, raising=False)
+    parent = bootstrap.install_bootstrap("unix:/tmp/parent.sock")
+    child = bootstrap.install_bootstrap("unix:/tmp/child.sock")
+    assert parent["authorities"][AUTHORITY]["xds_servers"][0]["server_uri"].endswith("parent.sock")
+    assert child["authorities"][AUTHORITY]["xds_servers"][0]["server_uri"].endswith("child.sock")
+    assert child["kuberesolver_installed"]["base"] is None
