@@ -1,0 +1,107 @@
+"""``kuberesolver-projector``: one ConfigMap, projected into a directory, kept up to date.
+
+    kuberesolver-projector --namespace=demo --configmap=greeter \\
+        --dir=/var/run/kuberesolver/greeter.demo
+
+Credentials: in-cluster when there, else ``--kubeconfig`` or ``$KUBECONFIG``.
+The namespace defaults to the Pod's own (or the kubeconfig context's).
+SIGTERM and SIGINT stop it cleanly (exit status 0). ``--once`` projects the
+current version and exits (status 1 if the ConfigMap does not exist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from kuberesolver.projector.configmap_watch import ConfigMapProjector
+
+_SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class _Stop(BaseException):
+    """Raised by the signal handler to unwind a blocking read."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kuberesolver-projector", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--configmap", required=True, help="name of the ConfigMap")
+    parser.add_argument("--dir", required=True, type=Path, help="directory to write into")
+    parser.add_argument("--namespace", default="", help="its namespace (default: the Pod's own)")
+    parser.add_argument(
+        "--kubeconfig", default="", help="kubeconfig (default: in-cluster, then $KUBECONFIG)"
+    )
+    parser.add_argument("--once", action="store_true", help="project once and exit")
+    parser.add_argument("--log-level", default=os.environ.get("KUBERESOLVER_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+
+    api, context_namespace = _client(args.kubeconfig)
+    namespace = args.namespace or _pod_namespace() or context_namespace or "default"
+    projector = ConfigMapProjector(api, namespace, args.configmap, args.dir)
+    if args.once:
+        try:
+            return 0 if projector.run_once() else 1
+        finally:
+            api.close()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        projector.stop()
+        raise _Stop
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        projector.run()
+    except _Stop:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        api.close()
+    logging.getLogger("kuberesolver.projector").info("stopped")
+    return 0
+
+
+def _client(kubeconfig: str) -> tuple[Any, str]:
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    namespace = ""
+    if not kubeconfig:
+        try:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            pass
+        else:
+            return client.ApiClient(configuration), ""
+    path = kubeconfig or os.environ.get("KUBECONFIG") or None
+    config.load_kube_config(config_file=path, client_configuration=configuration)  # type: ignore[no-untyped-call]
+    try:
+        _, active = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
+        namespace = str((active or {}).get("context", {}).get("namespace") or "")
+    except Exception:
+        namespace = ""
+    return client.ApiClient(configuration), namespace
+
+
+def _pod_namespace() -> str:
+    try:
+        return _SA_NAMESPACE.read_text().strip()
+    except OSError:
+        return ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
