@@ -1,0 +1,324 @@
+"""The operator at scale, on the real control plane, under its own RBAC.
+
+World: 200 GrpcTargets over 200 headless Services without selectors, each
+with one EndpointSlice of 50 endpoints. To make 10,000 endpoints cheaply the
+bench writes those EndpointSlices itself, as admin, with its own
+``endpointslice.kubernetes.io/managed-by`` label, instead of creating 10,000
+Pods for the endpointslice controller: the operator reads every slice that
+carries ``kubernetes.io/service-name`` whoever manages it, so what it sees is
+the same.
+
+Then churn: 20 EndpointSlice changes per second for 60 s, round-robin over the
+Services (each change replaces one endpoint with a fresh address). An admin
+watch on the ConfigMaps notices when each change is published.
+
+Reported (one JSON object on the last line):
+
+- ``update_ms_p50`` / ``update_ms_p99``: from sending a slice change to the
+  ConfigMap event that holds it (goal: p99 <= 500);
+- ``changes`` and ``configmap_writes`` (ConfigMap updates during the churn,
+  from the operator's own counter): coalescing keeps writes <= changes;
+- ``operator_rss_mib``: the operator's peak RSS (goal <= 200);
+- ``apiserver_watches_opened``: watches the operator holds open on the
+  apiserver (the apiserver's ``apiserver_longrunning_requests{verb="WATCH"}``
+  with the operator running, minus before it started);
+- ``initial_sync_s``: from the operator's start to all 200 ConfigMaps published.
+
+Options: ``--targets``, ``--endpoints``, ``--rate``, ``--seconds`` (defaults:
+200, 50, 20, 60).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psutil
+from _common import emit, percentile
+from kubernetes import client
+from kubernetes.watch.watch import iter_resp_lines
+
+from kuberesolver.snapshot import ENDPOINTS_KEY, decode
+from testenv import ControlPlane, free_port
+from testenv.kube import api_client, apply, service_account_token
+
+ROOT = Path(__file__).resolve().parent.parent
+NS = "bench"
+GROUP, VERSION, PLURAL = "kuberesolver.io", "v1alpha1", "grpctargets"
+BASE = int(ipaddress.IPv4Address("10.0.0.0"))
+
+
+def address(service: int, serial: int) -> str:
+    return str(ipaddress.IPv4Address(BASE + service * 65536 + serial + 1))
+
+
+def slice_body(service: int, addresses: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"svc-{service}-bench",
+            "labels": {
+                "kubernetes.io/service-name": f"svc-{service}",
+                "endpointslice.kubernetes.io/managed-by": "bench.kuberesolver.io",
+            },
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "grpc", "port": 50051, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": [a], "conditions": {"ready": True}, "nodeName": "node-a", "zone": "z1"}
+            for a in addresses
+        ],
+    }
+
+
+def watches(kubeconfig: Path) -> int:
+    """Open WATCH requests on the apiserver, from its own metrics."""
+    out = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", "get", "--raw", "/metrics"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    total = 0.0
+    for line in out.splitlines():
+        if line.startswith("apiserver_longrunning_requests{") and 'verb="WATCH"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+class ConfigMapWatcher(threading.Thread):
+    """An admin watch on the bench's ConfigMaps: when did each address appear."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        super().__init__(daemon=True)
+        self.core = client.CoreV1Api(api)
+        self.lock = threading.Lock()
+        self.current: dict[str, set[str]] = {}
+        self.seen_at: dict[tuple[str, str], float] = {}  # (configmap, address) -> first seen
+        self.events = 0
+        self.stopping = False
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception:
+            if not self.stopping:
+                raise
+
+    def _run(self) -> None:
+        while not self.stopping:
+            listed = self.core.list_namespaced_config_map(
+                NS, label_selector="app.kubernetes.io/managed-by=kuberesolver",
+                _preload_content=False,
+            )  # fmt: skip
+            body = json.loads(listed.data)
+            for cm in body.get("items") or []:
+                self._record(cm, time.monotonic())
+            self.ready.set()
+            resp = self.core.list_namespaced_config_map(
+                NS, label_selector="app.kubernetes.io/managed-by=kuberesolver", watch=True,
+                resource_version=body["metadata"]["resourceVersion"], timeout_seconds=600,
+                _preload_content=False,
+            )  # fmt: skip
+            for line in iter_resp_lines(resp):
+                now = time.monotonic()
+                event = json.loads(line)
+                if event.get("type") in ("ADDED", "MODIFIED"):
+                    self.events += 1
+                    self._record(event["object"], now)
+                if self.stopping:
+                    break
+
+    def _record(self, cm: dict[str, Any], now: float) -> None:
+        name = cm["metadata"]["name"]
+        raw = (cm.get("data") or {}).get(ENDPOINTS_KEY)
+        if not raw:
+            return
+        addrs = {e.address for e in decode(raw).endpoints}
+        with self.lock:
+            for a in addrs - self.current.get(name, set()):
+                self.seen_at.setdefault((name, a), now)
+            self.current[name] = addrs
+
+    def count_complete(self, want: int) -> int:
+        with self.lock:
+            return sum(1 for v in self.current.values() if len(v) == want)
+
+
+def operator_metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--targets", type=int, default=200)
+    parser.add_argument("--endpoints", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=20.0, help="slice changes per second")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    n, m = args.targets, args.endpoints
+
+    with ControlPlane() as cp:
+        admin = api_client(cp.admin_kubeconfig)
+        apply(admin, ROOT / "crds", ROOT / "manifests/namespace.yaml", ROOT / "manifests/rbac.yaml")
+        token = service_account_token(admin, "kuberesolver-system", "kuberesolver-operator")
+        op_kubeconfig = cp.token_kubeconfig("operator", token, "kuberesolver-system")
+        core = client.CoreV1Api(admin)
+        discovery = client.DiscoveryV1Api(admin)
+        custom = client.CustomObjectsApi(admin)
+        core.create_namespace({"metadata": {"name": NS}})
+
+        print(f"creating {n} Services, {n} EndpointSlices of {m} endpoints, {n} GrpcTargets",
+              file=sys.stderr)  # fmt: skip
+        serial = [m] * n  # next fresh address per service
+        live: list[list[str]] = [[address(s, i) for i in range(m)] for s in range(n)]
+        for s in range(n):
+            core.create_namespaced_service(NS, {
+                "metadata": {"name": f"svc-{s}"},
+                "spec": {"clusterIP": "None",
+                         "ports": [{"name": "grpc", "port": 8080, "targetPort": 50051}]},
+            })  # fmt: skip
+            discovery.create_namespaced_endpoint_slice(NS, slice_body(s, live[s]))
+            custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "GrpcTarget",
+                "metadata": {"name": f"gt-{s}"}, "spec": {"service": f"svc-{s}", "port": "grpc"},
+            })  # fmt: skip
+
+        watcher = ConfigMapWatcher(api_client(cp.admin_kubeconfig))
+        watcher.start()
+        watcher.ready.wait(30)
+        watches_before = watches(cp.admin_kubeconfig)
+
+        metrics_port = free_port()
+        log_path = Path(tempfile.mkstemp(prefix="operator-scale-", suffix=".log")[1])
+        env = {
+            **os.environ, "KUBECONFIG": str(op_kubeconfig),
+            "KUBERESOLVER_METRICS_PORT": str(metrics_port),
+        }  # fmt: skip
+        argv = [
+            sys.executable, "-m", "kopf", "run", "-m", "kuberesolver.operator", "--all-namespaces",
+            "--peering=kuberesolver", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
+            "--quiet",
+        ]  # fmt: skip
+        t_start = time.monotonic()
+        with log_path.open("wb") as log:
+            op = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = psutil.Process(op.pid)
+        peak_rss = 0
+
+        def sample_rss() -> None:
+            nonlocal peak_rss
+            peak_rss = max(peak_rss, proc.memory_info().rss)
+
+        try:
+            deadline = time.monotonic() + 600
+            while watcher.count_complete(m) < n:
+                if op.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "operator did not converge:\n" + log_path.read_text()[-3000:]
+                    )
+                sample_rss()
+                time.sleep(0.2)
+            initial_sync_s = time.monotonic() - t_start
+            time.sleep(2)
+            watches_with = watches(cp.admin_kubeconfig)
+            writes_before = operator_metric(
+                metrics_port, "kuberesolver_operator_configmap_writes_total"
+            )
+            print(f"initial sync {initial_sync_s:.1f} s; churn {args.rate}/s for {args.seconds} s",
+                  file=sys.stderr)  # fmt: skip
+
+            changes: list[tuple[str, str, float]] = []  # (configmap, new address, sent at)
+            period = 1.0 / args.rate
+            total = int(args.rate * args.seconds)
+            t0 = time.monotonic()
+            for k in range(total):
+                due = t0 + k * period
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                s = k % n
+                fresh = address(s, serial[s])
+                serial[s] += 1
+                live[s][(k // n) % m] = fresh
+                sent = time.monotonic()
+                discovery.patch_namespaced_endpoint_slice(
+                    f"svc-{s}-bench", NS, {"endpoints": slice_body(s, live[s])["endpoints"]}
+                )
+                changes.append((f"gt-{s}", fresh, sent))
+                if k % 20 == 0:
+                    sample_rss()
+            churn_s = time.monotonic() - t0
+
+            latencies: list[float] = []
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with watcher.lock:
+                    missing = [c for c in changes if (c[0], c[1]) not in watcher.seen_at]
+                if not missing:
+                    break
+                time.sleep(0.2)
+            with watcher.lock:
+                for cm, fresh, sent in changes:
+                    seen = watcher.seen_at.get((cm, fresh))
+                    if seen is not None:
+                        latencies.append((seen - sent) * 1000)
+            sample_rss()
+            time.sleep(1)
+            writes = operator_metric(metrics_port, "kuberesolver_operator_configmap_writes_total")
+            reconcile_count = operator_metric(
+                metrics_port, "kuberesolver_operator_reconcile_seconds_count"
+            )
+        finally:
+            watcher.stopping = True
+            if op.poll() is None:
+                op.send_signal(signal.SIGTERM)
+                try:
+                    op.wait(30)
+                except subprocess.TimeoutExpired:
+                    op.kill()
+                    op.wait(10)
+
+        result = {
+            "targets": n,
+            "endpoints_per_target": m,
+            "changes": len(changes),
+            "changes_published": len(latencies),
+            "churn_rate_per_s": round(len(changes) / churn_s, 2),
+            "update_ms_p50": round(percentile(latencies, 50), 1),
+            "update_ms_p99": round(percentile(latencies, 99), 1),
+            "update_ms_max": round(max(latencies), 1) if latencies else None,
+            "configmap_writes": int(writes - writes_before),
+            "reconciles_total": int(reconcile_count),
+            "operator_rss_mib": round(peak_rss / 2**20, 1),
+            "apiserver_watches_opened": watches_with - watches_before,
+            "initial_sync_s": round(initial_sync_s, 1),
+            "goal_update_ms_p99": 500,
+            "goal_operator_rss_mib": 200,
+        }
+        log_path.unlink(missing_ok=True)
+        admin.close()
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
