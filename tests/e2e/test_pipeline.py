@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -98,9 +99,7 @@ def mount(
     """The projector writing ConfigMap "greeter" into <root>/greeter.<ns>, as the client's SA."""
     for doc in documents(ROOT / "manifests/examples/projector-sidecar.yaml"):
         if doc["kind"] != "Pod":
-            apply_object(
-                admin_api, {**doc, "metadata": {**doc["metadata"], "namespace": namespace}}
-            )
+            apply_object(admin_api, in_namespace(doc, namespace))
     token = service_account_token(admin_api, namespace, "greeter-client")
     kubeconfig = control_plane.token_kubeconfig(f"client-{namespace}", token, namespace)
     root = tmp_path / "kuberesolver"
@@ -124,11 +123,19 @@ def mount(
     assert proc.wait(15) == 0, log.read_text()
 
 
+def in_namespace(doc: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """An example manifest moved from namespace "demo" to the test's own."""
+    doc = {**doc, "metadata": {**doc["metadata"], "namespace": namespace}}
+    if "subjects" in doc:
+        doc["subjects"] = [{**s, "namespace": namespace} for s in doc["subjects"]]
+    return doc
+
+
 def create_grpctarget(api: client.ApiClient, namespace: str) -> None:
     gt = next(
         d for d in documents(ROOT / "manifests/examples/greeter.yaml") if d["kind"] == "GrpcTarget"
     )
-    apply_object(api, {**gt, "metadata": {**gt["metadata"], "namespace": namespace}})
+    apply_object(api, in_namespace(gt, namespace))
 
 
 def spread(channel: grpc.Channel, calls: int) -> collections.Counter[str]:
