@@ -225,5 +225,8 @@ def test_operator_identity_is_least_privilege(operator_kubeconfig: Path) -> None
         assert not can("update", "services")
         assert not can("delete", "configmaps")
         assert not can("create", "pods")
+        assert not can("list", "configmaps")  # only its own, by name
+        assert not can("patch", "grpctargets", "kuberesolver.io")  # status only
+        assert not can("patch", "endpointslices", "discovery.k8s.io")
     finally:
         api.close()

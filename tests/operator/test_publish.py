@@ -134,7 +134,8 @@ def test_scale_to_zero_publishes_an_empty_snapshot(
         core.delete_namespaced_pod(f"zero-{i}", namespace, grace_period_seconds=0)
     after = wait_addresses(admin_api, namespace, "zero", set())
     assert after.endpoints == ()
-    assert after.revision == before.revision + 1
+    # One pod at a time or both at once: one or two new revisions, never fewer.
+    assert before.revision + 1 <= after.revision <= before.revision + 2
     t = wait_for(
         lambda: (
             (x := get_target(admin_api, namespace, "zero"))["status"].get("totalEndpoints") == 0
