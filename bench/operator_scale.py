@@ -9,8 +9,9 @@ carries ``kubernetes.io/service-name`` whoever manages it, so what it sees is
 the same.
 
 Then churn: 20 EndpointSlice changes per second for 60 s, round-robin over the
-Services (each change replaces one endpoint with a fresh address). An admin
-watch on the ConfigMaps notices when each change is published.
+Services (each change replaces one endpoint with a fresh address, so every
+change is one real endpoint change and one ConfigMap write). An admin watch
+on the ConfigMaps notices when each change is published.
 
 Reported (one JSON object on the last line):
 
@@ -22,7 +23,10 @@ Reported (one JSON object on the last line):
 - ``apiserver_watches_opened``: watches the operator holds open on the
   apiserver (the apiserver's ``apiserver_longrunning_requests{verb="WATCH"}``
   with the operator running, minus before it started);
-- ``initial_sync_s``: from the operator's start to all 200 ConfigMaps published.
+- ``initial_sync_s``: from the operator's start to all 200 ConfigMaps published;
+- ``burst_changes`` / ``burst_configmap_writes``: after the churn, 40 changes
+  to one Service as fast as the API takes them (a rollout): coalesced into a
+  few writes (one per ``KUBERESOLVER_DEBOUNCE_MS`` window, 300 ms by default).
 
 Options: ``--targets``, ``--endpoints``, ``--rate``, ``--seconds`` (defaults:
 200, 50, 20, 60).
@@ -59,6 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NS = "bench"
 GROUP, VERSION, PLURAL = "kuberesolver.io", "v1alpha1", "grpctargets"
 BASE = int(ipaddress.IPv4Address("10.0.0.0"))
+BURST = 40
 
 
 def address(service: int, serial: int) -> str:
@@ -285,6 +290,29 @@ def main() -> None:
             sample_rss()
             time.sleep(1)
             writes = operator_metric(metrics_port, "kuberesolver_operator_configmap_writes_total")
+
+            # A rollout-like burst on one Service: changes as fast as the API takes them.
+            burst_before = writes
+            s = 0
+            for k in range(BURST):
+                fresh = address(s, serial[s])
+                serial[s] += 1
+                live[s][k % m] = fresh
+                discovery.patch_namespaced_endpoint_slice(
+                    f"svc-{s}-bench", NS, {"endpoints": slice_body(s, live[s])["endpoints"]}
+                )
+            want = set(live[s])
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with watcher.lock:
+                    if watcher.current.get(f"gt-{s}") == want:
+                        break
+                time.sleep(0.1)
+            time.sleep(1)
+            burst_writes = (
+                operator_metric(metrics_port, "kuberesolver_operator_configmap_writes_total")
+                - burst_before
+            )
             reconcile_count = operator_metric(
                 metrics_port, "kuberesolver_operator_reconcile_seconds_count"
             )
@@ -308,6 +336,8 @@ def main() -> None:
             "update_ms_p99": round(percentile(latencies, 99), 1),
             "update_ms_max": round(max(latencies), 1) if latencies else None,
             "configmap_writes": int(writes - writes_before),
+            "burst_changes": BURST,
+            "burst_configmap_writes": int(burst_writes),
             "reconciles_total": int(reconcile_count),
             "operator_rss_mib": round(peak_rss / 2**20, 1),
             "apiserver_watches_opened": watches_with - watches_before,

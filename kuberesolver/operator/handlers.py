@@ -67,6 +67,19 @@ class Runtime:
         self.kube.close()
 
 
+class _QuietRoutine(logging.Filter):
+    """Drop kopf's INFO line for every Service and EndpointSlice event: it is routine, and many."""
+
+    _ROUTINE = ("'service_index'", "'endpointslice_index'", "'service_event'",
+                "'endpointslice_event'", "'grpctarget_event'")  # fmt: skip
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        message = record.getMessage()
+        return not (message.endswith(" succeeded.") and any(h in message for h in self._ROUTINE))
+
+
 class RetryLater(Exception):
     """A reconcile that must be repeated soon (a conflict that may clear by itself)."""
 
@@ -82,6 +95,9 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
     settings.peering.stealth = True
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
+    objects_logger = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, _QuietRoutine) for f in objects_logger.filters):
+        objects_logger.addFilter(_QuietRoutine())
     runtime = Runtime(settings=ours, hub=Hub(), kube=Kube(), metrics=Metrics())
     runtime.metrics.serve(ours.metrics_port)
     memo["runtime"] = runtime
