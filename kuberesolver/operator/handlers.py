@@ -41,7 +41,7 @@ from kuberesolver.operator.hub import Hub, TargetKey, Trigger, run_coalesced
 from kuberesolver.operator.kube import ApiError, Kube
 from kuberesolver.operator.metrics import Metrics
 from kuberesolver.operator.reconcile import Plan, Published, plan
-from kuberesolver.operator.settings import Settings
+from kuberesolver.operator.settings import Settings, SettingsError
 from kuberesolver.operator.spec import GROUP, PLURAL, VERSION
 from kuberesolver.operator.status import build_status, condition, status_changed
 from kuberesolver.snapshot import ENDPOINTS_KEY, SnapshotError, decode
@@ -89,7 +89,10 @@ class RetryLater(Exception):
 
 @kopf.on.startup()
 async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    ours = Settings.resolve()
+    try:
+        ours = Settings.resolve()
+    except SettingsError as exc:
+        raise kopf.PermanentError(f"bad setting: {exc}") from exc
     settings.peering.priority = ours.peering_priority
     settings.peering.lifetime = ours.peering_lifetime_s
     settings.peering.stealth = True
@@ -99,7 +102,13 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
     if not any(isinstance(f, _QuietRoutine) for f in objects_logger.filters):
         objects_logger.addFilter(_QuietRoutine())
     runtime = Runtime(settings=ours, hub=Hub(), kube=Kube(), metrics=Metrics())
-    runtime.metrics.serve(ours.metrics_port)
+    try:
+        runtime.metrics.serve(ours.metrics_port)
+    except OSError as exc:
+        runtime.close()
+        raise kopf.PermanentError(
+            f"cannot serve metrics on port {ours.metrics_port}: {exc}"
+        ) from exc
     memo["runtime"] = runtime
     _log.info(
         "kuberesolver operator starting: debounce %d ms, metrics port %d, peering priority %d",

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +146,11 @@ def test_deployment_args_match_the_image() -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["KUBERESOLVER_METRICS_PORT"] == "9090"
     assert yaml.safe_dump(dep)  # round-trips
+
+
+def test_a_bad_setting_stops_the_operator_with_a_clear_message(
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    with pytest.raises(RuntimeError, match="exited") as exc:
+        operator_factory(env={"KUBERESOLVER_DEBOUNCE_MS": "soon"})
+    assert "KUBERESOLVER_DEBOUNCE_MS='soon': not a number" in str(exc.value)
