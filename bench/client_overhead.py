@@ -76,6 +76,34 @@ def _import_ms() -> float:
     return round(median(ours) - median(raw), 1)
 
 
+_RSS = """
+import sys, grpc, psutil
+port, root, ours = sys.argv[1], sys.argv[2], sys.argv[3] == "ours"
+if ours:
+    import kuberesolver
+    ch = kuberesolver.insecure_channel("kubernetes:///bench.ns:grpc", snapshot_dir=root)
+else:
+    ch = grpc.insecure_channel("127.0.0.1:" + port)
+for _ in range(100):
+    ch.unary_unary("{method}")(b"", timeout=10)
+print(psutil.Process().memory_info().rss / 2**20)
+ch.close()
+"""
+
+
+def _rss_mb(port: int, root: Path) -> float:
+    """Resident memory of a process with one channel after 100 calls: ours minus raw."""
+    code = _RSS.replace("{method}", UNARY)
+
+    def run(mode: str) -> float:
+        out = subprocess.check_output([sys.executable, "-c", code, str(port), str(root), mode])
+        return float(out.decode().split()[-1])
+
+    ours = [run("ours") for _ in range(3)]
+    raw = [run("raw") for _ in range(3)]
+    return round(median(ours) - median(raw), 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=30)
@@ -127,6 +155,7 @@ def main() -> None:
             return out
 
         aio = asyncio.run(run_aio())
+        rss_mb = _rss_mb(port, root)
 
     for label, data in (("sync", sync), ("aio", aio)):
         print(
@@ -151,6 +180,7 @@ def main() -> None:
             "cpu_us_per_call_aio_ours": round(median(c for _, c in aio["ours"]), 1),
             "first_rpc_ms": round(first_rpc_ms, 1),
             "import_ms_over_grpc": _import_ms(),
+            "rss_mb_over_grpc": rss_mb,
             "rounds": args.rounds,
             "round_s": args.round_s,
             "aio_concurrency": args.concurrency,
