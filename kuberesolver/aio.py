@@ -6,14 +6,19 @@ idempotent ``close(grace)``), balanced exactly like the sync ones.
 from __future__ import annotations
 
 import os
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import grpc
 from grpc.aio import _channel as _aio_channel
 
-from kuberesolver.channel import ChannelOptions, Lease, _channel_options, _lease
+from kuberesolver.channel import (
+    ChannelOptions,
+    Lease,
+    _channel_options,
+    _lease,
+    _release_on_close,
+)
 from kuberesolver.snapshot import Snapshot
 
 __all__ = ["Channel", "insecure_channel", "secure_channel"]
@@ -40,7 +45,7 @@ class Channel(_aio_channel.Channel):  # type: ignore[misc]
             interceptors,
         )
         self.kuberesolver_lease = lease
-        self._kuberesolver_release = weakref.finalize(self, lease.release)
+        self._kuberesolver_release = _release_on_close(self, lease)
 
     @property
     def snapshot(self) -> Snapshot:

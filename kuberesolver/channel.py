@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -242,6 +242,29 @@ class _Registry:
 _registry = _Registry()
 
 
+def _release_on_close(channel: object, lease: Lease) -> Callable[[], None]:
+    """A callable that releases ``lease`` once: on close(), or when ``channel`` is collected.
+
+    A channel collected without close() is released on a short-lived thread:
+    the garbage collector may run while this thread holds the registry lock.
+    """
+    finalizer = weakref.finalize(channel, _release_collected, lease)
+
+    def release() -> None:
+        if finalizer.detach() is not None:
+            lease.release()
+
+    return release
+
+
+def _release_collected(lease: Lease) -> None:
+    log.debug("a channel for %s was collected without close()", lease.target)
+    try:
+        threading.Thread(target=lease.release, name="kuberesolver-release", daemon=True).start()
+    except RuntimeError:  # interpreter shutdown: no new threads
+        lease.release()
+
+
 def _record_rejected(label: str, _problem: str) -> None:
     metrics.record_rejected(label)
 
@@ -306,7 +329,7 @@ class Channel(_grpc_channel.Channel):  # type: ignore[misc]
             compression,
         )
         self.kuberesolver_lease = lease
-        self._kuberesolver_release = weakref.finalize(self, lease.release)
+        self._kuberesolver_release = _release_on_close(self, lease)
 
     @property
     def snapshot(self) -> Snapshot:

@@ -424,3 +424,18 @@ def test_policy_change_in_the_snapshot_applies_to_open_channels(
         pick_first = {"loadBalancingConfig": [{"pick_first": {}}]}
         publish(snapdir, make_snapshot(endpoints, revision=2, service_config=pick_first))
         eventually(lambda: len(call_names(call, 10, timeout=5)) == 1)
+
+
+def test_a_channel_collected_without_close_releases_its_watch(
+    backends: Backends, root: Path, snapdir: Path
+) -> None:
+    import gc
+
+    a = backends("127.0.0.2")
+    publish(snapdir, make_snapshot([a.endpoint()]))
+    ch = _open(root)
+    ch.unary_unary(UNARY)(b"", timeout=5)
+    ch._close()  # grpc's own close path, bypassing ours
+    del ch
+    gc.collect()
+    eventually(lambda: registry().watched() == [])
