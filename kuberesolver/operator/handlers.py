@@ -302,6 +302,10 @@ class TargetWorker:
         slices = list(self.slices.get(svc_key, ()))
 
         cm_name = raw_spec.get("configMapName") or self.name
+        if first_wake is None:
+            # A periodic resync, not a change: re-read the ConfigMap, so that
+            # an edit by hand (or a deletion) is repaired.
+            self.configmap_name = None
         if self.configmap_name != cm_name:
             await self._load_configmap(cm_name, old_status)
 
@@ -379,8 +383,9 @@ class TargetWorker:
         self.configmap = cm
         self.configmap_name = cm_name
         if published is not None and (
-            self.published is None or published.revision >= self.published.revision
+            self.published is None or published.revision > self.published.revision
         ):
+            # What this replica published itself wins over a same-revision guess.
             self.published = published
 
     async def _publish(self, the_plan: Plan) -> bool:

@@ -155,7 +155,7 @@ async def run_coalesced(
 
     Runs once at the start, then on every wake-up (coalesced), and every
     ``resync_s`` without one. ``reconcile`` gets the loop time of the first
-    wake-up it serves (for latency metrics). A failure is reported to
+    wake-up it serves (for latency metrics), or ``None`` for a resync. A failure is reported to
     ``on_error`` and retried with backoff; nothing else is done meanwhile, so
     a failure never publishes anything. Returns when the trigger is closed.
     """

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from kuberesolver.snapshot import ENDPOINTS_KEY, decode
+from kuberesolver.snapshot import ENDPOINTS_KEY, SnapshotError, decode
 from testenv.netns import pod_ip
 from tests.operator.conftest import (
     OperatorProcess,
@@ -119,3 +119,32 @@ def test_a_configmap_it_does_not_own_is_left_untouched(
 
     cm = wait_for(owned, 90, "the operator's ConfigMap")
     assert ENDPOINTS_KEY in cm.data
+
+
+def test_a_configmap_edited_by_hand_is_repaired_on_resync(
+    admin_api: client.ApiClient, namespace: str, operator_factory: Any
+) -> None:
+    operator_factory(env={"KUBERESOLVER_RESYNC_S": "2"})
+    selectorless_service(admin_api, namespace, "svc")
+    make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(121))])
+    create_target(admin_api, namespace, "fix", {"service": "svc"})
+
+    def good() -> Any:
+        cm = get_configmap(admin_api, namespace, "fix")
+        assert cm is not None
+        try:
+            snap = decode(cm.data[ENDPOINTS_KEY])
+        except SnapshotError as exc:
+            raise AssertionError(str(exc)) from exc
+        assert {e.address for e in snap.endpoints} == {pod_ip(121)}
+        return cm
+
+    original = wait_for(good, 60, "published").data
+    core = client.CoreV1Api(admin_api)
+    core.patch_namespaced_config_map(
+        "fix", namespace, {"data": {ENDPOINTS_KEY: "garbage", "extra": "x"}}
+    )
+    repaired = wait_for(lambda: good().data == original and good(), 60, "repaired")
+    assert "extra" not in repaired.data
+    core.delete_namespaced_config_map("fix", namespace)
+    wait_for(good, 60, "recreated")

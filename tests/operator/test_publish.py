@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client
 
 from kuberesolver.snapshot import ENDPOINTS_KEY, SERVICE_CONFIG_KEY, Snapshot, decode
+from testenv.kube import table
 from testenv.netns import pod_ip
 from testenv.workloads import create_node, create_pod, create_service, endpoint_slices
 from tests.operator.conftest import (
@@ -118,6 +119,18 @@ def test_three_slices_merge_into_one_snapshot(
     assert status["observedGeneration"] == target["metadata"]["generation"]
     assert status["configMapName"] == "greeter"
     assert condition(target, "ServiceFound").get("status") in ("True", None)
+    published = wait_for(
+        lambda: [e for e in events_for(admin_api, namespace, "greeter") if e.reason == "Published"],
+        30,
+        "a Published Event",
+    )
+    assert published[0].type == "Normal"
+    assert "4 of 4 endpoints ready" in published[0].message
+    # kubectl get gt: the printer columns.
+    text = table(admin_api, f"/apis/kuberesolver.io/v1alpha1/namespaces/{namespace}/grpctargets")
+    header, row = text.splitlines()
+    assert header.split()[:5] == ["NAME", "SERVICE", "PORT", "READY", "STATUS"]
+    assert row.split()[:5] == ["greeter", "greeter", "grpc", "4", "Published"]
 
 
 def test_scale_to_zero_publishes_an_empty_snapshot(
