@@ -170,6 +170,7 @@ class _Registry:
     def _ensure_ads(self) -> AdsServer:
         if self._ads is None:
             ads = AdsServer()
+            ads.on_idle = self._on_ads_idle
             ads.start()
             try:
                 install_bootstrap(ads.uri)
@@ -218,14 +219,29 @@ class _Registry:
             if not wd.specs and self._dirs.get(wd.directory) is wd:
                 del self._dirs[wd.directory]
                 stop_watcher = True
-            stop_ads = not self._dirs and self._ads is not None
         if stop_watcher:
             wd.watcher.stop()
-        if stop_ads:
-            with self._lock:
-                if not self._dirs and self._ads is not None:
-                    self._ads.stop()
-                    log.debug("no channels left: xDS server stopped")
+        self._maybe_stop_ads()
+
+    def _maybe_stop_ads(self) -> None:
+        """Stop the xDS server once no channel is left and grpc's xDS clients hung up.
+
+        Stopping it while grpc still holds an ADS stream would put grpc's
+        connection to it into reconnect backoff, and the next channel's first
+        calls would fail while it lasts.
+        """
+        with self._lock:
+            ads = self._ads
+            if self._dirs or ads is None or not ads.running or ads.stream_count:
+                return
+            ads.stop()
+        log.debug("no channels left: xDS server stopped")
+
+    def _on_ads_idle(self) -> None:
+        # runs on a server thread, which must not wait for the server to stop
+        threading.Thread(
+            target=self._maybe_stop_ads, name="kuberesolver-ads-stop", daemon=True
+        ).start()
 
     def shutdown(self) -> None:
         """Stop every watch and the xDS server (at exit)."""

@@ -19,7 +19,7 @@ import queue
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +63,8 @@ class AdsServer:
         self._resources: dict[str, dict[str, any_pb2.Any]] = {t: {} for t in _TYPES}
         self._versions: dict[str, int] = dict.fromkeys(_TYPES, 0)
         self._streams: set[_Stream] = set()
+        self.on_idle: Callable[[], None] | None = None
+        """Called (on a stream's thread) when the last ADS stream has ended."""
         self._nonce = itertools.count(1)
         self._own_dir = socket_dir is None
         self._dir: str | None = None
@@ -98,6 +100,12 @@ class AdsServer:
     @property
     def running(self) -> bool:
         return self._server is not None
+
+    @property
+    def stream_count(self) -> int:
+        """Open ADS streams: grpc keeps one per xDS client while it has channels."""
+        with self._lock:
+            return len(self._streams)
 
     def start(self) -> None:
         if self._server is not None:
@@ -257,6 +265,9 @@ class AdsServer:
         finally:
             with self._lock:
                 self._streams.discard(stream)
+                idle = not self._streams
+            if idle and self.on_idle is not None:
+                self.on_idle()
 
 
 class _Handler(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]

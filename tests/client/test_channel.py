@@ -137,7 +137,8 @@ def test_lifecycle_threads_and_xds_server_stop(
         assert ads is not None
         assert ads.running
         assert any(t.name.startswith("kuberesolver-watch") for t in threading.enumerate())
-    assert not ads.running
+    eventually(lambda: not ads.running)  # once grpc's xDS client hung up
+    assert ads.stream_count == 0
     eventually(
         lambda: not any(t.name.startswith("kuberesolver-watch") for t in threading.enumerate())
     )
