@@ -9,7 +9,9 @@ and message go into the Rendered condition and an Event.
 The context of a template is the snapshot document (``version``, ``target``,
 ``serverName``, ``revision``, ``endpoints``, ``serviceConfig``) plus
 ``readyEndpoints`` (ready and not terminating) and ``grpcTarget``
-(``name``, ``namespace``). The ``tojson`` filter is available.
+(``name``, ``namespace``). The ``tojson`` filter is available. Block tags
+take their own line away (``trim_blocks`` and ``lstrip_blocks``), so a
+``{% for %}`` on its own line leaves no blank lines behind.
 """
 
 from __future__ import annotations
@@ -108,6 +110,8 @@ def _environment() -> _Sandbox:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
         auto_reload=False,
     )
     env.policies["json.dumps_kwargs"] = {"sort_keys": True}

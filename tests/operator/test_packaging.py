@@ -154,3 +154,33 @@ def test_a_bad_setting_stops_the_operator_with_a_clear_message(
     with pytest.raises(RuntimeError, match="exited") as exc:
         operator_factory(env={"KUBERESOLVER_DEBOUNCE_MS": "soon"})
     assert "KUBERESOLVER_DEBOUNCE_MS='soon': not a number" in str(exc.value)
+
+
+def test_the_full_example_publishes(admin_api: client.ApiClient, operator: OperatorProcess) -> None:
+    for name in ("demo", "backend"):
+        try:
+            client.CoreV1Api(admin_api).create_namespace(
+                client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+            )
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+    apply(admin_api, ROOT / "manifests" / "examples" / "cross-namespace.yaml")
+    make_slice(
+        admin_api, "backend", "inventory", "inventory-example",
+        [ep(pod_ip(181)), ep(pod_ip(182), ready=False)],
+    )  # fmt: skip
+
+    def published() -> dict[str, str]:
+        cm = client.CoreV1Api(admin_api).read_namespaced_config_map("inventory-endpoints", "demo")
+        assert "upstream.conf" in (cm.data or {})
+        assert pod_ip(181) in cm.data["backends.txt"]
+        return dict(cm.data)
+
+    data = wait_for(published, 60, "the example's ConfigMap")
+    assert data["backends.txt"] == f"{pod_ip(181)}:50051\n"
+    assert f"server {pod_ip(181)}:50051;" in data["upstream.conf"]
+    assert pod_ip(182) not in data["upstream.conf"]
+    config = json.loads(data["service-config.json"])
+    assert config["loadBalancingConfig"] == [{"weighted_round_robin": {}}]
+    assert config["methodConfig"][0]["retryPolicy"]["maxAttempts"] == 3
