@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from kubernetes import client
 
 from kuberesolver.snapshot import ENDPOINTS_KEY, decode
 from testenv import ControlPlane
-from testenv.kube import api_client
+from testenv.kube import api_client, service_account_token
 from testenv.netns import pod_ip
 from tests.operator.conftest import (
     GROUP,
@@ -230,3 +232,59 @@ def test_operator_identity_is_least_privilege(operator_kubeconfig: Path) -> None
         assert not can("patch", "endpointslices", "discovery.k8s.io")
     finally:
         api.close()
+
+
+def test_forbidden_slices_never_publish_an_empty_snapshot(
+    control_plane: ControlPlane,
+    admin_api: client.ApiClient,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    op = operator_factory()
+    selectorless_service(admin_api, namespace, "svc")
+    make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(191)), ep(pod_ip(192))])
+    create_target(admin_api, namespace, "t", {"service": "svc"})
+    wait_published(admin_api, namespace, "t", {pod_ip(191), pod_ip(192)})
+    op.stop()
+    before = get_configmap(admin_api, namespace, "t")
+    assert before is not None
+
+    # The same operator, but its identity may not read EndpointSlices.
+    rbac = client.RbacAuthorizationV1Api(admin_api)
+    role = rbac.read_cluster_role("kuberesolver-operator")
+    name = f"crippled-{namespace}"
+    rules = [r for r in role.rules if "endpointslices" not in (r.resources or [])]
+    rbac.create_cluster_role({"metadata": {"name": name}, "rules": [r.to_dict() for r in rules]})
+    client.CoreV1Api(admin_api).create_namespaced_service_account(
+        "kuberesolver-system", {"metadata": {"name": name}}
+    )
+    rbac.create_cluster_role_binding({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "kuberesolver-system"}],
+    })  # fmt: skip
+    try:
+        token = service_account_token(admin_api, "kuberesolver-system", name)
+        kubeconfig = control_plane.token_kubeconfig(name, token, "kuberesolver-system")
+        crippled = OperatorProcess(kubeconfig, name="crippled")
+        with contextlib.suppress(RuntimeError):  # it may give up: fine, if it publishes nothing
+            crippled.start()
+        make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(193))])
+        # kopf retries the list with backoff (about a minute), then gives up on it.
+        wait_for(
+            lambda: not crippled.alive or "#9/9" in crippled.log_text(),
+            120,
+            "the operator to exhaust its retries on the missing permission",
+        )
+        time.sleep(3)  # the window in which a careless operator would publish
+        after = get_configmap(admin_api, namespace, "t")
+        assert after is not None
+        assert after.metadata.resource_version == before.metadata.resource_version
+        assert {e.address for e in decode(after.data[ENDPOINTS_KEY]).endpoints} == {
+            pod_ip(191), pod_ip(192),
+        }  # fmt: skip
+        crippled.stop()
+    finally:
+        rbac.delete_cluster_role_binding(name)
+        rbac.delete_cluster_role(name)
+        client.CoreV1Api(admin_api).delete_namespaced_service_account(name, "kuberesolver-system")
