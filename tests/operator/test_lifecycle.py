@@ -64,7 +64,9 @@ def test_deleting_a_target_needs_no_finalizer_and_collects_its_configmap(
     wait_published(admin_api, namespace, "b", {pod_ip(121)})
     custom = client.CustomObjectsApi(admin_api)
     for name in ("a", "b"):
-        assert not get_target(admin_api, namespace, name)["metadata"].get("finalizers")
+        meta = get_target(admin_api, namespace, name)["metadata"]
+        assert not meta.get("finalizers")
+        assert not any("kopf" in k for k in meta.get("annotations") or {})
 
     # The operator never wrote on the objects it only reads.
     for s in client.DiscoveryV1Api(admin_api).list_namespaced_endpoint_slice(namespace).items:
