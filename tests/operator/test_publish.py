@@ -302,6 +302,7 @@ def test_writes_only_on_change_and_coalesces_bursts(
     assert cm is not None
     rv = cm.metadata.resource_version
     writes_before = configmap_writes(op)
+    reconciles_before = reconciles(op)
 
     # Changes that do not change the endpoints: no write, same revision.
     core = client.CoreV1Api(admin_api)
@@ -309,8 +310,16 @@ def test_writes_only_on_change_and_coalesces_bursts(
     make_slice(admin_api, namespace, "burst", "burst-1", [ep(pod_ip(71), ready=True)])
     make_slice(admin_api, namespace, "burst", "burst-other-port", [ep(pod_ip(72))],
                ports=[{"name": "metrics", "port": 9090, "protocol": "TCP"}])  # fmt: skip
-    patch_target(admin_api, namespace, "burst", {"includeTerminating": False})  # a no-op spec
-    wait_for(lambda: reconciles(op) >= 3, 30, "the operator saw the no-op changes")
+    # A new generation whose output is the same: an empty serviceConfig merges to nothing.
+    patch_target(admin_api, namespace, "burst", {"serviceConfig": {}})
+    generation = get_target(admin_api, namespace, "burst")["metadata"]["generation"]
+    assert generation == 2
+    wait_for(
+        lambda: get_target(admin_api, namespace, "burst")["status"]["observedGeneration"] == 2,
+        30,
+        "the new generation observed",
+    )
+    assert reconciles(op) >= reconciles_before + 1
     cm = get_configmap(admin_api, namespace, "burst")
     assert cm is not None
     assert cm.metadata.resource_version == rv
