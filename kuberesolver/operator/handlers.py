@@ -43,7 +43,7 @@ from kuberesolver.operator.metrics import Metrics
 from kuberesolver.operator.reconcile import Plan, Published, plan
 from kuberesolver.operator.settings import Settings, SettingsError
 from kuberesolver.operator.spec import GROUP, PLURAL, VERSION
-from kuberesolver.operator.status import build_status, condition, status_changed
+from kuberesolver.operator.status import Condition, build_status, condition, status_changed
 from kuberesolver.snapshot import ENDPOINTS_KEY, SnapshotError, decode
 
 __all__ = ["Runtime"]
@@ -274,6 +274,7 @@ class TargetWorker:
         self.published: Published | None = None
         self.warned: set[tuple[str, str]] = set()
         self.last_error: str | None = None
+        self.ready_before: str | None = None  # the Ready status this worker last reported
 
     def on_error(self, exc: BaseException) -> None:
         if isinstance(exc, RetryLater):
@@ -350,7 +351,7 @@ class TargetWorker:
         )
         if status_changed(old_status, status):
             await self.runtime.kube.patch_status(self.namespace, self.name, dict(status))
-        self._emit_events(the_plan, old_status, retry)
+        self._emit_events(the_plan, conditions[0], old_status, retry)
         if snapshot is not None:
             self.runtime.metrics.set_endpoints(
                 self.namespace, self.name, len(snapshot.ready_endpoints), len(snapshot.endpoints)
@@ -425,7 +426,7 @@ class TargetWorker:
         return wrote
 
     def _emit_events(
-        self, the_plan: Plan, old_status: Mapping[str, Any], retry: str | None
+        self, the_plan: Plan, ready: Condition, old_status: Mapping[str, Any], retry: str | None
     ) -> None:
         warnings = set(the_plan.warnings)
         if retry is not None:
@@ -433,10 +434,12 @@ class TargetWorker:
         for reason, message in sorted(warnings - self.warned):
             kopf.warn(self.body, reason=reason, message=message[:1000])
         self.warned = warnings
-        before = {c.get("type"): c.get("status") for c in old_status.get("conditions") or []}
-        ready = the_plan.conditions[0]
-        if retry is None and ready.status == "True" and before.get("Ready") != "True":
+        if self.ready_before is None:
+            before = {c.get("type"): c.get("status") for c in old_status.get("conditions") or []}
+            self.ready_before = str(before.get("Ready") or "Unknown")
+        if ready.status == "True" and self.ready_before != "True":
             kopf.info(self.body, reason="Published", message=ready.message)
+        self.ready_before = ready.status
 
 
 def _labels_differ(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:

@@ -24,6 +24,7 @@ from tests.operator.conftest import (
     condition,
     create_target,
     ep,
+    events_for,
     get_configmap,
     get_target,
     make_slice,
@@ -194,6 +195,7 @@ def test_api_errors_publish_nothing_then_converge(
     assert "403" in condition(t, "Ready")["message"]
     assert get_configmap(admin_api, namespace, "t") is None
     assert "readyEndpoints" not in t["status"]  # nothing claimed as published
+    assert not [e for e in events_for(admin_api, namespace, "t") if e.reason == "Published"]
 
     core.delete_namespaced_resource_quota("no-cm", namespace)
     snap = wait_published(admin_api, namespace, "t", {pod_ip(151), pod_ip(152)}, timeout_s=90)
@@ -202,6 +204,11 @@ def test_api_errors_publish_nothing_then_converge(
         lambda: condition(get_target(admin_api, namespace, "t"), "Ready").get("status") == "True",
         30,
         "Ready=True",
+    )
+    wait_for(
+        lambda: [e for e in events_for(admin_api, namespace, "t") if e.reason == "Published"],
+        30,
+        "a Published Event once it is",
     )
 
 
