@@ -210,7 +210,7 @@ async def grpctarget_daemon(
     key = (namespace or "", name)
     trigger = runtime.hub.attach(key, uid)
     runtime.metrics.targets.inc()
-    worker = TargetWorker(runtime, key, uid, body, service_index, endpointslice_index)
+    worker = TargetWorker(runtime, key, uid, body, service_index, endpointslice_index, trigger)
     watcher = asyncio.create_task(_close_when_stopped(stopped, trigger))
     try:
         await run_coalesced(
@@ -261,6 +261,7 @@ class TargetWorker:
         body: kopf.Body,
         services: kopf.Index[tuple[str, str], ServiceView],
         slices: kopf.Index[tuple[str, str], SliceView],
+        trigger: Trigger | None = None,
     ) -> None:
         self.runtime = runtime
         self.namespace, self.name = key
@@ -275,6 +276,7 @@ class TargetWorker:
         self.warned: set[tuple[str, str]] = set()
         self.last_error: str | None = None
         self.ready_before: str | None = None  # the Ready status this worker last reported
+        self.trigger = trigger
 
     def on_error(self, exc: BaseException) -> None:
         if isinstance(exc, RetryLater):
@@ -350,7 +352,15 @@ class TargetWorker:
             updated=wrote,
         )
         if status_changed(old_status, status):
-            await self.runtime.kube.patch_status(self.namespace, self.name, dict(status))
+            try:
+                await self.runtime.kube.patch_status(self.namespace, self.name, dict(status))
+            except ApiError as exc:
+                if exc.status == 404 and self.trigger is not None:
+                    # Deleted before kopf told us: end this loop (the GC takes the ConfigMap).
+                    _log.info("%s/%s is gone; stopping", self.namespace, self.name)
+                    self.trigger.close()
+                    return
+                raise
         self._emit_events(the_plan, conditions[0], old_status, retry)
         if snapshot is not None:
             self.runtime.metrics.set_endpoints(
