@@ -1,8 +1,9 @@
 """A tiny state-of-the-world ADS server that feeds grpc's own xDS client, in process.
 
 It listens on a private unix socket (a 0700 temporary directory) and serves the
-resources :mod:`kuberesolver._xds.resources` builds. grpc opens one ADS stream
-per xDS server, so in practice there is one stream; any number is handled.
+resources :mod:`kuberesolver._xds.resources` builds. grpc (since 1.62) keeps
+one xDS client per channel target, so there is one ADS stream per distinct
+kuberesolver target (channel spec) in use; each costs two threads here.
 
 Protocol notes (state of the world): every response for a type carries all the
 subscribed resources of that type that exist; a resource left out of an LDS or
@@ -36,6 +37,7 @@ __all__ = ["AdsServer"]
 log = logging.getLogger("kuberesolver.xds")
 
 _TYPES = (LISTENER_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE)
+_MAX_STREAMS = 1024
 _MAX_UNIX_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 
 
@@ -113,7 +115,12 @@ class AdsServer:
         if self.socket_path is not None and os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="kuberesolver-ads"),
+            # grpc (>= 1.62) keeps one xDS client, so one ADS stream, per channel
+            # target; each stream holds a worker thread for its life. Threads
+            # are made on demand, so the bound is only a bound.
+            futures.ThreadPoolExecutor(
+                max_workers=_MAX_STREAMS, thread_name_prefix="kuberesolver-ads"
+            ),
             options=[("grpc.so_reuseport", 0)],
         )
         handler = _Handler(self)

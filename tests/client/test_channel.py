@@ -441,3 +441,20 @@ def test_a_channel_collected_without_close_releases_its_watch(
     del ch
     gc.collect()
     eventually(lambda: registry().watched() == [])
+
+
+def test_many_distinct_targets_at_once(backends: Backends, root: Path) -> None:
+    """grpc keeps one xDS client (one ADS stream) per target: many must be served at once."""
+    a = backends("127.0.0.2", "a")
+    channels = []
+    try:
+        for i in range(12):
+            publish(root / f"svc{i}.ns", make_snapshot([a.endpoint()], service=f"svc{i}"))
+            channels.append(
+                kuberesolver.insecure_channel(f"kubernetes:///svc{i}.ns:grpc", snapshot_dir=root)
+            )
+        for ch in channels:
+            assert ch.unary_unary(UNARY)(b"", timeout=10) == b"a||0"
+    finally:
+        for ch in channels:
+            ch.close()
