@@ -458,3 +458,15 @@ def test_many_distinct_targets_at_once(backends: Backends, root: Path) -> None:
     finally:
         for ch in channels:
             ch.close()
+
+
+def test_ipv6_endpoints(backends: Backends, root: Path, snapdir: Path) -> None:
+    from kuberesolver.snapshot import Endpoint
+
+    try:
+        b = backends("[::1]", "v6")
+    except RuntimeError:
+        pytest.skip("no IPv6 loopback here")
+    publish(snapdir, make_snapshot([Endpoint("::1", b.port)]))
+    with _open(root) as ch:
+        assert ch.unary_unary(UNARY)(b"", timeout=5) == b"v6||0"
