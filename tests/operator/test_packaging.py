@@ -21,6 +21,7 @@ from tests.operator.conftest import (
     OperatorProcess,
     create_target,
     ep,
+    get_configmap,
     make_slice,
     selectorless_service,
     wait_for,
@@ -172,7 +173,8 @@ def test_the_full_example_publishes(admin_api: client.ApiClient, operator: Opera
     )  # fmt: skip
 
     def published() -> dict[str, str]:
-        cm = client.CoreV1Api(admin_api).read_namespaced_config_map("inventory-endpoints", "demo")
+        cm = get_configmap(admin_api, "demo", "inventory-endpoints")
+        assert cm is not None
         assert "upstream.conf" in (cm.data or {})
         assert pod_ip(181) in cm.data["backends.txt"]
         return dict(cm.data)
