@@ -74,14 +74,18 @@ async def test_bursts_are_coalesced_into_one_run_per_window() -> None:
     async def reconcile(first: float | None) -> None:
         runs.append(first)
 
-    task = asyncio.create_task(run_coalesced(trigger, reconcile, window_s=0.3, resync_s=60))
-    await asyncio.sleep(0.05)
-    assert len(runs) == 1  # the initial run, at once
-    for _ in range(20):  # a burst inside one window
+    task = asyncio.create_task(run_coalesced(trigger, reconcile, window_s=1.0, resync_s=60))
+    await until(lambda: len(runs) == 1)  # the initial run, at once (leading edge)
+    loop = asyncio.get_running_loop()
+    burst_start = loop.time()
+    for _ in range(20):  # a burst, all inside the window that the first run opened
         trigger.wake()
-        await asyncio.sleep(0.005)
-    await until(lambda: len(runs) >= 2)
-    await asyncio.sleep(0.4)
+        await asyncio.sleep(0)
+    await until(lambda: len(runs) == 2)
+    first = runs[1]
+    assert first is not None
+    assert first >= burst_start  # it served the burst's first wake-up
+    await asyncio.sleep(0.05)
     assert len(runs) == 2  # the whole burst: one more run
     trigger.close()
     await asyncio.wait_for(task, 5)
