@@ -40,7 +40,7 @@ from kuberesolver.operator.endpoints import (
 from kuberesolver.operator.hub import Hub, TargetKey, Trigger, run_coalesced
 from kuberesolver.operator.kube import ApiError, Kube
 from kuberesolver.operator.metrics import Metrics
-from kuberesolver.operator.reconcile import Plan, Published, plan
+from kuberesolver.operator.reconcile import Plan, Published, baseline, plan
 from kuberesolver.operator.settings import Settings, SettingsError
 from kuberesolver.operator.spec import GROUP, PLURAL, VERSION
 from kuberesolver.operator.status import Condition, build_status, condition, status_changed
@@ -380,8 +380,7 @@ class TargetWorker:
     async def _load_configmap(self, cm_name: str, old_status: Mapping[str, Any]) -> None:
         """Read the ConfigMap once: what it holds is the revision baseline after a restart."""
         cm = await self.runtime.kube.get_configmap(self.namespace, cm_name)
-        status_rev = int(old_status.get("revision") or 0)
-        published = Published(status_rev, ()) if status_rev else None
+        stored: Published | None = None
         if cm is not None and is_owned_by(cm, self.uid):
             raw = (cm.get("data") or {}).get(ENDPOINTS_KEY)
             if raw:
@@ -390,14 +389,10 @@ class TargetWorker:
                 except SnapshotError as exc:
                     _log.warning("%s; it will be rewritten", exc)
                 else:
-                    published = Published(max(previous.revision, status_rev), previous.endpoints)
+                    stored = Published(previous.revision, previous.endpoints)
         self.configmap = cm
         self.configmap_name = cm_name
-        if published is not None and (
-            self.published is None or published.revision > self.published.revision
-        ):
-            # What this replica published itself wins over a same-revision guess.
-            self.published = published
+        self.published = baseline(self.published, stored, int(old_status.get("revision") or 0))
 
     async def _publish(self, the_plan: Plan) -> bool:
         """Create or update the ConfigMap when its data differs; whether it wrote."""
@@ -427,9 +422,10 @@ class TargetWorker:
                 self.runtime.metrics.configmap_writes.labels("update").inc()
                 wrote = True
         except ApiError as exc:
+            # Whatever failed (and whether the write landed or not), re-read the
+            # ConfigMap before the next attempt: it is the revision baseline.
+            self.configmap_name = None
             if exc.status in (404, 409):
-                # Stale view (changed or deleted behind our back): re-read, then retry.
-                self.configmap_name = None
                 raise RetryLater(f"ConfigMap changed concurrently ({exc}); re-reading") from exc
             raise
         self.published = Published(the_plan.snapshot.revision, the_plan.snapshot.endpoints)

@@ -37,7 +37,7 @@ from kuberesolver.operator.spec import (
 from kuberesolver.operator.status import Condition, condition
 from kuberesolver.snapshot import Endpoint, Snapshot, TargetRef
 
-__all__ = ["Plan", "Published", "consents", "next_revision", "plan"]
+__all__ = ["Plan", "Published", "baseline", "consents", "next_revision", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +72,37 @@ def consents(service: ServiceView | None, target_namespace: str) -> bool:
     raw = service["annotations"].get(ALLOWED_NAMESPACES_ANNOTATION, "")
     allowed = {part.strip() for part in raw.split(",") if part.strip()}
     return "*" in allowed or target_namespace in allowed
+
+
+def baseline(
+    own: Published | None, stored: Published | None, status_revision: int = 0
+) -> Published | None:
+    """What to count the next revision from, after (re-)reading the ConfigMap.
+
+    ``own`` is what this worker last published itself, ``stored`` what the
+    ConfigMap holds now (``None`` if absent or unreadable), ``status_revision``
+    what the status says. The stored snapshot wins when it is at least as new
+    and says something else (another replica, a write whose answer was lost,
+    an edit by hand), so a revision number never stands for two endpoint lists.
+    """
+    candidate = stored
+    if candidate is None and status_revision:
+        candidate = Published(status_revision, ())
+    elif candidate is not None and status_revision > candidate.revision:
+        candidate = Published(status_revision, candidate.endpoints)
+    if own is None:
+        return candidate
+    if candidate is None:
+        return own
+    if candidate.revision > own.revision:
+        return candidate
+    if (
+        stored is not None
+        and candidate.revision == own.revision
+        and stored.endpoints != own.endpoints
+    ):
+        return candidate
+    return own
 
 
 def next_revision(previous: Published | None, endpoints: tuple[Endpoint, ...]) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kuberesolver.operator.endpoints import service_view, slice_view
-from kuberesolver.operator.reconcile import Published, consents, next_revision, plan
+from kuberesolver.operator.reconcile import Published, baseline, consents, next_revision, plan
 from kuberesolver.operator.settings import Settings, SettingsError
 from kuberesolver.operator.spec import SpecError, parse_spec
 from kuberesolver.operator.status import build_status, condition, merge_conditions, status_changed
@@ -226,3 +226,21 @@ def test_settings_argument_then_environment_then_default() -> None:
     for bad in ("x", "-1", "1.5", "70000"):
         with pytest.raises(SettingsError, match="KUBERESOLVER_METRICS_PORT"):
             Settings.resolve(environ={"KUBERESOLVER_METRICS_PORT": bad})
+
+
+def test_revision_baseline_after_reading_the_configmap() -> None:
+    a = (Endpoint("10.0.0.1", 1),)
+    b = (Endpoint("10.0.0.2", 1),)
+    assert baseline(None, None) is None
+    assert baseline(None, None, 4) == Published(4, ())
+    assert baseline(None, Published(3, a)) == Published(3, a)  # a restart
+    assert baseline(None, Published(3, a), 5) == Published(5, a)  # status ahead of a stale CM
+    own = Published(3, a)
+    assert baseline(own, None, 3) == own  # unreadable CM: what we wrote ourselves
+    assert baseline(own, Published(3, a)) == own
+    assert baseline(own, Published(4, b)) == Published(4, b)  # another replica was ahead
+    # The same revision with other endpoints (a lost answer, a hand edit): trust the
+    # ConfigMap, so that the next change gets a new number.
+    assert baseline(own, Published(3, b)) == Published(3, b)
+    assert next_revision(baseline(own, Published(3, b)), a) == 4
+    assert baseline(own, Published(2, b)) == own  # older: ignored
