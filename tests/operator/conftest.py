@@ -291,3 +291,56 @@ def ep(address: str, **conditions: Any) -> dict[str, Any]:
     if conditions:
         out["conditions"] = conditions
     return out
+
+
+class ConfigMapWrites:
+    """Every version of one ConfigMap after ``resource_version``, from a watch (a context manager).
+
+    The operator's own write counter is global; this counts the writes to one
+    ConfigMap only, whatever else the operator is doing meanwhile.
+    """
+
+    def __init__(
+        self, api: client.ApiClient, namespace: str, name: str, resource_version: str
+    ) -> None:
+        import threading
+
+        from kubernetes import watch
+
+        self.versions: list[dict[str, str]] = []
+        self._watch = watch.Watch()
+        self._lock = threading.Lock()
+        core = client.CoreV1Api(api)
+
+        self.stopped = False
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                for event in self._watch.stream(
+                    core.list_namespaced_config_map, namespace,
+                    field_selector=f"metadata.name={name}", resource_version=resource_version,
+                    timeout_seconds=120,
+                ):  # fmt: skip
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        with self._lock:
+                            self.versions.append(dict(event["object"].data or {}))
+            except Exception as exc:  # after stop(), a closed stream is expected
+                if not self.stopped:
+                    self.error = exc
+
+        self._thread = threading.Thread(target=run, daemon=True)
+
+    def __enter__(self) -> ConfigMapWrites:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped = True
+        self._watch.stop()
+
+    def snapshot(self) -> list[dict[str, str]]:
+        if self.error is not None:
+            raise RuntimeError(f"the ConfigMap watch failed: {self.error!r}")
+        with self._lock:
+            return list(self.versions)

@@ -20,6 +20,7 @@ from testenv.kube import table
 from testenv.netns import pod_ip
 from testenv.workloads import create_node, create_pod, create_service, endpoint_slices
 from tests.operator.conftest import (
+    ConfigMapWrites,
     OperatorProcess,
     condition,
     create_target,
@@ -301,44 +302,52 @@ def test_writes_only_on_change_and_coalesces_bursts(
     cm = get_configmap(admin_api, namespace, "burst")
     assert cm is not None
     rv = cm.metadata.resource_version
-    writes_before = configmap_writes(op)
     reconciles_before = reconciles(op)
 
-    # Changes that do not change the endpoints: no write, same revision.
-    core = client.CoreV1Api(admin_api)
-    core.patch_namespaced_service("burst", namespace, {"metadata": {"labels": {"touched": "1"}}})
-    make_slice(admin_api, namespace, "burst", "burst-1", [ep(pod_ip(71), ready=True)])
-    make_slice(admin_api, namespace, "burst", "burst-other-port", [ep(pod_ip(72))],
-               ports=[{"name": "metrics", "port": 9090, "protocol": "TCP"}])  # fmt: skip
-    # A new generation whose output is the same: an empty serviceConfig merges to nothing.
-    patch_target(admin_api, namespace, "burst", {"serviceConfig": {}})
-    generation = get_target(admin_api, namespace, "burst")["metadata"]["generation"]
-    assert generation == 2
-    wait_for(
-        lambda: get_target(admin_api, namespace, "burst")["status"]["observedGeneration"] == 2,
-        30,
-        "the new generation observed",
-    )
-    assert reconciles(op) >= reconciles_before + 1
-    cm = get_configmap(admin_api, namespace, "burst")
-    assert cm is not None
-    assert cm.metadata.resource_version == rv
-    assert configmap_writes(op) == writes_before
-
-    # A burst of 10 endpoint changes in well under one window: coalesced.
-    for n in range(10):
-        make_slice(
-            admin_api, namespace, "burst", "burst-1", [ep(pod_ip(80 + i)) for i in range(n + 1)]
+    with ConfigMapWrites(admin_api, namespace, "burst", rv) as writes:
+        # Changes that do not change the endpoints: no write, same revision.
+        core = client.CoreV1Api(admin_api)
+        core.patch_namespaced_service(
+            "burst", namespace, {"metadata": {"labels": {"touched": "1"}}}
         )
-    final = {f"{pod_ip(80 + i)}:50051" for i in range(10)}
-    last = wait_addresses(admin_api, namespace, "burst", final)
-    writes = configmap_writes(op) - writes_before
-    assert 1 <= writes <= 4, f"{writes} writes for a burst of 10 changes"
-    # Every write here changed the endpoints, so each one took a new revision.
-    writes_log = "\n".join(
-        line for line in op.log_text().splitlines() if "configmaps" in line and "GET" not in line
-    )
-    assert last.revision == first.revision + writes, writes_log[-3000:]
+        make_slice(admin_api, namespace, "burst", "burst-1", [ep(pod_ip(71), ready=True)])
+        make_slice(admin_api, namespace, "burst", "burst-other-port", [ep(pod_ip(72))],
+                   ports=[{"name": "metrics", "port": 9090, "protocol": "TCP"}])  # fmt: skip
+        # A new generation whose output is the same: an empty serviceConfig merges to nothing.
+        patch_target(admin_api, namespace, "burst", {"serviceConfig": {}})
+        generation = get_target(admin_api, namespace, "burst")["metadata"]["generation"]
+        assert generation == 2
+        wait_for(
+            lambda: get_target(admin_api, namespace, "burst")["status"]["observedGeneration"] == 2,
+            30,
+            "the new generation observed",
+        )
+        assert reconciles(op) >= reconciles_before + 1
+        cm = get_configmap(admin_api, namespace, "burst")
+        assert cm is not None
+        assert cm.metadata.resource_version == rv
+        assert writes.snapshot() == []
+
+        # A burst of 10 endpoint changes in well under one window: coalesced.
+        for n in range(10):
+            make_slice(
+                admin_api, namespace, "burst", "burst-1",
+                [ep(pod_ip(80 + i)) for i in range(n + 1)],
+            )  # fmt: skip
+        final = {f"{pod_ip(80 + i)}:50051" for i in range(10)}
+        last = wait_addresses(admin_api, namespace, "burst", final)
+
+        def seen_final() -> list[dict[str, str]]:
+            versions = writes.snapshot()
+            assert versions, "no write seen yet"
+            assert decode(versions[-1][ENDPOINTS_KEY]).revision == last.revision
+            return versions
+
+        versions = wait_for(seen_final, 30, "the watch to see the last write")
+    assert 1 <= len(versions) <= 4, f"{len(versions)} writes for a burst of 10 changes"
+    # Every write changed the endpoints, so each one took the next revision.
+    revisions = [decode(v[ENDPOINTS_KEY]).revision for v in versions]
+    assert revisions == list(range(first.revision + 1, first.revision + 1 + len(versions)))
 
 
 def configmap_writes(op: OperatorProcess) -> float:
