@@ -79,6 +79,7 @@ def insecure_channel(
     debounce_ms: int | None = None,
     poll_interval_ms: int | None = None,
     namespace_file: str | os.PathLike[str] | None = None,
+    pick_metrics: bool | None = None,
 ) -> grpc.aio.Channel:
     """Like ``grpc.aio.insecure_channel``, for a ``kubernetes:`` target."""
     lease = _lease(
@@ -91,6 +92,7 @@ def insecure_channel(
         debounce_ms=debounce_ms,
         poll_interval_ms=poll_interval_ms,
         namespace_file=namespace_file,
+        pick_metrics=pick_metrics,
     )
     try:
         return Channel(lease, options, None, compression, interceptors, authority)
@@ -115,6 +117,7 @@ def secure_channel(
     debounce_ms: int | None = None,
     poll_interval_ms: int | None = None,
     namespace_file: str | os.PathLike[str] | None = None,
+    pick_metrics: bool | None = None,
 ) -> grpc.aio.Channel:
     """Like ``grpc.aio.secure_channel``, for a ``kubernetes:`` target.
 
@@ -131,6 +134,7 @@ def secure_channel(
         debounce_ms=debounce_ms,
         poll_interval_ms=poll_interval_ms,
         namespace_file=namespace_file,
+        pick_metrics=pick_metrics,
     )
     try:
         return Channel(lease, options, credentials, compression, interceptors, server_name)

@@ -76,6 +76,12 @@ class Lease:
         self.xds_target = f"xds://{AUTHORITY}/{spec.name}"
         self._released = False
         self._lock = threading.Lock()
+        self._untrack_picks: Callable[[], None] | None = None
+
+    @property
+    def label(self) -> str:
+        """The target as metrics name it: ``service.namespace:port``."""
+        return self._wd.label
 
     @property
     def snapshot(self) -> Snapshot:
@@ -92,7 +98,20 @@ class Lease:
             if self._released:
                 return
             self._released = True
+            untrack, self._untrack_picks = self._untrack_picks, None
+        if untrack is not None:
+            untrack()
         self._registry.release(self._wd, self.spec)
+
+    def track_picks(self) -> None:
+        """Export this target's calls per endpoint (see :mod:`kuberesolver.metrics`)."""
+        wd = self._wd
+        with self._lock:
+            if self._released or self._untrack_picks is not None:
+                return
+            self._untrack_picks = metrics.track_picks(
+                self.xds_target, wd.label, lambda: wd.watcher.snapshot
+            )
 
 
 class _Registry:
@@ -313,6 +332,7 @@ def _lease(
     debounce_ms: int | None,
     poll_interval_ms: int | None,
     namespace_file: str | os.PathLike[str] | None,
+    pick_metrics: bool | None = None,
 ) -> Lease:
     settings = resolve(
         snapshot_dir=snapshot_dir,
@@ -322,8 +342,12 @@ def _lease(
         debounce_ms=debounce_ms,
         poll_interval_ms=poll_interval_ms,
         namespace_file=namespace_file,
+        pick_metrics=pick_metrics,
     )
-    return _registry.acquire(target, namespace=namespace, settings=settings)
+    lease = _registry.acquire(target, namespace=namespace, settings=settings)
+    if settings.pick_metrics:
+        lease.track_picks()
+    return lease
 
 
 class Channel(_grpc_channel.Channel):  # type: ignore[misc]
@@ -376,12 +400,15 @@ def insecure_channel(
     debounce_ms: int | None = None,
     poll_interval_ms: int | None = None,
     namespace_file: str | os.PathLike[str] | None = None,
+    pick_metrics: bool | None = None,
 ) -> grpc.Channel:
     """Like ``grpc.insecure_channel``, for a ``kubernetes:`` target.
 
     Calls are balanced across the ready endpoints of the target's snapshot and
     follow its changes. ``authority`` overrides ``:authority`` (default
-    ``service.namespace``). See :mod:`kuberesolver.settings` for the rest.
+    ``service.namespace``). ``pick_metrics=True`` exports the calls per
+    endpoint to Prometheus (:mod:`kuberesolver.metrics`). See
+    :mod:`kuberesolver.settings` for the rest.
     """
     lease = _lease(
         target,
@@ -393,6 +420,7 @@ def insecure_channel(
         debounce_ms=debounce_ms,
         poll_interval_ms=poll_interval_ms,
         namespace_file=namespace_file,
+        pick_metrics=pick_metrics,
     )
     try:
         return Channel(lease, options, None, compression, authority)
@@ -416,6 +444,7 @@ def secure_channel(
     debounce_ms: int | None = None,
     poll_interval_ms: int | None = None,
     namespace_file: str | os.PathLike[str] | None = None,
+    pick_metrics: bool | None = None,
 ) -> grpc.Channel:
     """Like ``grpc.secure_channel``, for a ``kubernetes:`` target.
 
@@ -432,6 +461,7 @@ def secure_channel(
         debounce_ms=debounce_ms,
         poll_interval_ms=poll_interval_ms,
         namespace_file=namespace_file,
+        pick_metrics=pick_metrics,
     )
     try:
         return Channel(lease, options, credentials, compression, server_name)

@@ -15,6 +15,10 @@
   with UNAVAILABLE, default 3 (grpc caps it at 5; 1 disables retries).
 - ``namespace_file`` (``KUBERESOLVER_NAMESPACE_FILE``): where the pod's own
   namespace is read, default the service-account namespace file.
+- ``pick_metrics`` (``KUBERESOLVER_PICK_METRICS``): export the calls per
+  endpoint as Prometheus metrics (see :mod:`kuberesolver.metrics`), default
+  off; the variable takes ``1``/``true``/``yes``/``on`` or
+  ``0``/``false``/``no``/``off``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ __all__ = [
     "ENV_LB_POLICY",
     "ENV_MAX_ATTEMPTS",
     "ENV_NAMESPACE_FILE",
+    "ENV_PICK_METRICS",
     "ENV_POLL_INTERVAL_MS",
     "ENV_ZONE",
     "Settings",
@@ -51,6 +56,10 @@ ENV_DEBOUNCE_MS: Final = "KUBERESOLVER_DEBOUNCE_MS"
 ENV_POLL_INTERVAL_MS: Final = "KUBERESOLVER_POLL_INTERVAL_MS"
 ENV_MAX_ATTEMPTS: Final = "KUBERESOLVER_MAX_ATTEMPTS"
 ENV_NAMESPACE_FILE: Final = "KUBERESOLVER_NAMESPACE_FILE"
+ENV_PICK_METRICS: Final = "KUBERESOLVER_PICK_METRICS"
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,7 @@ class Settings:
     poll_interval_ms: int
     max_attempts: int
     namespace_file: Path
+    pick_metrics: bool = False
 
 
 def _env_int(name: str, default: int, minimum: int) -> int:
@@ -77,6 +87,17 @@ def _env_int(name: str, default: int, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name}={value} must be at least {minimum}")
     return value
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean (use 1/true/yes/on or 0/false/no/off)")
 
 
 def _check(name: str, value: int, minimum: int) -> int:
@@ -94,6 +115,7 @@ def resolve(
     poll_interval_ms: int | None = None,
     max_attempts: int | None = None,
     namespace_file: str | os.PathLike[str] | None = None,
+    pick_metrics: bool | None = None,
 ) -> Settings:
     """Resolve each setting: the argument if given, else its environment variable, else default."""
     return Settings(
@@ -121,6 +143,9 @@ def resolve(
             if namespace_file is not None
             else os.environ.get(ENV_NAMESPACE_FILE) or DEFAULT_NAMESPACE_FILE
         ),
+        pick_metrics=bool(pick_metrics)
+        if pick_metrics is not None
+        else _env_bool(ENV_PICK_METRICS, False),
     )
 
 

@@ -1,0 +1,203 @@
+"""Opt-in picks per endpoint (``pick_metrics=``), counted by grpc's channelz, sync and aio."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+import kuberesolver
+import kuberesolver.aio
+from kuberesolver import metrics
+from kuberesolver.settings import ENV_PICK_METRICS
+from kuberesolver.snapshot import Endpoint
+from tests.client._support import (
+    BIDI,
+    CLIENT_STREAM,
+    SERVER_STREAM,
+    UNARY,
+    Backend,
+    eventually,
+    make_snapshot,
+    publish,
+)
+
+TARGET = "kubernetes:///greeter.ns:grpc"
+LABEL = "greeter.ns:grpc"
+Backends = Callable[..., Backend]
+
+prom = pytest.importorskip("prometheus_client")
+
+
+def picks(backend: Backend, pod: str | None = None) -> float | None:
+    labels = {
+        "target": LABEL,
+        "endpoint": f"{backend.host}:{backend.port}",
+        "pod": backend.name if pod is None else pod,
+    }
+    return prom.REGISTRY.get_sample_value("kuberesolver_picks_total", labels)  # type: ignore[no-any-return]
+
+
+def test_sync_picks_per_endpoint_unary_and_streaming(
+    backends: Backends, root: Path, snapdir: Path
+) -> None:
+    a, b = backends("127.0.0.2", "pod-a"), backends("127.0.0.3", "pod-b")
+    publish(snapdir, make_snapshot([a.endpoint(), b.endpoint()]))
+    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, pick_metrics=True) as ch:
+        for _ in range(6):
+            ch.unary_unary(UNARY)(b"", timeout=5)
+        ch.unary_unary(UNARY).future(b"", timeout=5).result()
+        for _ in range(3):
+            assert len(list(ch.unary_stream(SERVER_STREAM)(b"2", timeout=5))) == 2
+            ch.stream_unary(CLIENT_STREAM)(iter([b"1", b"2"]), timeout=5)
+            assert len(list(ch.stream_stream(BIDI)(iter([b"x"]), timeout=5))) == 1
+        b.fail_with = grpc.StatusCode.INTERNAL  # a failed call was still sent there
+        failed = 0
+        for _ in range(4):
+            try:
+                ch.unary_unary(UNARY)(b"", timeout=5)
+            except grpc.RpcError as e:
+                failed += e.code() == grpc.StatusCode.INTERNAL
+        assert failed > 0
+        assert a.calls + b.calls == 20
+        assert a.calls > 0
+        assert b.calls > 0
+        # every call has completed: channelz saw exactly what the servers saw
+        assert picks(a) == a.calls
+        assert picks(b) == b.calls
+        assert metrics.pick_collector() is not None
+        assert LABEL in metrics.pick_collector().tracked  # type: ignore[union-attr]
+
+
+async def test_aio_picks_per_endpoint_unary_and_streaming(
+    backends: Backends, root: Path, snapdir: Path
+) -> None:
+    a, b = backends("127.0.0.2", "pod-a"), backends("127.0.0.3", "pod-b")
+    publish(snapdir, make_snapshot([a.endpoint(), b.endpoint()]))
+
+    async def two() -> Any:
+        for r in (b"1", b"2"):
+            yield r
+
+    async with kuberesolver.aio.insecure_channel(
+        TARGET, snapshot_dir=root, pick_metrics=True
+    ) as ch:
+        for _ in range(6):
+            await ch.unary_unary(UNARY)(b"", timeout=5)
+        for _ in range(3):
+            assert len([r async for r in ch.unary_stream(SERVER_STREAM)(b"2", timeout=5)]) == 2
+            await ch.stream_unary(CLIENT_STREAM)(two(), timeout=5)
+            assert len([r async for r in ch.stream_stream(BIDI)(two(), timeout=5)]) == 2
+        assert a.calls + b.calls == 15
+        assert a.calls > 0
+        assert b.calls > 0
+        assert picks(a) == a.calls
+        assert picks(b) == b.calls
+
+
+def test_counts_survive_a_closed_channel_and_end_with_the_endpoint(
+    backends: Backends, root: Path, snapdir: Path
+) -> None:
+    """Never decreasing: a closed channel's connections keep their calls; a gone endpoint ends."""
+    a, b = backends("127.0.0.2", "pod-a"), backends("127.0.0.3", "pod-b")
+    publish(snapdir, make_snapshot([a.endpoint(), b.endpoint()]))
+    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, pick_metrics=True) as ch:
+        call = ch.unary_unary(UNARY)
+        for _ in range(4):
+            call(b"", timeout=5)
+        # a second channel on other options: its own connections, the same target
+        with kuberesolver.insecure_channel(
+            TARGET, snapshot_dir=root, options=[("grpc.primary_user_agent", "other")]
+        ) as other:
+            for _ in range(4):
+                other.unary_unary(UNARY)(b"", timeout=5)
+            assert (picks(a), picks(b)) == (a.calls, b.calls)
+        # its connections close with it; the counts stay
+        eventually(lambda: picks(a) == a.calls and picks(b) == b.calls)
+        publish(snapdir, make_snapshot([a.endpoint()], revision=2))
+        eventually(lambda: call(b"", timeout=5) and picks(b) is None)
+        call(b"", timeout=5)
+        assert picks(a) == a.calls
+        # the pod stays named while it drains, then its series ends with its connection
+        assert metrics.pick_collector().tracked == [LABEL]  # type: ignore[union-attr]
+    assert metrics.pick_collector().tracked == []  # type: ignore[union-attr]
+    assert picks(a) is None
+
+
+def test_pick_metrics_from_the_environment(
+    backends: Backends, root: Path, snapdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = backends("127.0.0.2", "")
+    publish(snapdir, make_snapshot([Endpoint(a.host, a.port)]))  # no pod name
+    monkeypatch.setenv(ENV_PICK_METRICS, "true")
+    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root) as ch:
+        ch.unary_unary(UNARY)(b"", timeout=5)
+        assert picks(a, pod="") == 1
+    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, pick_metrics=False) as ch:
+        ch.unary_unary(UNARY)(b"", timeout=5)
+        assert metrics.pick_collector().tracked == []  # type: ignore[union-attr]
+    monkeypatch.setenv(ENV_PICK_METRICS, "maybe")
+    with pytest.raises(ValueError, match="KUBERESOLVER_PICK_METRICS"):
+        kuberesolver.insecure_channel(TARGET, snapshot_dir=root)
+
+
+def _python(code: str, root: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).parents[2],
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
+
+
+def test_off_by_default_registers_nothing(root: Path, snapdir: Path) -> None:
+    code = """
+        import sys
+        from pathlib import Path
+        import prometheus_client, kuberesolver
+        from kuberesolver import metrics
+        from tests.client._support import UNARY, Backend, make_snapshot, publish
+
+        a = Backend("127.0.0.2", "a")
+        publish(Path(sys.argv[1]) / "greeter.ns", make_snapshot([a.endpoint()]))
+        target = "kubernetes:///greeter.ns:grpc"
+        with kuberesolver.insecure_channel(target, snapshot_dir=sys.argv[1]) as ch:
+            ch.unary_unary(UNARY)(b"", timeout=5)
+            names = {m.name for m in prometheus_client.REGISTRY.collect()}
+        a.stop()
+        print(metrics.pick_collector(), "kuberesolver_picks" in names)
+        print("kuberesolver_revision" in names)
+    """
+    out = _python(code, root, PYTHONPATH=".")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["None", "False", "True"]
+
+
+def test_without_prometheus_client_one_warning(root: Path, snapdir: Path) -> None:
+    publish(snapdir, make_snapshot([Endpoint("127.0.0.9", 1)]))
+    code = """
+        import sys
+        sys.modules["prometheus_client"] = None  # not installed
+        import logging, kuberesolver
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+        target = "kubernetes:///greeter.ns:grpc"
+        for _ in range(3):
+            kuberesolver.insecure_channel(target, snapshot_dir=sys.argv[1]).close()
+        print("ok")
+    """
+    out = _python(code, root, PYTHONPATH=".", KUBERESOLVER_PICK_METRICS="1")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+    warnings = [line for line in out.stderr.splitlines() if "pick_metrics" in line]
+    assert len(warnings) == 1, out.stderr
+    assert warnings[0].startswith("WARNING ")
+    assert "prometheus_client is not installed" in warnings[0]
