@@ -7,6 +7,11 @@ calls in flight), in alternating rounds in the same run. Reports
 is better), a figure less disturbed by other load on the machine.
 Also the first-RPC latency of our channel (snapshot read, xDS resolution,
 connect), and the import cost of kuberesolver. Last line: one JSON object.
+
+``--pick-metrics`` opens our channels with ``pick_metrics=True`` (picks per
+endpoint, read from grpc's channelz when scraped) and also reports the time of
+one Prometheus scrape (``scrape_ms``) and whether the counted picks match the
+calls made (``picks_match``).
 """
 
 from __future__ import annotations
@@ -104,13 +109,34 @@ def _rss_mb(port: int, root: Path) -> float:
     return round(median(ours) - median(raw), 1)
 
 
+def _check_picks(call: Callable[..., Any], n: int = 1000) -> dict[str, Any]:
+    """Scrape cost, and whether ``n`` more calls add exactly ``n`` picks."""
+    import prometheus_client
+
+    def total() -> tuple[float, float]:
+        t = time.perf_counter()
+        text = prometheus_client.generate_latest().decode()
+        ms = (time.perf_counter() - t) * 1000
+        lines = [x for x in text.splitlines() if x.startswith("kuberesolver_picks_total{")]
+        return sum(float(x.rsplit(" ", 1)[1]) for x in lines), ms
+
+    before, _ = total()
+    for _ in range(n):
+        call(b"")
+    after, _ = total()
+    scrapes = [total()[1] for _ in range(20)]
+    return {"picks_match": after - before == n, "scrape_ms": round(median(scrapes), 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--round-s", type=float, default=0.4)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-attempts", type=int, default=None)
+    parser.add_argument("--pick-metrics", action="store_true")
     args = parser.parse_args()
+    pick_metrics = args.pick_metrics or None
 
     import kuberesolver
     import kuberesolver.aio
@@ -123,7 +149,7 @@ def main() -> None:
 
         t0 = time.perf_counter()
         ours = kuberesolver.insecure_channel(
-            target, snapshot_dir=root, max_attempts=args.max_attempts
+            target, snapshot_dir=root, max_attempts=args.max_attempts, pick_metrics=pick_metrics
         )
         ours.unary_unary(UNARY)(b"", timeout=10)
         first_rpc_ms = (time.perf_counter() - t0) * 1000
@@ -135,12 +161,13 @@ def main() -> None:
         for r in range(args.rounds):
             for name in ("raw", "ours") if r % 2 == 0 else ("ours", "raw"):
                 sync[name].append(_sync_round(calls[name], args.round_s))
+        picks = _check_picks(calls["ours"]) if args.pick_metrics else {}
         raw.close()
         ours.close()
 
         async def run_aio() -> dict[str, list[tuple[float, float]]]:
             a_ours = kuberesolver.aio.insecure_channel(
-                target, snapshot_dir=root, max_attempts=args.max_attempts
+                target, snapshot_dir=root, max_attempts=args.max_attempts, pick_metrics=pick_metrics
             )
             a_raw = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
             acalls = {"raw": a_raw.unary_unary(UNARY), "ours": a_ours.unary_unary(UNARY)}
@@ -184,6 +211,8 @@ def main() -> None:
             "rounds": args.rounds,
             "round_s": args.round_s,
             "aio_concurrency": args.concurrency,
+            "pick_metrics": args.pick_metrics,
+            **picks,
         }
     )
 
