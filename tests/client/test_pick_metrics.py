@@ -124,10 +124,22 @@ def test_counts_survive_a_closed_channel_and_end_with_the_endpoint(
         eventually(lambda: call(b"", timeout=5) and picks(b) is None)
         call(b"", timeout=5)
         assert picks(a) == a.calls
-        # the pod stays named while it drains, then its series ends with its connection
         assert metrics.pick_collector().tracked == [LABEL]  # type: ignore[union-attr]
     assert metrics.pick_collector().tracked == []  # type: ignore[union-attr]
     assert picks(a) is None
+
+
+def test_ipv6_endpoint(backends: Backends, root: Path, snapdir: Path) -> None:
+    try:
+        b = backends("[::1]", "v6")
+    except RuntimeError:
+        pytest.skip("no IPv6 loopback here")
+    publish(snapdir, make_snapshot([Endpoint("::1", b.port, pod="v6")]))
+    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, pick_metrics=True) as ch:
+        for _ in range(3):
+            ch.unary_unary(UNARY)(b"", timeout=5)
+        labels = {"target": LABEL, "endpoint": f"[::1]:{b.port}", "pod": "v6"}
+        assert prom.REGISTRY.get_sample_value("kuberesolver_picks_total", labels) == 3
 
 
 def test_pick_metrics_from_the_environment(
