@@ -118,6 +118,7 @@ class PickCollector:
         # (label, endpoint) -> calls of its subchannels that closed since
         self._retired: dict[tuple[str, str], int] = {}
         self._pods: dict[tuple[str, str], str] = {}
+        self._failed = False
 
     def track(self, xds_target: str, label: str, snapshot: Callable[[], Snapshot]) -> None:
         with self._lock:
@@ -148,9 +149,19 @@ class PickCollector:
         yield family
 
     def counts(self) -> dict[tuple[str, str, str], int]:
-        """Completed calls by (target label, endpoint, pod), as of now."""
+        """Completed calls by (target label, endpoint, pod), as of now.
+
+        A failure to read channelz is logged once and yields nothing: it must
+        not break the other metrics of the scrape.
+        """
         with self._lock:
-            return self._scrape()
+            try:
+                return self._scrape()
+            except Exception:
+                if not self._failed:
+                    self._failed = True
+                    log.warning("pick metrics: cannot read grpc's channelz", exc_info=True)
+                return {}
 
     def _scrape(self) -> dict[tuple[str, str, str], int]:
         labels = {entry[0]: entry[1] for entry in self._targets.values()}

@@ -41,3 +41,22 @@ def test_pick_metrics_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_PICK_METRICS, "2")
     with pytest.raises(ValueError, match="KUBERESOLVER_PICK_METRICS='2' is not a boolean"):
         resolve()
+
+
+def test_unreadable_channelz_yields_nothing_and_warns_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from kuberesolver import _channelz, metrics
+    from kuberesolver.snapshot import Snapshot, TargetRef
+
+    def changed_format() -> None:
+        raise KeyError("channel")
+
+    monkeypatch.setattr(_channelz, "top_channels", changed_format)
+    snapshot = Snapshot(target=TargetRef("s", "ns", 80), revision=1, endpoints=())
+    collector = metrics.PickCollector()
+    collector.track("xds://kuberesolver/s", "s.ns:80", lambda: snapshot)
+    assert collector.counts() == {}
+    assert collector.counts() == {}
+    warnings = [r for r in caplog.records if "channelz" in r.getMessage()]
+    assert len(warnings) == 1
