@@ -277,7 +277,13 @@ def test_missing_service_publishes_empty_then_recovers(
     assert condition(t, "ServiceFound")["reason"] == "ServiceNotFound"
     snap = wait_addresses(admin_api, namespace, "ghost-cm", set())
     assert snap.target.port_number == 0
-    assert any(e.reason == "ServiceNotFound" for e in events_for(admin_api, namespace, "ghost"))
+    wait_for(
+        lambda: any(
+            e.reason == "ServiceNotFound" for e in events_for(admin_api, namespace, "ghost")
+        ),
+        30,
+        "a ServiceNotFound Event",
+    )
 
     selectorless_service(admin_api, namespace, "ghost")
     make_slice(admin_api, namespace, "ghost", "ghost-1", [ep(pod_ip(61))])
