@@ -28,7 +28,7 @@ version_ldflags="-s -w \
  -X k8s.io/component-base/version.gitMinor=$minor \
  -X k8s.io/component-base/version.gitTreeState=clean"
 
-echo "building kube-apiserver and kube-controller-manager $KUBERNETES_VERSION (cold: ~20 min on 2 cores)" >&2
+echo "building kube-apiserver and kube-controller-manager $KUBERNETES_VERSION (cold: ~5-8 min on 2 cores)" >&2
 (cd "$here/gomod/kubernetes" &&
   go build -trimpath -ldflags "$version_ldflags" -o "$bin/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager) >&2
