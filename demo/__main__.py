@@ -31,6 +31,7 @@ from demo.backends import METHOD, Backend
 from testenv import ControlPlane, ensure_binaries
 from testenv.kube import api_client, apply, apply_object, documents, service_account_token, table
 from testenv.netns import enter_private_network, pod_ip
+from testenv.operator_process import OperatorProcess
 from testenv.workloads import create_node, create_pod, create_service, set_pod_status
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,20 +115,16 @@ def main() -> int:
         op_kubeconfig = cp.token_kubeconfig("operator", op_token, "kuberesolver-system")
         client_token = service_account_token(admin, NS, "greeter-client")
         client_kubeconfig = cp.token_kubeconfig("greeter-client", client_token, NS)
-        operator_argv = [
-            sys.executable, "-m", "kopf", "run", "--all-namespaces",
-            "--peering=kuberesolver", "-m", "kuberesolver.operator",
-        ]  # fmt: skip
         projector_argv = [
             sys.executable, "-m", "kuberesolver.projector", f"--namespace={NS}",
             "--configmap=greeter", f"--dir={mount / 'greeter.demo'}",
         ]  # fmt: skip
         with (
-            background("operator", operator_argv, {"KUBECONFIG": str(op_kubeconfig)},
-                       work / "operator.log"),
+            OperatorProcess(op_kubeconfig, name="demo") as operator,
             background("projector", projector_argv, {"KUBECONFIG": str(client_kubeconfig)},
                        work / "projector.log"),
         ):  # fmt: skip
+            print(f"  live at {operator.liveness_url}; log: {operator.log_path}")
             say("kubectl apply -f manifests/examples/greeter.yaml  (the GrpcTarget)")
             gt = next(d for d in documents(ROOT / "manifests/examples/greeter.yaml")
                       if d["kind"] == "GrpcTarget")  # fmt: skip

@@ -29,8 +29,8 @@ from demo.backends import METHOD, Backend
 from testenv import ControlPlane
 from testenv.kube import apply_object, documents, service_account_token
 from testenv.netns import pod_ip
+from testenv.operator_process import OperatorProcess
 from testenv.workloads import create_node, create_pod, create_service, set_pod_status
-from tests.operator.conftest import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 
