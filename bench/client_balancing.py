@@ -9,7 +9,7 @@ runs ``--seconds`` per policy after a warm-up (WRR's blackout period).
 
 Reports p50/p90/p99 latency and the slow backend's share of calls per policy,
 and ``p99_ratio`` = WRR p99 / round_robin p99 (lower is better). Last line:
-one JSON object.
+one JSON object (json.dumps in _common.emit).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ Reported per mode:
   call answered by an added endpoint, or to the start of the last call picked
   for a removed one (goal p99 at most 50 ms).
 
-Last line: one JSON object.
+Last line: one JSON object (json.dumps in _common.emit).
 """
 
 from __future__ import annotations

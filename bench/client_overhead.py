@@ -6,7 +6,8 @@ calls in flight), in alternating rounds in the same run. Reports
 ``cpu_ratio_*`` compare the client's CPU time per call (ours over raw: lower
 is better), a figure less disturbed by other load on the machine.
 Also the first-RPC latency of our channel (snapshot read, xDS resolution,
-connect), and the import cost of kuberesolver. Last line: one JSON object.
+connect), and the import cost of kuberesolver. Last line: one JSON object
+(json.dumps in _common.emit).
 
 ``--pick-metrics`` opens our channels with ``pick_metrics=True`` (picks per
 endpoint, read from grpc's channelz when scraped) and also reports the time of
