@@ -41,6 +41,7 @@ from kuberesolver._xds.resources import (
     endpoints_name,
     listener_name,
     normalize_policy,
+    unapplied_service_config_keys,
 )
 from kuberesolver._xds.server import AdsServer
 from kuberesolver.settings import Settings, resolve
@@ -62,6 +63,7 @@ class _WatchedDir:
     watcher: SnapshotWatcher
     label: str
     specs: dict[str, list[Any]] = field(default_factory=dict)  # name -> [spec, refs]
+    unapplied: list[str] = field(default_factory=list)  # service-config keys last warned about
 
 
 class Lease:
@@ -168,6 +170,7 @@ class _Registry:
                     poll_interval_ms=settings.poll_interval_ms,
                 )
                 self._dirs[directory] = wd
+                _warn_unapplied(wd, snapshot)
                 metrics.record_applied(label, snapshot)
                 wd.watcher.start()
                 log.info(
@@ -210,6 +213,7 @@ class _Registry:
             return
         for spec in specs:
             ads.publish(build_resources(spec, snapshot))
+        _warn_unapplied(wd, snapshot)
         metrics.record_applied(wd.label, snapshot)
         log.info(
             "%s: revision %d applied, %d ready of %d endpoints",
@@ -298,6 +302,22 @@ def _release_collected(lease: Lease) -> None:
         threading.Thread(target=lease.release, name="kuberesolver-release", daemon=True).start()
     except RuntimeError:  # interpreter shutdown: no new threads
         lease.release()
+
+
+def _warn_unapplied(wd: _WatchedDir, snapshot: Snapshot) -> None:
+    """Say once per change when the snapshot's service config asks for more than the policy."""
+    keys = unapplied_service_config_keys(snapshot.service_config)
+    if keys == wd.unapplied:
+        return
+    wd.unapplied = keys
+    if keys:
+        log.warning(
+            "%s: revision %d: serviceConfig keys %s are not applied by this client "
+            "(only the load-balancing policy is); set timeouts and retries on the calls",
+            wd.label,
+            snapshot.revision,
+            ", ".join(keys),
+        )
 
 
 def _record_rejected(label: str, _problem: str) -> None:

@@ -72,6 +72,7 @@ __all__ = [
     "listener_name",
     "normalize_policy",
     "policy_from_service_config",
+    "unapplied_service_config_keys",
 ]
 
 AUTHORITY: Final = "kuberesolver"
@@ -164,6 +165,17 @@ def policy_from_service_config(service_config: Mapping[str, Any]) -> str | None:
     if isinstance(legacy, str) and legacy.lower() in _ALIASES:
         return _ALIASES[legacy.lower()]
     return None
+
+
+_APPLIED_SERVICE_CONFIG_KEYS: Final = frozenset({"loadBalancingConfig", "loadBalancingPolicy"})
+
+
+def unapplied_service_config_keys(service_config: Mapping[str, Any]) -> list[str]:
+    """The service config's keys that the client does not apply (e.g. ``methodConfig``).
+
+    Only the load-balancing policy is translated into xDS resources.
+    """
+    return sorted(set(service_config) - _APPLIED_SERVICE_CONFIG_KEYS)
 
 
 def health_of(endpoint: Endpoint) -> int:

@@ -342,6 +342,32 @@ def test_bad_snapshot_keeps_last_good_endpoints(
         assert ch.snapshot.revision == 1
 
 
+def test_unapplied_service_config_is_logged(
+    backends: Backends, root: Path, snapdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = backends("127.0.0.2", "a")
+    method_config = [{"name": [{"service": "demo.Greeter"}], "timeout": "1s"}]
+    publish(
+        snapdir,
+        make_snapshot(
+            [a.endpoint()],
+            service_config={
+                "loadBalancingConfig": [{"round_robin": {}}],
+                "methodConfig": method_config,
+            },
+        ),
+    )
+    with _open(root) as ch:
+        assert ch.unary_unary(UNARY)(b"", timeout=5).startswith(b"a|")
+        # Said once, not again for every update with the same keys.
+        b = backends("127.0.0.3", "b")
+        sc = {"methodConfig": method_config}
+        publish(snapdir, make_snapshot([a.endpoint(), b.endpoint()], revision=2, service_config=sc))
+        eventually(lambda: ch.snapshot.revision == 2)
+    assert caplog.text.count("serviceConfig keys methodConfig are not applied") == 1
+    assert "loadBalancingConfig" not in caplog.text
+
+
 def _established_to(port: int) -> int:
     import psutil
 
