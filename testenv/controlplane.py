@@ -337,18 +337,6 @@ class ControlPlane:
 
     # -- identities ----------------------------------------------------------
 
-    def user_kubeconfig(self, user: str, groups: tuple[str, ...] = ()) -> Path:
-        """A kubeconfig with a client certificate for ``user`` in ``groups``."""
-        safe = user.replace(":", "_").replace("/", "_")
-        cert = self.ca.issue(f"user-{safe}", user, organizations=groups)
-        return write_kubeconfig(
-            self.workdir / f"user-{safe}.kubeconfig",
-            self.server,
-            self.ca.cert_path,
-            user,
-            client=cert,
-        )
-
     def token_kubeconfig(self, name: str, token: str, namespace: str = "default") -> Path:
         """A kubeconfig that authenticates with a bearer token (e.g. a ServiceAccount's)."""
         return write_kubeconfig(
