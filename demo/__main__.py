@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,7 +29,15 @@ from kubernetes import client
 import kuberesolver
 from demo.backends import METHOD, Backend
 from testenv import ControlPlane, ensure_binaries
-from testenv.kube import api_client, apply, apply_object, documents, service_account_token, table
+from testenv.kube import (
+    api_client,
+    apply,
+    apply_object,
+    documents,
+    service_account_token,
+    table,
+    wait_until,
+)
 from testenv.netns import enter_private_network, pod_ip
 from testenv.operator_process import OperatorProcess
 from testenv.workloads import create_node, create_pod, create_service, set_pod_status
@@ -41,14 +49,6 @@ GT_PATH = f"/apis/kuberesolver.io/v1alpha1/namespaces/{NS}/grpctargets"
 
 def say(text: str) -> None:
     print(f"\n\033[1m==> {text}\033[0m", flush=True)
-
-
-def wait_for(what: str, probe: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not probe():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -99,7 +99,7 @@ def main() -> int:
         apply(admin, ROOT / "crds", ROOT / "manifests/namespace.yaml", ROOT / "manifests/rbac.yaml")
         core = client.CoreV1Api(admin)
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
-        wait_for("the default ServiceAccount", lambda: _exists(core, NS))
+        wait_until("the default ServiceAccount", lambda: _exists(core, NS))
         for doc in documents(ROOT / "manifests/examples/projector-sidecar.yaml"):
             if doc["kind"] != "Pod":
                 apply_object(admin, doc)
@@ -129,11 +129,11 @@ def main() -> int:
             gt = next(d for d in documents(ROOT / "manifests/examples/greeter.yaml")
                       if d["kind"] == "GrpcTarget")  # fmt: skip
             apply_object(admin, gt)
-            wait_for("the GrpcTarget to be Ready", lambda: _ready(admin) == 3)
+            wait_until("the GrpcTarget to be Ready", lambda: _ready(admin) == 3)
             print(table(admin, GT_PATH))
 
             endpoints = mount / "greeter.demo" / "endpoints.json"
-            wait_for("the projector to write the snapshot", endpoints.exists)
+            wait_until("the projector to write the snapshot", endpoints.exists)
             say(f"The snapshot the client mounts ({endpoints.relative_to(work)}):")
             snap = kuberesolver.snapshot.load(endpoints)
             for ep in snap.endpoints:
@@ -147,13 +147,15 @@ def main() -> int:
 
                 say("Scale up: a 4th pod starts and becomes ready")
                 add_pod(admin, backends, 4)
-                wait_for("the new pod to get traffic", lambda: len(spread(channel, 20)) == 4)
+                wait_until("the new pod to get traffic", lambda: len(spread(channel, 20)) == 4)
                 print(table(admin, GT_PATH))
                 show_spread(channel)
 
                 say("greeter-2 fails its readiness probe")
                 set_pod_status(admin, NS, "greeter-2", ready=False)
-                wait_for("greeter-2 to be drained", lambda: "greeter-2" not in spread(channel, 20))
+                wait_until(
+                    "greeter-2 to be drained", lambda: "greeter-2" not in spread(channel, 20)
+                )
                 print(table(admin, GT_PATH))
                 show_spread(channel)
 

@@ -100,6 +100,15 @@ def eventually(
         time.sleep(interval_s)
 
 
+def wait_until(what: str, probe: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    """Poll ``probe`` until it is true; raise TimeoutError naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not probe():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
 def service_account_token(
     api: client.ApiClient, namespace: str, name: str, expiration_s: int = 86400
 ) -> str:

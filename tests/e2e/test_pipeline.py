@@ -27,7 +27,7 @@ import kuberesolver
 import kuberesolver.aio
 from demo.backends import METHOD, Backend
 from testenv import ControlPlane
-from testenv.kube import apply_object, documents, service_account_token
+from testenv.kube import apply_object, documents, service_account_token, wait_until
 from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
 from testenv.workloads import create_node, create_pod, create_service, set_pod_status
@@ -36,14 +36,6 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 50051
-
-
-def wait_until(what: str, probe: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class World:
