@@ -25,7 +25,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -63,12 +63,13 @@ class _Attempts:
         self.last_error: BaseException | None = None
         self.final = False  # the attempt that started after the deadline was made
 
-    def record(self, value: Any) -> bool:
-        self.last_value, self.last_error = value, None
-        return bool(value)
-
-    def failed(self, error: BaseException) -> None:
-        self.last_value, self.last_error = None, error
+    def attempt(self, fn: Callable[[], Any]) -> bool:
+        """Call ``fn`` once; whether it gave a truthy value (kept in ``last_value``)."""
+        try:
+            self.last_value, self.last_error = fn(), None
+        except self.retry_on as exc:
+            self.last_value, self.last_error = None, exc
+        return bool(self.last_value)
 
     def next_sleep(self, interval_s: float) -> float:
         """Seconds to sleep before the next attempt; raise once the last one failed."""
@@ -93,13 +94,9 @@ def until(
 ) -> T:
     """Return the first truthy ``fn()``; raise :class:`WaitTimeout` after ``timeout_s``."""
     attempts = _Attempts(timeout_s, message, retry_on)
-    while True:
-        try:
-            if attempts.record(value := fn()):
-                return value
-        except retry_on as exc:
-            attempts.failed(exc)
+    while not attempts.attempt(fn):
         time.sleep(attempts.next_sleep(interval_s))
+    return cast(T, attempts.last_value)
 
 
 async def until_async(
@@ -112,13 +109,21 @@ async def until_async(
 ) -> T:
     """The asyncio twin of :func:`until`: ``fn`` may be a plain or an async callable."""
     attempts = _Attempts(timeout_s, message, retry_on)
-    while True:
-        try:
-            value = fn()
-            if inspect.isawaitable(value):
-                value = await value
-            if attempts.record(value):
-                return value
-        except retry_on as exc:
-            attempts.failed(exc)
+    while not attempts.attempt(await _settled(fn)):  # noqa: ASYNC110 (polling is the point)
         await asyncio.sleep(attempts.next_sleep(interval_s))
+    return cast(T, attempts.last_value)
+
+
+async def _settled(fn: Callable[[], T | Awaitable[T]]) -> Callable[[], T]:
+    """Call ``fn`` and await its result if needed; a thunk that returns it or re-raises."""
+    try:
+        value = fn()
+        result = cast(T, await value if inspect.isawaitable(value) else value)
+    except BaseException as exc:  # re-raised by the thunk: attempt() sorts it out
+        error = exc
+
+        def fail() -> T:
+            raise error
+
+        return fail
+    return lambda: result
