@@ -146,18 +146,8 @@ def make_snapshot(
     port_name: str = "grpc",
     service_config: dict[str, Any] | None = None,
 ) -> Snapshot:
-    return Snapshot(
-        target=TargetRef(
-            service=service,
-            namespace=namespace,
-            port=port,
-            port_name=port_name,
-            port_number=port_number,
-        ),
-        revision=revision,
-        endpoints=tuple(endpoints),
-        service_config=service_config or {},
-    )
+    target = TargetRef(service, namespace, port, port_name, port_number)
+    return Snapshot(target, revision, tuple(endpoints), service_config or {})
 
 
 def publish(directory: Path, snapshot: Snapshot) -> bool:
