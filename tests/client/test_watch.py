@@ -153,24 +153,36 @@ def test_unchanged_content_is_not_reapplied(snapdir: Path, watching: Watching) -
     until(lambda: rec.revisions() == [2], timeout_s=10)
 
 
-def test_plain_file_replacement_by_rename(snapdir: Path, watching: Watching) -> None:
-    snapdir.mkdir()
-    path = snapdir / ENDPOINTS_KEY
-    path.write_text(encode(make_snapshot([_ep(2)])))
-    _, rec = watching(snapdir)
-    tmp = snapdir / ".endpoints.json.tmp"
-    tmp.write_text(encode(make_snapshot([_ep(3)], revision=2)))
+def _replace_by_rename(path: Path, text: str) -> None:
+    tmp = path.with_name(".endpoints.json.tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
-    until(lambda: rec.revisions() == [2], timeout_s=10)
 
 
-def test_plain_file_rewritten_in_place(snapdir: Path, watching: Watching) -> None:
+def _rewrite_in_place(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("write", "seen"),
+    [
+        (_replace_by_rename, lambda revisions: revisions == [2]),  # one atomic change
+        (_rewrite_in_place, lambda revisions: revisions[-1:] == [2]),  # may be read half-written
+    ],
+    ids=["rename", "in-place"],
+)
+def test_plain_file_updates_are_followed(
+    snapdir: Path,
+    watching: Watching,
+    write: Callable[[Path, str], None],
+    seen: Callable[[list[int]], bool],
+) -> None:
     snapdir.mkdir()
     path = snapdir / ENDPOINTS_KEY
     path.write_text(encode(make_snapshot([_ep(2)])))
     _, rec = watching(snapdir)
-    path.write_text(encode(make_snapshot([_ep(3)], revision=2)))
-    until(lambda: rec.revisions()[-1:] == [2], timeout_s=10)
+    write(path, encode(make_snapshot([_ep(3)], revision=2)))
+    until(lambda: seen(rec.revisions()), timeout_s=10)
 
 
 @pytest.mark.parametrize(
