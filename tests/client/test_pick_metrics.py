@@ -130,7 +130,7 @@ def test_counts_survive_a_closed_channel_and_end_with_the_endpoint(
 
 
 def test_ipv6_endpoint(backends: Backends, root: Path, snapdir: Path) -> None:
-    # The suite runs in its own network namespace, whose lo always has ::1.
+    # ::1 on lo: a host with IPv6 has it, and so does the suite's own network namespace.
     b = backends("[::1]", "v6")
     publish(snapdir, make_snapshot([Endpoint("::1", b.port, pod="v6")]))
     with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, pick_metrics=True) as ch:
