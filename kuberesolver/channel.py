@@ -70,6 +70,20 @@ class _WatchedDir:
     unapplied: list[str] = field(default_factory=list)  # service-config keys last warned about
     watch_settings: tuple[int, int] = (0, 0)  # (debounce_ms, poll_interval_ms) of the watcher
     warned_settings: bool = False
+    sent: dict[tuple[str, int], Snapshot] = field(default_factory=dict)  # (type, version) -> sent
+    confirmed: Snapshot | None = None  # the last snapshot grpc's xDS client accepted
+    logged_revision: int | None = None  # the last revision logged as applied
+
+    def owns(self, names: frozenset[str]) -> bool:
+        for spec_name in self.specs:
+            if not names.isdisjoint(
+                (listener_name(spec_name), cluster_name(spec_name), endpoints_name(spec_name))
+            ):
+                return True
+        return False
+
+
+_MAX_SENT = 16  # snapshots remembered per directory while grpc has not answered
 
 
 class Lease:
@@ -182,6 +196,7 @@ class _Registry:
                     poll_interval_ms=settings.poll_interval_ms,
                 )
                 self._dirs[directory] = wd
+                wd.logged_revision = snapshot.revision
                 _warn_unapplied(wd, snapshot)
                 metrics.record_applied(label, snapshot)
                 wd.watcher.start()
@@ -198,7 +213,7 @@ class _Registry:
             entry = wd.specs.get(spec.name)
             if entry is None:
                 wd.specs[spec.name] = [spec, 1]
-                ads.publish(build_resources(spec, wd.watcher.snapshot))
+                _publish(ads, wd, spec, wd.watcher.snapshot)
             else:
                 entry[1] += 1
             return Lease(self, wd, spec)
@@ -207,6 +222,8 @@ class _Registry:
         if self._ads is None:
             ads = AdsServer()
             ads.on_idle = self._on_ads_idle
+            ads.on_ack = self._on_ack
+            ads.on_nack = self._on_nack
             ads.start()
             try:
                 install_bootstrap(ads.uri)
@@ -220,21 +237,66 @@ class _Registry:
         return self._ads
 
     def _apply(self, wd: _WatchedDir, snapshot: Snapshot) -> None:
+        """A new good snapshot from the watcher: serve it to grpc (logged once grpc accepts it)."""
         with self._lock:
-            specs = [entry[0] for entry in wd.specs.values()]
             ads = self._ads
-        if ads is None:
-            return
-        for spec in specs:
-            ads.publish(build_resources(spec, snapshot))
+            if ads is None:
+                return
+            for spec, _refs in wd.specs.values():
+                _publish(ads, wd, spec, snapshot)
         _warn_unapplied(wd, snapshot)
         metrics.record_applied(wd.label, snapshot)
+        log.debug("%s: revision %d sent to grpc's xDS client", wd.label, snapshot.revision)
+
+    def _owner(self, names: frozenset[str]) -> _WatchedDir | None:
+        for wd in self._dirs.values():
+            if wd.owns(names):
+                return wd
+        return None
+
+    def _on_ack(self, type_url: str, names: frozenset[str], version: int) -> None:
+        with self._lock:
+            wd = self._owner(names)
+            if wd is None:
+                return
+            snapshot = wd.sent.get((type_url, version))
+            for key in [k for k in wd.sent if k[0] == type_url and k[1] <= version]:
+                del wd.sent[key]
+            if snapshot is None:
+                return
+            wd.confirmed = snapshot
+            if type_url != ENDPOINT_TYPE or wd.logged_revision == snapshot.revision:
+                return
+            wd.logged_revision = snapshot.revision
         log.info(
             "%s: revision %d applied, %d ready of %d endpoints",
             wd.label,
             snapshot.revision,
             len(snapshot.ready_endpoints),
             len(snapshot.endpoints),
+        )
+
+    def _on_nack(self, type_url: str, names: frozenset[str], version: int, message: str) -> None:
+        """grpc refused what we sent: keep (and serve again) what it last accepted."""
+        with self._lock:
+            wd = self._owner(names)
+            if wd is None:
+                return
+            refused = wd.sent.pop((type_url, version), None)
+            good = wd.confirmed
+            ads = self._ads
+            if good is not None and ads is not None and wd.watcher.snapshot is not good:
+                wd.watcher.snapshot = good
+                for spec, _refs in wd.specs.values():
+                    _publish(ads, wd, spec, good)
+        metrics.record_refused(wd.label)
+        log.error(
+            "%s: grpc's xDS client refused %s%s: %s; keeping %s",
+            wd.label,
+            type_url.rsplit(".", 1)[-1],
+            f" of revision {refused.revision}" if refused is not None else "",
+            message,
+            f"revision {good.revision}" if good is not None else "what it had",
         )
 
     def release(self, wd: _WatchedDir, spec: ChannelSpec) -> None:
@@ -332,6 +394,15 @@ def _warn_unapplied(wd: _WatchedDir, snapshot: Snapshot) -> None:
             snapshot.revision,
             ", ".join(keys),
         )
+
+
+def _publish(ads: AdsServer, wd: _WatchedDir, spec: ChannelSpec, snapshot: Snapshot) -> None:
+    """Serve ``snapshot`` for ``spec`` and remember it until grpc answers (registry lock held)."""
+    versions = ads.publish(build_resources(spec, snapshot))
+    for type_url in (CLUSTER_TYPE, ENDPOINT_TYPE):
+        wd.sent[(type_url, versions[type_url])] = snapshot
+    while len(wd.sent) > _MAX_SENT:
+        del wd.sent[next(iter(wd.sent))]
 
 
 def _warn_watch_settings(wd: _WatchedDir, settings: Settings) -> None:

@@ -13,7 +13,8 @@ Rules grpcio enforces, measured on grpcio 1.85 and honoured here:
 
 - every LocalityLbEndpoints needs a ``locality`` and a ``load_balancing_weight``;
 - a duplicate address in one ClusterLoadAssignment makes grpc reject the whole
-  resource, so endpoints are de-duplicated (the healthiest copy wins);
+  resource, so endpoints are de-duplicated by IP address, however it is
+  spelt (the healthiest copy wins);
 - only HEALTHY and UNKNOWN endpoints get traffic: terminating endpoints are
   served as DRAINING and not-ready ones as UNHEALTHY;
 - least_request is NACKed by grpc's C core; weighted round robin (ORCA) is the
@@ -22,6 +23,7 @@ Rules grpcio enforces, measured on grpcio 1.85 and honoured here:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -158,12 +160,20 @@ def health_of(endpoint: Endpoint) -> int:
 _HEALTH_RANK: Final = {hc_pb2.HEALTHY: 0, hc_pb2.DRAINING: 1, hc_pb2.UNHEALTHY: 2}
 
 
+def _canonical(address: str) -> str:
+    """One spelling per IP address (``::0:1`` and ``::1`` are one address to grpc)."""
+    try:
+        return ipaddress.ip_address(address).compressed
+    except ValueError:
+        return address
+
+
 def _dedupe(endpoints: Iterable[Endpoint]) -> list[tuple[Endpoint, int]]:
     """One entry per address:port, keeping the healthiest copy; sorted for stable output."""
     best: dict[tuple[str, int], tuple[Endpoint, int]] = {}
     for ep in endpoints:
         health = health_of(ep)
-        key = (ep.address, ep.port)
+        key = (_canonical(ep.address), ep.port)
         old = best.get(key)
         if old is None or _HEALTH_RANK[health] < _HEALTH_RANK[old[1]]:
             best[key] = (ep, health)
