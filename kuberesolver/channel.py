@@ -33,6 +33,7 @@ from typing import Any, Literal, Unpack
 import grpc
 
 from kuberesolver import metrics
+from kuberesolver._memory import SHRINK_THRESHOLD, give_back
 from kuberesolver._xds.bootstrap import install_bootstrap
 from kuberesolver._xds.resources import (
     AUTHORITY,
@@ -73,6 +74,7 @@ class _WatchedDir:
     sent: dict[tuple[str, int], Snapshot] = field(default_factory=dict)  # (type, version) -> sent
     confirmed: Snapshot | None = None  # the last snapshot grpc's xDS client accepted
     logged_revision: int | None = None  # the last revision logged as applied
+    held_endpoints: int = 0  # endpoints in the last ClusterLoadAssignment grpc accepted
 
     def owns(self, names: frozenset[str]) -> bool:
         for spec_name in self.specs:
@@ -109,6 +111,12 @@ class Lease:
     def snapshot(self) -> Snapshot:
         """The last good snapshot this channel follows."""
         return self._wd.watcher.snapshot
+
+    @property
+    def accepted_revision(self) -> int | None:
+        """The revision grpc's xDS client last accepted for this target (None: none yet)."""
+        confirmed = self._wd.confirmed
+        return None if confirmed is None else confirmed.revision
 
     @property
     def released(self) -> bool:
@@ -265,9 +273,15 @@ class _Registry:
             if snapshot is None:
                 return
             wd.confirmed = snapshot
-            if type_url != ENDPOINT_TYPE or wd.logged_revision == snapshot.revision:
+            if type_url != ENDPOINT_TYPE:
                 return
-            wd.logged_revision = snapshot.revision
+            shrunk = wd.held_endpoints - len(snapshot.endpoints) >= SHRINK_THRESHOLD
+            wd.held_endpoints = len(snapshot.endpoints)
+            logged, wd.logged_revision = wd.logged_revision, snapshot.revision
+        if shrunk:  # grpc has dropped its copy of the large one: give the memory back
+            threading.Thread(target=give_back, name="kuberesolver-give-back", daemon=True).start()
+        if logged == snapshot.revision:
+            return
         log.info(
             "%s: revision %d applied, %d ready of %d endpoints",
             wd.label,
