@@ -19,7 +19,9 @@ from kuberesolver.channel import (
     ChannelOptions,
     Lease,
     channel_options,
+    is_kuberesolver_target,
     open_lease,
+    passthrough_options,
     release_on_close,
 )
 from kuberesolver.settings import ChannelArgs
@@ -29,27 +31,40 @@ from kuberesolver.target import ParsedTarget
 __all__ = ["Channel", "insecure_channel", "secure_channel"]
 
 
+def _nothing() -> None:
+    pass
+
+
 class Channel(grpc.aio.Channel):  # type: ignore[misc]
     """A ``grpc.aio.Channel`` for a ``kubernetes:`` target; closing it releases the watch."""
 
-    def __init__(self, lease: Lease, channel: grpc.aio.Channel) -> None:
+    def __init__(self, lease: Lease | None, channel: grpc.aio.Channel, target: str = "") -> None:
         self._channel = channel
         self._lease = lease
-        self._release = release_on_close(self, lease)
+        self._target = target or (lease.xds_target if lease is not None else "")
+        self._release = release_on_close(self, lease) if lease is not None else _nothing
 
     @property
     def snapshot(self) -> Snapshot:
-        """The last good snapshot this channel follows."""
-        return self._lease.snapshot
+        """The last good snapshot this channel follows (LookupError: not a kuberesolver target)."""
+        return self._held().snapshot
 
     @property
     def target(self) -> ParsedTarget:
         """The parsed ``kubernetes:`` target."""
-        return self._lease.target
+        return self._held().target
 
     @property
     def lease(self) -> Lease:
         """This channel's hold on its target (its xDS name, directory and label)."""
+        return self._held()
+
+    def _held(self) -> Lease:
+        if self._lease is None:
+            raise LookupError(
+                f"{self._target!r} is not a kuberesolver target: grpc resolves it as it is, "
+                "so it has no snapshot"
+            )
         return self._lease
 
     async def __aenter__(self) -> Channel:
@@ -122,7 +137,7 @@ class Channel(grpc.aio.Channel):  # type: ignore[misc]
         )
 
     def __repr__(self) -> str:
-        return f"<kuberesolver.aio.Channel {self._lease.target} via {self._lease.xds_target}>"
+        return f"<kuberesolver.aio.Channel {self._target}>"
 
 
 def insecure_channel(
@@ -133,6 +148,10 @@ def insecure_channel(
     **kwargs: Unpack[ChannelArgs],
 ) -> Channel:
     """Like ``grpc.aio.insecure_channel``, for a ``kubernetes:`` target."""
+    if not is_kuberesolver_target(target):
+        opts = passthrough_options(options, kwargs, secure=False)
+        inner = grpc.aio.insecure_channel(target, opts, compression, interceptors)
+        return Channel(None, inner, target)
     lease, name = open_lease(target, kwargs)
     try:
         inner = grpc.aio.insecure_channel(
@@ -141,7 +160,7 @@ def insecure_channel(
     except BaseException:
         lease.release()
         raise
-    return Channel(lease, inner)
+    return Channel(lease, inner, target)
 
 
 def secure_channel(
@@ -157,6 +176,10 @@ def secure_channel(
     The TLS name and ``:authority`` default to ``service.namespace``;
     ``server_name`` overrides both.
     """
+    if not is_kuberesolver_target(target):
+        opts = passthrough_options(options, kwargs, secure=True)
+        inner = grpc.aio.secure_channel(target, credentials, opts, compression, interceptors)
+        return Channel(None, inner, target)
     lease, name = open_lease(target, kwargs)
     try:
         inner = grpc.aio.secure_channel(
@@ -169,4 +192,4 @@ def secure_channel(
     except BaseException:
         lease.release()
         raise
-    return Channel(lease, inner)
+    return Channel(lease, inner, target)

@@ -51,7 +51,7 @@ from kuberesolver._xds.server import AdsServer
 from kuberesolver.policies import normalize_policy
 from kuberesolver.settings import ChannelArgs, Settings, resolve
 from kuberesolver.snapshot import ENDPOINTS_KEY, Snapshot, load
-from kuberesolver.target import ParsedTarget, parse_target
+from kuberesolver.target import ParsedTarget, parse_target, schemes
 from kuberesolver.watch import SnapshotWatcher, check_snapshot, locate
 
 __all__ = ["Channel", "Lease", "insecure_channel", "secure_channel"]
@@ -460,6 +460,28 @@ def channel_options(
     return merged
 
 
+def is_kuberesolver_target(target: str) -> bool:
+    """Whether ``target``'s scheme is ours (``kubernetes:`` or a registered one).
+
+    Any other target (``dns:///svc:50051``, ``localhost:50051``, ``ipv4:...``,
+    ``xds:///...``) goes to grpc unchanged.
+    """
+    scheme, sep, _ = target.partition(":")
+    return bool(sep) and scheme.lower() in schemes()
+
+
+def passthrough_options(
+    options: ChannelOptions | None, kwargs: ChannelArgs, secure: bool
+) -> list[tuple[str, Any]]:
+    """The options for a target grpc resolves itself: only ``server_name`` applies."""
+    name = kwargs.get("server_name") or kwargs.get("authority")
+    return channel_options(options, name, secure) if name else list(options or ())
+
+
+def _nothing() -> None:
+    pass
+
+
 def open_lease(target: str, kwargs: ChannelArgs) -> tuple[Lease, str]:
     """Acquire ``target`` for one channel: its lease and the name for TLS and ``:authority``."""
     unknown = set(kwargs) - set(ChannelArgs.__annotations__)
@@ -504,25 +526,34 @@ class Channel(grpc.Channel):  # type: ignore[misc]
     Every call goes to grpc's own channel on the target's ``xds:`` name.
     """
 
-    def __init__(self, lease: Lease, channel: grpc.Channel) -> None:
+    def __init__(self, lease: Lease | None, channel: grpc.Channel, target: str = "") -> None:
         self._channel = channel
         self._lease = lease
-        self._release = release_on_close(self, lease)
+        self._target = target or (lease.xds_target if lease is not None else "")
+        self._release = release_on_close(self, lease) if lease is not None else _nothing
         self._closed = False
 
     @property
     def snapshot(self) -> Snapshot:
-        """The last good snapshot this channel follows."""
-        return self._lease.snapshot
+        """The last good snapshot this channel follows (LookupError: not a kuberesolver target)."""
+        return self._held().snapshot
 
     @property
     def target(self) -> ParsedTarget:
         """The parsed ``kubernetes:`` target."""
-        return self._lease.target
+        return self._held().target
 
     @property
     def lease(self) -> Lease:
         """This channel's hold on its target (its xDS name, directory and label)."""
+        return self._held()
+
+    def _held(self) -> Lease:
+        if self._lease is None:
+            raise LookupError(
+                f"{self._target!r} is not a kuberesolver target: grpc resolves it as it is, "
+                "so it has no snapshot"
+            )
         return self._lease
 
     def subscribe(self, callback: Callable[[Any], None], try_to_connect: bool = False) -> None:
@@ -593,7 +624,7 @@ class Channel(grpc.Channel):  # type: ignore[misc]
         return False
 
     def __repr__(self) -> str:
-        return f"<kuberesolver.Channel {self._lease.target} via {self._lease.xds_target}>"
+        return f"<kuberesolver.Channel {self._target}>"
 
 
 def insecure_channel(
@@ -609,7 +640,14 @@ def insecure_channel(
     ``service.namespace``). ``pick_metrics=True`` exports the calls per
     endpoint to Prometheus (:mod:`kuberesolver.metrics`). See
     :mod:`kuberesolver.settings` for the rest.
+
+    A target of another scheme (``dns:///svc:50051``, ``localhost:50051``,
+    ``ipv4:10.0.0.1:50051``) goes to grpc unchanged: grpc resolves it, only
+    ``server_name`` applies, and the channel has no ``snapshot``.
     """
+    if not is_kuberesolver_target(target):
+        opts = passthrough_options(options, kwargs, secure=False)
+        return Channel(None, grpc.insecure_channel(target, opts, compression), target)
     lease, name = open_lease(target, kwargs)
     try:
         inner = grpc.insecure_channel(
@@ -618,7 +656,7 @@ def insecure_channel(
     except BaseException:
         lease.release()
         raise
-    return Channel(lease, inner)
+    return Channel(lease, inner, target)
 
 
 def secure_channel(
@@ -633,6 +671,9 @@ def secure_channel(
     The TLS name and ``:authority`` default to the snapshot's ``serverName``
     (``service.namespace``); ``server_name`` overrides both.
     """
+    if not is_kuberesolver_target(target):
+        opts = passthrough_options(options, kwargs, secure=True)
+        return Channel(None, grpc.secure_channel(target, credentials, opts, compression), target)
     lease, name = open_lease(target, kwargs)
     try:
         inner = grpc.secure_channel(
@@ -641,4 +682,4 @@ def secure_channel(
     except BaseException:
         lease.release()
         raise
-    return Channel(lease, inner)
+    return Channel(lease, inner, target)
