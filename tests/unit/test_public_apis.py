@@ -36,8 +36,8 @@ def private_uses(source: str) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             base = node.value
-            while isinstance(base, ast.Attribute):
-                base = base.value
+            while isinstance(base, ast.Attribute | ast.Call):
+                base = base.value if isinstance(base, ast.Attribute) else base.func
             if isinstance(base, ast.Name) and base.id in aliases and node.attr[:2] != "__":
                 found.append(f"line {node.lineno}: {ast.unparse(node)}")
     return found
@@ -62,6 +62,7 @@ def test_no_private_names_of_dependencies(path: Path) -> None:
         "from watchfiles._rust_notify import RustNotify",
         "import grpc\nx = grpc._channel.Channel",
         "import kopf\nkopf._core",
+        "import kopf\nkopf.get_default_registry()._spawning",
     ],
 )
 def test_the_scan_sees_private_names(source: str) -> None:
