@@ -319,12 +319,25 @@ def test_weighted_round_robin_follows_orca_load_reports(
         until(skewed, timeout_s=30, interval_s=0.1)
 
 
-def test_authority_override(backends: Backends, root: Path, snapdir: Path) -> None:
+def test_server_name_overrides_the_authority(backends: Backends, root: Path, snapdir: Path) -> None:
     a = backends("127.0.0.2")
     publish(snapdir, make_snapshot([a.endpoint()]))
-    with _open(root, authority="greeter.example") as ch:
+    with _open(root, server_name="greeter.example") as ch:
         ch.unary_unary(UNARY)(b"", timeout=5)
     assert a.authorities == {"greeter.example": 1}
+
+
+def test_authority_is_a_deprecated_alias_of_server_name(
+    backends: Backends, root: Path, snapdir: Path
+) -> None:
+    a = backends("127.0.0.2")
+    publish(snapdir, make_snapshot([a.endpoint()]))
+    with (
+        pytest.warns(DeprecationWarning, match="server_name"),
+        _open(root, authority="old.example") as ch,
+    ):
+        ch.unary_unary(UNARY)(b"", timeout=5)
+    assert a.authorities == {"old.example": 1}
 
 
 def test_bad_snapshot_keeps_last_good_endpoints(
@@ -464,8 +477,7 @@ def test_a_channel_collected_without_close_releases_its_watch(
     publish(snapdir, make_snapshot([a.endpoint()]))
     ch = _open(root)
     ch.unary_unary(UNARY)(b"", timeout=5)
-    ch._close()  # grpc's own close path, bypassing ours
-    del ch
+    del ch  # never closed
     gc.collect()
     until(lambda: registry().watched() == [], timeout_s=10)
 

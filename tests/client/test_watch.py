@@ -13,7 +13,7 @@ import pytest
 
 import kuberesolver
 from kuberesolver.projector.atomic_writer import write_atomic
-from kuberesolver.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, encode
+from kuberesolver.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, encode, load
 from kuberesolver.target import parse_target
 from kuberesolver.watch import SnapshotNotFound, SnapshotWatcher, locate
 from testenv.wait import until
@@ -45,9 +45,7 @@ class Recorder:
 
 
 def _watch(directory: Path, rec: Recorder, **kw: int) -> SnapshotWatcher:
-    from kuberesolver.watch import read_snapshot
-
-    w = SnapshotWatcher(directory, TARGET, read_snapshot(directory), rec, **kw)
+    w = SnapshotWatcher(directory, TARGET, load(directory / ENDPOINTS_KEY), rec, **kw)
     w.start()
     return w
 
