@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.operator.conftest import create_target, get_target
+from tests.operator.helpers import create_target, get_target
 
 pytestmark = pytest.mark.integration
 

@@ -15,13 +15,13 @@ import pytest
 from kubernetes import client
 
 from testenv.netns import pod_ip
-from tests.operator.conftest import (
-    OperatorProcess,
+from testenv.operator_process import OperatorProcess
+from testenv.wait import until
+from tests.operator.helpers import (
     create_target,
     ep,
     make_slice,
     selectorless_service,
-    wait_for,
 )
 from tests.operator.test_lifecycle import wait_published
 from tests.operator.test_publish import configmap_writes
@@ -43,7 +43,7 @@ def leader_of(api: client.ApiClient, replicas: list[OperatorProcess]) -> Operato
         holder = lease_holder(api)
         return next((op for op in replicas if op.alive and op.identity == holder), None)
 
-    found: OperatorProcess = wait_for(find, 60, "a live replica holding the Lease")
+    found: OperatorProcess = until(find, timeout_s=60, message="a live replica holding the Lease")
     return found
 
 

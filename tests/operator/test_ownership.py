@@ -9,8 +9,9 @@ from kubernetes import client
 
 from kuberesolver.snapshot import ENDPOINTS_KEY, SnapshotError, decode
 from testenv.netns import pod_ip
-from tests.operator.conftest import (
-    OperatorProcess,
+from testenv.operator_process import OperatorProcess
+from testenv.wait import until
+from tests.operator.helpers import (
     condition,
     create_target,
     ep,
@@ -19,7 +20,6 @@ from tests.operator.conftest import (
     get_target,
     make_slice,
     selectorless_service,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -48,19 +48,23 @@ def test_cross_namespace_is_refused_without_consent_then_granted(
         assert condition(t, "ServiceFound").get("reason") == "CrossNamespaceRefused"
         return t
 
-    t = wait_for(refused, 60, "CrossNamespaceRefused")
+    t = until(refused, timeout_s=60, message="CrossNamespaceRefused")
     assert condition(t, "Ready")["status"] == "False"
     assert "kuberesolver.io/allowed-namespaces" in condition(t, "Ready")["message"]
-    wait_for(
+    until(
         lambda: any(
             e.reason == "CrossNamespaceRefused" and e.type == "Warning"
             for e in events_for(admin_api, namespace, "remote")
         ),
-        30,
-        "a Warning Event",
+        timeout_s=30,
+        message="a Warning Event",
     )
     # Nothing of the other namespace is published: an empty snapshot, as for a missing Service.
-    assert wait_for(lambda: published_ips(admin_api, namespace, "remote") == set(), 30, "empty")
+    assert until(
+        lambda: published_ips(admin_api, namespace, "remote") == set(),
+        timeout_s=30,
+        message="empty",
+    )
 
     # Consent for another namespace only: still refused.
     core = client.CoreV1Api(admin_api)
@@ -78,17 +82,17 @@ def test_cross_namespace_is_refused_without_consent_then_granted(
         assert {e.address for e in snap.endpoints} == {pod_ip(101)}
         return snap
 
-    snap = wait_for(published, 60, "published after consent")
+    snap = until(published, timeout_s=60, message="published after consent")
     assert (snap.target.service, snap.target.namespace) == ("shared", other_namespace)
     assert snap.server_name == f"shared.{other_namespace}"
-    t = wait_for(
+    t = until(
         lambda: (
             (x := get_target(admin_api, namespace, "remote"))
             and condition(x, "Ready").get("status") == "True"
             and x
         ),
-        30,
-        "Ready=True",
+        timeout_s=30,
+        message="Ready=True",
     )
     assert condition(t, "ServiceFound")["status"] == "True"
 
@@ -102,10 +106,10 @@ def test_withdrawn_consent_publishes_an_empty_snapshot_at_once(
     create_target(
         admin_api, namespace, "remote", {"service": "shared", "serviceNamespace": other_namespace}
     )
-    granted = wait_for(
+    granted = until(
         lambda: (s := snapshot_of(admin_api, namespace, "remote")).endpoints and s,
-        60,
-        "published with consent",
+        timeout_s=60,
+        message="published with consent",
     )
     core = client.CoreV1Api(admin_api)
     for withdrawn in ({annotation: "someone-else"}, {annotation: None}):
@@ -113,30 +117,30 @@ def test_withdrawn_consent_publishes_an_empty_snapshot_at_once(
         core.patch_namespaced_service(
             "shared", other_namespace, {"metadata": {"annotations": withdrawn}}
         )
-        empty = wait_for(
+        empty = until(
             lambda: (s := snapshot_of(admin_api, namespace, "remote")).endpoints == () and s,
-            30,
-            f"an empty snapshot after {withdrawn}",
+            timeout_s=30,
+            message=f"an empty snapshot after {withdrawn}",
         )
         assert empty.revision == granted.revision + 1  # one new revision, straight to empty
-        t = wait_for(
+        t = until(
             lambda: (
                 (x := get_target(admin_api, namespace, "remote"))
                 and condition(x, "Ready").get("reason") == "CrossNamespaceRefused"
                 and x
             ),
-            30,
-            "Ready=False CrossNamespaceRefused",
+            timeout_s=30,
+            message="Ready=False CrossNamespaceRefused",
         )
         assert condition(t, "Ready")["status"] == "False"
         assert t["status"]["totalEndpoints"] == 0
         core.patch_namespaced_service(
             "shared", other_namespace, {"metadata": {"annotations": {annotation: namespace}}}
         )
-        granted = wait_for(
+        granted = until(
             lambda: (s := snapshot_of(admin_api, namespace, "remote")).endpoints and s,
-            30,
-            "published again with consent",
+            timeout_s=30,
+            message="published again with consent",
         )
         assert {e.address for e in granted.endpoints} == {pod_ip(111)}
 
@@ -170,7 +174,7 @@ def test_a_configmap_it_does_not_own_is_left_untouched(
         assert condition(t, "Ready").get("reason") == "ConfigMapConflict"
         return t
 
-    t = wait_for(conflict, 60, "Ready=False ConfigMapConflict")
+    t = until(conflict, timeout_s=60, message="Ready=False ConfigMapConflict")
     assert "not owned" in condition(t, "Ready")["message"]
     cm = get_configmap(admin_api, namespace, "mine")
     assert cm is not None
@@ -186,7 +190,7 @@ def test_a_configmap_it_does_not_own_is_left_untouched(
         assert cm.metadata.owner_references
         return cm
 
-    cm = wait_for(owned, 90, "the operator's ConfigMap")
+    cm = until(owned, timeout_s=90, message="the operator's ConfigMap")
     assert ENDPOINTS_KEY in cm.data
 
 
@@ -208,12 +212,12 @@ def test_a_configmap_edited_by_hand_is_repaired_on_resync(
         assert {e.address for e in snap.endpoints} == {pod_ip(121)}
         return cm
 
-    original = wait_for(good, 60, "published").data
+    original = until(good, timeout_s=60, message="published").data
     core = client.CoreV1Api(admin_api)
     core.patch_namespaced_config_map(
         "fix", namespace, {"data": {ENDPOINTS_KEY: "garbage", "extra": "x"}}
     )
-    repaired = wait_for(lambda: good().data == original and good(), 60, "repaired")
+    repaired = until(lambda: good().data == original and good(), timeout_s=60, message="repaired")
     assert "extra" not in repaired.data
     core.delete_namespaced_config_map("fix", namespace)
-    wait_for(good, 60, "recreated")
+    until(good, timeout_s=60, message="recreated")

@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from kuberesolver.operator.hub import Hub, Trigger, run_coalesced
-
-
-async def until(predicate: Callable[[], bool], timeout_s: float = 10) -> None:
-    """Poll ``predicate`` with a generous deadline (no timing is asserted)."""
-    for _ in range(int(timeout_s / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
+from testenv.wait import until_async
 
 
 async def test_hub_wakes_followers_only() -> None:
@@ -77,7 +68,9 @@ async def test_bursts_are_coalesced_into_one_run_per_window() -> None:
         runs.append(first)
 
     task = asyncio.create_task(run_coalesced(trigger, reconcile, window_s=1.0, resync_s=60))
-    await until(lambda: len(runs) == 1)  # the initial run, at once (leading edge)
+    await until_async(
+        lambda: len(runs) == 1, timeout_s=10
+    )  # the initial run, at once (leading edge)
     loop = asyncio.get_running_loop()
     burst_start = loop.time()
     trigger.wake()
@@ -85,7 +78,7 @@ async def test_bursts_are_coalesced_into_one_run_per_window() -> None:
     for _ in range(20):  # a burst, all inside the window that the first run opened
         await asyncio.sleep(0.001)
         trigger.wake()
-    await until(lambda: len(runs) == 2)
+    await until_async(lambda: len(runs) == 2, timeout_s=10)
     first = runs[1]
     assert first is not None
     assert burst_start <= first <= after_first  # it served the burst's first wake-up
@@ -104,7 +97,7 @@ async def test_resync_runs_without_wakes() -> None:
         count += 1
 
     task = asyncio.create_task(run_coalesced(trigger, reconcile, window_s=0, resync_s=0.05))
-    await until(lambda: count >= 3)
+    await until_async(lambda: count >= 3, timeout_s=10)
     trigger.close()
     await asyncio.wait_for(task, 5)
 
@@ -126,7 +119,7 @@ async def test_failures_are_reported_and_retried_with_backoff() -> None:
             backoff_s=lambda n: 0.01, on_error=errors.append,
         )
     )  # fmt: skip
-    await until(lambda: calls >= 3)
+    await until_async(lambda: calls >= 3, timeout_s=10)
     assert [str(e) for e in errors] == ["boom 1", "boom 2"]
     trigger.close()
     await asyncio.wait_for(task, 5)
