@@ -232,15 +232,23 @@ def test_operator_identity_is_least_privilege(operator_kubeconfig: Path) -> None
     try:
         authz = client.AuthorizationV1Api(api)
 
-        def can(verb: str, resource: str, group: str = "") -> bool:
+        def can(verb: str, resource: str, group: str = "", **where: str) -> bool:
+            attributes = {"verb": verb, "resource": resource, "group": group, **where}
             review = authz.create_self_subject_access_review(
-                {
-                    "spec": {
-                        "resourceAttributes": {"verb": verb, "resource": resource, "group": group}
-                    }
-                }
+                {"spec": {"resourceAttributes": attributes}}
             )
             return bool(review.status.allowed)
+
+        # Its leader Lease, in its own namespace only.
+        lease = {"namespace": "kuberesolver-system", "name": "kuberesolver-operator"}
+        assert can("update", "leases", "coordination.k8s.io", **lease)
+        assert can("get", "leases", "coordination.k8s.io", **lease)
+        assert can("create", "leases", "coordination.k8s.io", namespace="kuberesolver-system")
+        assert not can("update", "leases", "coordination.k8s.io", namespace="kube-system",
+                       name="kuberesolver-operator")  # fmt: skip
+        assert not can("update", "leases", "coordination.k8s.io", namespace="kuberesolver-system",
+                       name="kube-controller-manager")  # fmt: skip
+        assert not can("delete", "leases", "coordination.k8s.io", **lease)
 
         assert can("watch", "endpointslices", "discovery.k8s.io")
         assert can("watch", "services")
