@@ -16,6 +16,17 @@ Every setting carries its unit in its name. The environment variables are:
 ``KUBERESOLVER_PEERING_LIFETIME_S``
     How long a silent peer is still believed alive: the failover time after
     a replica dies without a clean exit (default 60, kopf's own default).
+``KUBERESOLVER_RENDER_WORKERS``
+    How many worker processes render the GrpcTargets' templates (default 2).
+    Templates never run in the operator's own process (:mod:`.render_pool`).
+``KUBERESOLVER_RENDER_CPU_S``
+    The CPU time one render may use, in whole seconds (default 2); past it
+    the worker is killed and the target gets ``Rendered=False, RenderTimeout``.
+``KUBERESOLVER_RENDER_MEMORY_MIB``
+    A render worker's address space (default 256); past it the render fails
+    with ``RenderMemoryLimit``.
+``KUBERESOLVER_RENDER_TIMEOUT_MS``
+    The wall-clock time one render may take (default 5000; ``RenderTimeout``).
 """
 
 from __future__ import annotations
@@ -39,6 +50,10 @@ class Settings:
     resync_s: float = 300.0
     peering_priority: int = 0
     peering_lifetime_s: int = 60
+    render_workers: int = 2
+    render_cpu_s: int = 2
+    render_memory_mib: int = 256
+    render_timeout_ms: int = 5000
 
     @property
     def debounce_s(self) -> float:
@@ -53,6 +68,10 @@ class Settings:
         resync_s: float | None = None,
         peering_priority: int | None = None,
         peering_lifetime_s: int | None = None,
+        render_workers: int | None = None,
+        render_cpu_s: int | None = None,
+        render_memory_mib: int | None = None,
+        render_timeout_ms: int | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Arguments win, then ``KUBERESOLVER_*`` variables, then the defaults."""
@@ -71,6 +90,14 @@ class Settings:
             ),
             peering_lifetime_s=_pick(
                 peering_lifetime_s, env, "KUBERESOLVER_PEERING_LIFETIME_S", 60, 2, 3600
+            ),
+            render_workers=_pick(render_workers, env, "KUBERESOLVER_RENDER_WORKERS", 2, 1, 64),
+            render_cpu_s=_pick(render_cpu_s, env, "KUBERESOLVER_RENDER_CPU_S", 2, 1, 3600),
+            render_memory_mib=_pick(
+                render_memory_mib, env, "KUBERESOLVER_RENDER_MEMORY_MIB", 256, 64, 1 << 20
+            ),
+            render_timeout_ms=_pick(
+                render_timeout_ms, env, "KUBERESOLVER_RENDER_TIMEOUT_MS", 5000, 100, 3_600_000
             ),
         )
 
