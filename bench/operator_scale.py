@@ -221,7 +221,7 @@ def main() -> None:
         }  # fmt: skip
         argv = [
             sys.executable, "-m", "kopf", "run", "-m", "kuberesolver.operator", "--all-namespaces",
-            "--peering=kuberesolver", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
+            "--standalone", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
             "--quiet",
         ]  # fmt: skip
         t_start = time.monotonic()

@@ -38,18 +38,19 @@ class OperatorProcess:
         self.popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
+        name = f"{self.name}-{os.getpid()}-{self.liveness_port}"
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "KUBERESOLVER_METRICS_PORT": str(self.metrics_port),
             "KUBERESOLVER_DEBOUNCE_MS": "200",
-            "KUBERESOLVER_PEERING_LIFETIME_S": "15",
+            "KUBERESOLVER_IDENTITY": name,
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
         argv = [
             sys.executable, "-m", "kopf", "run", "-m", "kuberesolver.operator",
-            "--all-namespaces", "--peering=kuberesolver",
+            "--all-namespaces", "--standalone",
             f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
             "--verbose",
         ]  # fmt: skip

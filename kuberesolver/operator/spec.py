@@ -26,6 +26,7 @@ __all__ = [
     "SpecError",
     "TargetSpec",
     "parse_spec",
+    "plain",
 ]
 
 GROUP: Final = "kuberesolver.io"
@@ -154,7 +155,7 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> TargetSpec
         load_balancing=cast(LoadBalancing, lb),
         include_terminating=include_terminating,
         address_family=cast(AddressFamily, family),
-        service_config=_plain(service_config),
+        service_config=plain(service_config),
         templates=dict(templates),
     )
 
@@ -176,10 +177,10 @@ def _port(value: object) -> int | str:
     raise SpecError(f"spec.port must be a port name or number, got {value!r}")
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A deep plain-dict/list copy (kopf hands out read-only mapping views)."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kuberesolver.projector.atomic_writer import write_atomic
+from kuberesolver.retry import backoff_s
 
 __all__ = ["ConfigMapProjector", "files_of"]
 
@@ -93,7 +94,7 @@ class ConfigMapProjector:
                 if self._stop.is_set():
                     break
                 failures += 1
-                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                delay = backoff_s(failures)
                 _log.warning(
                     "ConfigMap %s/%s: %s; retrying in %.1f s (the last files stay)",
                     self.namespace, self.name, _describe(exc), delay,
