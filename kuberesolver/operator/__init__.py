@@ -38,6 +38,11 @@ Settings (environment variables, units in the names; :mod:`.settings`):
 ``KUBERESOLVER_DEBOUNCE_MS`` (300), ``KUBERESOLVER_METRICS_PORT`` (0: off),
 ``KUBERESOLVER_RESYNC_S`` (300), ``KUBERESOLVER_PEERING_PRIORITY`` (random),
 ``KUBERESOLVER_PEERING_LIFETIME_S`` (60).
+Templates render in worker processes (:mod:`.render_pool`), never here:
+``KUBERESOLVER_RENDER_WORKERS`` (2), and per render ``KUBERESOLVER_RENDER_CPU_S``
+(2), ``KUBERESOLVER_RENDER_MEMORY_MIB`` (256) and ``KUBERESOLVER_RENDER_TIMEOUT_MS``
+(5000); a breach is ``Rendered=False`` with reason ``RenderTimeout`` or
+``RenderMemoryLimit``, and the last good ConfigMap stays.
 
 Metrics (:mod:`.metrics`): ``kuberesolver_operator_targets``,
 ``kuberesolver_operator_endpoints{namespace,target,state}``,
