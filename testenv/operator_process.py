@@ -34,17 +34,18 @@ class OperatorProcess:
         self.liveness_port = free_port()
         self.metrics_port = free_port()
         self.extra_env = dict(env or {})
+        self.identity = f"{name}-{os.getpid()}-{self.liveness_port}"
+        """Its name in the leader Lease (``KUBERESOLVER_IDENTITY``)."""
         self.log_path = Path(tempfile.mkstemp(prefix=f"kuberesolver-{name}-", suffix=".log")[1])
         self.popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
-        name = f"{self.name}-{os.getpid()}-{self.liveness_port}"
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "KUBERESOLVER_METRICS_PORT": str(self.metrics_port),
             "KUBERESOLVER_DEBOUNCE_MS": "200",
-            "KUBERESOLVER_IDENTITY": name,
+            "KUBERESOLVER_IDENTITY": self.identity,
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }

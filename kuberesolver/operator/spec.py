@@ -44,6 +44,9 @@ _LB_POLICIES: Final = ("round_robin", "weighted_round_robin", "pick_first")
 _FAMILIES: Final = ("", "IPv4", "IPv6")
 _CONFIGMAP_KEY: Final = re.compile(r"^[-._a-zA-Z0-9]+$")
 _DNS_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN: Final = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
 
 
 class GrpcTargetSpecDict(TypedDict):
@@ -116,8 +119,10 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> TargetSpec
         raise SpecError(f"spec.serviceNamespace must be a namespace name, got {service_ns!r}")
     port = _port(spec.get("port"))
     cm_name = spec.get("configMapName") or name
-    if not isinstance(cm_name, str):
-        raise SpecError(f"spec.configMapName must be a string, got {cm_name!r}")
+    if not isinstance(cm_name, str) or len(cm_name) > 253 or not _DNS_SUBDOMAIN.match(cm_name):
+        raise SpecError(
+            f"spec.configMapName must be a DNS subdomain (a ConfigMap name), got {cm_name!r}"
+        )
     lb = spec.get("loadBalancing") or "round_robin"
     if lb not in _LB_POLICIES:
         raise SpecError(f"spec.loadBalancing must be one of {', '.join(_LB_POLICIES)}, got {lb!r}")
@@ -132,14 +137,30 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> TargetSpec
     service_config = spec.get("serviceConfig") or {}
     if not isinstance(service_config, Mapping):
         raise SpecError("spec.serviceConfig must be an object")
+    lbc = service_config.get("loadBalancingConfig")
+    if lbc is not None and (
+        not isinstance(lbc, list | tuple)
+        or not lbc
+        or not all(isinstance(x, Mapping) and len(x) == 1 for x in lbc)
+    ):
+        raise SpecError(
+            "spec.serviceConfig.loadBalancingConfig must be a list of objects, each naming "
+            "one policy (e.g. [{round_robin: {}}])"
+        )
     templates = spec.get("templates") or {}
     if not isinstance(templates, Mapping):
         raise SpecError("spec.templates must be a map of ConfigMap key to template")
     for key, source in templates.items():
-        if not isinstance(key, str) or not _CONFIGMAP_KEY.match(key) or len(key) > 253:
+        if (
+            not isinstance(key, str)
+            or not _CONFIGMAP_KEY.match(key)
+            or len(key) > 253
+            or key == "."
+            or key.startswith("..")
+        ):
             raise SpecError(
                 f"spec.templates key {key!r} is not a valid ConfigMap key "
-                "(letters, digits, '-', '_' and '.', at most 253)"
+                "(letters, digits, '-', '_' and '.', at most 253, not '.' or '..')"
             )
         if key in (ENDPOINTS_KEY, SERVICE_CONFIG_KEY):
             raise SpecError(f"spec.templates key {key!r} is reserved for the operator's own output")

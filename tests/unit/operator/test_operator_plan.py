@@ -90,6 +90,12 @@ def test_spec_defaults() -> None:
         ({"service": "g", "templates": {"a b": "x"}}, "not a valid ConfigMap key"),
         ({"service": "g", "templates": {"service-config.json": "x"}}, "reserved"),
         ({"service": "g", "templates": {"k": 1}}, "must be a string"),
+        ({"service": "g", "templates": {"..x": "1"}}, "not a valid ConfigMap key"),
+        ({"service": "g", "configMapName": "a..b"}, "DNS subdomain"),
+        ({"service": "g", "configMapName": "-a"}, "DNS subdomain"),
+        ({"service": "g", "serviceConfig": {"loadBalancingConfig": "round_robin"}}, "list of"),
+        ({"service": "g", "serviceConfig": {"loadBalancingConfig": ["round_robin"]}}, "list of"),
+        ({"service": "g", "serviceConfig": {"loadBalancingConfig": []}}, "list of"),
     ],
 )
 def test_spec_errors(spec: dict[str, Any], message: str) -> None:
