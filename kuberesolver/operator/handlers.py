@@ -29,14 +29,14 @@ from typing import Any
 
 import kopf
 
-from kuberesolver.operator.configmap import build_configmap, controller_uid, is_owned_by
-from kuberesolver.operator.endpoints import (
+from kuberesolver.endpointslices import (
     SERVICE_NAME_LABEL,
     ServiceView,
     SliceView,
     service_view,
     slice_view,
 )
+from kuberesolver.operator.configmap import build_configmap, controller_uid, is_owned_by
 from kuberesolver.operator.hub import Hub, TargetKey, Trigger, run_coalesced
 from kuberesolver.operator.kube import ApiError, Kube
 from kuberesolver.operator.metrics import Metrics

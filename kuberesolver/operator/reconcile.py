@@ -13,8 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kuberesolver.operator.configmap import build_data
-from kuberesolver.operator.endpoints import (
+from kuberesolver.endpointslices import (
     PortError,
     ServiceView,
     SliceView,
@@ -22,6 +21,7 @@ from kuberesolver.operator.endpoints import (
     pick_family,
     resolve_port,
 )
+from kuberesolver.operator.configmap import build_data
 from kuberesolver.operator.render import (
     RenderError,
     build_service_config,

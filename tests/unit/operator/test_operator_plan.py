@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kuberesolver.operator.endpoints import service_view, slice_view
+from kuberesolver.endpointslices import service_view, slice_view
 from kuberesolver.operator.reconcile import Published, baseline, consents, next_revision, plan
 from kuberesolver.operator.settings import Settings, SettingsError
 from kuberesolver.operator.spec import SpecError, parse_spec
