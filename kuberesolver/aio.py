@@ -80,6 +80,7 @@ def insecure_channel(
     poll_interval_ms: int | None = None,
     namespace_file: str | os.PathLike[str] | None = None,
     pick_metrics: bool | None = None,
+    source: str | None = None,
 ) -> grpc.aio.Channel:
     """Like ``grpc.aio.insecure_channel``, for a ``kubernetes:`` target."""
     lease = _lease(
@@ -93,6 +94,7 @@ def insecure_channel(
         poll_interval_ms=poll_interval_ms,
         namespace_file=namespace_file,
         pick_metrics=pick_metrics,
+        source=source,
     )
     try:
         return Channel(lease, options, None, compression, interceptors, authority)
@@ -118,6 +120,7 @@ def secure_channel(
     poll_interval_ms: int | None = None,
     namespace_file: str | os.PathLike[str] | None = None,
     pick_metrics: bool | None = None,
+    source: str | None = None,
 ) -> grpc.aio.Channel:
     """Like ``grpc.aio.secure_channel``, for a ``kubernetes:`` target.
 
@@ -135,6 +138,7 @@ def secure_channel(
         poll_interval_ms=poll_interval_ms,
         namespace_file=namespace_file,
         pick_metrics=pick_metrics,
+        source=source,
     )
     try:
         return Channel(lease, options, credentials, compression, interceptors, server_name)
