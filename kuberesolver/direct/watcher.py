@@ -96,6 +96,7 @@ class ApiWatcher:
         self.lists = 0
         self.events = 0
         self.failures = 0
+        self.gone = 0  # 410s seen: expired resourceVersions
 
     @property
     def snapshot(self) -> Snapshot:
@@ -142,12 +143,14 @@ class ApiWatcher:
                 self._watch_once()
             except _Gone:
                 log.info("%s: resourceVersion %s expired; relisting", self._label, self._rv)
+                self.gone += 1
                 self._rv = ""
             except (ApiError, OSError, PortError, ValueError) as exc:
                 if self._stop.is_set():
                     break
                 if isinstance(exc, ApiError) and exc.status == 410:
                     log.info("%s: %s; relisting", self._label, exc)
+                    self.gone += 1
                     self._rv = ""
                     continue
                 self.failures += 1

@@ -1,0 +1,376 @@
+"""Direct mode on the real control plane, the client under exactly the shipped Role.
+
+The client is a ServiceAccount bound to manifests/examples/direct-mode-rbac.yaml,
+its token in a file (rotated on disk in one test). Backends are one real gRPC
+server listening on every pod IP of the test (in the suite's network
+namespace); a call's peer address is the pod IP it reached.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from kubernetes import client
+
+import kuberesolver
+from kuberesolver.direct import ApiWatcher, unregister
+from testenv import ControlPlane
+from testenv.kube import apply_object, documents, wait_until
+from testenv.netns import pod_ip
+from testenv.workloads import create_node, create_pod, create_service
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+RBAC = ROOT / "manifests/examples/direct-mode-rbac.yaml"
+SA = "greeter-direct-client"
+PORT = 50051
+METHOD = "/demo.Greeter/SayHello"
+_bases = itertools.count(1)
+
+
+class Pods:
+    """One gRPC server on many pod IPs; answers with the pod IP that was reached."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.base = 2000 + 300 * next(_bases)
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        handler = grpc.method_handlers_generic_handler(
+            "demo.Greeter", {"SayHello": grpc.unary_unary_rpc_method_handler(self._hello)}
+        )
+        self.server.add_generic_rpc_handlers((handler,))
+        self.started = False
+        create_node(api, "node-direct")
+
+    @staticmethod
+    def _hello(request: bytes, context: grpc.ServicerContext) -> bytes:
+        return context.peer().split(":")[1].encode()  # "ipv4:10.244.x.y:port"
+
+    def ip(self, i: int) -> str:
+        return pod_ip(self.base + i)
+
+    def add(self, i: int) -> str:
+        ip = self.ip(i)
+        create_pod(self.api, self.namespace, f"greeter-{i}", ip, "node-direct", {"app": "greeter"})
+        return ip
+
+    def start(self, count: int) -> None:
+        """Serve on the IPs of pods 0..count-1 (grpc binds ports before it starts)."""
+        for i in range(count):
+            if self.server.add_insecure_port(f"{self.ip(i)}:{PORT}") == 0:
+                raise OSError(f"cannot listen on {self.ip(i)}:{PORT}")
+        self.server.start()
+        self.started = True
+
+    def delete(self, i: int) -> None:
+        client.CoreV1Api(self.api).delete_namespaced_pod(
+            f"greeter-{i}", self.namespace, grace_period_seconds=0
+        )
+
+    def stop(self) -> None:
+        if self.started:
+            self.server.stop(None).wait()
+
+
+def reached(channel: grpc.Channel, calls: int) -> set[str]:
+    hello = channel.unary_unary(METHOD)
+    return {hello(b"", timeout=5).decode() for _ in range(calls)}
+
+
+@pytest.fixture
+def token_file(admin_api: client.ApiClient, namespace: str, tmp_path: Path) -> Path:
+    """The client's ServiceAccount, bound to the shipped Role, and its token on disk."""
+    for doc in documents(RBAC):
+        doc["metadata"]["namespace"] = namespace
+        for s in doc.get("subjects", []):
+            s["namespace"] = namespace
+        apply_object(admin_api, doc)
+    path = tmp_path / "token"
+    path.write_text(bound_token(admin_api, namespace))
+    return path
+
+
+def bound_token(api: client.ApiClient, namespace: str, secret: str | None = None) -> str:
+    """A token for the client's ServiceAccount; bound to Secret ``secret`` when given."""
+    spec: dict[str, Any] = {"audiences": [], "expirationSeconds": 3600}
+    if secret is not None:
+        uid = client.CoreV1Api(api).read_namespaced_secret(secret, namespace).metadata.uid
+        spec["boundObjectRef"] = {"kind": "Secret", "apiVersion": "v1", "name": secret, "uid": uid}
+    response = client.CoreV1Api(api).create_namespaced_service_account_token(
+        SA, namespace, {"spec": spec}
+    )
+    return str(response.status.token)
+
+
+@pytest.fixture
+def builder(control_plane: ControlPlane, token_file: Path) -> Iterator[kuberesolver.Builder]:
+    """``kubernetes:`` targets resolved through the API as the client's ServiceAccount."""
+    k8s = kuberesolver.new_in_cluster_k8s_client(
+        host=control_plane.server, token_file=token_file, ca_file=control_plane.ca.cert_path
+    )
+    yield kuberesolver.register(kuberesolver.Builder(k8s))
+    unregister("kubernetes")
+    k8s.close()
+
+
+@pytest.fixture
+def pods(admin_api: client.ApiClient, namespace: str) -> Iterator[Pods]:
+    create_service(admin_api, namespace, "greeter")
+    p = Pods(admin_api, namespace)
+    yield p
+    p.stop()
+
+
+def api_watcher(channel: grpc.Channel) -> ApiWatcher:
+    watcher = channel.kuberesolver_lease._wd.watcher  # type: ignore[attr-defined]
+    assert isinstance(watcher, ApiWatcher)
+    return watcher
+
+
+def ready_addresses(api: client.ApiClient, namespace: str) -> tuple[int, int]:
+    slices = (
+        client.DiscoveryV1Api(api)
+        .list_namespaced_endpoint_slice(
+            namespace, label_selector="kubernetes.io/service-name=greeter"
+        )
+        .items
+    )
+    ready = sum(
+        1
+        for s in slices
+        for e in s.endpoints or []
+        if e.conditions is None or e.conditions.ready in (None, True)
+    )
+    return len(slices), ready
+
+
+def test_250_pods_in_3_slices_are_all_reached(
+    builder: kuberesolver.Builder, pods: Pods, admin_api: client.ApiClient, namespace: str
+) -> None:
+    pods.start(250)
+    ips = {pods.add(i) for i in range(250)}
+    wait_until(
+        "250 ready endpoints in 3 slices",
+        lambda: ready_addresses(admin_api, namespace) == (3, 250),
+        timeout_s=120,
+    )
+    with kuberesolver.insecure_channel(f"kubernetes:///greeter.{namespace}:grpc") as channel:
+        assert {e.address for e in channel.snapshot.endpoints} == ips  # type: ignore[attr-defined]
+        seen: set[str] = set()
+        wait_until(
+            "every pod to be reached", lambda: seen.update(reached(channel, 250)) or seen == ips
+        )
+
+
+def test_scale_to_zero_and_back(
+    builder: kuberesolver.Builder, pods: Pods, admin_api: client.ApiClient, namespace: str
+) -> None:
+    pods.start(8)
+    first = {pods.add(i) for i in range(2)}
+    wait_until("2 ready", lambda: ready_addresses(admin_api, namespace)[1] == 2)
+    with kuberesolver.insecure_channel(f"kubernetes:///greeter.{namespace}:grpc") as channel:
+        wait_until("both pods reached", lambda: reached(channel, 20) == first)
+        for i in range(2):
+            pods.delete(i)
+        wait_until("no endpoints", lambda: channel.snapshot.endpoints == ())  # type: ignore[attr-defined]
+        with pytest.raises(grpc.RpcError) as failed:
+            channel.unary_unary(METHOD)(b"", timeout=2)
+        assert failed.value.code() in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        )
+        back = pods.add(7)
+        wait_until("the new pod reached", lambda: reached(channel, 5) == {back})
+
+
+def test_a_deleted_slice_takes_its_endpoints_along(
+    builder: kuberesolver.Builder, admin_api: client.ApiClient, namespace: str
+) -> None:
+    # A Service without selector: its slices are ours, and nothing recreates a deleted one.
+    create_service(admin_api, namespace, "greeter", selector={})
+    body = {"spec": {"selector": None}}
+    client.CoreV1Api(admin_api).patch_namespaced_service("greeter", namespace, body)
+    discovery = client.DiscoveryV1Api(admin_api)
+    for name, ip in (("greeter-a", pod_ip(1901)), ("greeter-b", pod_ip(1902))):
+        discovery.create_namespaced_endpoint_slice(
+            namespace,
+            {
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        "kubernetes.io/service-name": "greeter",
+                        "endpointslice.kubernetes.io/managed-by": "tests.kuberesolver.io",
+                    },
+                },
+                "addressType": "IPv4",
+                "ports": [{"name": "grpc", "port": PORT, "protocol": "TCP"}],
+                "endpoints": [{"addresses": [ip], "conditions": {"ready": None}}],
+            },
+        )
+    with kuberesolver.insecure_channel(f"kubernetes:///greeter.{namespace}:grpc") as channel:
+
+        def addresses() -> set[str]:
+            return {e.address for e in channel.snapshot.endpoints}  # type: ignore[attr-defined]
+
+        assert addresses() == {pod_ip(1901), pod_ip(1902)}
+        discovery.delete_namespaced_endpoint_slice("greeter-b", namespace)
+        wait_until("slice b's endpoint gone", lambda: addresses() == {pod_ip(1901)})
+
+
+def compact_etcd(control_plane: ControlPlane) -> int:
+    """Compact etcd's history up to now (through its HTTP gateway); returns the revision."""
+    base = f"http://127.0.0.1:{control_plane.etcd_port}/v3"
+
+    def post(path: str, body: dict[str, Any]) -> Any:
+        req = urllib.request.Request(f"{base}/{path}", json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    revision = int(post("kv/range", {"key": "AA=="})["header"]["revision"])
+    post("kv/compaction", {"revision": str(revision), "physical": True})
+    return revision
+
+
+def test_apiserver_restart_mid_watch_and_410_on_resume(
+    builder: kuberesolver.Builder,
+    pods: Pods,
+    admin_api: client.ApiClient,
+    namespace: str,
+    control_plane: ControlPlane,
+) -> None:
+    pods.start(8)
+    first = {pods.add(i) for i in range(2)}
+    wait_until("2 ready", lambda: ready_addresses(admin_api, namespace)[1] == 2)
+    with kuberesolver.insecure_channel(f"kubernetes:///greeter.{namespace}:grpc") as channel:
+        watcher = api_watcher(channel)
+        wait_until("both pods reached", lambda: reached(channel, 20) == first)
+        lists = watcher.lists
+        # History moves on and is compacted: the watch's resourceVersion is gone for good.
+        for i in range(5):
+            client.CoreV1Api(admin_api).create_namespaced_config_map(
+                namespace, {"metadata": {"name": f"churn-{i}"}}
+            )
+        compact_etcd(control_plane)
+        stop = threading.Event()
+        failures: list[BaseException] = []
+
+        def call_through_restart() -> None:
+            hello = channel.unary_unary(METHOD)
+            while not stop.is_set():
+                try:
+                    hello(b"", timeout=5)
+                except grpc.RpcError as exc:
+                    failures.append(exc)
+                stop.wait(0.01)  # pacing, not a condition
+
+        caller = threading.Thread(target=call_through_restart)
+        caller.start()
+        try:
+            control_plane.restart_apiserver()
+        finally:
+            stop.set()
+            caller.join()
+        assert failures == []  # the last good endpoints served while the API was down
+        third = pods.add(2)
+        wait_until("the pod added after the restart reached", lambda: third in reached(channel, 30))
+        assert watcher.gone >= 1, "the resume from a compacted resourceVersion must see 410"
+        assert watcher.lists > lists  # ... and relist
+
+
+def test_a_token_rotated_on_disk_is_used(
+    builder: kuberesolver.Builder,
+    pods: Pods,
+    admin_api: client.ApiClient,
+    namespace: str,
+    control_plane: ControlPlane,
+    token_file: Path,
+) -> None:
+    core = client.CoreV1Api(admin_api)
+    for name in ("token-a", "token-b"):
+        core.create_namespaced_secret(namespace, {"metadata": {"name": name}})
+    token_file.write_text(bound_token(admin_api, namespace, "token-a"))
+    pods.start(2)
+    first = pods.add(0)
+    wait_until("1 ready", lambda: ready_addresses(admin_api, namespace)[1] == 1)
+    with kuberesolver.insecure_channel(f"kubernetes:///greeter.{namespace}:grpc") as channel:
+        watcher = api_watcher(channel)
+        wait_until("the pod reached", lambda: reached(channel, 5) == {first})
+        # Rotate as kubelet does (write a new file, rename over), then revoke the old token.
+        fresh = token_file.with_suffix(".new")
+        fresh.write_text(bound_token(admin_api, namespace, "token-b"))
+        fresh.replace(token_file)
+        core.delete_namespaced_secret("token-a", namespace)
+        control_plane.restart_apiserver()  # every connection, the watch's too, starts again
+        second = pods.add(1)
+        wait_until(
+            "the pod added after the rotation reached", lambda: second in reached(channel, 20)
+        )
+        assert watcher.client.token_file.reads >= 2  # type: ignore[attr-defined]
+
+
+SEED_EXAMPLE = """
+import kuberesolver
+kuberesolver.register_in_cluster()
+with kuberesolver.insecure_channel("kubernetes:///greeter.{namespace}:grpc") as ch:
+    print(ch.unary_unary("/demo.Greeter/SayHello")(b"", timeout=10).decode())
+"""
+
+
+def test_the_seed_example_runs_in_cluster_with_only_the_names_changed(
+    pods: Pods,
+    admin_api: client.ApiClient,
+    namespace: str,
+    control_plane: ControlPlane,
+    token_file: Path,
+    tmp_path: Path,
+) -> None:
+    """register_in_cluster() as in a pod: the ServiceAccount files at their usual place.
+
+    The process gets a private mount namespace whose /run (where /var/run
+    points) holds the token, CA and namespace files, and the in-cluster
+    variables that kubelet sets.
+    """
+    pods.start(1)
+    ip = pods.add(0)
+    wait_until("1 ready", lambda: ready_addresses(admin_api, namespace)[1] == 1)
+    secrets = tmp_path / "serviceaccount"
+    secrets.mkdir()
+    (secrets / "token").write_text(token_file.read_text())
+    (secrets / "ca.crt").write_bytes(control_plane.ca.cert_path.read_bytes())
+    (secrets / "namespace").write_text(namespace)
+    script = tmp_path / "seed.py"
+    script.write_text(SEED_EXAMPLE.format(namespace=namespace))
+    sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount"
+    shell = (
+        f"mount -t tmpfs none $(readlink -f /var/run) && mkdir -p {sa_dir} && "
+        f"cp {secrets}/* {sa_dir}/ && exec {sys.executable} {script}"
+    )
+    env = {
+        **os.environ,
+        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": str(control_plane.apiserver_port),
+    }
+    out = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", shell],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ip
