@@ -46,10 +46,10 @@ from testenv.kube import (
     apply_object,
     documents,
     service_account_token,
-    wait_until,
 )
 from testenv.netns import enter_private_network, pod_ip
 from testenv.operator_process import OperatorProcess
+from testenv.wait import until
 from testenv.workloads import create_node, create_pod, create_service, set_pod_status
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,7 +157,9 @@ def main() -> None:
         create_node(admin, "node-bench")
         create_service(admin, NS, "greeter")
         create_pod(admin, NS, "greeter-base", ips[0], "node-bench", {"app": "greeter"})
-        wait_until("the base pod in a slice", lambda: slice_has(admin, ips[0], True))
+        until(
+            lambda: slice_has(admin, ips[0], True), timeout_s=60, message="the base pod in a slice"
+        )
 
         op_token = service_account_token(admin, "kuberesolver-system", "kuberesolver-operator")
         op = OperatorProcess(
@@ -177,7 +179,11 @@ def main() -> None:
                  "--configmap=greeter", f"--dir={root / f'greeter.{NS}'}"],
                 work / "projector.log", {"KUBECONFIG": str(projector_kc)},
             ))  # fmt: skip
-            wait_until("the projected snapshot", (root / f"greeter.{NS}/endpoints.json").exists)
+            until(
+                (root / f"greeter.{NS}/endpoints.json").exists,
+                timeout_s=60,
+                message="the projected snapshot",
+            )
             client_py = str(ROOT / "bench/_latency_client.py")
             procs.append(start(
                 [sys.executable, client_py, "--mode=api", f"--target={target}", "--id=direct",
@@ -196,27 +202,36 @@ def main() -> None:
                 work / "go.log",
             ))  # fmt: skip
             for who in CLIENTS:
-                wait_until(
-                    f"{who} to reach the base pod",
+                until(
                     lambda w=who: backends.reached(w, ips[0]) is not None,
-                )  # type: ignore[misc]
+                    timeout_s=60,
+                    message=f"{who} to reach the base pod",
+                )
 
             samples: dict[str, list[float]] = {who: [] for who in CLIENTS}
             for r in range(1, args.rounds + 1):
                 ip, name = ips[r], f"greeter-{r}"
                 create_pod(admin, NS, name, ip, "node-bench", {"app": "greeter"}, ready=False)
-                wait_until(f"{name} listed not ready", lambda ip=ip: slice_has(admin, ip, False))  # type: ignore[misc]
+                until(
+                    lambda ip=ip: slice_has(admin, ip, False),
+                    timeout_s=60,
+                    message=f"{name} listed not ready",
+                )
                 t0 = time.monotonic()
                 set_pod_status(admin, NS, name, ip=ip, ready=True)
-                wait_until(
-                    f"every client to reach {name}",
-                    lambda ip=ip: all(backends.reached(w, ip) is not None for w in CLIENTS),  # type: ignore[misc]
+                until(
+                    lambda ip=ip: all(backends.reached(w, ip) is not None for w in CLIENTS),
                     timeout_s=60,
+                    message=f"every client to reach {name}",
                 )
                 for who in CLIENTS:
                     samples[who].append((backends.reached(who, ip) or t0) - t0)
                 core.delete_namespaced_pod(name, NS, grace_period_seconds=0)
-                wait_until(f"{name} gone", lambda ip=ip: not slice_has(admin, ip, None))  # type: ignore[misc]
+                until(
+                    lambda ip=ip: not slice_has(admin, ip, None),
+                    timeout_s=60,
+                    message=f"{name} gone",
+                )
                 print(
                     f"round {r}: "
                     + ", ".join(f"{w} {samples[w][-1] * 1000:.0f} ms" for w in CLIENTS),

@@ -27,8 +27,9 @@ from kubernetes import client
 import kuberesolver
 from kuberesolver.direct import ApiWatcher, unregister
 from testenv import ControlPlane
-from testenv.kube import apply_object, documents, wait_until
+from testenv.kube import apply_object, documents
 from testenv.netns import pod_ip
+from testenv.wait import until
 from testenv.workloads import create_node, create_pod, create_service
 
 pytestmark = pytest.mark.integration
@@ -163,16 +164,18 @@ def test_250_pods_in_3_slices_are_all_reached(
 ) -> None:
     pods.start(250)
     ips = {pods.add(i) for i in range(250)}
-    wait_until(
-        "250 ready endpoints in 3 slices",
+    until(
         lambda: ready_addresses(admin_api, namespace) == (3, 250),
         timeout_s=120,
+        message="250 ready endpoints in 3 slices",
     )
     with kuberesolver.insecure_channel(f"kubernetes:///greeter.{namespace}:grpc") as channel:
         assert {e.address for e in channel.snapshot.endpoints} == ips  # type: ignore[attr-defined]
         seen: set[str] = set()
-        wait_until(
-            "every pod to be reached", lambda: seen.update(reached(channel, 250)) or seen == ips
+        until(
+            lambda: seen.update(reached(channel, 250)) or seen == ips,
+            timeout_s=60,
+            message="every pod to be reached",
         )
 
 
@@ -181,12 +184,12 @@ def test_scale_to_zero_and_back(
 ) -> None:
     pods.start(8)
     first = {pods.add(i) for i in range(2)}
-    wait_until("2 ready", lambda: ready_addresses(admin_api, namespace)[1] == 2)
+    until(lambda: ready_addresses(admin_api, namespace)[1] == 2, timeout_s=60, message="2 ready")
     with kuberesolver.insecure_channel(f"kubernetes:///greeter.{namespace}:grpc") as channel:
-        wait_until("both pods reached", lambda: reached(channel, 20) == first)
+        until(lambda: reached(channel, 20) == first, timeout_s=60, message="both pods reached")
         for i in range(2):
             pods.delete(i)
-        wait_until("no endpoints", lambda: channel.snapshot.endpoints == ())  # type: ignore[attr-defined]
+        until(lambda: channel.snapshot.endpoints == (), timeout_s=60, message="no endpoints")  # type: ignore[attr-defined]
         with pytest.raises(grpc.RpcError) as failed:
             channel.unary_unary(METHOD)(b"", timeout=2)
         assert failed.value.code() in (
@@ -194,7 +197,7 @@ def test_scale_to_zero_and_back(
             grpc.StatusCode.DEADLINE_EXCEEDED,
         )
         back = pods.add(7)
-        wait_until("the new pod reached", lambda: reached(channel, 5) == {back})
+        until(lambda: reached(channel, 5) == {back}, timeout_s=60, message="the new pod reached")
 
 
 def test_a_deleted_slice_takes_its_endpoints_along(
@@ -228,7 +231,9 @@ def test_a_deleted_slice_takes_its_endpoints_along(
 
         assert addresses() == {pod_ip(1901), pod_ip(1902)}
         discovery.delete_namespaced_endpoint_slice("greeter-b", namespace)
-        wait_until("slice b's endpoint gone", lambda: addresses() == {pod_ip(1901)})
+        until(
+            lambda: addresses() == {pod_ip(1901)}, timeout_s=60, message="slice b's endpoint gone"
+        )
 
 
 def compact_etcd(control_plane: ControlPlane) -> int:
@@ -254,10 +259,10 @@ def test_apiserver_restart_mid_watch_and_410_on_resume(
 ) -> None:
     pods.start(8)
     first = {pods.add(i) for i in range(2)}
-    wait_until("2 ready", lambda: ready_addresses(admin_api, namespace)[1] == 2)
+    until(lambda: ready_addresses(admin_api, namespace)[1] == 2, timeout_s=60, message="2 ready")
     with kuberesolver.insecure_channel(f"kubernetes:///greeter.{namespace}:grpc") as channel:
         watcher = api_watcher(channel)
-        wait_until("both pods reached", lambda: reached(channel, 20) == first)
+        until(lambda: reached(channel, 20) == first, timeout_s=60, message="both pods reached")
         lists = watcher.lists
         # History moves on and is compacted: the watch's resourceVersion is gone for good.
         for i in range(5):
@@ -286,7 +291,11 @@ def test_apiserver_restart_mid_watch_and_410_on_resume(
             caller.join()
         assert failures == []  # the last good endpoints served while the API was down
         third = pods.add(2)
-        wait_until("the pod added after the restart reached", lambda: third in reached(channel, 30))
+        until(
+            lambda: third in reached(channel, 30),
+            timeout_s=60,
+            message="the pod added after the restart reached",
+        )
         assert watcher.gone >= 1, "the resume from a compacted resourceVersion must see 410"
         assert watcher.lists > lists  # ... and relist
 
@@ -305,10 +314,10 @@ def test_a_token_rotated_on_disk_is_used(
     token_file.write_text(bound_token(admin_api, namespace, "token-a"))
     pods.start(2)
     first = pods.add(0)
-    wait_until("1 ready", lambda: ready_addresses(admin_api, namespace)[1] == 1)
+    until(lambda: ready_addresses(admin_api, namespace)[1] == 1, timeout_s=60, message="1 ready")
     with kuberesolver.insecure_channel(f"kubernetes:///greeter.{namespace}:grpc") as channel:
         watcher = api_watcher(channel)
-        wait_until("the pod reached", lambda: reached(channel, 5) == {first})
+        until(lambda: reached(channel, 5) == {first}, timeout_s=60, message="the pod reached")
         # Rotate as kubelet does (write a new file, rename over), then revoke the old token.
         fresh = token_file.with_suffix(".new")
         fresh.write_text(bound_token(admin_api, namespace, "token-b"))
@@ -316,8 +325,10 @@ def test_a_token_rotated_on_disk_is_used(
         core.delete_namespaced_secret("token-a", namespace)
         control_plane.restart_apiserver()  # every connection, the watch's too, starts again
         second = pods.add(1)
-        wait_until(
-            "the pod added after the rotation reached", lambda: second in reached(channel, 20)
+        until(
+            lambda: second in reached(channel, 20),
+            timeout_s=60,
+            message="the pod added after the rotation reached",
         )
         assert watcher.client.token_file.reads >= 2  # type: ignore[attr-defined]
 
@@ -346,7 +357,7 @@ def test_the_seed_example_runs_in_cluster_with_only_the_names_changed(
     """
     pods.start(1)
     ip = pods.add(0)
-    wait_until("1 ready", lambda: ready_addresses(admin_api, namespace)[1] == 1)
+    until(lambda: ready_addresses(admin_api, namespace)[1] == 1, timeout_s=60, message="1 ready")
     secrets = tmp_path / "serviceaccount"
     secrets.mkdir()
     (secrets / "token").write_text(token_file.read_text())
