@@ -1,22 +1,18 @@
 """Direct mode on the real control plane, the client under exactly the shipped Role.
 
 The client is a ServiceAccount bound to manifests/examples/direct-mode-rbac.yaml,
-its token in a file (rotated on disk in one test). Backends are one real gRPC
-server listening on every pod IP of the test (in the suite's network
-namespace); a call's peer address is the pod IP it reached.
+its token in a file (rotated on disk in one test); the pods are real gRPC
+servers on their pod IPs (see world.py and conftest.py).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -25,138 +21,21 @@ import pytest
 from kubernetes import client
 
 import kuberesolver
-from kuberesolver.direct import ApiWatcher, unregister
+import kuberesolver.aio
+from kuberesolver.direct import ApiWatcher
 from testenv import ControlPlane
-from testenv.kube import apply_object, documents
 from testenv.netns import pod_ip
-from testenv.wait import until
-from testenv.workloads import create_node, create_pod, create_service
+from testenv.wait import until, until_async
+from testenv.workloads import create_service
+from tests.direct.world import METHOD, PORT, ROOT, Pods, bound_token, reached, ready_addresses
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-RBAC = ROOT / "manifests/examples/direct-mode-rbac.yaml"
-SA = "greeter-direct-client"
-PORT = 50051
-METHOD = "/demo.Greeter/SayHello"
-_bases = itertools.count(1)
-
-
-class Pods:
-    """One gRPC server on many pod IPs; answers with the pod IP that was reached."""
-
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.api = api
-        self.namespace = namespace
-        self.base = 2000 + 300 * next(_bases)
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        handler = grpc.method_handlers_generic_handler(
-            "demo.Greeter", {"SayHello": grpc.unary_unary_rpc_method_handler(self._hello)}
-        )
-        self.server.add_generic_rpc_handlers((handler,))
-        self.started = False
-        create_node(api, "node-direct")
-
-    @staticmethod
-    def _hello(request: bytes, context: grpc.ServicerContext) -> bytes:
-        return context.peer().split(":")[1].encode()  # "ipv4:10.244.x.y:port"
-
-    def ip(self, i: int) -> str:
-        return pod_ip(self.base + i)
-
-    def add(self, i: int) -> str:
-        ip = self.ip(i)
-        create_pod(self.api, self.namespace, f"greeter-{i}", ip, "node-direct", {"app": "greeter"})
-        return ip
-
-    def start(self, count: int) -> None:
-        """Serve on the IPs of pods 0..count-1 (grpc binds ports before it starts)."""
-        for i in range(count):
-            if self.server.add_insecure_port(f"{self.ip(i)}:{PORT}") == 0:
-                raise OSError(f"cannot listen on {self.ip(i)}:{PORT}")
-        self.server.start()
-        self.started = True
-
-    def delete(self, i: int) -> None:
-        client.CoreV1Api(self.api).delete_namespaced_pod(
-            f"greeter-{i}", self.namespace, grace_period_seconds=0
-        )
-
-    def stop(self) -> None:
-        if self.started:
-            self.server.stop(None).wait()
-
-
-def reached(channel: grpc.Channel, calls: int) -> set[str]:
-    hello = channel.unary_unary(METHOD)
-    return {hello(b"", timeout=5).decode() for _ in range(calls)}
-
-
-@pytest.fixture
-def token_file(admin_api: client.ApiClient, namespace: str, tmp_path: Path) -> Path:
-    """The client's ServiceAccount, bound to the shipped Role, and its token on disk."""
-    for doc in documents(RBAC):
-        doc["metadata"]["namespace"] = namespace
-        for s in doc.get("subjects", []):
-            s["namespace"] = namespace
-        apply_object(admin_api, doc)
-    path = tmp_path / "token"
-    path.write_text(bound_token(admin_api, namespace))
-    return path
-
-
-def bound_token(api: client.ApiClient, namespace: str, secret: str | None = None) -> str:
-    """A token for the client's ServiceAccount; bound to Secret ``secret`` when given."""
-    spec: dict[str, Any] = {"audiences": [], "expirationSeconds": 3600}
-    if secret is not None:
-        uid = client.CoreV1Api(api).read_namespaced_secret(secret, namespace).metadata.uid
-        spec["boundObjectRef"] = {"kind": "Secret", "apiVersion": "v1", "name": secret, "uid": uid}
-    response = client.CoreV1Api(api).create_namespaced_service_account_token(
-        SA, namespace, {"spec": spec}
-    )
-    return str(response.status.token)
-
-
-@pytest.fixture
-def builder(control_plane: ControlPlane, token_file: Path) -> Iterator[kuberesolver.Builder]:
-    """``kubernetes:`` targets resolved through the API as the client's ServiceAccount."""
-    k8s = kuberesolver.new_in_cluster_k8s_client(
-        host=control_plane.server, token_file=token_file, ca_file=control_plane.ca.cert_path
-    )
-    yield kuberesolver.register(kuberesolver.Builder(k8s))
-    unregister("kubernetes")
-    k8s.close()
-
-
-@pytest.fixture
-def pods(admin_api: client.ApiClient, namespace: str) -> Iterator[Pods]:
-    create_service(admin_api, namespace, "greeter")
-    p = Pods(admin_api, namespace)
-    yield p
-    p.stop()
 
 
 def api_watcher(channel: grpc.Channel) -> ApiWatcher:
     watcher = channel.kuberesolver_lease._wd.watcher  # type: ignore[attr-defined]
     assert isinstance(watcher, ApiWatcher)
     return watcher
-
-
-def ready_addresses(api: client.ApiClient, namespace: str) -> tuple[int, int]:
-    slices = (
-        client.DiscoveryV1Api(api)
-        .list_namespaced_endpoint_slice(
-            namespace, label_selector="kubernetes.io/service-name=greeter"
-        )
-        .items
-    )
-    ready = sum(
-        1
-        for s in slices
-        for e in s.endpoints or []
-        if e.conditions is None or e.conditions.ready in (None, True)
-    )
-    return len(slices), ready
 
 
 def test_250_pods_in_3_slices_are_all_reached(
@@ -385,3 +264,23 @@ def test_the_seed_example_runs_in_cluster_with_only_the_names_changed(
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ip
+
+
+async def test_an_aio_channel_follows_the_api_too(
+    builder: kuberesolver.Builder, pods: Pods, admin_api: client.ApiClient, namespace: str
+) -> None:
+    pods.start(2)
+    first = pods.add(0)
+    until(lambda: ready_addresses(admin_api, namespace)[1] == 1, timeout_s=60, message="1 ready")
+    target = f"kubernetes:///greeter.{namespace}:grpc"
+    async with kuberesolver.aio.insecure_channel(target, source="api") as channel:
+        hello = channel.unary_unary(METHOD)
+        assert (await hello(b"", timeout=10)).decode() == first
+        second = pods.add(1)
+        seen: set[str] = set()
+
+        async def both() -> bool:
+            seen.add((await hello(b"", timeout=5)).decode())
+            return seen == {first, second}
+
+        await until_async(both, timeout_s=60, message="the second pod reached")
