@@ -7,7 +7,10 @@ The loop (client-go's reflector, for one Service):
 2. WATCH from there with bookmarks; each ADDED/MODIFIED/DELETED event is
    folded in (:mod:`kuberesolver.direct.fold`) and a changed endpoint set is
    handed to ``on_change`` at once. BOOKMARK events only move the
-   resourceVersion. A stream that ends is resumed from the last one seen.
+   resourceVersion. The server ends each watch after
+   ``watch_server_timeout_s`` (60 s) and it is resumed from the last
+   resourceVersion seen; a stream silent for ``watch_timeout_s`` (90 s: a
+   dead connection) counts as a failure.
 3. ``410 Gone`` (an expired resourceVersion, as a status or an ERROR event)
    means relist, at once. Any other failure waits a backoff with full jitter
    (``backoff_base_ms`` doubling up to ``backoff_max_ms``), reset by the next
@@ -75,6 +78,7 @@ class ApiWatcher:
         service_config: Mapping[str, Any] | None = None,
         timeout_s: float = 30.0,
         watch_timeout_s: float = 90.0,
+        watch_server_timeout_s: int = 60,
         backoff_base_ms: int = 200,
         backoff_max_ms: int = 30_000,
     ) -> None:
@@ -84,6 +88,7 @@ class ApiWatcher:
         self._service_config = dict(service_config or {})
         self._timeout_s = timeout_s
         self._watch_timeout_s = watch_timeout_s
+        self._watch_server_timeout_s = watch_server_timeout_s
         self.backoff = Backoff(backoff_base_ms, backoff_max_ms)
         self._slices = SliceSet()
         self._service: ServiceView | None = None
@@ -103,6 +108,11 @@ class ApiWatcher:
         if self._snapshot is None:
             raise RuntimeError(f"{self.target.server_name}: not synced yet")
         return self._snapshot
+
+    @snapshot.setter
+    def snapshot(self, snapshot: Snapshot) -> None:
+        """Go back to ``snapshot`` (what grpc last accepted); the next change builds on it."""
+        self._snapshot = snapshot
 
     @property
     def alive(self) -> bool:
@@ -173,6 +183,7 @@ class ApiWatcher:
             self.target.service,
             self._rv,
             timeout_s=self._watch_timeout_s,
+            server_timeout_s=self._watch_server_timeout_s,
         )
         with self._stream_lock:
             if self._stop.is_set():
