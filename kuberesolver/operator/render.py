@@ -35,6 +35,7 @@ __all__ = [
     "check_size",
     "configmap_size",
     "dumps",
+    "render_in_process",
     "render_templates",
     "template_context",
 ]
@@ -153,6 +154,13 @@ def render_templates(templates: Mapping[str, str], context: Mapping[str, Any]) -
         out[key] = "".join(parts)
         budget -= size
     return out
+
+
+async def render_in_process(
+    templates: Mapping[str, str], context: Mapping[str, Any]
+) -> dict[str, str]:
+    """:func:`render_templates` on the event loop (the default renderer; no isolation)."""
+    return render_templates(templates, context)
 
 
 def configmap_size(data: Mapping[str, str]) -> int:
