@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the test control plane (kube-apiserver, kube-controller-manager, etcd)
+# Build the test control plane (kube-apiserver, kube-controller-manager, etcd;
+# kubectl and helm through build-tools.sh)
 # from Go modules, once, into a cache outside the repo keyed by version.
 #
 #   testenv/build.sh            build what is missing, print the bin directory
@@ -11,6 +12,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/versions.env"
 cache=${KUBERESOLVER_TESTENV_CACHE:-$HOME/.cache/kuberesolver-testenv}
 bin="$cache/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION/bin"
+
+# kubectl and helm for the README and chart tests: each built only when missing.
+bash "$here/build-tools.sh" "$bin"
 
 if [[ -x $bin/kube-apiserver && -x $bin/kube-controller-manager && -x $bin/etcd ]]; then
   echo "$bin"
