@@ -7,6 +7,7 @@ asyncio twins. Only grpcio (and xds-protos, protobuf, watchfiles) is imported:
 never the operator's dependencies.
 """
 
+from kuberesolver._version import __version__ as __version__
 from kuberesolver._xds.orca import load_report
 from kuberesolver.channel import insecure_channel, secure_channel
 from kuberesolver.snapshot import Endpoint, Snapshot, SnapshotError, TargetRef
