@@ -12,6 +12,7 @@ current version and exits (status 1 if the ConfigMap does not exist).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import signal
@@ -23,6 +24,9 @@ from typing import Any
 
 from kuberesolver.projector.configmap_watch import ConfigMapProjector
 
+_MISSING_EXTRA = (
+    "kuberesolver-projector needs the kubernetes client: pip install 'kuberesolver[projector]'"
+)
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -43,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="project once and exit")
     parser.add_argument("--log-level", default=os.environ.get("KUBERESOLVER_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("kubernetes") is None:
+        print(_MISSING_EXTRA, file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
