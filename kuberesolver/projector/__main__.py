@@ -12,7 +12,6 @@ current version and exits (status 1 if the ConfigMap does not exist).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import signal
@@ -47,7 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="project once and exit")
     parser.add_argument("--log-level", default=os.environ.get("KUBERESOLVER_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
-    if importlib.util.find_spec("kubernetes") is None:
+    try:
+        import kubernetes  # noqa: F401  (the [projector] extra)
+    except ImportError:
         print(_MISSING_EXTRA, file=sys.stderr)
         return 2
     logging.basicConfig(
