@@ -8,7 +8,8 @@ from pathlib import Path
 from kubernetes import client
 
 from testenv import ControlPlane
-from testenv.kube import eventually, service_account_token
+from testenv.kube import service_account_token
+from testenv.wait import until
 from testenv.workloads import create_node, set_pod_status
 
 OPERATOR_NAMESPACE = "kuberesolver-system"
@@ -65,8 +66,9 @@ def run_pod(
 
 def operator_token_kubeconfig(cp: ControlPlane, api: client.ApiClient) -> Path:
     """A kubeconfig for the operator's ServiceAccount (once the install has created it)."""
-    token = eventually(
+    token = until(
         lambda: service_account_token(api, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT),
         timeout_s=30,
+        message="the operator's ServiceAccount token",
     )
     return cp.token_kubeconfig("operator", token, namespace=OPERATOR_NAMESPACE)

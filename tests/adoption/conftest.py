@@ -1,4 +1,8 @@
-"""Fixtures for the first hour of a new user: real kubectl and helm on a fresh control plane."""
+"""Fixtures for the first hour of a new user: real kubectl and helm on a fresh control plane.
+
+These tests run in the suite's private network, beside the session's control
+plane (tests/cluster.py); most start a fresh one of their own.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,14 @@ from kubernetes import client
 from testenv import ControlPlane
 from testenv.kube import api_client
 from testenv.tools import UserShell
+from tests import cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    cluster.configure(config)
 
 
 def readme_block(name: str) -> list[str]:

@@ -17,10 +17,10 @@ import yaml
 from kubernetes import client
 
 from testenv import ControlPlane
-from testenv.kube import eventually
 from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
 from testenv.tools import UserShell
+from testenv.wait import until
 from tests.adoption._kubelet import operator_token_kubeconfig, run_pod
 from tests.adoption.conftest import ROOT, readme_block
 
@@ -104,7 +104,7 @@ def test_helm_install_then_the_operator_publishes(
         assert pod_ip(61) in (cm.data or {}).get("endpoints.json", "")
         return str(cm.data["endpoints.json"])
 
-    eventually(published, timeout_s=60)
+    until(published, timeout_s=60, message="the cart ConfigMap")
     table = user.run("kubectl get gt -n shop").stdout
     assert table.splitlines()[1].split()[:5] == ["cart", "cart", "grpc", "1", "Published"], table
     for kind, name in (

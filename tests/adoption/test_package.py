@@ -22,8 +22,8 @@ from tests.adoption.conftest import ROOT
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "build", "--sdist", "--wheel", "--no-isolation", "--outdir", str(out),
-         str(ROOT)],
+        [sys.executable, "-m", "build", "--sdist", "--wheel", "--no-isolation",
+         "--outdir", str(out), str(ROOT)],
         check=True, capture_output=True, timeout=600,
     )  # fmt: skip
     return out
@@ -75,7 +75,8 @@ def test_the_wheel_metadata(dist: Path) -> None:
         assert any(c.startswith(prefix) for c in classifiers), prefix
     assert set(meta.get_all("Provides-Extra") or []) >= {"operator", "metrics", "projector"}
     projector = [r for r in meta.get_all("Requires-Dist") or [] if 'extra == "projector"' in r]
-    assert projector and all(r.startswith("kubernetes") for r in projector), projector
+    assert projector, projector
+    assert all(r.startswith("kubernetes") for r in projector), projector
 
 
 def test_the_license_is_apache_2() -> None:

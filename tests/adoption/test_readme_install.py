@@ -16,10 +16,10 @@ import pytest
 from kubernetes import client
 
 from testenv import ControlPlane
-from testenv.kube import wait_until
 from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
 from testenv.tools import Result, UserShell
+from testenv.wait import until
 from tests.adoption._kubelet import operator_token_kubeconfig, run_pod
 from tests.adoption.conftest import readme_block
 
@@ -48,7 +48,11 @@ def session(
                 for i in (1, 2):
                     run_pod(fresh_admin, "demo", f"greeter-{i}", pod_ip(40 + i), {"app": "greeter"})
                 # As a user waits for their pods, before looking: both are published.
-                wait_until("both greeter pods published", lambda: _ready(fresh_admin) == 2)
+                until(
+                    lambda: _ready(fresh_admin) == 2,
+                    timeout_s=60,
+                    message="both greeter pods published",
+                )
         yield outputs
     finally:
         for op in operators:
