@@ -1,0 +1,112 @@
+"""Import cost of ``import kuberesolver`` against ``import grpc``, in a clean virtualenv.
+
+A fresh venv gets this project (a wheel, no extras) and nothing else; each
+import runs in a new interpreter, alternating, ``--runs`` times. It prints the
+medians, the difference and the ratio, and, from ``-X importtime``, the
+modules that ``import kuberesolver`` loads beyond ``import grpc``, the
+costliest first: where the extra time goes.
+
+    python bench/import_time.py [--runs 15] [--python /path/to/venv/bin/python]
+
+``--python`` reuses a venv that already has the project installed. The last
+line of output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import ROOT, emit
+
+TIMER = "import time; t = time.perf_counter(); import {0}; print(time.perf_counter() - t)"
+
+
+def clean_venv(directory: Path) -> Path:
+    """A new venv with this project installed from a wheel (no extras, no dev tools)."""
+    subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
+    python = directory / "bin" / "python"
+    wheels = directory / "wheels"
+    subprocess.run(
+        [str(python), "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+        check=True,
+    )
+    (wheel,) = wheels.glob("kuberesolver-*.whl")
+    subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True)
+    return python
+
+
+def import_seconds(python: Path, module: str) -> float:
+    out = subprocess.run(
+        [str(python), "-c", TIMER.format(module)], check=True, capture_output=True, text=True
+    )
+    return float(out.stdout.strip())
+
+
+def import_profile(python: Path, module: str) -> dict[str, int]:
+    """Module -> self time in microseconds, from ``-X importtime``."""
+    out = subprocess.run(
+        [str(python), "-X", "importtime", "-c", f"import {module}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    times: dict[str, int] = {}
+    for line in out.stderr.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+\d+ \| (\s*)(\S+)", line)
+        if match:
+            times[match.group(3)] = int(match.group(1))
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--python", type=Path, help="a venv's python with the project installed")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="kuberesolver-import-") as tmp:
+        python = args.python or clean_venv(Path(tmp) / "venv")
+        for module in ("grpc", "kuberesolver"):  # warm the file cache and .pyc files
+            import_seconds(python, module)
+        grpc_s: list[float] = []
+        kr_s: list[float] = []
+        for _ in range(args.runs):
+            grpc_s.append(import_seconds(python, "grpc"))
+            kr_s.append(import_seconds(python, "kuberesolver"))
+        grpc_profile = import_profile(python, "grpc")
+        kr_profile = import_profile(python, "kuberesolver")
+    extra = sorted(
+        ((m, us) for m, us in kr_profile.items() if m not in grpc_profile),
+        key=lambda item: -item[1],
+    )
+    top_level: dict[str, int] = {}
+    for module, us in extra:
+        top_level[module.split(".")[0]] = top_level.get(module.split(".")[0], 0) + us
+    for module, us in extra[:15]:
+        print(f"{us / 1000:8.1f} ms  {module}")
+    grpc_ms = statistics.median(grpc_s) * 1000
+    kr_ms = statistics.median(kr_s) * 1000
+    emit(
+        {
+            "benchmark": "import_time",
+            "runs": args.runs,
+            "grpc_ms_p50": round(grpc_ms, 1),
+            "kuberesolver_ms_p50": round(kr_ms, 1),
+            "kuberesolver_over_grpc_ms": round(kr_ms - grpc_ms, 1),
+            "ratio_vs_grpc": round(kr_ms / grpc_ms, 2),
+            "extra_modules": len(extra),
+            "extra_ms_by_package": {
+                k: round(v / 1000, 1)
+                for k, v in sorted(top_level.items(), key=lambda kv: -kv[1])[:8]
+            },
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
