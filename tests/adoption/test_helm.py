@@ -121,7 +121,7 @@ def test_helm_install_then_the_operator_publishes(
     [
         "",
         "--set webhook.enabled=true --set webhook.caBundle=Y2E= --set replicas=3"
-        " --set 'watchNamespaces={shop,demo}' --set metrics.port=9100",
+        " --set 'watchNamespaces={shop,kuberesolver-system}' --set metrics.port=9100",
         "--set podDisruptionBudget.enabled=false --set networkPolicy.enabled=false"
         " --set metrics.service.enabled=false --set topologySpread=false",
     ],
