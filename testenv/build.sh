@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Build the test control plane (kube-apiserver, kube-controller-manager, etcd;
-# kubectl and helm through build-tools.sh)
+# Build the test control plane (kube-apiserver, kube-controller-manager, etcd)
 # from Go modules, once, into a cache outside the repo keyed by version.
 #
 #   testenv/build.sh            build what is missing, print the bin directory
