@@ -147,7 +147,7 @@ def test_deployment_args_match_the_image() -> None:
     liveness = next(a for a in container["args"] if a.startswith("--liveness="))
     assert liveness.endswith(":8080/healthz")
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    env = {e["name"]: e.get("value") for e in container["env"]}  # POD_ID has valueFrom
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["KUBERESOLVER_METRICS_PORT"] == "9090"
     assert yaml.safe_dump(dep)  # round-trips
 
