@@ -8,6 +8,7 @@ import pytest
 
 from testenv import ControlPlane
 from testenv.tools import UserShell
+from testenv.wait import until
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,17 @@ def field_paths(recursive: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def admin_shell(control_plane: ControlPlane, installed: list[str]) -> UserShell:
-    return UserShell(control_plane.admin_kubeconfig)
+    """kubectl, once the apiserver publishes the CRD's schema (a moment after Established)."""
+    shell = UserShell(control_plane.admin_kubeconfig)
+    until(
+        lambda: (
+            shell.run("rm -rf ~/.kube/cache; kubectl explain grpctarget", check=False).returncode
+            == 0
+        ),
+        timeout_s=60,
+        message="kubectl explain grpctarget",
+    )
+    return shell
 
 
 def test_every_field_has_a_description(admin_shell: UserShell) -> None:

@@ -47,7 +47,7 @@ def test_the_sdist_carries_what_a_user_installs_from(dist: Path) -> None:
         assert chart_crd.isfile()  # the chart's link to crds/ becomes the file itself
     for path in (
         "LICENSE", "Dockerfile", ".dockerignore", "constraints.txt", "README.md",
-        "crds/grpctarget.yaml", "crds/kopf-peering.yaml",
+        "crds/grpctarget.yaml",
         "manifests/kustomization.yaml", "manifests/deployment.yaml",
         "manifests/examples/greeter.yaml", "manifests/optional/servicemonitor.yaml",
         "charts/kuberesolver/Chart.yaml", "charts/kuberesolver/values.yaml",

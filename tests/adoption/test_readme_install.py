@@ -90,7 +90,7 @@ def test_the_install_creates_everything(session: dict[str, Result]) -> None:
         "namespace/kuberesolver-system created",
         "serviceaccount/kuberesolver-operator created",
         "clusterrole.rbac.authorization.k8s.io/kuberesolver-operator created",
-        "clusterkopfpeering.kopf.dev/kuberesolver created",
+        "role.rbac.authorization.k8s.io/kuberesolver-operator-leader created",
         "deployment.apps/kuberesolver-operator created",
         "service/kuberesolver-operator-metrics created",
         "poddisruptionbudget.policy/kuberesolver-operator created",

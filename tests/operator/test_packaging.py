@@ -106,7 +106,7 @@ def test_manifests_apply_to_the_real_apiserver(admin_api: client.ApiClient) -> N
     assert container.security_context.allow_privilege_escalation is False
     assert container.args[:1] == ["run"]
     assert "kuberesolver.operator" in container.args
-    assert "--peering=kuberesolver" in container.args
+    assert "--standalone" in container.args  # the Lease elects the writer, not kopf peering
 
 
 def test_rbac_has_no_wildcards_and_no_secrets() -> None:
