@@ -299,7 +299,8 @@ class _Registry:
             refused = wd.sent.pop((type_url, version), None)
             good = wd.confirmed
             ads = self._ads
-            if good is not None and ads is not None and wd.watcher.snapshot is not good:
+            if good is not None and ads is not None:
+                # serve again what grpc holds, so that the table and grpc agree
                 wd.watcher.snapshot = good
                 for spec, _refs in wd.specs.values():
                     _publish(ads, wd, spec, good)

@@ -147,6 +147,7 @@ def test_a_nack_is_an_error_and_a_metric_and_the_last_accepted_state_stays(
         )
         assert ch.snapshot.revision == 1
         assert call_names(call, 5, timeout=5) == {"a": 5}
+        assert ch.lease.accepted_revision == 1
         # the next good snapshot is applied as usual
         publish(snapdir, make_snapshot([b.endpoint()], revision=2))
         until(lambda: call_names(call, 3, timeout=5) == {"b": 3}, timeout_s=10)
