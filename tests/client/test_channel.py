@@ -502,7 +502,7 @@ def test_many_distinct_targets_at_once(backends: Backends, root: Path) -> None:
 def test_ipv6_endpoints(backends: Backends, root: Path, snapdir: Path) -> None:
     from kuberesolver.snapshot import Endpoint
 
-    # The suite runs in its own network namespace, whose lo always has ::1.
+    # ::1 on lo: a host with IPv6 has it, and so does the suite's own network namespace.
     b = backends("[::1]", "v6")
     publish(snapdir, make_snapshot([Endpoint("::1", b.port)]))
     with _open(root) as ch:
