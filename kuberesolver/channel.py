@@ -74,7 +74,7 @@ class _WatchedDir:
     sent: dict[tuple[str, int], Snapshot] = field(default_factory=dict)  # (type, version) -> sent
     confirmed: Snapshot | None = None  # the last snapshot grpc's xDS client accepted
     logged_revision: int | None = None  # the last revision logged as applied
-    held_endpoints: int = 0  # endpoints in the last ClusterLoadAssignment grpc accepted
+    peak_endpoints: int = 0  # most endpoints grpc held since memory was last given back
 
     def owns(self, names: frozenset[str]) -> bool:
         for spec_name in self.specs:
@@ -275,8 +275,11 @@ class _Registry:
             wd.confirmed = snapshot
             if type_url != ENDPOINT_TYPE:
                 return
-            shrunk = wd.held_endpoints - len(snapshot.endpoints) >= SHRINK_THRESHOLD
-            wd.held_endpoints = len(snapshot.endpoints)
+            held = len(snapshot.endpoints)
+            wd.peak_endpoints = max(wd.peak_endpoints, held)
+            shrunk = wd.peak_endpoints - held >= SHRINK_THRESHOLD
+            if shrunk:
+                wd.peak_endpoints = held
             logged, wd.logged_revision = wd.logged_revision, snapshot.revision
         if shrunk:  # grpc has dropped its copy of the large one: give the memory back
             threading.Thread(target=give_back, name="kuberesolver-give-back", daemon=True).start()
