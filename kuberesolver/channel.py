@@ -85,7 +85,8 @@ class _WatchedDir:
         return False
 
 
-_MAX_SENT = 16  # snapshots remembered per directory while grpc has not answered
+_MAX_SENT = 4  # (type, version) entries remembered per directory until grpc answers
+# (two snapshots at most: a large one must not be held many times over)
 
 
 class Lease:
@@ -304,7 +305,7 @@ class _Registry:
             ads = self._ads
             if good is not None and ads is not None:
                 # serve again what grpc holds, so that the table and grpc agree
-                wd.watcher.snapshot = good
+                wd.watcher.restore(good)
                 for spec, _refs in wd.specs.values():
                     _publish(ads, wd, spec, good)
         metrics.record_refused(wd.label)

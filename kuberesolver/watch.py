@@ -205,6 +205,14 @@ class SnapshotWatcher:
             self._report(f"applying {self.directory} revision {snapshot.revision} failed", exc)
         return True
 
+    def restore(self, snapshot: Snapshot) -> None:
+        """Make ``snapshot`` the current one again (the consumer could not apply a newer one).
+
+        The file that was refused is not re-read until it changes.
+        """
+        with self._check_lock:
+            self.snapshot = snapshot
+
     def _check_locked(self) -> Snapshot | None:
         path = self.directory / ENDPOINTS_KEY
         try:
