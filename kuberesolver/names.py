@@ -8,9 +8,11 @@ from typing import Final
 __all__ = [
     "DNS1035_LABEL",
     "DNS1123_LABEL",
+    "DNS1123_SUBDOMAIN",
     "DOMAIN_LABEL",
     "is_dns1035_label",
     "is_dns1123_label",
+    "is_dns1123_subdomain",
     "is_port_name",
 ]
 
@@ -23,12 +25,22 @@ DNS1035_LABEL: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 DOMAIN_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
 """One label of a cluster domain (``cluster.local``)."""
 
+DNS1123_SUBDOMAIN: Final = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+"""An object name such as a ConfigMap's: dot-separated DNS-1123 labels."""
+
 _MAX_LABEL: Final = 63
+_MAX_SUBDOMAIN: Final = 253
 _MAX_PORT_NAME: Final = 15
 
 
 def is_dns1123_label(value: str) -> bool:
     return len(value) <= _MAX_LABEL and DNS1123_LABEL.match(value) is not None
+
+
+def is_dns1123_subdomain(value: str) -> bool:
+    return len(value) <= _MAX_SUBDOMAIN and DNS1123_SUBDOMAIN.match(value) is not None
 
 
 def is_dns1035_label(value: str) -> bool:

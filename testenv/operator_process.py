@@ -40,6 +40,8 @@ class OperatorProcess:
         self.liveness_port = free_port()
         self.metrics_port = free_port()
         self.extra_env = dict(env or {})
+        self.identity = f"{name}-{os.getpid()}-{self.liveness_port}"
+        """Its name in the leader Lease (``KUBERESOLVER_IDENTITY``)."""
         self.log_path = Path(tempfile.mkstemp(prefix=f"kuberesolver-{name}-", suffix=".log")[1])
         self.popen: subprocess.Popen[bytes] | None = None
 
@@ -49,13 +51,13 @@ class OperatorProcess:
             "KUBECONFIG": str(self.kubeconfig),
             "KUBERESOLVER_METRICS_PORT": str(self.metrics_port),
             "KUBERESOLVER_DEBOUNCE_MS": "200",
-            "KUBERESOLVER_PEERING_LIFETIME_S": "15",
+            "KUBERESOLVER_IDENTITY": self.identity,
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
         argv = [
             sys.executable, "-m", "kopf", "run", "-m", "kuberesolver.operator",
-            "--all-namespaces", "--peering=kuberesolver",
+            "--all-namespaces", "--standalone",
             f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
             "--quiet" if self.quiet else "--verbose",
         ]  # fmt: skip

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NotRequired, TypedDict, cast
 
-from kuberesolver.names import DNS1123_LABEL
+from kuberesolver.names import DNS1123_LABEL, is_dns1123_subdomain
 from kuberesolver.policies import LB_POLICIES, LoadBalancing
 from kuberesolver.snapshot import ENDPOINTS_KEY, SERVICE_CONFIG_KEY
 
@@ -28,6 +28,7 @@ __all__ = [
     "SpecError",
     "TargetSpec",
     "parse_spec",
+    "plain",
 ]
 
 GROUP: Final = "kuberesolver.io"
@@ -114,8 +115,10 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> TargetSpec
         raise SpecError(f"spec.serviceNamespace must be a namespace name, got {service_ns!r}")
     port = _port(spec.get("port"))
     cm_name = spec.get("configMapName") or name
-    if not isinstance(cm_name, str):
-        raise SpecError(f"spec.configMapName must be a string, got {cm_name!r}")
+    if not isinstance(cm_name, str) or not is_dns1123_subdomain(cm_name):
+        raise SpecError(
+            f"spec.configMapName must be a DNS subdomain (a ConfigMap name), got {cm_name!r}"
+        )
     lb = spec.get("loadBalancing") or "round_robin"
     if lb not in LB_POLICIES:
         raise SpecError(f"spec.loadBalancing must be one of {', '.join(LB_POLICIES)}, got {lb!r}")
@@ -130,14 +133,30 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> TargetSpec
     service_config = spec.get("serviceConfig") or {}
     if not isinstance(service_config, Mapping):
         raise SpecError("spec.serviceConfig must be an object")
+    lbc = service_config.get("loadBalancingConfig")
+    if lbc is not None and (
+        not isinstance(lbc, list | tuple)
+        or not lbc
+        or not all(isinstance(x, Mapping) and len(x) == 1 for x in lbc)
+    ):
+        raise SpecError(
+            "spec.serviceConfig.loadBalancingConfig must be a list of objects, each naming "
+            "one policy (e.g. [{round_robin: {}}])"
+        )
     templates = spec.get("templates") or {}
     if not isinstance(templates, Mapping):
         raise SpecError("spec.templates must be a map of ConfigMap key to template")
     for key, source in templates.items():
-        if not isinstance(key, str) or not _CONFIGMAP_KEY.match(key) or len(key) > 253:
+        if (
+            not isinstance(key, str)
+            or not _CONFIGMAP_KEY.match(key)
+            or len(key) > 253
+            or key == "."
+            or key.startswith("..")
+        ):
             raise SpecError(
                 f"spec.templates key {key!r} is not a valid ConfigMap key "
-                "(letters, digits, '-', '_' and '.', at most 253)"
+                "(letters, digits, '-', '_' and '.', at most 253, not '.' or '..')"
             )
         if key in (ENDPOINTS_KEY, SERVICE_CONFIG_KEY):
             raise SpecError(f"spec.templates key {key!r} is reserved for the operator's own output")
@@ -153,7 +172,7 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> TargetSpec
         load_balancing=cast(LoadBalancing, lb),
         include_terminating=include_terminating,
         address_family=cast(AddressFamily, family),
-        service_config=_plain(service_config),
+        service_config=plain(service_config),
         templates=dict(templates),
     )
 
@@ -175,10 +194,10 @@ def _port(value: object) -> int | str:
     raise SpecError(f"spec.port must be a port name or number, got {value!r}")
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A deep plain-dict/list copy (kopf hands out read-only mapping views)."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value

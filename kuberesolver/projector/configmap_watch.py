@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from kuberesolver.projector.atomic_writer import write_atomic
+from kuberesolver.retry import backoff_s
 
 __all__ = ["ConfigMapProjector", "files_of"]
 
@@ -100,7 +101,7 @@ class ConfigMapProjector:
                 if self._stop.is_set():
                     break
                 failures += 1
-                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                delay = backoff_s(failures)
                 self.errors += 1
                 _log.warning(
                     "ConfigMap %s/%s: %s; retrying in %.1f s (the last files stay)",

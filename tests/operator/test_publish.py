@@ -145,7 +145,10 @@ def test_scale_to_zero_publishes_an_empty_snapshot(
         message="status with 0 endpoints",
     )
     assert condition(t, "ServiceFound")["status"] == "True"
-    assert condition(t, "Ready")["status"] == "True"
+    # Published, but no client can call it: not Ready, and the reason says why.
+    assert (condition(t, "Ready")["status"], condition(t, "Ready")["reason"]) == (
+        "False", "NoReadyEndpoints",
+    )  # fmt: skip
 
 
 def test_deleting_one_slice_removes_only_its_endpoints(
@@ -259,6 +262,12 @@ def test_missing_service_publishes_empty_then_recovers(
 
     t = until(not_found, timeout_s=60, message="ServiceFound=False")
     assert condition(t, "ServiceFound")["reason"] == "ServiceNotFound"
+    assert (condition(t, "Ready")["status"], condition(t, "Ready")["reason"]) == (
+        "False", "ServiceNotFound",
+    )  # fmt: skip
+    # kubectl get gt: the STATUS column names the cause, never "Published".
+    text = table(admin_api, f"/apis/kuberesolver.io/v1alpha1/namespaces/{namespace}/grpctargets")
+    assert text.splitlines()[1].split()[:4] == ["ghost", "ghost", "0", "ServiceNotFound"]
     snap = wait_addresses(admin_api, namespace, "ghost-cm", set())
     assert snap.target.port_number == 0
     until(
@@ -280,6 +289,16 @@ def test_missing_service_publishes_empty_then_recovers(
         timeout_s=30,
         message="ServiceFound=True",
     )
+    t = until(
+        lambda: (
+            (x := get_target(admin_api, namespace, "ghost"))
+            and condition(x, "Ready").get("status") == "True"
+            and x
+        ),
+        timeout_s=30,
+        message="Ready=True once an endpoint is ready",
+    )
+    assert condition(t, "Ready")["reason"] == "Published"
 
 
 def test_writes_only_on_change_and_coalesces_bursts(
