@@ -340,7 +340,7 @@ class _Registry:
             ads = self._ads
             if good is not None and ads is not None:
                 # serve again what grpc holds, so that the table and grpc agree
-                wd.watcher.restore(good)
+                wd.watcher.snapshot = good
                 for spec, _refs in wd.specs.values():
                     _publish(ads, wd, spec, good)
         metrics.record_refused(wd.label)
