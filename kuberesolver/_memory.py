@@ -18,7 +18,7 @@ __all__ = ["SHRINK_THRESHOLD", "give_back", "given_back"]
 log = logging.getLogger("kuberesolver")
 
 SHRINK_THRESHOLD: Final = 10_000
-"""Endpoints a snapshot must shrink by before memory is given back (it costs a few ms)."""
+"""How far the endpoints must fall below their peak before memory is given back (a few ms)."""
 
 
 def _malloc_trim() -> Callable[[int], int] | None:

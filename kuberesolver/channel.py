@@ -86,7 +86,7 @@ class _WatchedDir:
     sent: dict[tuple[str, int], Snapshot] = field(default_factory=dict)  # (type, version) -> sent
     confirmed: Snapshot | None = None  # the last snapshot grpc's xDS client accepted
     logged_revision: int | None = None  # the last revision logged as applied
-    held_endpoints: int = 0  # endpoints in the last ClusterLoadAssignment grpc accepted
+    peak_endpoints: int = 0  # most endpoints grpc held since memory was last given back
 
     def owns(self, names: frozenset[str]) -> bool:
         for spec_name in self.specs:
@@ -97,7 +97,8 @@ class _WatchedDir:
         return False
 
 
-_MAX_SENT = 16  # snapshots remembered per directory while grpc has not answered
+_MAX_SENT = 4  # (type, version) entries remembered per directory until grpc answers
+# (two snapshots at most: a large one must not be held many times over)
 
 
 class Lease:
@@ -310,8 +311,11 @@ class _Registry:
             wd.confirmed = snapshot
             if type_url != ENDPOINT_TYPE:
                 return
-            shrunk = wd.held_endpoints - len(snapshot.endpoints) >= SHRINK_THRESHOLD
-            wd.held_endpoints = len(snapshot.endpoints)
+            held = len(snapshot.endpoints)
+            wd.peak_endpoints = max(wd.peak_endpoints, held)
+            shrunk = wd.peak_endpoints - held >= SHRINK_THRESHOLD
+            if shrunk:
+                wd.peak_endpoints = held
             logged, wd.logged_revision = wd.logged_revision, snapshot.revision
         if shrunk:  # grpc has dropped its copy of the large one: give the memory back
             threading.Thread(target=give_back, name="kuberesolver-give-back", daemon=True).start()
@@ -334,7 +338,8 @@ class _Registry:
             refused = wd.sent.pop((type_url, version), None)
             good = wd.confirmed
             ads = self._ads
-            if good is not None and ads is not None and wd.watcher.snapshot is not good:
+            if good is not None and ads is not None:
+                # serve again what grpc holds, so that the table and grpc agree
                 wd.watcher.snapshot = good
                 for spec, _refs in wd.specs.values():
                     _publish(ads, wd, spec, good)

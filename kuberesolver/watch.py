@@ -115,7 +115,7 @@ class SnapshotWatcher:
     ) -> None:
         self.directory = directory
         self.target = target
-        self.snapshot = initial
+        self._snapshot = initial
         self._on_change = on_change
         self._on_reject = on_reject
         self._debounce_ms = debounce_ms
@@ -205,6 +205,17 @@ class SnapshotWatcher:
             self._report(f"applying {self.directory} revision {snapshot.revision} failed", exc)
         return True
 
+    @property
+    def snapshot(self) -> Snapshot:
+        """The last good snapshot."""
+        return self._snapshot
+
+    @snapshot.setter
+    def snapshot(self, snapshot: Snapshot) -> None:
+        """Go back to ``snapshot`` (what grpc last accepted); the refused file is not re-read."""
+        with self._check_lock:
+            self._snapshot = snapshot
+
     def _check_locked(self) -> Snapshot | None:
         path = self.directory / ENDPOINTS_KEY
         try:
@@ -228,10 +239,10 @@ class SnapshotWatcher:
             return None
         self._last_bytes = data
         self._problem = None
-        previous = self.snapshot
+        previous = self._snapshot
         if snapshot == previous:
             return None  # the first read, or the same content rewritten
-        self.snapshot = snapshot
+        self._snapshot = snapshot
         if snapshot.revision < previous.revision:
             log.info(
                 "%s: revision went back from %d to %d; applying it anyway",

@@ -147,6 +147,7 @@ def test_a_nack_is_an_error_and_a_metric_and_the_last_accepted_state_stays(
         )
         assert ch.snapshot.revision == 1
         assert call_names(call, 5, timeout=5) == {"a": 5}
+        assert ch.lease.accepted_revision == 1
         # the next good snapshot is applied as usual
         publish(snapdir, make_snapshot([b.endpoint()], revision=2))
         until(lambda: call_names(call, 3, timeout=5) == {"b": 3}, timeout_s=10)
@@ -221,3 +222,25 @@ def test_constructors_refuse_unknown_keywords(root: Path) -> None:
     kwargs: dict[str, Any] = {"snapshot_dir": root, "debounce": 5}
     with pytest.raises(TypeError, match="debounce"):
         kuberesolver.insecure_channel(TARGET, **kwargs)
+
+
+def test_memory_is_given_back_after_a_large_snapshot_shrinks(root: Path, snapdir: Path) -> None:
+    from kuberesolver import _memory
+
+    few = [Endpoint("127.0.0.2", 50051)]
+    many = [
+        Endpoint(f"127.1.{i // 256}.{i % 256}", 50051, ready=False)
+        for i in range(_memory.SHRINK_THRESHOLD)
+    ]
+    publish(snapdir, make_snapshot(few, revision=1))
+    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root) as ch:
+        ch.subscribe(lambda _state: None, try_to_connect=True)  # grpc subscribes to xDS
+        until(lambda: ch.lease.accepted_revision == 1, timeout_s=30)
+        publish(snapdir, make_snapshot(few + many, revision=2))
+        until(lambda: ch.lease.accepted_revision == 2, timeout_s=120)
+        before = _memory.given_back
+        publish(snapdir, make_snapshot(few + many[:10], revision=3))  # not quite enough
+        until(lambda: ch.lease.accepted_revision == 3, timeout_s=30)
+        publish(snapdir, make_snapshot(few, revision=4))
+        until(lambda: ch.lease.accepted_revision == 4, timeout_s=30)
+        until(lambda: _memory.given_back == before + 1, timeout_s=30, message="given back")
