@@ -19,6 +19,15 @@
   endpoint as Prometheus metrics (see :mod:`kuberesolver.metrics`), default
   off; the variable takes ``1``/``true``/``yes``/``on`` or
   ``0``/``false``/``no``/``off``.
+
+``debounce_ms`` and ``poll_interval_ms`` belong to the watch of a snapshot
+directory, which every channel of that directory in the process shares: the
+first channel's values hold, and a later channel that asks for others gets a
+warning (once per directory).
+
+The channel constructors take these as keywords (:class:`ChannelArgs`), plus
+``namespace`` (for a target without one) and ``server_name`` (the TLS name
+and ``:authority``, default the snapshot's ``serverName``).
 """
 
 from __future__ import annotations
@@ -26,11 +35,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypedDict
 
 __all__ = [
+    "DEFAULT_DEBOUNCE_MS",
+    "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_NAMESPACE",
     "DEFAULT_NAMESPACE_FILE",
+    "DEFAULT_POLL_INTERVAL_MS",
     "DEFAULT_SNAPSHOT_DIR",
     "ENV_DEBOUNCE_MS",
     "ENV_DIR",
@@ -40,6 +52,7 @@ __all__ = [
     "ENV_PICK_METRICS",
     "ENV_POLL_INTERVAL_MS",
     "ENV_ZONE",
+    "ChannelArgs",
     "Settings",
     "default_namespace",
     "resolve",
@@ -48,6 +61,9 @@ __all__ = [
 DEFAULT_SNAPSHOT_DIR: Final = "/var/run/kuberesolver"
 DEFAULT_NAMESPACE_FILE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 DEFAULT_NAMESPACE: Final = "default"
+DEFAULT_DEBOUNCE_MS: Final = 50
+DEFAULT_POLL_INTERVAL_MS: Final = 5000
+DEFAULT_MAX_ATTEMPTS: Final = 3
 
 ENV_DIR: Final = "KUBERESOLVER_DIR"
 ENV_ZONE: Final = "KUBERESOLVER_ZONE"
@@ -60,6 +76,24 @@ ENV_PICK_METRICS: Final = "KUBERESOLVER_PICK_METRICS"
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+class ChannelArgs(TypedDict, total=False):
+    """The keywords every channel constructor takes (sync and aio, insecure and secure)."""
+
+    snapshot_dir: str | os.PathLike[str] | None
+    namespace: str | None
+    zone: str | None
+    lb_policy: str | None
+    max_attempts: int | None
+    server_name: str | None
+    """The TLS name and ``:authority``; default the snapshot's ``serverName``."""
+    authority: str | None
+    """Deprecated: the old name of ``server_name`` on the insecure constructors."""
+    debounce_ms: int | None
+    poll_interval_ms: int | None
+    namespace_file: str | os.PathLike[str] | None
+    pick_metrics: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +165,13 @@ def resolve(
         or None,
         debounce_ms=_check("debounce_ms", debounce_ms, 1)
         if debounce_ms is not None
-        else _env_int(ENV_DEBOUNCE_MS, 50, 1),
+        else _env_int(ENV_DEBOUNCE_MS, DEFAULT_DEBOUNCE_MS, 1),
         poll_interval_ms=_check("poll_interval_ms", poll_interval_ms, 10)
         if poll_interval_ms is not None
-        else _env_int(ENV_POLL_INTERVAL_MS, 5000, 10),
+        else _env_int(ENV_POLL_INTERVAL_MS, DEFAULT_POLL_INTERVAL_MS, 10),
         max_attempts=_check("max_attempts", max_attempts, 1)
         if max_attempts is not None
-        else _env_int(ENV_MAX_ATTEMPTS, 3, 1),
+        else _env_int(ENV_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS, 1),
         namespace_file=Path(
             namespace_file
             if namespace_file is not None

@@ -25,8 +25,8 @@ from tests.operator.helpers import (
     get_configmap,
     make_slice,
     selectorless_service,
+    wait_published,
 )
-from tests.operator.test_lifecycle import wait_published
 
 ROOT = Path(__file__).resolve().parents[2]
 
