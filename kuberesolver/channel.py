@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Unpack
+from typing import Any, Literal, Protocol, Unpack
 
 import grpc
 
@@ -48,6 +48,8 @@ from kuberesolver._xds.resources import (
     unapplied_service_config_keys,
 )
 from kuberesolver._xds.server import AdsServer
+from kuberesolver.direct.builder import builder_or_default, choose_source
+from kuberesolver.direct.watcher import ApiWatcher
 from kuberesolver.policies import normalize_policy
 from kuberesolver.settings import ChannelArgs, Settings, resolve
 from kuberesolver.snapshot import ENDPOINTS_KEY, Snapshot, load
@@ -61,11 +63,21 @@ log = logging.getLogger("kuberesolver")
 ChannelOptions = Sequence[tuple[str, Any]]
 
 
+class _Source(Protocol):
+    """What follows one target: a snapshot directory, or the API (direct mode)."""
+
+    snapshot: Snapshot  # the last good one; set back to what grpc last accepted after a NACK
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout_s: float = ...) -> None: ...
+
+
 @dataclass(eq=False)
 class _WatchedDir:
-    directory: Path
+    directory: Path | str  # a snapshot directory, or "api:<host>/<ns>/<service>:<port>"
     target: ParsedTarget
-    watcher: SnapshotWatcher
+    watcher: _Source
     label: str
     specs: dict[str, list[Any]] = field(default_factory=dict)  # name -> [spec, refs]
     unapplied: list[str] = field(default_factory=list)  # service-config keys last warned about
@@ -150,15 +162,15 @@ class _Registry:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._ads: AdsServer | None = None
-        self._dirs: dict[Path, _WatchedDir] = {}
+        self._dirs: dict[Path | str, _WatchedDir] = {}
 
     @property
     def ads(self) -> AdsServer | None:
         return self._ads
 
-    def watched(self) -> list[Path]:
+    def watched(self) -> list[Path | str]:
         with self._lock:
-            return sorted(self._dirs)
+            return sorted(self._dirs, key=str)
 
     def acquire(
         self,
@@ -168,22 +180,15 @@ class _Registry:
         settings: Settings,
     ) -> Lease:
         parsed = parse_target(target, namespace=namespace, namespace_file=settings.namespace_file)
+        if choose_source(parsed.scheme, settings.source) == "api":
+            return self._acquire_api(parsed, settings)
         directory = locate(settings.snapshot_dir, parsed)
         with self._lock:
             wd = self._dirs.get(directory)
             snapshot = load(directory / ENDPOINTS_KEY) if wd is None else wd.watcher.snapshot
             check_snapshot(snapshot, parsed, str(directory))
-            policy = normalize_policy(settings.lb_policy) if settings.lb_policy else ""
             digest = hashlib.sha1(str(directory.resolve()).encode(), usedforsecurity=False)
-            spec = ChannelSpec(
-                service=parsed.service,
-                namespace=parsed.namespace,
-                port=parsed.port or str(snapshot.target.port_name or snapshot.target.port_number),
-                lb_policy=policy,
-                zone=settings.zone,
-                max_attempts=min(settings.max_attempts, 5),
-                source=digest.hexdigest()[:8],
-            )
+            spec = _spec(parsed, settings, snapshot, digest.hexdigest()[:8])
             ads = self._ensure_ads()
             if wd is None:
                 label = f"{parsed.server_name}:{spec.port}"
@@ -218,13 +223,43 @@ class _Registry:
                 )
             else:
                 _warn_watch_settings(wd, settings)
-            entry = wd.specs.get(spec.name)
-            if entry is None:
-                wd.specs[spec.name] = [spec, 1]
-                _publish(ads, wd, spec, wd.watcher.snapshot)
-            else:
-                entry[1] += 1
-            return Lease(self, wd, spec)
+            return self._hold(wd, spec, ads)
+
+    def _acquire_api(self, parsed: ParsedTarget, settings: Settings) -> Lease:
+        """Direct mode: one API watch per target and API server, shared by its channels."""
+        k8s = builder_or_default(parsed.scheme).client()
+        key = f"api:{k8s.host}/{parsed.namespace}/{parsed.service}:{parsed.port}"
+        with self._lock:
+            wd = self._dirs.get(key)
+            if wd is None:
+                label = f"{parsed.server_name}:{parsed.port or '-'}"
+                wd = _WatchedDir(directory=key, target=parsed, watcher=None, label=label)  # type: ignore[arg-type]
+                watcher = ApiWatcher(k8s, parsed, on_change=functools.partial(self._apply, wd))
+                snapshot = watcher.sync()
+                wd.watcher = watcher
+                self._dirs[key] = wd
+                wd.logged_revision = snapshot.revision
+                metrics.record_applied(label, snapshot)
+                watcher.start()
+                log.info(
+                    "following %s through the API at %s: %d ready of %d endpoints",
+                    parsed.server_name,
+                    k8s.host,
+                    len(snapshot.ready_endpoints),
+                    len(snapshot.endpoints),
+                )
+            digest = hashlib.sha1(key.encode(), usedforsecurity=False)
+            spec = _spec(parsed, settings, wd.watcher.snapshot, digest.hexdigest()[:8])
+            return self._hold(wd, spec, self._ensure_ads())
+
+    def _hold(self, wd: _WatchedDir, spec: ChannelSpec, ads: AdsServer) -> Lease:
+        entry = wd.specs.get(spec.name)
+        if entry is None:
+            wd.specs[spec.name] = [spec, 1]
+            _publish(ads, wd, spec, wd.watcher.snapshot)
+        else:
+            entry[1] += 1
+        return Lease(self, wd, spec)
 
     def _ensure_ads(self) -> AdsServer:
         if self._ads is None:
@@ -410,6 +445,18 @@ def _warn_unapplied(wd: _WatchedDir, snapshot: Snapshot) -> None:
         )
 
 
+def _spec(parsed: ParsedTarget, settings: Settings, snapshot: Snapshot, source: str) -> ChannelSpec:
+    return ChannelSpec(
+        service=parsed.service,
+        namespace=parsed.namespace,
+        port=parsed.port or str(snapshot.target.port_name or snapshot.target.port_number),
+        lb_policy=normalize_policy(settings.lb_policy) if settings.lb_policy else "",
+        zone=settings.zone,
+        max_attempts=min(settings.max_attempts, 5),
+        source=source,
+    )
+
+
 def _publish(ads: AdsServer, wd: _WatchedDir, spec: ChannelSpec, snapshot: Snapshot) -> None:
     """Serve ``snapshot`` for ``spec`` and remember it until grpc answers (registry lock held)."""
     versions = ads.publish(build_resources(spec, snapshot))
@@ -508,6 +555,7 @@ def open_lease(target: str, kwargs: ChannelArgs) -> tuple[Lease, str]:
         poll_interval_ms=kwargs.get("poll_interval_ms"),
         namespace_file=kwargs.get("namespace_file"),
         pick_metrics=kwargs.get("pick_metrics"),
+        source=kwargs.get("source"),
     )
     lease = _registry.acquire(target, namespace=namespace, settings=settings)
     try:

@@ -19,6 +19,8 @@
   endpoint as Prometheus metrics (see :mod:`kuberesolver.metrics`), default
   off; the variable takes ``1``/``true``/``yes``/``on`` or
   ``0``/``false``/``no``/``off``.
+- ``source`` (``KUBERESOLVER_SOURCE``): ``file`` or ``api`` (direct mode);
+  unset means the rule in :mod:`kuberesolver.direct.builder`.
 
 ``debounce_ms`` and ``poll_interval_ms`` belong to the watch of a snapshot
 directory, which every channel of that directory in the process shares: the
@@ -51,6 +53,7 @@ __all__ = [
     "ENV_NAMESPACE_FILE",
     "ENV_PICK_METRICS",
     "ENV_POLL_INTERVAL_MS",
+    "ENV_SOURCE",
     "ENV_ZONE",
     "ChannelArgs",
     "Settings",
@@ -73,6 +76,7 @@ ENV_POLL_INTERVAL_MS: Final = "KUBERESOLVER_POLL_INTERVAL_MS"
 ENV_MAX_ATTEMPTS: Final = "KUBERESOLVER_MAX_ATTEMPTS"
 ENV_NAMESPACE_FILE: Final = "KUBERESOLVER_NAMESPACE_FILE"
 ENV_PICK_METRICS: Final = "KUBERESOLVER_PICK_METRICS"
+ENV_SOURCE: Final = "KUBERESOLVER_SOURCE"
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
@@ -94,6 +98,8 @@ class ChannelArgs(TypedDict, total=False):
     poll_interval_ms: int | None
     namespace_file: str | os.PathLike[str] | None
     pick_metrics: bool | None
+    source: str | None
+    """``"file"`` or ``"api"`` (direct mode); see :mod:`kuberesolver.direct.builder`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +114,7 @@ class Settings:
     max_attempts: int
     namespace_file: Path
     pick_metrics: bool = False
+    source: str | None = None
 
 
 def _env_int(name: str, default: int, minimum: int) -> int:
@@ -150,6 +157,7 @@ def resolve(
     max_attempts: int | None = None,
     namespace_file: str | os.PathLike[str] | None = None,
     pick_metrics: bool | None = None,
+    source: str | None = None,
 ) -> Settings:
     """Resolve each setting: the argument if given, else its environment variable, else default."""
     return Settings(
@@ -180,6 +188,7 @@ def resolve(
         pick_metrics=bool(pick_metrics)
         if pick_metrics is not None
         else _env_bool(ENV_PICK_METRICS, False),
+        source=(source if source is not None else os.environ.get(ENV_SOURCE, "").strip()) or None,
     )
 
 
