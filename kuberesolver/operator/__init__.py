@@ -45,6 +45,11 @@ Settings (environment variables, units in the names; :mod:`.settings`):
 ``KUBERESOLVER_RESYNC_S`` (300), ``KUBERESOLVER_LEASE_DURATION_S`` (8),
 ``KUBERESOLVER_LEASE_RETRY_S`` (2), ``KUBERESOLVER_LEASE_NAME``,
 ``KUBERESOLVER_LEASE_NAMESPACE``, ``KUBERESOLVER_IDENTITY``.
+Templates render in worker processes (:mod:`.render_pool`), never here:
+``KUBERESOLVER_RENDER_WORKERS`` (2), and per render ``KUBERESOLVER_RENDER_CPU_S``
+(2), ``KUBERESOLVER_RENDER_MEMORY_MIB`` (256) and ``KUBERESOLVER_RENDER_TIMEOUT_MS``
+(5000); a breach is ``Rendered=False`` with reason ``RenderTimeout`` or
+``RenderMemoryLimit``, and the last good ConfigMap stays.
 
 Metrics (:mod:`.metrics`): ``kuberesolver_operator_targets``,
 ``kuberesolver_operator_endpoints{namespace,target,state}``,

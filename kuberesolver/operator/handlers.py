@@ -35,6 +35,7 @@ from kuberesolver.endpointslices import (
 from kuberesolver.operator.events import REPORTER
 from kuberesolver.operator.kube import Kube
 from kuberesolver.operator.metrics import Metrics
+from kuberesolver.operator.render_pool import RenderPool
 from kuberesolver.operator.runtime import Runtime
 from kuberesolver.operator.settings import Settings, SettingsError
 from kuberesolver.operator.spec import GROUP, PLURAL, VERSION, plain
@@ -98,7 +99,13 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
         raise kopf.PermanentError(
             f"cannot serve metrics on port {ours.metrics_port}: {exc}"
         ) from exc
-    runtime = Runtime(ours, Kube(), metrics)
+    pool = RenderPool.from_settings(ours)  # templates never run in this process
+    memo["render_pool"] = pool
+    try:
+        await pool.start()
+    except RuntimeError as exc:  # renders will try again, and say so in the targets' status
+        _log.error("%s", exc)
+    runtime = Runtime(ours, Kube(), metrics, renderer=pool.render)
     memo["runtime"] = runtime
     runtime.start()
     _log.info(
@@ -116,6 +123,9 @@ async def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
     runtime = _runtime(memo)
     if runtime is not None:
         await runtime.close()
+    pool: RenderPool | None = memo.get("render_pool")
+    if pool is not None:
+        await pool.aclose()
 
 
 @kopf.on.probe(id="targets")

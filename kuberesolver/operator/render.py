@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 import jinja2
 import jinja2.sandbox
 from jinja2.exceptions import SecurityError
 
 from kuberesolver.policies import LB_POLICIES, ROUND_ROBIN, service_config_entry
-from kuberesolver.snapshot import Snapshot
+
+if TYPE_CHECKING:  # at run time: only jinja2 and the stdlib policies (the render worker)
+    from kuberesolver.snapshot import Snapshot
 
 __all__ = [
     "MAX_CONFIGMAP_BYTES",
@@ -121,11 +123,21 @@ def template_context(snapshot: Snapshot, name: str, namespace: str) -> dict[str,
     return doc
 
 
-def render_templates(templates: Mapping[str, str], context: Mapping[str, Any]) -> dict[str, str]:
-    """Render every template; the first failure raises :class:`RenderError` (nothing partial)."""
+def render_templates(
+    templates: Mapping[str, str],
+    context: Mapping[str, Any],
+    on_key: Callable[[str], None] | None = None,
+) -> dict[str, str]:
+    """Render every template; the first failure raises :class:`RenderError` (nothing partial).
+
+    ``on_key`` is called with each key before its template is rendered. A
+    ``MemoryError`` is not wrapped: the render worker reports it as its own.
+    """
     out: dict[str, str] = {}
     budget = MAX_CONFIGMAP_BYTES
     for key in sorted(templates):
+        if on_key is not None:
+            on_key(key)
         try:
             template = _ENV.from_string(templates[key])
             parts: list[str] = []
@@ -139,7 +151,7 @@ def render_templates(templates: Mapping[str, str], context: Mapping[str, Any]) -
                         key,
                     )
                 parts.append(chunk)
-        except RenderError:
+        except (RenderError, MemoryError):
             raise
         except SecurityError as exc:
             raise RenderError("SandboxViolation", f"refused by the sandbox: {exc}", key) from exc

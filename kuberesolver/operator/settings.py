@@ -23,6 +23,17 @@ Every setting carries its unit in its name. The environment variables are:
 ``KUBERESOLVER_IDENTITY``
     This replica's name in the Lease and on its Events (default: host name
     and process id; the Deployment passes the Pod's name).
+``KUBERESOLVER_RENDER_WORKERS``
+    How many worker processes render the GrpcTargets' templates (default 2).
+    Templates never run in the operator's own process (:mod:`.render_pool`).
+``KUBERESOLVER_RENDER_CPU_S``
+    The CPU time one render may use, in whole seconds (default 2); past it
+    the worker is killed and the target gets ``Rendered=False, RenderTimeout``.
+``KUBERESOLVER_RENDER_MEMORY_MIB``
+    A render worker's address space (default 256); past it the render fails
+    with ``RenderMemoryLimit``.
+``KUBERESOLVER_RENDER_TIMEOUT_MS``
+    The wall-clock time one render may take (default 5000; ``RenderTimeout``).
 """
 
 from __future__ import annotations
@@ -50,6 +61,10 @@ class Settings:
     lease_name: str = "kuberesolver-operator"
     lease_namespace: str = "kuberesolver-system"
     identity: str = ""
+    render_workers: int = 2
+    render_cpu_s: int = 2
+    render_memory_mib: int = 256
+    render_timeout_ms: int = 5000
 
     @property
     def debounce_s(self) -> float:
@@ -72,6 +87,10 @@ class Settings:
         lease_name: str | None = None,
         lease_namespace: str | None = None,
         identity: str | None = None,
+        render_workers: int | None = None,
+        render_cpu_s: int | None = None,
+        render_memory_mib: int | None = None,
+        render_timeout_ms: int | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Arguments win, then ``KUBERESOLVER_*`` variables, then :data:`DEFAULTS`."""
@@ -101,6 +120,28 @@ class Settings:
             ),
             identity=_text(
                 identity, env, "KUBERESOLVER_IDENTITY", f"{socket.gethostname()}-{os.getpid()}"
+            ),
+            render_workers=_pick(
+                render_workers, env, "KUBERESOLVER_RENDER_WORKERS", d.render_workers, 1, 64
+            ),
+            render_cpu_s=_pick(
+                render_cpu_s, env, "KUBERESOLVER_RENDER_CPU_S", d.render_cpu_s, 1, 3600
+            ),
+            render_memory_mib=_pick(
+                render_memory_mib,
+                env,
+                "KUBERESOLVER_RENDER_MEMORY_MIB",
+                d.render_memory_mib,
+                64,
+                1 << 20,
+            ),
+            render_timeout_ms=_pick(
+                render_timeout_ms,
+                env,
+                "KUBERESOLVER_RENDER_TIMEOUT_MS",
+                d.render_timeout_ms,
+                100,
+                3_600_000,
             ),
         )
 
