@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 
 def api_watcher(channel: grpc.Channel) -> ApiWatcher:
-    watcher = channel.kuberesolver_lease._wd.watcher  # type: ignore[attr-defined]
+    watcher = channel.lease._wd.watcher  # type: ignore[attr-defined]
     assert isinstance(watcher, ApiWatcher)
     return watcher
 
