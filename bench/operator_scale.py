@@ -35,14 +35,13 @@ Options: ``--targets``, ``--endpoints``, ``--rate``, ``--seconds`` (defaults:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import ipaddress
 import json
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -58,9 +57,12 @@ from _common import emit, percentile
 from kubernetes import client
 from kubernetes.watch.watch import iter_resp_lines
 
+from kuberesolver.operator.settings import DEFAULTS
 from kuberesolver.snapshot import ENDPOINTS_KEY, decode
-from testenv import ControlPlane, free_port
+from testenv import ControlPlane
 from testenv.kube import api_client, apply, service_account_token
+from testenv.operator_process import OperatorProcess
+from testenv.wait import WaitTimeout, until
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = "bench"
@@ -257,26 +259,19 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
         watcher.ready.wait(30)
         watches_before = watches(cp.admin_kubeconfig)
 
-        metrics_port = free_port()
-        log_path = Path(tempfile.mkstemp(prefix="operator-scale-", suffix=".log")[1])
-        env = {
-            **os.environ, "KUBECONFIG": str(op_kubeconfig),
-            "KUBERESOLVER_METRICS_PORT": str(metrics_port),
-        }  # fmt: skip
-        argv = [
-            sys.executable, "-m", "kopf", "run", "-m", "kuberesolver.operator", "--all-namespaces",
-            "--standalone", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
-            "--quiet",
-        ]  # fmt: skip
+        # The operator's own coalescing window, not the shorter one the tests use.
+        debounce = {"KUBERESOLVER_DEBOUNCE_MS": str(DEFAULTS.debounce_ms)}
+        op = OperatorProcess(op_kubeconfig, debounce, name="operator-scale", quiet=True)
+        metrics_port = op.metrics_port
         t_start = time.monotonic()
-        with log_path.open("wb") as log:
-            op = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-        proc = psutil.Process(op.pid)
+        op.start()
+        assert op.popen is not None
+        proc = psutil.Process(op.popen.pid)
         spy = None
         if profile_dir is not None:
             profile_dir.mkdir(parents=True, exist_ok=True)
             spy = subprocess.Popen(
-                [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(op.pid),
+                [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(proc.pid),
                  "--rate", "50", "--format", "raw", "--nonblocking",
                  "-o", str(profile_dir / f"{tier.name}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -288,14 +283,19 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
             peak_rss = max(peak_rss, proc.memory_info().rss)
 
         try:
-            deadline = time.monotonic() + 600
-            while watcher.count_complete(m) < n:
-                if op.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        "operator did not converge:\n" + log_path.read_text()[-3000:]
-                    )
+
+            def converged() -> bool:
+                if not op.alive:
+                    raise RuntimeError(f"the operator exited:\n{op.log_tail()}")
                 sample_rss()
-                time.sleep(0.2)
+                return watcher.count_complete(m) >= n
+
+            try:
+                until(converged, timeout_s=600, interval_s=0.2, retry_on=())
+            except WaitTimeout as exc:
+                raise RuntimeError(
+                    f"the operator did not converge: {exc}\n{op.log_tail()}"
+                ) from None
             initial_sync_s = time.monotonic() - t_start
             time.sleep(2)
             watches_with = watches(cp.admin_kubeconfig)
@@ -333,13 +333,13 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
             churn_s = time.monotonic() - t0
 
             latencies: list[float] = []
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
+
+            def all_seen() -> bool:
                 with watcher.lock:
-                    missing = [c for c in changes if (c[0], c[1]) not in watcher.seen_at]
-                if not missing:
-                    break
-                time.sleep(0.2)
+                    return all((c[0], c[1]) in watcher.seen_at for c in changes)
+
+            with contextlib.suppress(WaitTimeout):  # what was not seen is reported, not waited on
+                until(all_seen, timeout_s=60, interval_s=0.2)
             with watcher.lock:
                 for cm, fresh, sent in changes:
                     seen = watcher.seen_at.get((cm, fresh))
@@ -360,12 +360,13 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
                     f"svc-{s}-bench", NS, {"endpoints": slice_body(s, live[s])["endpoints"]}
                 )
             want = set(live[s])
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
+
+            def burst_published() -> bool:
                 with watcher.lock:
-                    if watcher.current.get(f"gt-{s}") == want:
-                        break
-                time.sleep(0.1)
+                    return watcher.current.get(f"gt-{s}") == want
+
+            with contextlib.suppress(WaitTimeout):
+                until(burst_published, timeout_s=30, interval_s=0.1)
             time.sleep(1)
             burst_writes = (
                 operator_metric(metrics_port, "kuberesolver_operator_configmap_writes_total")
@@ -379,13 +380,7 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
-            if op.poll() is None:
-                op.send_signal(signal.SIGTERM)
-                try:
-                    op.wait(30)
-                except subprocess.TimeoutExpired:
-                    op.kill()
-                    op.wait(10)
+            op.stop()
 
         result = {
             "targets": n,
@@ -408,7 +403,7 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
             "goal_operator_rss_mib": tier.goal_operator_rss_mib,
             "goal_initial_sync_s": tier.goal_initial_sync_s,
         }
-        log_path.unlink(missing_ok=True)
+        op.log_path.unlink(missing_ok=True)
         admin.close()
     return result
 
