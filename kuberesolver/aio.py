@@ -39,7 +39,7 @@ class Channel(_aio_channel.Channel):  # type: ignore[misc]
         name = server_name or lease.snapshot.server_name or lease.target.server_name
         super().__init__(
             lease.xds_target,
-            _channel_options(options, name, credentials is not None),
+            _channel_options(options, name, credentials is not None, lease.default_options),
             None if credentials is None else credentials._credentials,
             compression,
             interceptors,
@@ -80,6 +80,9 @@ def insecure_channel(
     poll_interval_ms: int | None = None,
     namespace_file: str | os.PathLike[str] | None = None,
     pick_metrics: bool | None = None,
+    cluster_ip_fallback: bool | None = None,
+    failover_timeout_ms: int | None = None,
+    keepalive_ms: int | None = None,
 ) -> grpc.aio.Channel:
     """Like ``grpc.aio.insecure_channel``, for a ``kubernetes:`` target."""
     lease = _lease(
@@ -93,6 +96,9 @@ def insecure_channel(
         poll_interval_ms=poll_interval_ms,
         namespace_file=namespace_file,
         pick_metrics=pick_metrics,
+        cluster_ip_fallback=cluster_ip_fallback,
+        failover_timeout_ms=failover_timeout_ms,
+        keepalive_ms=keepalive_ms,
     )
     try:
         return Channel(lease, options, None, compression, interceptors, authority)
@@ -118,6 +124,9 @@ def secure_channel(
     poll_interval_ms: int | None = None,
     namespace_file: str | os.PathLike[str] | None = None,
     pick_metrics: bool | None = None,
+    cluster_ip_fallback: bool | None = None,
+    failover_timeout_ms: int | None = None,
+    keepalive_ms: int | None = None,
 ) -> grpc.aio.Channel:
     """Like ``grpc.aio.secure_channel``, for a ``kubernetes:`` target.
 
@@ -135,6 +144,9 @@ def secure_channel(
         poll_interval_ms=poll_interval_ms,
         namespace_file=namespace_file,
         pick_metrics=pick_metrics,
+        cluster_ip_fallback=cluster_ip_fallback,
+        failover_timeout_ms=failover_timeout_ms,
+        keepalive_ms=keepalive_ms,
     )
     try:
         return Channel(lease, options, credentials, compression, interceptors, server_name)

@@ -79,6 +79,8 @@ class Lease:
         self._released = False
         self._lock = threading.Lock()
         self._untrack_picks: Callable[[], None] | None = None
+        self.default_options: list[tuple[str, Any]] = []
+        """Channel options from the settings (failover timer, keepalive); the user's win."""
 
     @property
     def label(self) -> str:
@@ -155,6 +157,7 @@ class _Registry:
                 zone=settings.zone,
                 max_attempts=min(settings.max_attempts, 5),
                 source=digest.hexdigest()[:8],
+                cluster_ip_fallback=settings.cluster_ip_fallback,
             )
             ads = self._ensure_ads()
             if wd is None:
@@ -187,7 +190,9 @@ class _Registry:
                 ads.publish(build_resources(spec, wd.watcher.snapshot))
             else:
                 entry[1] += 1
-            return Lease(self, wd, spec)
+            lease = Lease(self, wd, spec)
+            lease.default_options = settings.channel_options()
+            return lease
 
     def _ensure_ads(self) -> AdsServer:
         if self._ads is None:
@@ -330,10 +335,14 @@ def registry() -> _Registry:
 
 
 def _channel_options(
-    options: ChannelOptions | None, server_name: str, secure: bool
+    options: ChannelOptions | None,
+    server_name: str,
+    secure: bool,
+    defaults: ChannelOptions = (),
 ) -> list[tuple[str, Any]]:
     merged = list(options or ())
     keys = {key for key, _ in merged}
+    merged += [(key, value) for key, value in defaults if key not in keys]
     if "grpc.default_authority" not in keys:
         merged.append(("grpc.default_authority", server_name))
     if secure and "grpc.ssl_target_name_override" not in keys:
@@ -353,6 +362,9 @@ def _lease(
     poll_interval_ms: int | None,
     namespace_file: str | os.PathLike[str] | None,
     pick_metrics: bool | None = None,
+    cluster_ip_fallback: bool | None = None,
+    failover_timeout_ms: int | None = None,
+    keepalive_ms: int | None = None,
 ) -> Lease:
     settings = resolve(
         snapshot_dir=snapshot_dir,
@@ -363,6 +375,9 @@ def _lease(
         poll_interval_ms=poll_interval_ms,
         namespace_file=namespace_file,
         pick_metrics=pick_metrics,
+        cluster_ip_fallback=cluster_ip_fallback,
+        failover_timeout_ms=failover_timeout_ms,
+        keepalive_ms=keepalive_ms,
     )
     lease = _registry.acquire(target, namespace=namespace, settings=settings)
     if settings.pick_metrics:
@@ -384,7 +399,7 @@ class Channel(_grpc_channel.Channel):  # type: ignore[misc]
         name = server_name or lease.snapshot.server_name or lease.target.server_name
         super().__init__(
             lease.xds_target,
-            _channel_options(options, name, credentials is not None),
+            _channel_options(options, name, credentials is not None, lease.default_options),
             None if credentials is None else credentials._credentials,
             compression,
         )
@@ -421,6 +436,9 @@ def insecure_channel(
     poll_interval_ms: int | None = None,
     namespace_file: str | os.PathLike[str] | None = None,
     pick_metrics: bool | None = None,
+    cluster_ip_fallback: bool | None = None,
+    failover_timeout_ms: int | None = None,
+    keepalive_ms: int | None = None,
 ) -> grpc.Channel:
     """Like ``grpc.insecure_channel``, for a ``kubernetes:`` target.
 
@@ -441,6 +459,9 @@ def insecure_channel(
         poll_interval_ms=poll_interval_ms,
         namespace_file=namespace_file,
         pick_metrics=pick_metrics,
+        cluster_ip_fallback=cluster_ip_fallback,
+        failover_timeout_ms=failover_timeout_ms,
+        keepalive_ms=keepalive_ms,
     )
     try:
         return Channel(lease, options, None, compression, authority)
@@ -465,6 +486,9 @@ def secure_channel(
     poll_interval_ms: int | None = None,
     namespace_file: str | os.PathLike[str] | None = None,
     pick_metrics: bool | None = None,
+    cluster_ip_fallback: bool | None = None,
+    failover_timeout_ms: int | None = None,
+    keepalive_ms: int | None = None,
 ) -> grpc.Channel:
     """Like ``grpc.secure_channel``, for a ``kubernetes:`` target.
 
@@ -482,6 +506,9 @@ def secure_channel(
         poll_interval_ms=poll_interval_ms,
         namespace_file=namespace_file,
         pick_metrics=pick_metrics,
+        cluster_ip_fallback=cluster_ip_fallback,
+        failover_timeout_ms=failover_timeout_ms,
+        keepalive_ms=keepalive_ms,
     )
     try:
         return Channel(lease, options, credentials, compression, server_name)

@@ -154,6 +154,7 @@ def plan(
         )
 
     slice_list = list(slices)
+    cluster_ips: tuple[str, ...] = ()
     service_config = build_service_config(target.load_balancing, target.service_config)
     if service is None:
         found = condition("ServiceFound", False, "ServiceNotFound", f"Service {svc_name} not found")
@@ -178,6 +179,9 @@ def plan(
             )
         family = pick_family(service, slice_list, target.address_family)
         endpoints = build_endpoints(slice_list, port, family, target.include_terminating)
+        cluster_ips = tuple(
+            ip for ip in service.get("clusterIPs", []) if (":" in ip) == (family == "IPv6")
+        )
         ref = TargetRef(
             target.service,
             target.service_namespace,
@@ -195,6 +199,7 @@ def plan(
         revision=next_revision(previous, endpoints),
         endpoints=endpoints,
         service_config=service_config,
+        cluster_ips=cluster_ips,
     )
     try:
         rendered = render_templates(
