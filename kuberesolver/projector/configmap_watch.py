@@ -12,7 +12,9 @@ Behaviour:
 - a deleted or absent ConfigMap leaves the directory as it was (as kubelet
   does): never an empty projection because something went missing;
 - errors (403, connection refused, an expired resourceVersion) are logged and
-  retried with backoff, re-listing from scratch; the last good files stay.
+  retried with backoff, re-listing from scratch; the last good files stay;
+- ``lag_s`` > 0 writes each version only that long after it was seen, as
+  kubelet's slow refresh of a mounted ConfigMap would (see :mod:`.lag`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from kuberesolver.projector.atomic_writer import write_atomic
+from kuberesolver.projector.lag import Lagged
 
 __all__ = ["ConfigMapProjector", "files_of"]
 
@@ -58,6 +61,7 @@ class ConfigMapProjector:
         *,
         watch_timeout_s: int = 240,
         on_write: Callable[[int], None] | None = None,
+        lag_s: float = 0.0,
     ) -> None:
         from kubernetes import client
 
@@ -70,9 +74,14 @@ class ConfigMapProjector:
         self.writes = 0
         self._stop = threading.Event()
         self._response: Any = None
+        self._lagged: Lagged[Mapping[str, Any]] | None = (
+            Lagged(self._write, lag_s) if lag_s > 0 else None
+        )
 
     def stop(self) -> None:
         self._stop.set()
+        if self._lagged is not None:
+            self._lagged.stop()
         response = self._response
         if response is not None:
             with contextlib.suppress(Exception):  # from another thread: best effort
@@ -101,11 +110,11 @@ class ConfigMapProjector:
                 self._stop.wait(delay)
 
     def run_once(self) -> bool:
-        """Project the current ConfigMap once; whether it existed."""
+        """Project the current ConfigMap once (without lag); whether it existed."""
         body = self._request(watch=False)
         items = body.get("items") or []
         if items:
-            self._project(items[0])
+            self._write(items[0])
         return bool(items)
 
     # -- internals --------------------------------------------------------------------------
@@ -163,6 +172,12 @@ class ConfigMapProjector:
             response.release_conn()
 
     def _project(self, configmap: Mapping[str, Any]) -> None:
+        if self._lagged is not None:
+            self._lagged.submit(configmap)
+        else:
+            self._write(configmap)
+
+    def _write(self, configmap: Mapping[str, Any]) -> None:
         if write_atomic(self.directory, files_of(configmap)):
             self.writes += 1
             meta = configmap.get("metadata") or {}
