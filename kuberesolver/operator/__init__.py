@@ -51,6 +51,7 @@ other takes over when it goes away.
 """
 
 from kuberesolver.operator import handlers as handlers
+from kuberesolver.operator import webhook as webhook
 from kuberesolver.operator.settings import Settings
 
-__all__ = ["Settings", "handlers"]
+__all__ = ["Settings", "handlers", "webhook"]
