@@ -45,8 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--lag-s",
         type=float,
         default=0.0,
-        help="write each version only this many seconds after it appears, as kubelet's "
-        "60-90 s refresh would (for tests and benchmarks; default 0)",
+        help="write each version after the first only this many seconds after it appears, "
+        "as kubelet's 60-90 s refresh would (for tests and benchmarks; default 0)",
     )
     parser.add_argument("--log-level", default=os.environ.get("KUBERESOLVER_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)

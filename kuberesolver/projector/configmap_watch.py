@@ -13,8 +13,9 @@ Behaviour:
   does): never an empty projection because something went missing;
 - errors (403, connection refused, an expired resourceVersion) are logged and
   retried with backoff, re-listing from scratch; the last good files stay;
-- ``lag_s`` > 0 writes each version only that long after it was seen, as
-  kubelet's slow refresh of a mounted ConfigMap would (see :mod:`.lag`).
+- ``lag_s`` > 0 writes each version after the first only that long after it
+  was seen, as kubelet's slow refresh of a mounted ConfigMap would (kubelet
+  mounts the current version when the pod starts; see :mod:`.lag`).
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ class ConfigMapProjector:
             response.release_conn()
 
     def _project(self, configmap: Mapping[str, Any]) -> None:
-        if self._lagged is not None:
+        if self._lagged is not None and self.writes:
             self._lagged.submit(configmap)
         else:
             self._write(configmap)
