@@ -29,12 +29,12 @@ from typing import IO
 import yaml
 
 from testenv.build import ensure_binaries
+from testenv.netns import SERVICE_CIDR
 from testenv.pki import CertFiles, CertificateAuthority, service_account_keypair
 
 log = logging.getLogger("testenv")
 
 CONTROLLERS = "endpointslice,garbagecollector,namespace,serviceaccount"
-SERVICE_CIDR = "10.96.0.0/16"
 
 
 def free_port() -> int:
