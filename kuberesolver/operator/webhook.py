@@ -44,6 +44,8 @@ __all__ = [
     "inject",
     "parse_targets",
     "plan_mounts",
+    "register",
+    "webhook_port",
 ]
 
 TARGETS_ANNOTATION: Final = "kuberesolver.io/targets"
@@ -127,12 +129,21 @@ def _transform(mounts: Sequence[Mount], body: MutableMapping[str, Any]) -> None:
     inject(body, mounts)
 
 
-@kopf.on.startup()
+def webhook_port() -> int:
+    """``KUBERESOLVER_WEBHOOK_PORT``, 0 (the default) when the webhook is off."""
+    raw = os.environ.get("KUBERESOLVER_WEBHOOK_PORT", "").strip() or "0"
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError(f"KUBERESOLVER_WEBHOOK_PORT={raw!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"KUBERESOLVER_WEBHOOK_PORT={port} is not a port number")
+    return port
+
+
 async def webhook_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Serve admission over TLS when ``KUBERESOLVER_WEBHOOK_PORT`` is set."""
-    port = int(os.environ.get("KUBERESOLVER_WEBHOOK_PORT", "0") or 0)
-    if not port:
-        return
+    """Serve admission over TLS on ``KUBERESOLVER_WEBHOOK_PORT``."""
+    port = webhook_port()
     memo["webhook_kube"] = Kube(workers=2)
     cert_dir = os.environ.get("KUBERESOLVER_WEBHOOK_CERT_DIR", "/etc/kuberesolver/webhook")
     settings.admission.server = kopf.WebhookServer(
@@ -145,22 +156,12 @@ async def webhook_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_:
     _log.info("admission webhook %s on port %d", WEBHOOK_ID, port)
 
 
-@kopf.on.cleanup()
 async def webhook_cleanup(memo: kopf.Memo, **_: Any) -> None:
     kube: Kube | None = memo.get("webhook_kube")
     if kube is not None:
         kube.close()
 
 
-@kopf.on.mutate(
-    "pods",
-    id=WEBHOOK_ID,
-    operation="CREATE",
-    labels={INJECT_LABEL: "true"},
-    annotations={TARGETS_ANNOTATION: kopf.PRESENT},
-    ignore_failures=True,
-    persistent=True,
-)
 async def pod_mutate(
     body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: kopf.Memo, **_: Any
 ) -> None:
@@ -174,3 +175,23 @@ async def pod_mutate(
     warnings.extend(problems)
     if mounts:
         patch.fns.append(functools.partial(_transform, mounts))
+
+
+def register() -> None:
+    """Register the webhook's handlers with kopf (kopf refuses admission handlers without
+    a server, so only when the webhook is on)."""
+    kopf.on.startup()(webhook_startup)
+    kopf.on.cleanup()(webhook_cleanup)
+    kopf.on.mutate(
+        "pods",
+        id=WEBHOOK_ID,
+        operation="CREATE",
+        labels={INJECT_LABEL: "true"},
+        annotations={TARGETS_ANNOTATION: kopf.PRESENT},
+        ignore_failures=True,
+        persistent=True,
+    )(pod_mutate)
+
+
+if webhook_port():
+    register()
