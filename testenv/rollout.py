@@ -415,9 +415,8 @@ def run_rollout(
                     world.retire(name, pre_stop_s)
                 rollout_s = time.monotonic() - rollout_start
                 new_ips = {world.servers[n].ip for n in ready_at}
-                settle = lag_s + settle_timeout_s
-                if client_kind == "static_list":
-                    settle = 0.0
+                # Until the client reaches every new Pod, at most lag + settle_timeout_s
+                # (a static list never does: its failures are counted over that bound).
                 with contextlib.suppress(TimeoutError):
                     wait_until(
                         "the client to reach every new Pod",
@@ -425,7 +424,7 @@ def run_rollout(
                             _ready_ips(projector.snapshot()) == new_ips
                             and all(world.servers[n].first_call_at for n in ready_at)
                         ),
-                        timeout_s=settle,
+                        timeout_s=lag_s + settle_timeout_s,
                     )
                 # a short steady window on the final state, the same for every client
                 time.sleep(1.0)
