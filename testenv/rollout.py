@@ -109,6 +109,20 @@ class RolloutResult:
     reconnects: int = 0
     """Connections the servers accepted beyond one per Pod that got traffic."""
     rollout_s: float = 0.0
+    server_stops: int = 0
+
+    @property
+    def cancelled_by_server_stop(self) -> int:
+        """CANCELLED calls: a grpc Python server cancels calls that arrive as it stops.
+
+        grpc core kills the calls it has received but not yet handed to the
+        Python handler when ``server.stop(grace)`` begins; the client sees
+        CANCELLED (no retry applies). It happens only while a client still
+        sends to a stopping server (a stale endpoint list), with any channel:
+        a plain ``127.0.0.1:port`` channel under 6 threads of load saw 17 in 20
+        stops. At most a few per stop.
+        """
+        return self.failures.get("CANCELLED", 0)
 
     @property
     def rps(self) -> float:
@@ -132,6 +146,7 @@ class RolloutResult:
             "ready_to_first_rpc_ms_p50": self.ready_percentile(50),
             "ready_to_first_rpc_ms_p99": self.ready_percentile(99),
             "reconnects": self.reconnects,
+            "failures_by_code": dict(sorted(self.failures.items())),
         }
 
 
@@ -436,6 +451,7 @@ def run_rollout(
             failures=dict(load.failures),
             duration_s=load.stopped_at - load.started_at,
             rollout_s=rollout_s,
+            server_stops=len(ready_at),
         )
         for name, at in ready_at.items():
             first = world.servers[name].first_call_at
