@@ -44,11 +44,12 @@ from _common import emit
 from kubernetes import client
 
 from testenv import ControlPlane, ensure_binaries
-from testenv.kube import api_client, apply, eventually, service_account_token
+from testenv.kube import api_client, apply, service_account_token
 from testenv.kube_proxy import KubeProxy
 from testenv.netns import enter_private_network
 from testenv.operator_process import OperatorProcess
 from testenv.rollout import run_rollout
+from testenv.wait import until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +57,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def _namespace(core: client.CoreV1Api, key: str) -> str:
     name = f"roll-{key.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    eventually(lambda: core.read_namespaced_service_account("default", name), timeout_s=30)
+    until(
+        lambda: core.read_namespaced_service_account("default", name),
+        timeout_s=30,
+        message=f"the default ServiceAccount in {name}",
+    )
     return name
 
 

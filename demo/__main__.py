@@ -36,10 +36,10 @@ from testenv.kube import (
     documents,
     service_account_token,
     table,
-    wait_until,
 )
 from testenv.netns import enter_private_network, pod_ip
 from testenv.operator_process import OperatorProcess
+from testenv.wait import until
 from testenv.workloads import create_node, create_pod, create_service, set_pod_status
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,7 +99,7 @@ def main() -> int:
         apply(admin, ROOT / "crds", ROOT / "manifests/namespace.yaml", ROOT / "manifests/rbac.yaml")
         core = client.CoreV1Api(admin)
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NS)))
-        wait_until("the default ServiceAccount", lambda: _exists(core, NS))
+        until(lambda: _exists(core, NS), timeout_s=60, message="the default ServiceAccount")
         for doc in documents(ROOT / "manifests/examples/projector-sidecar.yaml"):
             if doc["kind"] != "Pod":
                 apply_object(admin, doc)
@@ -129,11 +129,11 @@ def main() -> int:
             gt = next(d for d in documents(ROOT / "manifests/examples/greeter.yaml")
                       if d["kind"] == "GrpcTarget")  # fmt: skip
             apply_object(admin, gt)
-            wait_until("the GrpcTarget to be Ready", lambda: _ready(admin) == 3)
+            until(lambda: _ready(admin) == 3, timeout_s=60, message="the GrpcTarget to be Ready")
             print(table(admin, GT_PATH))
 
             endpoints = mount / "greeter.demo" / "endpoints.json"
-            wait_until("the projector to write the snapshot", endpoints.exists)
+            until(endpoints.exists, timeout_s=60, message="the projector to write the snapshot")
             say(f"The snapshot the client mounts ({endpoints.relative_to(work)}):")
             snap = kuberesolver.snapshot.load(endpoints)
             for ep in snap.endpoints:
@@ -147,14 +147,20 @@ def main() -> int:
 
                 say("Scale up: a 4th pod starts and becomes ready")
                 add_pod(admin, backends, 4)
-                wait_until("the new pod to get traffic", lambda: len(spread(channel, 20)) == 4)
+                until(
+                    lambda: len(spread(channel, 20)) == 4,
+                    timeout_s=60,
+                    message="the new pod to get traffic",
+                )
                 print(table(admin, GT_PATH))
                 show_spread(channel)
 
                 say("greeter-2 fails its readiness probe")
                 set_pod_status(admin, NS, "greeter-2", ready=False)
-                wait_until(
-                    "greeter-2 to be drained", lambda: "greeter-2" not in spread(channel, 20)
+                until(
+                    lambda: "greeter-2" not in spread(channel, 20),
+                    timeout_s=60,
+                    message="greeter-2 to be drained",
                 )
                 print(table(admin, GT_PATH))
                 show_spread(channel)

@@ -5,8 +5,9 @@ garbagecollector, namespace and serviceaccount controllers) run as child
 processes on free loopback ports. There is no kubelet and no scheduler: tests
 bind Pods to a Node themselves and set their status.
 
-    with ControlPlane() as cp:
-        print(cp.admin_kubeconfig)
+    >>> with ControlPlane() as cp:
+    ...     print(cp.admin_kubeconfig.name, cp.server.startswith("https://127.0.0.1:"))
+    admin.kubeconfig True
 """
 
 from __future__ import annotations

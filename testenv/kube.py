@@ -1,19 +1,17 @@
-"""Small helpers over the kubernetes client: apply manifests, wait, mint tokens."""
+"""Small helpers over the kubernetes client: apply manifests, mint tokens, print tables."""
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import yaml
 from kubernetes import client, config, dynamic
-from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-T = TypeVar("T")
+from testenv.wait import until
 
 FIELD_MANAGER = "kuberesolver-testenv"
 
@@ -48,7 +46,11 @@ def apply(api: client.ApiClient, *paths: Path, namespace: str | None = None) -> 
 
 def apply_object(api: client.ApiClient, obj: dict[str, Any], namespace: str | None = None) -> str:
     """Server-side apply one object; returns ``kind/name``."""
-    resource = eventually(lambda: _resource(api, obj["apiVersion"], obj["kind"]), timeout_s=30)
+    resource = until(
+        lambda: _resource(api, obj["apiVersion"], obj["kind"]),
+        timeout_s=30,
+        message=f"{obj['apiVersion']} {obj['kind']} to be served",
+    )
     ns = obj["metadata"].get("namespace") or (namespace if resource.namespaced else None)
     if ns and resource.namespaced:
         obj = {**obj, "metadata": {**obj["metadata"], "namespace": ns}}
@@ -80,33 +82,7 @@ def wait_crd_established(api: client.ApiClient, name: str, timeout_s: float = 30
             raise LookupError(f"CRD {name} not established")
         return True
 
-    eventually(established, timeout_s=timeout_s)
-
-
-def eventually(
-    probe: Callable[[], T],
-    timeout_s: float = 30.0,
-    interval_s: float = 0.1,
-    retry_on: tuple[type[BaseException], ...] = (AssertionError, LookupError, ApiException),
-) -> T:
-    """Call ``probe`` until it returns without raising; re-raise its last error at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return probe()
-        except retry_on:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(interval_s)
-
-
-def wait_until(what: str, probe: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    """Poll ``probe`` until it is true; raise TimeoutError naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not probe():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    until(established, timeout_s=timeout_s, message=f"CRD {name} to be established")
 
 
 def service_account_token(

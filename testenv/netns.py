@@ -27,7 +27,11 @@ _MARKER = "KUBERESOLVER_TESTENV_NETNS"
 
 
 def pod_ip(index: int) -> str:
-    """The ``index``-th pod IP (1-based), e.g. ``pod_ip(1) == "10.244.0.1"``."""
+    """The ``index``-th pod IP (1-based).
+
+    >>> pod_ip(1), pod_ip(256)
+    ('10.244.0.1', '10.244.1.0')
+    """
     return str(ipaddress.ip_network(POD_CIDR)[index])
 
 

@@ -46,9 +46,10 @@ import grpc
 from kubernetes import client
 
 from testenv.controlplane import ControlPlane
-from testenv.kube import apply_object, documents, service_account_token, wait_until
+from testenv.kube import apply_object, documents, service_account_token
 from testenv.kube_proxy import NODE_NAME
 from testenv.netns import pod_ip
+from testenv.wait import until
 from testenv.workloads import create_pod, create_service, slice_addresses
 
 __all__ = ["METHOD", "RolloutResult", "run_rollout"]
@@ -305,12 +306,11 @@ class _World:
 
     def publish(self, ips: set[str]) -> None:
         """Create the GrpcTarget once the slices list ``ips`` ready: its first version is whole."""
-        wait_until(
-            "every Pod ready in the EndpointSlices",
-            lambda: {ip for ip, ready in slice_addresses(self.api, self.namespace, SERVICE).items()
-                     if ready} == ips,
+        until(
+            lambda: self._ready_in_slices() == ips,
             timeout_s=30,
-        )  # fmt: skip
+            message="every Pod ready in the EndpointSlices",
+        )
         for doc in documents(ROOT / "manifests/examples/greeter.yaml"):
             if doc["kind"] == "GrpcTarget":
                 apply_object(self.api, _moved(doc, self.namespace))
@@ -328,14 +328,18 @@ class _World:
         """Steps 2-4 for one old Pod: terminating, its server stops gracefully, deleted."""
         ip = self.servers[name].ip
         self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=30)
-        wait_until(
-            f"{name} terminating in its EndpointSlice",
-            lambda: not slice_addresses(self.api, self.namespace, SERVICE).get(ip, False),
+        until(
+            message=f"{name} terminating in its EndpointSlice",
+            fn=lambda: not slice_addresses(self.api, self.namespace, SERVICE).get(ip, False),
             timeout_s=30,
         )
         time.sleep(pre_stop_s)  # the preStop hook every zero-downtime Deployment has
         self.servers[name].stop()
         self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
+
+    def _ready_in_slices(self) -> set[str]:
+        addresses = slice_addresses(self.api, self.namespace, SERVICE)
+        return {ip for ip, ready in addresses.items() if ready}
 
     def stop(self) -> None:
         for server in self.servers.values():
@@ -407,15 +411,15 @@ def run_rollout(
         old = [world.add_pod()[0] for _ in range(replicas)]
         old_ips = {world.servers[n].ip for n in old}
         world.publish(old_ips)
-        wait_until(
-            "the first snapshot with every Pod",
-            lambda: _ready_ips(projector.snapshot()) == old_ips,
+        until(
+            message="the first snapshot with every Pod",
+            fn=lambda: _ready_ips(projector.snapshot()) == old_ips,
             timeout_s=lag_s + 60,
         )
         with _client(client_kind, projector, namespace, fallback) as call:
-            wait_until(
-                "every old Pod to get traffic",
-                lambda: _warm(call, world, old),
+            until(
+                message="every old Pod to get traffic",
+                fn=lambda: _warm(call, world, old),
                 timeout_s=30,
             )
             baseline = {n: world.servers[n].connections() for n in old}
@@ -433,9 +437,9 @@ def run_rollout(
                 # Until the client reaches every new Pod, at most lag + settle_timeout_s
                 # (a static list never does: its failures are counted over that bound).
                 with contextlib.suppress(TimeoutError):
-                    wait_until(
-                        "the client to reach every new Pod",
-                        lambda: (
+                    until(
+                        message="the client to reach every new Pod",
+                        fn=lambda: (
                             _ready_ips(projector.snapshot()) == new_ips
                             and all(world.servers[n].first_call_at for n in ready_at)
                         ),

@@ -165,18 +165,6 @@ def publish(directory: Path, snapshot: Snapshot) -> bool:
     return write_atomic(directory, {ENDPOINTS_KEY: encode(snapshot).encode()})
 
 
-def eventually(check: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.01) -> Any:
-    """Poll ``check`` until it returns a truthy value (not a timing assertion: a bound)."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s}s (last: {last!r})")
-
-
 def call_names(call: Callable[..., bytes], n: int, **kw: Any) -> Counter[str]:
     """Make ``n`` unary calls; count the backends that answered."""
     return Counter(call(b"", **kw).decode().split("|")[0] for _ in range(n))

@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import kuberesolver
 from kuberesolver.channel import registry
+from testenv.wait import until
 from tests.client._support import (
     BIDI,
     CLIENT_STREAM,
@@ -23,7 +24,6 @@ from tests.client._support import (
     UNARY,
     Backend,
     call_names,
-    eventually,
     make_snapshot,
     publish,
 )
@@ -140,10 +140,11 @@ def test_lifecycle_threads_and_xds_server_stop(
         assert any(t.name.startswith("kuberesolver-watch") for t in threading.enumerate())
     # once grpc's xDS clients hung up: when no grpc channel object on an xDS
     # target is left (some die only in a garbage collection)
-    eventually(lambda: gc.collect() >= 0 and not ads.running)
+    until(lambda: gc.collect() >= 0 and not ads.running, timeout_s=10)
     assert ads.stream_count == 0
-    eventually(
-        lambda: not any(t.name.startswith("kuberesolver-watch") for t in threading.enumerate())
+    until(
+        lambda: not any(t.name.startswith("kuberesolver-watch") for t in threading.enumerate()),
+        timeout_s=10,
     )
     # and it all starts again for the next channel
     with _open(root) as ch:
@@ -163,7 +164,7 @@ def test_update_keeps_connections_of_unchanged_endpoints(
             revision += 1
             publish(snapdir, make_snapshot([bs[i].endpoint() for i in members], revision=revision))
             want = {f"b{i + 2}" for i in members}
-            eventually(lambda want=want: set(call_names(call, 8, timeout=5)) == want)
+            until(lambda want=want: set(call_names(call, 8, timeout=5)) == want, timeout_s=10)
     # b3, b4 and b5 never left: each served all its calls over one connection
     assert [b.connections for b in bs[1:]] == [1, 1, 1], [dict(b.peers) for b in bs]
 
@@ -188,7 +189,7 @@ def test_removed_endpoint_finishes_in_flight_calls(
         held = pool.submit(call, b"", timeout=30, metadata=(("hold", "1"),))
         assert a.started.wait(10)
         publish(snapdir, make_snapshot([b.endpoint()], revision=2))
-        eventually(lambda: call(b"", timeout=5).startswith(b"b|"))
+        until(lambda: call(b"", timeout=5).startswith(b"b|"), timeout_s=10)
         assert not held.done()
         a.release.set()
         assert held.result(10) == b"a||0"
@@ -273,11 +274,11 @@ def test_own_zone_is_preferred_when_it_has_ready_endpoints(
             snapdir,
             make_snapshot([a.endpoint(zone="a"), b.endpoint(zone="b", ready=False)], revision=2),
         )
-        eventually(lambda: call(b"", timeout=5).startswith(b"zone-a"))
+        until(lambda: call(b"", timeout=5).startswith(b"zone-a"), timeout_s=10)
         assert call_names(call, 10, timeout=5) == {"zone-a": 10}
     with _open(root) as ch:  # without a zone: no preference
         publish(snapdir, make_snapshot([a.endpoint(zone="a"), b.endpoint(zone="b")], revision=3))
-        eventually(lambda: len(call_names(ch.unary_unary(UNARY), 10, timeout=5)) == 2)
+        until(lambda: len(call_names(ch.unary_unary(UNARY), 10, timeout=5)) == 2, timeout_s=10)
 
 
 def test_zone_from_environment(
@@ -315,7 +316,7 @@ def test_weighted_round_robin_follows_orca_load_reports(
             counts = call_names(call, 100, timeout=5)
             return counts["idle"] > 3 * counts["busy"]
 
-        eventually(skewed, timeout_s=30, interval_s=0.1)
+        until(skewed, timeout_s=30, interval_s=0.1)
 
 
 def test_authority_override(backends: Backends, root: Path, snapdir: Path) -> None:
@@ -337,7 +338,7 @@ def test_bad_snapshot_keeps_last_good_endpoints(
         call = ch.unary_unary(UNARY)
         assert call(b"", timeout=5).startswith(b"a|")
         write_atomic(snapdir, {"endpoints.json": b'{"version": 1, "endpo'})
-        eventually(lambda: "corrupt JSON" in caplog.text)
+        until(lambda: "corrupt JSON" in caplog.text, timeout_s=10)
         assert call_names(call, 5, timeout=5) == {"a": 5}
         assert ch.snapshot.revision == 1
 
@@ -363,7 +364,7 @@ def test_unapplied_service_config_is_logged(
         b = backends("127.0.0.3", "b")
         sc = {"methodConfig": method_config}
         publish(snapdir, make_snapshot([a.endpoint(), b.endpoint()], revision=2, service_config=sc))
-        eventually(lambda: ch.snapshot.revision == 2)
+        until(lambda: ch.snapshot.revision == 2, timeout_s=10)
     assert caplog.text.count("serviceConfig keys methodConfig are not applied") == 1
     assert "loadBalancingConfig" not in caplog.text
 
@@ -388,7 +389,7 @@ def test_removed_endpoint_connection_closes_after_its_calls(
         assert set(call_names(call, 4, timeout=5)) == {"a", "b"}
         assert _established_to(a.port) == 1
         publish(snapdir, make_snapshot([b.endpoint()], revision=2))
-        eventually(lambda: _established_to(a.port) == 0)
+        until(lambda: _established_to(a.port) == 0, timeout_s=10)
         assert call_names(call, 4, timeout=5) == {"b": 4}
         assert _established_to(b.port) == 1
 
@@ -453,7 +454,7 @@ def test_policy_change_in_the_snapshot_applies_to_open_channels(
         assert len(call_names(call, 10, timeout=5)) == 2
         pick_first = {"loadBalancingConfig": [{"pick_first": {}}]}
         publish(snapdir, make_snapshot(endpoints, revision=2, service_config=pick_first))
-        eventually(lambda: len(call_names(call, 10, timeout=5)) == 1)
+        until(lambda: len(call_names(call, 10, timeout=5)) == 1, timeout_s=10)
 
 
 def test_a_channel_collected_without_close_releases_its_watch(
@@ -466,7 +467,7 @@ def test_a_channel_collected_without_close_releases_its_watch(
     ch._close()  # grpc's own close path, bypassing ours
     del ch
     gc.collect()
-    eventually(lambda: registry().watched() == [])
+    until(lambda: registry().watched() == [], timeout_s=10)
 
 
 def test_many_distinct_targets_at_once(backends: Backends, root: Path) -> None:

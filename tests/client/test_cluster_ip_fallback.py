@@ -17,7 +17,8 @@ import grpc
 import pytest
 
 import kuberesolver
-from tests.client._support import UNARY, Backend, eventually, make_snapshot, publish
+from testenv.wait import until
+from tests.client._support import UNARY, Backend, make_snapshot, publish
 
 TARGET = "kubernetes:///greeter.ns:grpc"
 Backends = Callable[..., Backend]
@@ -53,7 +54,11 @@ def test_calls_use_the_cluster_ip_only_while_no_endpoint_answers(
         assert answered == Counter({"127.0.0.3": 200})
 
         publish(snapdir, replace(snap, revision=2, endpoints=(new_pod.endpoint(),)))
-        eventually(lambda: _calls(channel, 10)[0] == Counter({"127.0.0.4": 10}))
+        until(
+            lambda: _calls(channel, 10)[0] == Counter({"127.0.0.4": 10}),
+            timeout_s=10,
+            message="calls back on the fresh snapshot's endpoint",
+        )
 
 
 def test_without_the_fallback_the_same_calls_fail(

@@ -13,7 +13,8 @@ import pytest
 import kuberesolver
 from kuberesolver.projector.atomic_writer import write_atomic
 from kuberesolver.snapshot import Endpoint
-from tests.client._support import UNARY, Backend, eventually, make_snapshot, publish
+from testenv.wait import until
+from tests.client._support import UNARY, Backend, make_snapshot, publish
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -84,14 +85,15 @@ def test_metrics_follow_the_snapshot(
         assert value("kuberesolver_endpoints", target=label, state="ready") == 1
         before = value("kuberesolver_updates_total", target=label, result="applied") or 0
         publish(snapdir, make_snapshot([a.endpoint(), Endpoint("127.0.0.9", 1)], revision=4))
-        eventually(lambda: value("kuberesolver_revision", target=label) == 4)
+        until(lambda: value("kuberesolver_revision", target=label) == 4, timeout_s=10)
         assert value("kuberesolver_endpoints", target=label, state="ready") == 2
         assert value("kuberesolver_updates_total", target=label, result="applied") == before + 1
         assert (value("kuberesolver_last_update_timestamp_seconds", target=label) or 0) > 0
         rejected = value("kuberesolver_updates_total", target=label, result="rejected") or 0
         write_atomic(snapdir, {"endpoints.json": b"garbage"})
-        eventually(
+        until(
             lambda: (
                 value("kuberesolver_updates_total", target=label, result="rejected") == rejected + 1
-            )
+            ),
+            timeout_s=10,
         )

@@ -17,13 +17,13 @@ import kuberesolver.aio
 from kuberesolver import metrics
 from kuberesolver.settings import ENV_PICK_METRICS
 from kuberesolver.snapshot import Endpoint
+from testenv.wait import until
 from tests.client._support import (
     BIDI,
     CLIENT_STREAM,
     SERVER_STREAM,
     UNARY,
     Backend,
-    eventually,
     make_snapshot,
     publish,
 )
@@ -119,9 +119,9 @@ def test_counts_survive_a_closed_channel_and_end_with_the_endpoint(
                 other.unary_unary(UNARY)(b"", timeout=5)
             assert (picks(a), picks(b)) == (a.calls, b.calls)
         # its connections close with it; the counts stay
-        eventually(lambda: picks(a) == a.calls and picks(b) == b.calls)
+        until(lambda: picks(a) == a.calls and picks(b) == b.calls, timeout_s=10)
         publish(snapdir, make_snapshot([a.endpoint()], revision=2))
-        eventually(lambda: call(b"", timeout=5) and picks(b) is None)
+        until(lambda: call(b"", timeout=5) and picks(b) is None, timeout_s=10)
         call(b"", timeout=5)
         assert picks(a) == a.calls
         assert metrics.pick_collector().tracked == [LABEL]  # type: ignore[union-attr]

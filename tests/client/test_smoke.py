@@ -3,7 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import kuberesolver
-from tests.client._support import UNARY, call_names, eventually, make_snapshot, publish
+from testenv.wait import until
+from tests.client._support import UNARY, call_names, make_snapshot, publish
 
 
 def test_balances_and_follows(backends, root: Path, snapdir: Path) -> None:
@@ -13,5 +14,5 @@ def test_balances_and_follows(backends, root: Path, snapdir: Path) -> None:
         call = ch.unary_unary(UNARY)
         assert call_names(call, 10, timeout=5) == {"127.0.0.2": 10}
         publish(snapdir, make_snapshot([a.endpoint(), b.endpoint()], revision=2))
-        eventually(lambda: call(b"", timeout=5).startswith(b"127.0.0.3"))
+        until(lambda: call(b"", timeout=5).startswith(b"127.0.0.3"), timeout_s=10)
         assert call_names(call, 10, timeout=5) == {"127.0.0.2": 5, "127.0.0.3": 5}

@@ -15,7 +15,8 @@ from kuberesolver.projector.atomic_writer import write_atomic
 from kuberesolver.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, encode
 from kuberesolver.target import parse_target
 from kuberesolver.watch import SnapshotNotFound, SnapshotWatcher, locate
-from tests.client._support import eventually, make_snapshot, publish
+from testenv.wait import until
+from tests.client._support import make_snapshot, publish
 
 TARGET = parse_target("kubernetes:///greeter.ns:grpc")
 
@@ -117,7 +118,7 @@ def test_follows_kubelet_data_swaps(snapdir: Path) -> None:
     try:
         for rev in range(2, 7):
             publish(snapdir, make_snapshot([_ep(2), _ep(rev)], revision=rev))
-            eventually(lambda rev=rev: rec.revisions()[-1:] == [rev])
+            until(lambda rev=rev: rec.revisions()[-1:] == [rev], timeout_s=10)
         assert w.snapshot.revision == 6
     finally:
         w.stop()
@@ -135,7 +136,7 @@ def test_unchanged_content_is_not_reapplied(snapdir: Path) -> None:
         os.utime(snapdir)
         assert not w.check()
         publish(snapdir, make_snapshot([_ep(3)], revision=2))
-        eventually(lambda: rec.revisions() == [2])
+        until(lambda: rec.revisions() == [2], timeout_s=10)
     finally:
         w.stop()
 
@@ -150,7 +151,7 @@ def test_plain_file_replacement_by_rename(snapdir: Path) -> None:
         tmp = snapdir / ".endpoints.json.tmp"
         tmp.write_text(encode(make_snapshot([_ep(3)], revision=2)))
         os.replace(tmp, path)
-        eventually(lambda: rec.revisions() == [2])
+        until(lambda: rec.revisions() == [2], timeout_s=10)
     finally:
         w.stop()
 
@@ -163,7 +164,7 @@ def test_plain_file_rewritten_in_place(snapdir: Path) -> None:
     w = _watch(snapdir, rec)
     try:
         path.write_text(encode(make_snapshot([_ep(3)], revision=2)))
-        eventually(lambda: rec.revisions()[-1:] == [2])
+        until(lambda: rec.revisions()[-1:] == [2], timeout_s=10)
     finally:
         w.stop()
 
@@ -191,7 +192,7 @@ def test_bad_updates_are_logged_and_the_last_good_is_kept(
     w = _watch(snapdir, rec)
     try:
         write_atomic(snapdir, {} if content is None else {ENDPOINTS_KEY: content})
-        eventually(lambda: logged in caplog.text)
+        until(lambda: logged in caplog.text, timeout_s=10)
         assert w.snapshot.revision == 1
         assert rec.revisions() == []
         records = [r for r in caplog.records if r.name == "kuberesolver.watch"]
@@ -199,7 +200,7 @@ def test_bad_updates_are_logged_and_the_last_good_is_kept(
         assert all(r.levelno == logging.ERROR for r in records)
         # and a good one afterwards is applied
         publish(snapdir, make_snapshot([_ep(4)], revision=3))
-        eventually(lambda: rec.revisions() == [3])
+        until(lambda: rec.revisions() == [3], timeout_s=10)
     finally:
         w.stop()
 
@@ -212,9 +213,9 @@ def test_directory_removed_and_recreated(snapdir: Path) -> None:
     w = _watch(snapdir, rec, poll_interval_ms=50)
     try:
         shutil.rmtree(snapdir)
-        eventually(lambda: w.rejected >= 1)
+        until(lambda: w.rejected >= 1, timeout_s=10)
         publish(snapdir, make_snapshot([_ep(5)], revision=2))
-        eventually(lambda: rec.revisions() == [2])
+        until(lambda: rec.revisions() == [2], timeout_s=10)
         assert w.snapshot.endpoints == (_ep(5),)
     finally:
         w.stop()

@@ -14,7 +14,6 @@ import itertools
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,10 @@ import kuberesolver
 import kuberesolver.aio
 from demo.backends import METHOD, Backend
 from testenv import ControlPlane
-from testenv.kube import apply_object, documents, service_account_token, wait_until
+from testenv.kube import apply_object, documents, service_account_token
 from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
+from testenv.wait import until, until_async
 from testenv.workloads import create_node, create_pod, create_service, set_pod_status
 
 pytestmark = pytest.mark.e2e
@@ -141,19 +141,31 @@ def test_client_follows_scale_up_readiness_and_scale_to_zero(
     pods = [world.add_pod(i) for i in range(1, 4)]
     create_grpctarget(world.api, namespace)
     snapshot = mount / f"greeter.{namespace}" / "endpoints.json"
-    wait_until("the projected snapshot", snapshot.exists)
+    until(snapshot.exists, timeout_s=60, message="the projected snapshot")
 
     target = f"kubernetes:///greeter.{namespace}:grpc"
     with kuberesolver.insecure_channel(target, snapshot_dir=mount) as channel:
-        wait_until("all 3 pods to get traffic", lambda: set(spread(channel, 30)) == set(pods))
+        until(
+            lambda: set(spread(channel, 30)) == set(pods),
+            timeout_s=60,
+            message="all 3 pods to get traffic",
+        )
 
         # Scale up: the new pod gets traffic, with no new channel.
         pods.append(world.add_pod(4))
-        wait_until("the 4th pod to get traffic", lambda: set(spread(channel, 40)) == set(pods))
+        until(
+            lambda: set(spread(channel, 40)) == set(pods),
+            timeout_s=60,
+            message="the 4th pod to get traffic",
+        )
 
         # A pod that stops being ready is drained.
         set_pod_status(world.api, namespace, "greeter-2", ready=False)
-        wait_until("greeter-2 drained", lambda: "greeter-2" not in spread(channel, 40))
+        until(
+            lambda: "greeter-2" not in spread(channel, 40),
+            timeout_s=60,
+            message="greeter-2 drained",
+        )
         assert set(spread(channel, 40)) == {"greeter-1", "greeter-3", "greeter-4"}
 
         # Scale to zero: calls fail fast with UNAVAILABLE...
@@ -167,12 +179,12 @@ def test_client_follows_scale_up_readiness_and_scale_to_zero(
                 return bool(exc.code() == grpc.StatusCode.UNAVAILABLE)
             return False
 
-        wait_until("calls to fail with UNAVAILABLE", fails_fast)
+        until(fails_fast, timeout_s=60, message="calls to fail with UNAVAILABLE")
 
         # ...and recover when a pod comes back.
         world.backends.pop("greeter-1").stop()
         world.add_pod(1)
-        wait_until("traffic after scale from zero", lambda: not fails_fast())
+        until(lambda: not fails_fast(), timeout_s=60, message="traffic after scale from zero")
         assert set(spread(channel, 10)) == {"greeter-1"}
 
 
@@ -182,7 +194,7 @@ async def test_aio_client_follows_scale_up(
     world.add_pod(1)
     create_grpctarget(world.api, namespace)
     snapshot = mount / f"greeter.{namespace}" / "endpoints.json"
-    wait_until("the projected snapshot", snapshot.exists)
+    until(snapshot.exists, timeout_s=60, message="the projected snapshot")
 
     async with kuberesolver.aio.insecure_channel(
         f"kubernetes:///greeter.{namespace}:grpc", snapshot_dir=mount
@@ -190,11 +202,14 @@ async def test_aio_client_follows_scale_up(
         say_hello = channel.unary_unary(METHOD)
         assert await say_hello(b"", timeout=5) == b"greeter-1"
         world.add_pod(2)
-        deadline = time.monotonic() + 60
         seen: set[bytes] = set()
-        while seen != {b"greeter-1", b"greeter-2"}:
-            assert time.monotonic() < deadline, f"only {seen} answered"
+
+        async def both_answered() -> bool:
             seen.add(await say_hello(b"", timeout=5))
+            assert seen == {b"greeter-1", b"greeter-2"}, f"only {sorted(seen)} answered"
+            return True
+
+        await until_async(both_answered, timeout_s=60, interval_s=0, message="greeter-2 to answer")
 
 
 def test_configmap_is_owned_and_removed_with_its_grpctarget(
@@ -203,16 +218,18 @@ def test_configmap_is_owned_and_removed_with_its_grpctarget(
     world.add_pod(1)
     create_grpctarget(world.api, namespace)
     core = client.CoreV1Api(world.api)
-    wait_until(
-        "the ConfigMap",
+    until(
         lambda: _exists(lambda: core.read_namespaced_config_map("greeter", namespace)),
+        timeout_s=60,
+        message="the ConfigMap",
     )
     client.CustomObjectsApi(world.api).delete_namespaced_custom_object(
         "kuberesolver.io", "v1alpha1", namespace, "grpctargets", "greeter"
     )
-    wait_until(
-        "the garbage collector to remove the ConfigMap",
+    until(
         lambda: not _exists(lambda: core.read_namespaced_config_map("greeter", namespace)),
+        timeout_s=60,
+        message="the garbage collector to remove the ConfigMap",
     )
 
 

@@ -10,8 +10,9 @@ import pytest
 from kubernetes import client, watch
 
 from testenv import ControlPlane
-from testenv.kube import api_client, eventually
+from testenv.kube import api_client
 from testenv.netns import pod_ip
+from testenv.wait import until
 from testenv.workloads import (
     create_node,
     create_pod,
@@ -94,18 +95,20 @@ def test_endpointslices_follow_pods(admin_api: client.ApiClient, namespace: str)
     for i, ip in enumerate(ips):
         create_pod(admin_api, namespace, f"greeter-{i}", ip, "node-a", {"app": "greeter"})
 
-    def all_ready() -> None:
+    def all_ready() -> bool:
         assert slice_addresses(admin_api, namespace, "greeter") == dict.fromkeys(ips, True)
+        return True
 
-    eventually(all_ready, timeout_s=30)
+    until(all_ready, timeout_s=30, message="3 ready endpoints in the slices")
 
     set_pod_status(admin_api, namespace, "greeter-1", ready=False)
 
-    def one_not_ready() -> None:
+    def one_not_ready() -> bool:
         got = slice_addresses(admin_api, namespace, "greeter")
         assert got == {ips[0]: True, ips[1]: False, ips[2]: True}
+        return True
 
-    eventually(one_not_ready, timeout_s=30)
+    until(one_not_ready, timeout_s=30, message="greeter-1 not ready in the slices")
 
 
 def test_operator_identity_has_exactly_its_rbac(operator_kubeconfig: Path, namespace: str) -> None:

@@ -11,9 +11,9 @@ import pytest
 from kubernetes import client
 
 from demo.backends import METHOD, Backend
-from testenv.kube import wait_until
 from testenv.kube_proxy import NODE_NAME, KubeProxy
 from testenv.netns import SERVICE_CIDR, pod_ip
+from testenv.wait import until
 from testenv.workloads import create_pod, create_service
 
 pytestmark = pytest.mark.integration
@@ -67,9 +67,9 @@ def test_cluster_ip_reaches_pod_ips_and_follows_a_slice_change(
 
     add(1)
     add(2)
-    wait_until(
-        "the ClusterIP to reach both pods",
-        lambda: set(answered(address, 10)) == {"greeter-1", "greeter-2"},
+    until(
+        message="the ClusterIP to reach both pods",
+        fn=lambda: set(answered(address, 10)) == {"greeter-1", "greeter-2"},
         timeout_s=30,
     )
 
@@ -79,9 +79,9 @@ def test_cluster_ip_reaches_pod_ips_and_follows_a_slice_change(
         "greeter-1", namespace, grace_period_seconds=0
     )
     add(3)
-    wait_until(
-        "the ClusterIP to follow the slice change",
-        lambda: set(answered(address, 10)) == {"greeter-2", "greeter-3"},
+    until(
+        message="the ClusterIP to follow the slice change",
+        fn=lambda: set(answered(address, 10)) == {"greeter-2", "greeter-3"},
         timeout_s=30,
     )
     assert set(answered(address, 20)) == {"greeter-2", "greeter-3"}

@@ -1,4 +1,4 @@
-"""The ``operator`` fixtures (see testenv.operator_process) and helpers for the operator tests.
+"""The ``operator`` fixtures (see testenv.operator_process); helpers are in helpers.py.
 
 The operator runs with its own identity only (``operator_kubeconfig``: the
 ServiceAccount bound to the RBAC in manifests/), never as admin.
@@ -7,18 +7,17 @@ ServiceAccount bound to the RBAC in manifests/), never as admin.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from kubernetes import client
 
 from testenv.operator_process import OperatorProcess
+from tests import cluster
 
-ROOT = Path(__file__).resolve().parents[2]
-GROUP, VERSION, PLURAL = "kuberesolver.io", "v1alpha1", "grpctargets"
+
+def pytest_configure(config: pytest.Config) -> None:
+    cluster.configure(config)
 
 
 @pytest.fixture
@@ -43,204 +42,3 @@ def operator_factory(operator_kubeconfig: Path) -> Iterator[Callable[..., Operat
 def operator(operator_factory: Callable[..., OperatorProcess]) -> OperatorProcess:
     """One operator replica under the project's RBAC, for this test."""
     return operator_factory()
-
-
-# --- helpers for the tests -------------------------------------------------------------------
-
-
-def create_target(api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> None:
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "GrpcTarget",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-    client.CustomObjectsApi(api).create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, body
-    )
-
-
-def patch_target(api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> None:
-    client.CustomObjectsApi(api).patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name, {"spec": spec},
-        _content_type="application/merge-patch+json",
-    )  # fmt: skip
-
-
-def get_target(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    obj: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name
-    )
-    return obj
-
-
-def condition(target: dict[str, Any], type_: str) -> dict[str, Any]:
-    for c in (target.get("status") or {}).get("conditions") or []:
-        if c["type"] == type_:
-            return dict(c)
-    return {}
-
-
-def get_configmap(api: client.ApiClient, namespace: str, name: str) -> client.V1ConfigMap | None:
-    try:
-        return client.CoreV1Api(api).read_namespaced_config_map(name, namespace)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
-def events_for(api: client.ApiClient, namespace: str, name: str) -> list[client.CoreV1Event]:
-    items = (
-        client.CoreV1Api(api)
-        .list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
-        .items
-    )
-    return list(items)
-
-
-def wait_for(fn: Callable[[], Any], timeout_s: float = 60, what: str = "condition") -> Any:
-    """Poll ``fn`` until it returns a truthy value (generous deadline, no timing asserted)."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except (AssertionError, LookupError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
-def make_slice(
-    api: client.ApiClient,
-    namespace: str,
-    service: str,
-    name: str,
-    endpoints: list[dict[str, Any]],
-    ports: list[dict[str, Any]] | None = None,
-    address_type: str = "IPv4",
-) -> None:
-    """An EndpointSlice written by the test itself (as another controller would)."""
-    body = {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "kubernetes.io/service-name": service,
-                "endpointslice.kubernetes.io/managed-by": "tests.kuberesolver.io",
-            },
-        },
-        "addressType": address_type,
-        "ports": ports
-        if ports is not None
-        else [{"name": "grpc", "port": 50051, "protocol": "TCP"}],
-        "endpoints": endpoints,
-    }
-    discovery = client.DiscoveryV1Api(api)
-    try:
-        discovery.create_namespaced_endpoint_slice(namespace, body)
-    except client.ApiException as exc:
-        if exc.status != 409:
-            raise
-        discovery.replace_namespaced_endpoint_slice(
-            name,
-            namespace,
-            {**body, "metadata": {**body["metadata"], **_rv(discovery, namespace, name)}},
-        )
-
-
-def _rv(discovery: client.DiscoveryV1Api, namespace: str, name: str) -> dict[str, str]:
-    current = discovery.read_namespaced_endpoint_slice(name, namespace)
-    return {"resourceVersion": current.metadata.resource_version}
-
-
-def delete_slice(api: client.ApiClient, namespace: str, name: str) -> None:
-    client.DiscoveryV1Api(api).delete_namespaced_endpoint_slice(name, namespace)
-
-
-def selectorless_service(
-    api: client.ApiClient,
-    namespace: str,
-    name: str,
-    ports: list[dict[str, Any]] | None = None,
-    annotations: dict[str, str] | None = None,
-    ip_families: list[str] | None = None,
-) -> None:
-    """A headless Service without a selector: its slices are the test's to write."""
-    spec: dict[str, Any] = {
-        "clusterIP": "None",
-        "ports": ports or [{"name": "grpc", "port": 8080, "targetPort": 50051, "protocol": "TCP"}],
-    }
-    if ip_families:
-        spec["ipFamilies"] = ip_families
-        spec["ipFamilyPolicy"] = "PreferDualStack" if len(ip_families) > 1 else "SingleStack"
-    client.CoreV1Api(api).create_namespaced_service(
-        namespace,
-        {"metadata": {"name": name, "annotations": annotations or {}}, "spec": spec},
-    )
-
-
-def ep(address: str, **conditions: Any) -> dict[str, Any]:
-    """One endpoint of a test-written slice; ``conditions`` left out are absent in the API too."""
-    out: dict[str, Any] = {"addresses": [address]}
-    if conditions:
-        out["conditions"] = conditions
-    return out
-
-
-class ConfigMapWrites:
-    """Every version of one ConfigMap after ``resource_version``, from a watch (a context manager).
-
-    The operator's own write counter is global; this counts the writes to one
-    ConfigMap only, whatever else the operator is doing meanwhile.
-    """
-
-    def __init__(
-        self, api: client.ApiClient, namespace: str, name: str, resource_version: str
-    ) -> None:
-        import threading
-
-        from kubernetes import watch
-
-        self.versions: list[dict[str, str]] = []
-        self._watch = watch.Watch()
-        self._lock = threading.Lock()
-        core = client.CoreV1Api(api)
-
-        self.stopped = False
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                for event in self._watch.stream(
-                    core.list_namespaced_config_map, namespace,
-                    field_selector=f"metadata.name={name}", resource_version=resource_version,
-                    timeout_seconds=120,
-                ):  # fmt: skip
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        with self._lock:
-                            self.versions.append(dict(event["object"].data or {}))
-            except Exception as exc:  # after stop(), a closed stream is expected
-                if not self.stopped:
-                    self.error = exc
-
-        self._thread = threading.Thread(target=run, daemon=True)
-
-    def __enter__(self) -> ConfigMapWrites:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopped = True
-        self._watch.stop()
-
-    def snapshot(self) -> list[dict[str, str]]:
-        if self.error is not None:
-            raise RuntimeError(f"the ConfigMap watch failed: {self.error!r}")
-        with self._lock:
-            return list(self.versions)

@@ -8,13 +8,13 @@ import pytest
 from kubernetes import client
 
 from testenv.netns import pod_ip
-from tests.operator.conftest import (
-    OperatorProcess,
+from testenv.operator_process import OperatorProcess
+from testenv.wait import until
+from tests.operator.helpers import (
     create_target,
     ep,
     make_slice,
     selectorless_service,
-    wait_for,
 )
 from tests.operator.test_lifecycle import wait_published
 from tests.operator.test_publish import configmap_writes
@@ -28,7 +28,9 @@ def test_two_replicas_one_writer_and_failover(
     active = operator_factory(env={"KUBERESOLVER_PEERING_PRIORITY": "200"}, name="active")
     standby = operator_factory(env={"KUBERESOLVER_PEERING_PRIORITY": "100"}, name="standby")
     # Both start paused until peering says who leads; only the active one resumes.
-    wait_for(lambda: "Resuming operations" in active.log_text(), 60, "active resumed")
+    until(
+        lambda: "Resuming operations" in active.log_text(), timeout_s=60, message="active resumed"
+    )
 
     selectorless_service(admin_api, namespace, "svc")
     make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(161))])

@@ -16,12 +16,13 @@ from kuberesolver.snapshot import ENDPOINTS_KEY, decode
 from testenv import ControlPlane
 from testenv.kube import api_client, service_account_token
 from testenv.netns import pod_ip
-from tests.operator.conftest import (
+from testenv.operator_process import OperatorProcess
+from testenv.wait import until
+from tests.operator.helpers import (
     GROUP,
     PLURAL,
     VERSION,
     ConfigMapWrites,
-    OperatorProcess,
     condition,
     create_target,
     ep,
@@ -30,7 +31,6 @@ from tests.operator.conftest import (
     get_target,
     make_slice,
     selectorless_service,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,7 @@ def wait_published(
         assert got == ips, f"published {sorted(got)}"
         return snap
 
-    return wait_for(check, timeout_s, f"{name} publishes {sorted(ips)}")
+    return until(check, timeout_s=timeout_s, message=f"{name} publishes {sorted(ips)}")
 
 
 def test_deleting_a_target_needs_no_finalizer_and_collects_its_configmap(
@@ -78,7 +78,11 @@ def test_deleting_a_target_needs_no_finalizer_and_collects_its_configmap(
     assert not any("kopf" in k for k in (svc.metadata.annotations or {}))
 
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "a")
-    wait_for(lambda: get_configmap(admin_api, namespace, "a") is None, 60, "ConfigMap a collected")
+    until(
+        lambda: get_configmap(admin_api, namespace, "a") is None,
+        timeout_s=60,
+        message="ConfigMap a collected",
+    )
 
     # With the operator down, a GrpcTarget is still deleted at once.
     op.stop()
@@ -86,7 +90,11 @@ def test_deleting_a_target_needs_no_finalizer_and_collects_its_configmap(
     with pytest.raises(client.ApiException) as exc:
         get_target(admin_api, namespace, "b")
     assert exc.value.status == 404
-    wait_for(lambda: get_configmap(admin_api, namespace, "b") is None, 60, "ConfigMap b collected")
+    until(
+        lambda: get_configmap(admin_api, namespace, "b") is None,
+        timeout_s=60,
+        message="ConfigMap b collected",
+    )
 
 
 def test_restart_converges_and_keeps_the_revision_monotonic(
@@ -107,10 +115,10 @@ def test_restart_converges_and_keeps_the_revision_monotonic(
     second = operator_factory()
     after = wait_published(admin_api, namespace, "t", {pod_ip(132), pod_ip(133)})
     assert after.revision == before.revision + 1
-    wait_for(
+    until(
         lambda: get_target(admin_api, namespace, "t")["status"]["revision"] == after.revision,
-        30,
-        "status revision",
+        timeout_s=30,
+        message="status revision",
     )
 
     # An unchanged world after another (clean) restart: no new revision, no write.
@@ -122,11 +130,15 @@ def test_restart_converges_and_keeps_the_revision_monotonic(
         gauge = (
             f'kuberesolver_operator_endpoints{{namespace="{namespace}",state="total",target="t"}}'
         )
-        wait_for(lambda: gauge in op2.metrics(), 60, "the restarted operator reconciled t")
+        until(
+            lambda: gauge in op2.metrics(),
+            timeout_s=60,
+            message="the restarted operator reconciled t",
+        )
         assert writes.snapshot() == []
         make_slice(admin_api, namespace, "svc", "svc-3", [ep(pod_ip(134))])
         wait_published(admin_api, namespace, "t", {pod_ip(132), pod_ip(133), pod_ip(134)})
-        (version,) = wait_for(writes.snapshot, 30, "the write seen")
+        (version,) = until(writes.snapshot, timeout_s=30, message="the write seen")
     assert decode(version[ENDPOINTS_KEY]).revision == after.revision + 1
 
 
@@ -163,7 +175,7 @@ def test_apiserver_restart_during_churn_loses_no_update(
     worker.start()
     try:
         control_plane.restart_apiserver()
-        wait_for(lambda: last[0] > 20, 60, "churn after the restart")
+        until(lambda: last[0] > 20, timeout_s=60, message="churn after the restart")
     finally:
         stop.set()
         worker.join(30)
@@ -196,7 +208,7 @@ def test_api_errors_publish_nothing_then_converge(
         assert condition(t, "Ready").get("reason") == "WriteFailed"
         return t
 
-    t = wait_for(write_failed, 60, "Ready=False WriteFailed")
+    t = until(write_failed, timeout_s=60, message="Ready=False WriteFailed")
     assert "403" in condition(t, "Ready")["message"]
     assert get_configmap(admin_api, namespace, "t") is None
     assert "readyEndpoints" not in t["status"]  # nothing claimed as published
@@ -205,15 +217,15 @@ def test_api_errors_publish_nothing_then_converge(
     core.delete_namespaced_resource_quota("no-cm", namespace)
     snap = wait_published(admin_api, namespace, "t", {pod_ip(151), pod_ip(152)}, timeout_s=90)
     assert snap.revision == 1
-    wait_for(
+    until(
         lambda: condition(get_target(admin_api, namespace, "t"), "Ready").get("status") == "True",
-        30,
-        "Ready=True",
+        timeout_s=30,
+        message="Ready=True",
     )
-    wait_for(
+    until(
         lambda: [e for e in events_for(admin_api, namespace, "t") if e.reason == "Published"],
-        30,
-        "a Published Event once it is",
+        timeout_s=30,
+        message="a Published Event once it is",
     )
 
 
@@ -285,10 +297,10 @@ def test_forbidden_slices_never_publish_an_empty_snapshot(
             crippled.start()
         make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(193))])
         # kopf retries the list with backoff (about a minute), then gives up on it.
-        wait_for(
+        until(
             lambda: not crippled.alive or "#9/9" in crippled.log_text(),
-            120,
-            "the operator to exhaust its retries on the missing permission",
+            timeout_s=120,
+            message="the operator to exhaust its retries on the missing permission",
         )
         time.sleep(3)  # the window in which a careless operator would publish
         after = get_configmap(admin_api, namespace, "t")

@@ -9,8 +9,9 @@ from kubernetes import client
 
 from kuberesolver.snapshot import ENDPOINTS_KEY, SnapshotError, decode
 from testenv.netns import pod_ip
-from tests.operator.conftest import (
-    OperatorProcess,
+from testenv.operator_process import OperatorProcess
+from testenv.wait import until
+from tests.operator.helpers import (
     condition,
     create_target,
     ep,
@@ -19,7 +20,6 @@ from tests.operator.conftest import (
     get_target,
     make_slice,
     selectorless_service,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -48,16 +48,16 @@ def test_cross_namespace_is_refused_without_consent_then_granted(
         assert condition(t, "ServiceFound").get("reason") == "CrossNamespaceRefused"
         return t
 
-    t = wait_for(refused, 60, "CrossNamespaceRefused")
+    t = until(refused, timeout_s=60, message="CrossNamespaceRefused")
     assert condition(t, "Ready")["status"] == "False"
     assert "kuberesolver.io/allowed-namespaces" in condition(t, "Ready")["message"]
-    wait_for(
+    until(
         lambda: any(
             e.reason == "CrossNamespaceRefused" and e.type == "Warning"
             for e in events_for(admin_api, namespace, "remote")
         ),
-        30,
-        "a Warning Event",
+        timeout_s=30,
+        message="a Warning Event",
     )
     assert get_configmap(admin_api, namespace, "remote") is None
 
@@ -77,7 +77,7 @@ def test_cross_namespace_is_refused_without_consent_then_granted(
         assert cm is not None
         return decode(cm.data[ENDPOINTS_KEY])
 
-    snap = wait_for(published, 60, "published after consent")
+    snap = until(published, timeout_s=60, message="published after consent")
     assert {e.address for e in snap.endpoints} == {pod_ip(101)}
     assert (snap.target.service, snap.target.namespace) == ("shared", other_namespace)
     assert snap.server_name == f"shared.{other_namespace}"
@@ -101,7 +101,7 @@ def test_a_configmap_it_does_not_own_is_left_untouched(
         assert condition(t, "Ready").get("reason") == "ConfigMapConflict"
         return t
 
-    t = wait_for(conflict, 60, "Ready=False ConfigMapConflict")
+    t = until(conflict, timeout_s=60, message="Ready=False ConfigMapConflict")
     assert "not owned" in condition(t, "Ready")["message"]
     cm = get_configmap(admin_api, namespace, "mine")
     assert cm is not None
@@ -117,7 +117,7 @@ def test_a_configmap_it_does_not_own_is_left_untouched(
         assert cm.metadata.owner_references
         return cm
 
-    cm = wait_for(owned, 90, "the operator's ConfigMap")
+    cm = until(owned, timeout_s=90, message="the operator's ConfigMap")
     assert ENDPOINTS_KEY in cm.data
 
 
@@ -139,12 +139,12 @@ def test_a_configmap_edited_by_hand_is_repaired_on_resync(
         assert {e.address for e in snap.endpoints} == {pod_ip(121)}
         return cm
 
-    original = wait_for(good, 60, "published").data
+    original = until(good, timeout_s=60, message="published").data
     core = client.CoreV1Api(admin_api)
     core.patch_namespaced_config_map(
         "fix", namespace, {"data": {ENDPOINTS_KEY: "garbage", "extra": "x"}}
     )
-    repaired = wait_for(lambda: good().data == original and good(), 60, "repaired")
+    repaired = until(lambda: good().data == original and good(), timeout_s=60, message="repaired")
     assert "extra" not in repaired.data
     core.delete_namespaced_config_map("fix", namespace)
-    wait_for(good, 60, "recreated")
+    until(good, timeout_s=60, message="recreated")

@@ -17,14 +17,14 @@ from kubernetes import client
 
 from testenv.kube import apply, documents
 from testenv.netns import pod_ip
-from tests.operator.conftest import (
-    OperatorProcess,
+from testenv.operator_process import OperatorProcess
+from testenv.wait import until
+from tests.operator.helpers import (
     create_target,
     ep,
     get_configmap,
     make_slice,
     selectorless_service,
-    wait_for,
 )
 from tests.operator.test_lifecycle import wait_published
 
@@ -59,7 +59,7 @@ def test_metrics_and_liveness(
         assert values.get('kuberesolver_operator_errors_total{kind="render"}', 0) >= 1
         return values
 
-    values = wait_for(scraped, 30, "metrics")
+    values = until(scraped, timeout_s=30, message="metrics")
     assert (
         values[
             f'kuberesolver_operator_endpoints{{namespace="{namespace}",state="total",target="m"}}'
@@ -179,7 +179,7 @@ def test_the_full_example_publishes(admin_api: client.ApiClient, operator: Opera
         assert pod_ip(181) in cm.data["backends.txt"]
         return dict(cm.data)
 
-    data = wait_for(published, 60, "the example's ConfigMap")
+    data = until(published, timeout_s=60, message="the example's ConfigMap")
     assert data["backends.txt"] == f"{pod_ip(181)}:50051\n"
     assert f"server {pod_ip(181)}:50051;" in data["upstream.conf"]
     assert pod_ip(182) not in data["upstream.conf"]

@@ -15,7 +15,7 @@ from kubernetes import client
 from kuberesolver.projector import read_dir
 from testenv import ControlPlane
 from testenv.kube import apply_object, documents, service_account_token
-from tests.operator.conftest import wait_for
+from testenv.wait import until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,7 +78,7 @@ def test_projects_updates_keeps_files_on_delete_and_stops_cleanly(
         assert got, "nothing projected yet"
         return got
 
-    got = wait_for(files, 60, "the first projection")
+    got = until(files, timeout_s=60, message="the first projection")
     assert got == {"endpoints.json": b"{}\n", "a.txt": b"1", "blob": b"\x00\x01\x02"}
     assert (target / "..data").is_symlink()
     assert os.readlink(target / "a.txt") == "..data/a.txt"
@@ -86,16 +86,20 @@ def test_projects_updates_keeps_files_on_delete_and_stops_cleanly(
     core.patch_namespaced_config_map(
         "greeter", namespace, {"data": {"a.txt": "2", "endpoints.json": "{}\n"}}
     )
-    wait_for(lambda: read_dir(target).get("a.txt") == b"2", 60, "the update")
+    until(lambda: read_dir(target).get("a.txt") == b"2", timeout_s=60, message="the update")
 
     core.replace_namespaced_config_map(
         "greeter", namespace, {"metadata": {"name": "greeter"}, "data": {"only": "this"}}
     )
-    wait_for(lambda: read_dir(target) == {"only": b"this"}, 60, "keys removed")
+    until(lambda: read_dir(target) == {"only": b"this"}, timeout_s=60, message="keys removed")
     assert not (target / "a.txt").exists()
 
     core.delete_namespaced_config_map("greeter", namespace)
-    wait_for(lambda: "keeping the last files" in log.read_text(), 60, "the delete noticed")
+    until(
+        lambda: "keeping the last files" in log.read_text(),
+        timeout_s=60,
+        message="the delete noticed",
+    )
     assert read_dir(target) == {"only": b"this"}
 
     proc.send_signal(signal.SIGTERM)

@@ -19,10 +19,11 @@ from kubernetes import client
 from kuberesolver.snapshot import ENDPOINTS_KEY, SERVICE_CONFIG_KEY, Snapshot, decode
 from testenv.kube import table
 from testenv.netns import pod_ip
+from testenv.operator_process import OperatorProcess
+from testenv.wait import until
 from testenv.workloads import create_node, create_pod, create_service, endpoint_slices
-from tests.operator.conftest import (
+from tests.operator.helpers import (
     ConfigMapWrites,
-    OperatorProcess,
     condition,
     create_target,
     delete_slice,
@@ -33,7 +34,6 @@ from tests.operator.conftest import (
     make_slice,
     patch_target,
     selectorless_service,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,9 @@ def wait_addresses(
         assert addresses(snap) == want, f"published {sorted(addresses(snap))}"
         return snap
 
-    result: Snapshot = wait_for(check, timeout_s, f"snapshot {namespace}/{name} == {sorted(want)}")
+    result: Snapshot = until(
+        check, timeout_s=timeout_s, message=f"snapshot {namespace}/{name} == {sorted(want)}"
+    )
     return result
 
 
@@ -87,7 +89,11 @@ def test_three_slices_merge_into_one_snapshot(
     )  # fmt: skip
     pods = [(pod_ip(11), 50051), (pod_ip(12), 50052), (pod_ip(13), 50053), (pod_ip(14), 50051)]
     make_pods(admin_api, namespace, "greeter", pods)
-    wait_for(lambda: len(endpoint_slices(admin_api, namespace, "greeter")) == 3, 60, "3 slices")
+    until(
+        lambda: len(endpoint_slices(admin_api, namespace, "greeter")) == 3,
+        timeout_s=60,
+        message="3 slices",
+    )
     create_target(admin_api, namespace, "greeter", {"service": "greeter", "port": "grpc"})
 
     snap = wait_addresses(admin_api, namespace, "greeter", {f"{ip}:{p}" for ip, p in pods})
@@ -115,16 +121,16 @@ def test_three_slices_merge_into_one_snapshot(
         ok = st.get("readyEndpoints") == 4 and condition(t, "Ready").get("status") == "True"
         return st if ok else None
 
-    status = wait_for(status_ok, 30, "status Ready with 4 endpoints")
+    status = until(status_ok, timeout_s=30, message="status Ready with 4 endpoints")
     assert status["totalEndpoints"] == 4
     assert status["revision"] == snap.revision
     assert status["observedGeneration"] == target["metadata"]["generation"]
     assert status["configMapName"] == "greeter"
     assert condition(target, "ServiceFound").get("status") in ("True", None)
-    published = wait_for(
+    published = until(
         lambda: [e for e in events_for(admin_api, namespace, "greeter") if e.reason == "Published"],
-        30,
-        "a Published Event",
+        timeout_s=30,
+        message="a Published Event",
     )
     assert published[0].type == "Normal"
     # The first publication (the slices may still have been filling up then).
@@ -152,13 +158,13 @@ def test_scale_to_zero_publishes_an_empty_snapshot(
     assert after.endpoints == ()
     # One pod at a time or both at once: one or two new revisions, never fewer.
     assert before.revision + 1 <= after.revision <= before.revision + 2
-    t = wait_for(
+    t = until(
         lambda: (
             (x := get_target(admin_api, namespace, "zero"))["status"].get("totalEndpoints") == 0
             and x
         ),
-        30,
-        "status with 0 endpoints",
+        timeout_s=30,
+        message="status with 0 endpoints",
     )
     assert condition(t, "ServiceFound")["status"] == "True"
     assert condition(t, "Ready")["status"] == "True"
@@ -207,10 +213,10 @@ def test_endpoint_conditions_and_include_terminating(
     assert by_ip[pod_ip(42)].ready is False
     e44 = by_ip[pod_ip(44)]
     assert (e44.zone, e44.node, e44.pod) == ("zone-b", "n4", "conds-44")
-    wait_for(
+    until(
         lambda: get_target(admin_api, namespace, "conds")["status"].get("readyEndpoints") == 2,
-        30,
-        "2 ready of 3",
+        timeout_s=30,
+        message="2 ready of 3",
     )
 
     patch_target(admin_api, namespace, "conds", {"includeTerminating": True})
@@ -258,7 +264,7 @@ def test_port_by_number_and_address_family(
         c = condition(t, "Ready")
         return t if c.get("reason") == "PortNotFound" else None
 
-    t = wait_for(refused, 30, "Ready=False PortNotFound")
+    t = until(refused, timeout_s=30, message="Ready=False PortNotFound")
     assert "http:80, grpc:8080" in condition(t, "Ready")["message"]
     # The last good ConfigMap stays.
     assert addresses(snapshot_of(admin_api, namespace, "dual")) == {"[fd00::51]:8000"}
@@ -273,28 +279,28 @@ def test_missing_service_publishes_empty_then_recovers(
         t = get_target(admin_api, namespace, "ghost")
         return t if condition(t, "ServiceFound").get("status") == "False" else None
 
-    t = wait_for(not_found, 60, "ServiceFound=False")
+    t = until(not_found, timeout_s=60, message="ServiceFound=False")
     assert condition(t, "ServiceFound")["reason"] == "ServiceNotFound"
     snap = wait_addresses(admin_api, namespace, "ghost-cm", set())
     assert snap.target.port_number == 0
-    wait_for(
+    until(
         lambda: any(
             e.reason == "ServiceNotFound" for e in events_for(admin_api, namespace, "ghost")
         ),
-        30,
-        "a ServiceNotFound Event",
+        timeout_s=30,
+        message="a ServiceNotFound Event",
     )
 
     selectorless_service(admin_api, namespace, "ghost")
     make_slice(admin_api, namespace, "ghost", "ghost-1", [ep(pod_ip(61))])
     wait_addresses(admin_api, namespace, "ghost-cm", {f"{pod_ip(61)}:50051"})
-    wait_for(
+    until(
         lambda: (
             condition(get_target(admin_api, namespace, "ghost"), "ServiceFound").get("status")
             == "True"
         ),
-        30,
-        "ServiceFound=True",
+        timeout_s=30,
+        message="ServiceFound=True",
     )
 
 
@@ -325,10 +331,10 @@ def test_writes_only_on_change_and_coalesces_bursts(
         patch_target(admin_api, namespace, "burst", {"serviceConfig": {}})
         generation = get_target(admin_api, namespace, "burst")["metadata"]["generation"]
         assert generation == 2
-        wait_for(
+        until(
             lambda: get_target(admin_api, namespace, "burst")["status"]["observedGeneration"] == 2,
-            30,
-            "the new generation observed",
+            timeout_s=30,
+            message="the new generation observed",
         )
         assert reconciles(op) >= reconciles_before + 1
         cm = get_configmap(admin_api, namespace, "burst")
@@ -351,7 +357,7 @@ def test_writes_only_on_change_and_coalesces_bursts(
             assert decode(versions[-1][ENDPOINTS_KEY]).revision == last.revision
             return versions
 
-        versions = wait_for(seen_final, 30, "the watch to see the last write")
+        versions = until(seen_final, timeout_s=30, message="the watch to see the last write")
     assert 1 <= len(versions) <= 4, f"{len(versions)} writes for a burst of 10 changes"
     # Every write changed the endpoints, so each one took the next revision.
     revisions = [decode(v[ENDPOINTS_KEY]).revision for v in versions]

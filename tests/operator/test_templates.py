@@ -8,8 +8,9 @@ import pytest
 from kubernetes import client
 
 from testenv.netns import pod_ip
-from tests.operator.conftest import (
-    OperatorProcess,
+from testenv.operator_process import OperatorProcess
+from testenv.wait import until
+from tests.operator.helpers import (
     condition,
     create_target,
     ep,
@@ -19,7 +20,6 @@ from tests.operator.conftest import (
     make_slice,
     patch_target,
     selectorless_service,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ def wait_reason(api: client.ApiClient, namespace: str, name: str, type_: str, re
         assert c.get("reason") == reason, f"{type_}: {c}"
         return t
 
-    return wait_for(check, 60, f"{type_} reason {reason}")
+    return until(check, timeout_s=60, message=f"{type_} reason {reason}")
 
 
 def test_templates_render_and_failures_keep_the_last_good_configmap(
@@ -54,7 +54,7 @@ def test_templates_render_and_failures_keep_the_last_good_configmap(
         assert "backends.txt" in (cm.data or {})
         return dict(cm.data)
 
-    data = wait_for(rendered, 60, "rendered keys")
+    data = until(rendered, timeout_s=60, message="rendered keys")
     assert data["backends.txt"].startswith(f"{pod_ip(91)}:50051\n# tpl.{namespace} r1 tpl\n")
     assert pod_ip(92) in data["all.json"]
     good = get_configmap(admin_api, namespace, "tpl")
@@ -74,19 +74,19 @@ def test_templates_render_and_failures_keep_the_last_good_configmap(
         assert condition(t, "Rendered")["status"] == "False"
         assert condition(t, "Ready")["status"] == "False"
         assert "backends.txt" in condition(t, "Rendered")["message"]
-        wait_for(
+        until(
             lambda r=reason: any(e.reason == r for e in events_for(admin_api, namespace, "tpl")),
-            30,
-            f"a {reason} Event",
+            timeout_s=30,
+            message=f"a {reason} Event",
         )
 
     # While the templates were broken, endpoint changes were not published either:
     # the ConfigMap is the last good one, byte for byte.
     make_slice(admin_api, namespace, "tpl", "tpl-1", [ep(pod_ip(93))])
-    wait_for(
+    until(
         lambda: get_target(admin_api, namespace, "tpl")["status"]["observedGeneration"] >= 6,
-        30,
-        "the last spec observed",
+        timeout_s=30,
+        message="the last spec observed",
     )
     cm = get_configmap(admin_api, namespace, "tpl")
     assert cm is not None
@@ -96,7 +96,7 @@ def test_templates_render_and_failures_keep_the_last_good_configmap(
     # Fixed: published again, with the new endpoints.
     patch_target(admin_api, namespace, "tpl", {"templates": {"backends.txt": ENVOY_LIKE}})
     wait_reason(admin_api, namespace, "tpl", "Rendered", "Rendered")
-    data = wait_for(rendered, 30, "rendered again")
+    data = until(rendered, timeout_s=30, message="rendered again")
     assert data["backends.txt"].startswith(f"{pod_ip(93)}:50051\n")
 
 

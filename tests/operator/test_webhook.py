@@ -20,7 +20,8 @@ from kubernetes import client
 from testenv import ControlPlane, free_port
 from testenv.kube import apply_object, documents
 from testenv.operator_process import OperatorProcess
-from tests.operator.conftest import create_target, wait_for
+from testenv.wait import until
+from tests.operator.helpers import create_target
 
 ROOT = Path(__file__).resolve().parents[2]
 MOUNT_ROOT = "/var/run/kuberesolver"
@@ -134,7 +135,7 @@ def test_annotated_pod_gets_one_read_only_mount_per_target_and_nothing_else(
         return admitted if len(admitted["spec"]["volumes"]) > 1 else None
 
     # failurePolicy Ignore: until the webhook answers, Pods are admitted unchanged.
-    admitted = wait_for(admitted_with_mounts, timeout_s=60, what="a mutated Pod")
+    admitted = until(admitted_with_mounts, timeout_s=60, message="a mutated Pod")
     spec = admitted["spec"]
     assert [v for v in spec["volumes"] if v["name"].startswith("kuberesolver-")] == [
         {"name": "kuberesolver-greeter", "configMap": {"name": "greeter", "defaultMode": 420}},
@@ -166,7 +167,7 @@ def test_unknown_target_leaves_the_pod_unchanged_with_a_warning(
         admitted, _ = recreate(admin_api, namespace, probe)
         return len(admitted["spec"]["volumes"]) > 1
 
-    wait_for(served, timeout_s=60, what="the webhook to answer")
+    until(served, timeout_s=60, message="the webhook to answer")
     body = pod("client", INJECT, {"kuberesolver.io/targets": "greeter,nope"})
     admitted, warnings = create(admin_api, namespace, body)
     assert admitted["spec"] == twin_spec(admin_api, namespace, "twin")
@@ -182,7 +183,7 @@ def recreate(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> tup
     except client.ApiException as exc:
         if exc.status != 404:
             raise
-    wait_for(lambda: not _exists(core, namespace, name), timeout_s=30, what=f"{name} deleted")
+    until(lambda: not _exists(core, namespace, name), timeout_s=30, message=f"{name} deleted")
     return create(api, namespace, body)
 
 

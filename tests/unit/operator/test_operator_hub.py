@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
 from kuberesolver.operator.hub import Hub, Trigger, run_coalesced
-
-
-async def until(predicate: Callable[[], bool], timeout_s: float = 10) -> None:
-    """Poll ``predicate`` with a generous deadline (no timing is asserted)."""
-    for _ in range(int(timeout_s / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
+from testenv.wait import until_async
 
 
 async def test_hub_wakes_followers_only() -> None:
@@ -75,13 +66,15 @@ async def test_bursts_are_coalesced_into_one_run_per_window() -> None:
         runs.append(first)
 
     task = asyncio.create_task(run_coalesced(trigger, reconcile, window_s=1.0, resync_s=60))
-    await until(lambda: len(runs) == 1)  # the initial run, at once (leading edge)
+    await until_async(
+        lambda: len(runs) == 1, timeout_s=10
+    )  # the initial run, at once (leading edge)
     loop = asyncio.get_running_loop()
     burst_start = loop.time()
     for _ in range(20):  # a burst, all inside the window that the first run opened
         trigger.wake()
         await asyncio.sleep(0)
-    await until(lambda: len(runs) == 2)
+    await until_async(lambda: len(runs) == 2, timeout_s=10)
     first = runs[1]
     assert first is not None
     assert first >= burst_start  # it served the burst's first wake-up
@@ -100,7 +93,7 @@ async def test_resync_runs_without_wakes() -> None:
         count += 1
 
     task = asyncio.create_task(run_coalesced(trigger, reconcile, window_s=0, resync_s=0.05))
-    await until(lambda: count >= 3)
+    await until_async(lambda: count >= 3, timeout_s=10)
     trigger.close()
     await asyncio.wait_for(task, 5)
 
@@ -122,7 +115,7 @@ async def test_failures_are_reported_and_retried_with_backoff() -> None:
             backoff_s=lambda n: 0.01, on_error=errors.append,
         )
     )  # fmt: skip
-    await until(lambda: calls >= 3)
+    await until_async(lambda: calls >= 3, timeout_s=10)
     assert [str(e) for e in errors] == ["boom 1", "boom 2"]
     trigger.close()
     await asyncio.wait_for(task, 5)

@@ -1,0 +1,191 @@
+"""Helpers for the operator tests: GrpcTargets, test-written EndpointSlices, ConfigMap writes.
+
+Fixtures live in conftest.py; waiting is testenv.wait.until.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kubernetes import client, watch
+
+GROUP, VERSION, PLURAL = "kuberesolver.io", "v1alpha1", "grpctargets"
+
+
+def create_target(api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "GrpcTarget",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body
+    )
+
+
+def patch_target(api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, {"spec": spec},
+        _content_type="application/merge-patch+json",
+    )  # fmt: skip
+
+
+def get_target(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    return obj
+
+
+def condition(target: dict[str, Any], type_: str) -> dict[str, Any]:
+    for c in (target.get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return dict(c)
+    return {}
+
+
+def get_configmap(api: client.ApiClient, namespace: str, name: str) -> client.V1ConfigMap | None:
+    try:
+        return client.CoreV1Api(api).read_namespaced_config_map(name, namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def events_for(api: client.ApiClient, namespace: str, name: str) -> list[client.CoreV1Event]:
+    items = (
+        client.CoreV1Api(api)
+        .list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+        .items
+    )
+    return list(items)
+
+
+def make_slice(
+    api: client.ApiClient,
+    namespace: str,
+    service: str,
+    name: str,
+    endpoints: list[dict[str, Any]],
+    ports: list[dict[str, Any]] | None = None,
+    address_type: str = "IPv4",
+) -> None:
+    """An EndpointSlice written by the test itself (as another controller would)."""
+    body = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/service-name": service,
+                "endpointslice.kubernetes.io/managed-by": "tests.kuberesolver.io",
+            },
+        },
+        "addressType": address_type,
+        "ports": ports
+        if ports is not None
+        else [{"name": "grpc", "port": 50051, "protocol": "TCP"}],
+        "endpoints": endpoints,
+    }
+    discovery = client.DiscoveryV1Api(api)
+    try:
+        discovery.create_namespaced_endpoint_slice(namespace, body)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+        discovery.replace_namespaced_endpoint_slice(
+            name,
+            namespace,
+            {**body, "metadata": {**body["metadata"], **_rv(discovery, namespace, name)}},
+        )
+
+
+def _rv(discovery: client.DiscoveryV1Api, namespace: str, name: str) -> dict[str, str]:
+    current = discovery.read_namespaced_endpoint_slice(name, namespace)
+    return {"resourceVersion": current.metadata.resource_version}
+
+
+def delete_slice(api: client.ApiClient, namespace: str, name: str) -> None:
+    client.DiscoveryV1Api(api).delete_namespaced_endpoint_slice(name, namespace)
+
+
+def selectorless_service(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    ports: list[dict[str, Any]] | None = None,
+    annotations: dict[str, str] | None = None,
+    ip_families: list[str] | None = None,
+) -> None:
+    """A headless Service without a selector: its slices are the test's to write."""
+    spec: dict[str, Any] = {
+        "clusterIP": "None",
+        "ports": ports or [{"name": "grpc", "port": 8080, "targetPort": 50051, "protocol": "TCP"}],
+    }
+    if ip_families:
+        spec["ipFamilies"] = ip_families
+        spec["ipFamilyPolicy"] = "PreferDualStack" if len(ip_families) > 1 else "SingleStack"
+    client.CoreV1Api(api).create_namespaced_service(
+        namespace,
+        {"metadata": {"name": name, "annotations": annotations or {}}, "spec": spec},
+    )
+
+
+def ep(address: str, **conditions: Any) -> dict[str, Any]:
+    """One endpoint of a test-written slice; ``conditions`` left out are absent in the API too."""
+    out: dict[str, Any] = {"addresses": [address]}
+    if conditions:
+        out["conditions"] = conditions
+    return out
+
+
+class ConfigMapWrites:
+    """Every version of one ConfigMap after ``resource_version``, from a watch (a context manager).
+
+    The operator's own write counter is global; this counts the writes to one
+    ConfigMap only, whatever else the operator is doing meanwhile.
+    """
+
+    def __init__(
+        self, api: client.ApiClient, namespace: str, name: str, resource_version: str
+    ) -> None:
+        self.versions: list[dict[str, str]] = []
+        self._watch = watch.Watch()
+        self._lock = threading.Lock()
+        core = client.CoreV1Api(api)
+
+        self.stopped = False
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                for event in self._watch.stream(
+                    core.list_namespaced_config_map, namespace,
+                    field_selector=f"metadata.name={name}", resource_version=resource_version,
+                    timeout_seconds=120,
+                ):  # fmt: skip
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        with self._lock:
+                            self.versions.append(dict(event["object"].data or {}))
+            except Exception as exc:  # after stop(), a closed stream is expected
+                if not self.stopped:
+                    self.error = exc
+
+        self._thread = threading.Thread(target=run, daemon=True)
+
+    def __enter__(self) -> ConfigMapWrites:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped = True
+        self._watch.stop()
+
+    def snapshot(self) -> list[dict[str, str]]:
+        if self.error is not None:
+            raise RuntimeError(f"the ConfigMap watch failed: {self.error!r}")
+        with self._lock:
+            return list(self.versions)
