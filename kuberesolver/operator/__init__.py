@@ -45,6 +45,10 @@ Metrics (:mod:`.metrics`): ``kuberesolver_operator_targets``,
 ``kuberesolver_operator_reconcile_seconds`` (histogram),
 ``kuberesolver_operator_errors_total{kind}``.
 
+Optional admission webhook (:mod:`.webhook`, ``KUBERESOLVER_WEBHOOK_PORT``):
+Pods labelled ``kuberesolver.io/inject: "true"`` and annotated
+``kuberesolver.io/targets: "a,b"`` get those GrpcTargets' ConfigMaps mounted.
+
 High availability: run two replicas with ``--peering=kuberesolver``; kopf
 peering keeps one active (each replica takes a random priority), and the
 other takes over when it goes away.

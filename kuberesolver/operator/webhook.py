@@ -10,9 +10,10 @@ leaves the Pod unchanged, with a warning in the admission response.
 
 The webhook is off unless ``KUBERESOLVER_WEBHOOK_PORT`` is set; it serves TLS
 from ``KUBERESOLVER_WEBHOOK_CERT_DIR`` (``tls.crt``, ``tls.key``: a Secret
-mounted by the Deployment, issued by cert-manager in manifests/webhook.yaml),
-on ``KUBERESOLVER_WEBHOOK_ADDR`` (default all interfaces). The
-MutatingWebhookConfiguration is static (manifests/webhook.yaml,
+mounted by the Deployment, issued and renewed by cert-manager, see
+manifests/optional/webhook.yaml), on ``KUBERESOLVER_WEBHOOK_ADDR`` (default
+all interfaces). The
+MutatingWebhookConfiguration is static (manifests/optional/webhook.yaml,
 ``failurePolicy: Ignore``, a short timeout): kopf's managed configuration is
 rewritten by every replica and removed on shutdown. Both replicas serve
 admission; GrpcTargets are read from the API, not from an index (a standby
