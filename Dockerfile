@@ -27,4 +27,4 @@ USER 10001:10001
 WORKDIR /tmp
 EXPOSE 8080 9090
 ENTRYPOINT ["kopf"]
-CMD ["run", "--all-namespaces", "--peering=kuberesolver", "--liveness=http://0.0.0.0:8080/healthz", "-m", "kuberesolver.operator"]
+CMD ["run", "--all-namespaces", "--standalone", "--liveness=http://0.0.0.0:8080/healthz", "-m", "kuberesolver.operator"]

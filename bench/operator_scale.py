@@ -35,6 +35,7 @@ Options: ``--targets``, ``--endpoints``, ``--rate``, ``--seconds`` (defaults:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import json
 import os
@@ -45,6 +46,8 @@ import tempfile
 import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,15 +176,65 @@ def operator_metric(port: int, name: str) -> float:
     )
 
 
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    targets: int
+    endpoints: int
+    rate: float
+    seconds: float
+    goal_update_ms_p99: float
+    goal_operator_rss_mib: float
+    goal_initial_sync_s: float | None = None
+
+
+TIERS = {
+    "tier1": Tier("tier1", 200, 50, 20.0, 60.0, 500, 200),
+    "tier2": Tier("tier2", 1000, 100, 100.0, 60.0, 250, 500, 30),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--targets", type=int, default=200)
-    parser.add_argument("--endpoints", type=int, default=50)
-    parser.add_argument("--rate", type=float, default=20.0, help="slice changes per second")
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--tier", choices=[*TIERS, "all"], default="all")
+    parser.add_argument("--seconds", type=float, help="churn duration (default: the tier's 60)")
+    parser.add_argument("--profile", type=Path, help="write a py-spy profile of the operator here")
     args = parser.parse_args()
-    n, m = args.targets, args.endpoints
+    names = list(TIERS) if args.tier == "all" else [args.tier]
+    result: dict[str, Any] = {}
+    for name in names:
+        tier = TIERS[name]
+        if args.seconds:
+            tier = dataclasses.replace(tier, seconds=args.seconds)
+        result[name] = run_tier(tier, args.profile)
+        print(json.dumps({name: result[name]}), file=sys.stderr)
+    emit(result)
 
+
+def create_world(admin: client.ApiClient, n: int, m: int, live: list[list[str]]) -> None:
+    """Services, EndpointSlices and GrpcTargets, a few requests at a time."""
+    core = client.CoreV1Api(admin)
+    discovery = client.DiscoveryV1Api(admin)
+    custom = client.CustomObjectsApi(admin)
+
+    def one(s: int) -> None:
+        core.create_namespaced_service(NS, {
+            "metadata": {"name": f"svc-{s}"},
+            "spec": {"clusterIP": "None",
+                     "ports": [{"name": "grpc", "port": 8080, "targetPort": 50051}]},
+        })  # fmt: skip
+        discovery.create_namespaced_endpoint_slice(NS, slice_body(s, live[s]))
+        custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "GrpcTarget",
+            "metadata": {"name": f"gt-{s}"}, "spec": {"service": f"svc-{s}", "port": "grpc"},
+        })  # fmt: skip
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(n)))
+
+
+def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
+    n, m = tier.targets, tier.endpoints
     with ControlPlane() as cp:
         admin = api_client(cp.admin_kubeconfig)
         apply(admin, ROOT / "crds", ROOT / "manifests/namespace.yaml", ROOT / "manifests/rbac.yaml")
@@ -189,24 +242,15 @@ def main() -> None:
         op_kubeconfig = cp.token_kubeconfig("operator", token, "kuberesolver-system")
         core = client.CoreV1Api(admin)
         discovery = client.DiscoveryV1Api(admin)
-        custom = client.CustomObjectsApi(admin)
         core.create_namespace({"metadata": {"name": NS}})
 
         print(f"creating {n} Services, {n} EndpointSlices of {m} endpoints, {n} GrpcTargets",
               file=sys.stderr)  # fmt: skip
         serial = [m] * n  # next fresh address per service
         live: list[list[str]] = [[address(s, i) for i in range(m)] for s in range(n)]
-        for s in range(n):
-            core.create_namespaced_service(NS, {
-                "metadata": {"name": f"svc-{s}"},
-                "spec": {"clusterIP": "None",
-                         "ports": [{"name": "grpc", "port": 8080, "targetPort": 50051}]},
-            })  # fmt: skip
-            discovery.create_namespaced_endpoint_slice(NS, slice_body(s, live[s]))
-            custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, {
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": "GrpcTarget",
-                "metadata": {"name": f"gt-{s}"}, "spec": {"service": f"svc-{s}", "port": "grpc"},
-            })  # fmt: skip
+        t_create = time.monotonic()
+        create_world(admin, n, m, live)
+        print(f"created in {time.monotonic() - t_create:.1f} s", file=sys.stderr)
 
         watcher = ConfigMapWatcher(api_client(cp.admin_kubeconfig))
         watcher.start()
@@ -221,13 +265,22 @@ def main() -> None:
         }  # fmt: skip
         argv = [
             sys.executable, "-m", "kopf", "run", "-m", "kuberesolver.operator", "--all-namespaces",
-            "--peering=kuberesolver", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
+            "--standalone", f"--liveness=http://127.0.0.1:{free_port()}/healthz",
             "--quiet",
         ]  # fmt: skip
         t_start = time.monotonic()
         with log_path.open("wb") as log:
             op = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         proc = psutil.Process(op.pid)
+        spy = None
+        if profile_dir is not None:
+            profile_dir.mkdir(parents=True, exist_ok=True)
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(op.pid),
+                 "--rate", "50", "--format", "raw", "--nonblocking",
+                 "-o", str(profile_dir / f"{tier.name}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
         peak_rss = 0
 
         def sample_rss() -> None:
@@ -249,29 +302,34 @@ def main() -> None:
             writes_before = operator_metric(
                 metrics_port, "kuberesolver_operator_configmap_writes_total"
             )
-            print(f"initial sync {initial_sync_s:.1f} s; churn {args.rate}/s for {args.seconds} s",
+            print(f"initial sync {initial_sync_s:.1f} s; churn {tier.rate}/s for {tier.seconds} s",
                   file=sys.stderr)  # fmt: skip
 
             changes: list[tuple[str, str, float]] = []  # (configmap, new address, sent at)
-            period = 1.0 / args.rate
-            total = int(args.rate * args.seconds)
-            t0 = time.monotonic()
-            for k in range(total):
-                due = t0 + k * period
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                s = k % n
-                fresh = address(s, serial[s])
-                serial[s] += 1
-                live[s][(k // n) % m] = fresh
+            period = 1.0 / tier.rate
+            total = int(tier.rate * tier.seconds)
+
+            def send(s: int, endpoints: list[dict[str, Any]], fresh: str) -> None:
                 sent = time.monotonic()
                 discovery.patch_namespaced_endpoint_slice(
-                    f"svc-{s}-bench", NS, {"endpoints": slice_body(s, live[s])["endpoints"]}
+                    f"svc-{s}-bench", NS, {"endpoints": endpoints}
                 )
                 changes.append((f"gt-{s}", fresh, sent))
-                if k % 20 == 0:
-                    sample_rss()
+
+            t0 = time.monotonic()
+            with ThreadPoolExecutor(4) as senders:  # one sender would not keep up at 100/s
+                for k in range(total):
+                    due = t0 + k * period
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    s = k % n
+                    fresh = address(s, serial[s])
+                    serial[s] += 1
+                    live[s][(k // n) % m] = fresh
+                    senders.submit(send, s, slice_body(s, live[s])["endpoints"], fresh)
+                    if k % 20 == 0:
+                        sample_rss()
             churn_s = time.monotonic() - t0
 
             latencies: list[float] = []
@@ -318,6 +376,9 @@ def main() -> None:
             )
         finally:
             watcher.stopping = True
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
             if op.poll() is None:
                 op.send_signal(signal.SIGTERM)
                 try:
@@ -328,6 +389,7 @@ def main() -> None:
 
         result = {
             "targets": n,
+            "endpoints": n * m,
             "endpoints_per_target": m,
             "changes": len(changes),
             "changes_published": len(latencies),
@@ -342,12 +404,13 @@ def main() -> None:
             "operator_rss_mib": round(peak_rss / 2**20, 1),
             "apiserver_watches_opened": watches_with - watches_before,
             "initial_sync_s": round(initial_sync_s, 1),
-            "goal_update_ms_p99": 500,
-            "goal_operator_rss_mib": 200,
+            "goal_update_ms_p99": tier.goal_update_ms_p99,
+            "goal_operator_rss_mib": tier.goal_operator_rss_mib,
+            "goal_initial_sync_s": tier.goal_initial_sync_s,
         }
         log_path.unlink(missing_ok=True)
         admin.close()
-    emit(result)
+    return result
 
 
 if __name__ == "__main__":

@@ -2,12 +2,15 @@
 
 Run it (the image's default command; see manifests/deployment.yaml)::
 
-    kopf run -m kuberesolver.operator --all-namespaces --peering=kuberesolver \\
+    kopf run -m kuberesolver.operator --all-namespaces --standalone \\
         --liveness=http://0.0.0.0:8080/healthz
 
 Importing this package registers the handlers (:mod:`.handlers`) with kopf.
 The pure logic lives in :mod:`.endpoints`, :mod:`.render`, :mod:`.configmap`,
-:mod:`.reconcile`, :mod:`.status` and :mod:`.hub`; the settings in :mod:`.settings`.
+:mod:`.reconcile`, :mod:`.status`, :mod:`.events` and :mod:`.hub`; the effects
+in :mod:`.worker` (one target), :mod:`.targets` (one task per target),
+:mod:`.leader` (the Lease), :mod:`.runtime` (what the handlers share) and
+:mod:`.kube`; the settings in :mod:`.settings`.
 
 What it does, for each GrpcTarget (``kubectl get gt``):
 
@@ -22,13 +25,16 @@ What it does, for each GrpcTarget (``kubectl get gt``):
 - writes only when the content changes, at most once per coalescing window
   per target; ``revision`` goes up exactly when the endpoints change;
 - reports ``status`` (observedGeneration, readyEndpoints, totalEndpoints,
-  revision, configMapName, lastUpdateTime) and the conditions Ready,
-  ServiceFound and Rendered, with Events on problems and on first publication.
+  revision, configMapName, lastUpdateTime) and the conditions Ready (True only
+  when the ConfigMap holds the current snapshot with a ready endpoint),
+  ServiceFound and Rendered, with Events (from ``kuberesolver``) on problems
+  and when it becomes Ready.
 
 Bad input keeps the last good ConfigMap: an invalid spec, an unknown port, a
 failing template (Rendered=False), output over the 1 MiB ConfigMap limit, a
 failed write. A missing Service is the truth, so it publishes an empty snapshot
-(ServiceFound=False).
+(ServiceFound=False); so does a Service in another namespace without consent,
+or whose consent was withdrawn.
 
 A Service in another namespace is published only with that Service's consent:
 the annotation ``kuberesolver.io/allowed-namespaces: "ns-a,ns-b"`` (or ``"*"``)
@@ -36,8 +42,14 @@ naming the GrpcTarget's namespace. See manifests/examples/cross-namespace.yaml.
 
 Settings (environment variables, units in the names; :mod:`.settings`):
 ``KUBERESOLVER_DEBOUNCE_MS`` (300), ``KUBERESOLVER_METRICS_PORT`` (0: off),
-``KUBERESOLVER_RESYNC_S`` (300), ``KUBERESOLVER_PEERING_PRIORITY`` (random),
-``KUBERESOLVER_PEERING_LIFETIME_S`` (60).
+``KUBERESOLVER_RESYNC_S`` (300), ``KUBERESOLVER_LEASE_DURATION_S`` (8),
+``KUBERESOLVER_LEASE_RETRY_S`` (2), ``KUBERESOLVER_LEASE_NAME``,
+``KUBERESOLVER_LEASE_NAMESPACE``, ``KUBERESOLVER_IDENTITY``.
+Templates render in worker processes (:mod:`.render_pool`), never here:
+``KUBERESOLVER_RENDER_WORKERS`` (2), and per render ``KUBERESOLVER_RENDER_CPU_S``
+(2), ``KUBERESOLVER_RENDER_MEMORY_MIB`` (256) and ``KUBERESOLVER_RENDER_TIMEOUT_MS``
+(5000); a breach is ``Rendered=False`` with reason ``RenderTimeout`` or
+``RenderMemoryLimit``, and the last good ConfigMap stays.
 
 Metrics (:mod:`.metrics`): ``kuberesolver_operator_targets``,
 ``kuberesolver_operator_endpoints{namespace,target,state}``,
@@ -49,9 +61,9 @@ Optional admission webhook (:mod:`.webhook`, ``KUBERESOLVER_WEBHOOK_PORT``):
 Pods labelled ``kuberesolver.io/inject: "true"`` and annotated
 ``kuberesolver.io/targets: "a,b"`` get those GrpcTargets' ConfigMaps mounted.
 
-High availability: run two replicas with ``--peering=kuberesolver``; kopf
-peering keeps one active (each replica takes a random priority), and the
-other takes over when it goes away.
+High availability: run two replicas; both watch, and only the holder of the
+``coordination.k8s.io`` Lease writes (:mod:`.leader`). The other takes over
+when the Lease is released (a clean exit) or expires (8 s by default).
 """
 
 from kuberesolver.operator import handlers as handlers

@@ -17,6 +17,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias
 
+from kuberesolver.retry import backoff_s
+
 __all__ = ["Hub", "ServiceKey", "TargetKey", "Trigger", "run_coalesced"]
 
 TargetKey: TypeAlias = tuple[str, str]
@@ -148,7 +150,7 @@ async def run_coalesced(
     *,
     window_s: float,
     resync_s: float,
-    backoff_s: Callable[[int], float] = lambda n: min(30.0, 0.5 * 2 ** min(n, 6)),
+    backoff_s: Callable[[int], float] = backoff_s,
     on_error: Callable[[BaseException], None] | None = None,
 ) -> None:
     """Call ``reconcile`` at most once per ``window_s`` while ``trigger`` gets woken.

@@ -1,8 +1,8 @@
-"""The few API calls the operator makes itself: read and write ConfigMaps, patch status.
+"""The few API calls the operator makes itself: ConfigMaps, status, Events and its Lease.
 
 kopf watches; these calls write. They use the kubernetes client (sync) on a
 small thread pool, with raw JSON in and out (no model objects), and the same
-credentials as kopf: in-cluster when there, else ``$KUBECONFIG``.
+credentials as kopf (:func:`kuberesolver.kubeconfig.load_client`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from kuberesolver.kubeconfig import load_client
 from kuberesolver.operator.spec import GROUP, PLURAL, VERSION
 
 __all__ = ["FIELD_MANAGER", "ApiError", "Kube"]
@@ -36,15 +37,16 @@ class Kube:
 
     def __init__(self, api: client.ApiClient | None = None, workers: int = 4) -> None:
         if api is None:
-            api = _default_client(workers)
+            api, _ = load_client(pool_maxsize=max(4, workers))
         self._api = api
         self._core = client.CoreV1Api(api)
         self._custom = client.CustomObjectsApi(api)
+        self._leases = client.CoordinationV1Api(api)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kuberesolver-api")
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._api.close()  # type: ignore[no-untyped-call]
+        self._api.close()
 
     async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -134,12 +136,48 @@ class Kube:
             _content_type="application/merge-patch+json",
         )
 
+    async def post_event(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        await self._call(
+            f"create Event in {meta['namespace']}",
+            self._core.create_namespaced_event,
+            meta["namespace"],
+            body,
+        )
 
-def _default_client(workers: int) -> client.ApiClient:
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    configuration.connection_pool_maxsize = max(4, workers)
-    return client.ApiClient(configuration)
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = await self._call(
+                f"get Lease {namespace}/{name}",
+                self._leases.read_namespaced_lease,
+                name,
+                namespace,
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    async def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        result: dict[str, Any] = await self._call(
+            f"create Lease {meta['namespace']}/{meta['name']}",
+            self._leases.create_namespaced_lease,
+            meta["namespace"],
+            body,
+            field_manager=FIELD_MANAGER,
+        )
+        return result
+
+    async def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        result: dict[str, Any] = await self._call(
+            f"update Lease {meta['namespace']}/{meta['name']}",
+            self._leases.replace_namespaced_lease,
+            meta["name"],
+            meta["namespace"],
+            body,
+            field_manager=FIELD_MANAGER,
+        )
+        return result

@@ -1,20 +1,27 @@
-"""The decision for one GrpcTarget: from what the operator sees to what it should publish.
+"""The decision for one GrpcTarget, in three pure steps around two effects.
 
-:func:`plan` is pure. It takes the GrpcTarget's spec, the Service and slices
-from the indexes and what was published before, and returns a :class:`Plan`:
-the snapshot and ConfigMap data to publish (or ``None`` to keep the last good
-ConfigMap), the conditions, and the Events worth emitting. The handlers only
-carry it out.
+1. :func:`plan`: from the spec, the Service, its slices and what was
+   published before, a typed :data:`Plan`: :class:`InvalidSpec`,
+   :class:`PortNotFound` (nothing is published; the last good ConfigMap
+   stays) or :class:`Publish` (a snapshot; empty when the Service is missing
+   or withholds its consent).
+2. Rendering (an effect, async, injected: a worker-process pool in
+   production): :func:`render` turns a :class:`Publish` into
+   :class:`Rendered` data or :class:`RenderFailed`.
+3. The handler writes the ConfigMap (an effect) and gets a :data:`Written`.
+4. :func:`report`: the conditions, the Warning Events and the counts to
+   put in the status, from the typed values above. No step reads another's
+   condition reasons.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import enum
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
-from kuberesolver.operator.configmap import build_data
-from kuberesolver.operator.endpoints import (
+from kuberesolver.endpointslices import (
     PortError,
     ServiceView,
     SliceView,
@@ -22,12 +29,8 @@ from kuberesolver.operator.endpoints import (
     pick_family,
     resolve_port,
 )
-from kuberesolver.operator.render import (
-    RenderError,
-    build_service_config,
-    render_templates,
-    template_context,
-)
+from kuberesolver.operator.configmap import build_data
+from kuberesolver.operator.render import RenderError, build_service_config, template_context
 from kuberesolver.operator.spec import (
     ALLOWED_NAMESPACES_ANNOTATION,
     SpecError,
@@ -37,7 +40,29 @@ from kuberesolver.operator.spec import (
 from kuberesolver.operator.status import Condition, condition
 from kuberesolver.snapshot import Endpoint, Snapshot, TargetRef
 
-__all__ = ["Plan", "Published", "baseline", "consents", "next_revision", "plan"]
+__all__ = [
+    "InvalidSpec",
+    "Plan",
+    "PortNotFound",
+    "Publish",
+    "Published",
+    "RenderFailed",
+    "Rendered",
+    "Renderer",
+    "Report",
+    "ServiceState",
+    "WriteFailed",
+    "Written",
+    "baseline",
+    "consents",
+    "next_revision",
+    "plan",
+    "render",
+    "report",
+]
+
+Renderer: TypeAlias = Callable[[Mapping[str, str], Mapping[str, Any]], Awaitable[dict[str, str]]]
+"""``await renderer(templates, context)``: rendered keys, or :class:`RenderError`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,19 +73,80 @@ class Published:
     endpoints: tuple[Endpoint, ...]
 
 
+class ServiceState(enum.Enum):
+    """Why the snapshot holds what it holds; the value is the condition reason."""
+
+    FOUND = "ServiceFound"
+    NOT_FOUND = "ServiceNotFound"
+    REFUSED = "CrossNamespaceRefused"
+
+
 @dataclass(frozen=True, slots=True)
-class Plan:
-    target: TargetSpec | None
-    snapshot: Snapshot | None = None
-    data: dict[str, str] | None = None
-    """The ConfigMap data to publish; ``None`` keeps the last good ConfigMap untouched."""
-    conditions: tuple[Condition, ...] = ()
-    warnings: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+class InvalidSpec:
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PortNotFound:
+    target: TargetSpec
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """A snapshot to render and publish."""
+
+    target: TargetSpec
+    snapshot: Snapshot
+    service: ServiceState
+    service_message: str
+
+
+Plan: TypeAlias = InvalidSpec | PortNotFound | Publish
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    data: dict[str, str]
+    """The whole ConfigMap data: snapshot, service config and rendered keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderFailed:
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """The ConfigMap holds the rendered data now (``wrote``: this reconcile changed it)."""
+
+    wrote: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WriteFailed:
+    """The ConfigMap does not hold the data. ``reason`` is the Ready reason."""
+
+    reason: str
+    message: str
+    retry: bool
+    """Whether to try again with backoff (a 422 or a foreign ConfigMap is not retried)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    conditions: tuple[Condition, ...]
+    warnings: frozenset[tuple[str, str]]
     """``(reason, message)`` of the problems worth a Warning Event."""
+    current: Snapshot | None
+    """The snapshot the ConfigMap now holds, when this reconcile got it there."""
+    error_kind: str | None
+    """The ``kind`` label of the error counter, if any."""
 
     @property
-    def publishes(self) -> bool:
-        return self.data is not None and self.snapshot is not None
+    def ready(self) -> Condition:
+        return self.conditions[0]
 
 
 def consents(service: ServiceView | None, target_namespace: str) -> bool:
@@ -125,58 +211,27 @@ def plan(
     try:
         target = parse_spec(name, namespace, raw_spec)
     except SpecError as exc:
-        msg = str(exc)
-        return Plan(
-            target=None,
-            conditions=(
-                condition("Ready", False, "InvalidSpec", msg),
-                condition("ServiceFound", None, "InvalidSpec", msg),
-                condition("Rendered", False, "InvalidSpec", msg),
-            ),
-            warnings=(("InvalidSpec", msg),),
-        )
+        return InvalidSpec(str(exc))
 
     svc_name = f"{target.service_namespace}/{target.service}"
-    if target.cross_namespace and not consents(service, namespace):
-        msg = (
+    endpoints: tuple[Endpoint, ...] = ()
+    cluster_ips: tuple[str, ...] = ()
+    ref = TargetRef(target.service, target.service_namespace, port=target.port)
+    if service is None:
+        state, message = ServiceState.NOT_FOUND, f"Service {svc_name} not found"
+    elif target.cross_namespace and not consents(service, namespace):
+        state = ServiceState.REFUSED
+        message = (
             f"Service {svc_name} is in another namespace and does not allow namespace "
             f"{namespace!r}: it needs the annotation {ALLOWED_NAMESPACES_ANNOTATION} "
-            f"listing {namespace!r} (or '*'). Nothing is published."
-        )
-        return Plan(
-            target=target,
-            conditions=(
-                condition("Ready", False, "CrossNamespaceRefused", msg),
-                condition("ServiceFound", False, "CrossNamespaceRefused", msg),
-                condition("Rendered", None, "NotAttempted", "nothing to render"),
-            ),
-            warnings=(("CrossNamespaceRefused", msg),),
-        )
-
-    slice_list = list(slices)
-    cluster_ips: tuple[str, ...] = ()
-    service_config = build_service_config(target.load_balancing, target.service_config)
-    if service is None:
-        found = condition("ServiceFound", False, "ServiceNotFound", f"Service {svc_name} not found")
-        ref = TargetRef(target.service, target.service_namespace, port=target.port)
-        endpoints: tuple[Endpoint, ...] = ()
-        warnings: tuple[tuple[str, str], ...] = (
-            ("ServiceNotFound", f"Service {svc_name} not found; publishing no endpoints"),
+            f"listing {namespace!r} (or '*')"
         )
     else:
         try:
             port = resolve_port(service, target.port)
         except PortError as exc:
-            msg = str(exc)
-            return Plan(
-                target=target,
-                conditions=(
-                    condition("Ready", False, "PortNotFound", msg),
-                    condition("ServiceFound", True, "PortNotFound", msg),
-                    condition("Rendered", None, "NotAttempted", "nothing to render"),
-                ),
-                warnings=(("PortNotFound", msg),),
-            )
+            return PortNotFound(target, str(exc))
+        slice_list = list(slices)
         family = pick_family(service, slice_list, target.address_family)
         endpoints = build_endpoints(slice_list, port, family, target.include_terminating)
         cluster_ips = tuple(
@@ -189,51 +244,125 @@ def plan(
             port_name=port.name,
             port_number=port.number,
         )
-        found = condition(
-            "ServiceFound", True, "ServiceFound", f"Service {svc_name} port {port.number}"
-        )
-        warnings = ()
-
+        state, message = ServiceState.FOUND, f"Service {svc_name} port {port.number}"
     snapshot = Snapshot(
         target=ref,
         revision=next_revision(previous, endpoints),
         endpoints=endpoints,
-        service_config=service_config,
+        service_config=build_service_config(target.load_balancing, target.service_config),
         cluster_ips=cluster_ips,
     )
+    return Publish(target, snapshot, state, message)
+
+
+def compose(publish: Publish, rendered: Mapping[str, str]) -> Rendered | RenderFailed:
+    """The ConfigMap data from the rendered keys (pure; the size limit is checked here)."""
     try:
-        rendered = render_templates(
-            target.templates, template_context(snapshot, target.name, target.namespace)
-        )
-        data = build_data(snapshot, rendered)
+        return Rendered(build_data(publish.snapshot, rendered))
     except RenderError as exc:
-        msg = str(exc)
-        return Plan(
-            target=target,
-            snapshot=snapshot,
-            conditions=(
-                condition(
-                    "Ready", False, "RenderFailed", f"the last good ConfigMap is kept: {msg}"
-                ),
-                found,
-                condition("Rendered", False, exc.reason, msg),
+        return RenderFailed(exc.reason, str(exc))
+
+
+async def render(publish: Publish, renderer: Renderer) -> Rendered | RenderFailed:
+    """Render the target's templates with ``renderer`` (skipped when there are none)."""
+    templates = publish.target.templates
+    if not templates:
+        return compose(publish, {})
+    context = template_context(publish.snapshot, publish.target.name, publish.target.namespace)
+    try:
+        rendered = await renderer(templates, context)
+    except RenderError as exc:
+        return RenderFailed(exc.reason, str(exc))
+    return compose(publish, rendered)
+
+
+def report(
+    the_plan: Plan,
+    rendered: Rendered | RenderFailed | None,
+    written: Written | WriteFailed | None,
+    *,
+    kept: bool,
+) -> Report:
+    """Conditions, warnings and counts from what happened.
+
+    ``kept``: whether a ConfigMap of this target exists (the last good one
+    stays when nothing new is written). Ready is True only when the
+    ConfigMap holds the current snapshot and it has a ready endpoint.
+    """
+    keeps = "the last good ConfigMap is kept" if kept else "nothing is published yet"
+    if isinstance(the_plan, InvalidSpec):
+        msg = the_plan.message
+        return Report(
+            (
+                condition("Ready", False, "InvalidSpec", f"{msg}; {keeps}"),
+                condition("ServiceFound", None, "InvalidSpec", msg),
+                condition("Rendered", False, "InvalidSpec", msg),
             ),
-            warnings=(*warnings, (exc.reason, msg)),
+            frozenset({("InvalidSpec", msg)}),
+            None,
+            "spec",
         )
-    ready = len(snapshot.ready_endpoints)
-    return Plan(
-        target=target,
-        snapshot=snapshot,
-        data=data,
-        conditions=(
-            condition(
-                "Ready",
-                True,
-                "Published",
-                f"{ready} of {len(endpoints)} endpoints ready, revision {snapshot.revision}",
+    if isinstance(the_plan, PortNotFound):
+        msg = the_plan.message
+        return Report(
+            (
+                condition("Ready", False, "PortNotFound", f"{msg}; {keeps}"),
+                condition("ServiceFound", True, "PortNotFound", msg),
+                condition("Rendered", None, "NotAttempted", "nothing to render"),
             ),
-            found,
-            condition("Rendered", True, "Rendered", f"{len(data)} keys"),
-        ),
-        warnings=warnings,
+            frozenset({("PortNotFound", msg)}),
+            None,
+            "spec",
+        )
+    state = the_plan.service
+    found = condition(
+        "ServiceFound", state is ServiceState.FOUND, state.value, the_plan.service_message
+    )
+    warnings: set[tuple[str, str]] = set()
+    if state is not ServiceState.FOUND:
+        warnings.add((state.value, f"{the_plan.service_message}; publishing no endpoints"))
+    if isinstance(rendered, RenderFailed) or rendered is None:
+        reason = rendered.reason if rendered is not None else "NotAttempted"
+        msg = rendered.message if rendered is not None else "not rendered"
+        warnings.add((reason, msg))
+        return Report(
+            (
+                condition("Ready", False, "RenderFailed", f"{msg}; {keeps}"),
+                found,
+                condition("Rendered", False, reason, msg),
+            ),
+            frozenset(warnings),
+            None,
+            "render",
+        )
+    rendered_ok = condition("Rendered", True, "Rendered", f"{len(rendered.data)} keys")
+    if isinstance(written, WriteFailed) or written is None:
+        reason = written.reason if written is not None else "NotWritten"
+        msg = written.message if written is not None else "not written"
+        warnings.add(("ConfigMapNotPublished", msg))
+        return Report(
+            (condition("Ready", False, reason, f"{msg}; {keeps}"), found, rendered_ok),
+            frozenset(warnings),
+            None,
+            "conflict" if reason == "ConfigMapConflict" else "api",
+        )
+    snap = the_plan.snapshot
+    ready_count, total = len(snap.ready_endpoints), len(snap.endpoints)
+    counts = f"{ready_count} of {total} endpoints ready, revision {snap.revision}"
+    if state is not ServiceState.FOUND:
+        ready = condition(
+            "Ready",
+            False,
+            state.value,
+            f"{the_plan.service_message}; an empty snapshot is published",
+        )
+    elif ready_count == 0:
+        ready = condition("Ready", False, "NoReadyEndpoints", f"no endpoint is ready: {counts}")
+    else:
+        ready = condition("Ready", True, "Published", counts)
+    return Report(
+        (ready, found, rendered_ok),
+        frozenset(warnings),
+        snap,
+        "refused" if state is ServiceState.REFUSED else None,
     )

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 import jinja2
 import jinja2.sandbox
 from jinja2.exceptions import SecurityError
 
-from kuberesolver.snapshot import Snapshot
+from kuberesolver.policies import LB_POLICIES, ROUND_ROBIN, service_config_entry
+
+if TYPE_CHECKING:  # at run time: only jinja2 and the stdlib policies (the render worker)
+    from kuberesolver.snapshot import Snapshot
 
 __all__ = [
     "MAX_CONFIGMAP_BYTES",
@@ -34,18 +37,13 @@ __all__ = [
     "check_size",
     "configmap_size",
     "dumps",
+    "render_in_process",
     "render_templates",
     "template_context",
 ]
 
 MAX_CONFIGMAP_BYTES: Final = 1024 * 1024
 """The apiserver's limit on a ConfigMap's data (keys plus values)."""
-
-_POLICY_CONFIG: Final[Mapping[str, dict[str, Any]]] = {
-    "round_robin": {"round_robin": {}},
-    "weighted_round_robin": {"weighted_round_robin": {}},
-    "pick_first": {"pick_first": {}},
-}
 
 
 class RenderError(ValueError):
@@ -63,11 +61,8 @@ def build_service_config(load_balancing: str, overrides: Mapping[str, Any]) -> d
     The merge is deep for objects; any other value in ``overrides`` replaces
     the default (so ``overrides`` may set its own ``loadBalancingConfig``).
     """
-    base: dict[str, Any] = {
-        "loadBalancingConfig": [
-            dict(_POLICY_CONFIG.get(load_balancing, _POLICY_CONFIG["round_robin"]))
-        ]
-    }
+    policy = load_balancing if load_balancing in LB_POLICIES else ROUND_ROBIN
+    base: dict[str, Any] = {"loadBalancingConfig": [service_config_entry(policy)]}
     return _merge(base, overrides)
 
 
@@ -128,11 +123,21 @@ def template_context(snapshot: Snapshot, name: str, namespace: str) -> dict[str,
     return doc
 
 
-def render_templates(templates: Mapping[str, str], context: Mapping[str, Any]) -> dict[str, str]:
-    """Render every template; the first failure raises :class:`RenderError` (nothing partial)."""
+def render_templates(
+    templates: Mapping[str, str],
+    context: Mapping[str, Any],
+    on_key: Callable[[str], None] | None = None,
+) -> dict[str, str]:
+    """Render every template; the first failure raises :class:`RenderError` (nothing partial).
+
+    ``on_key`` is called with each key before its template is rendered. A
+    ``MemoryError`` is not wrapped: the render worker reports it as its own.
+    """
     out: dict[str, str] = {}
     budget = MAX_CONFIGMAP_BYTES
     for key in sorted(templates):
+        if on_key is not None:
+            on_key(key)
         try:
             template = _ENV.from_string(templates[key])
             parts: list[str] = []
@@ -146,7 +151,7 @@ def render_templates(templates: Mapping[str, str], context: Mapping[str, Any]) -
                         key,
                     )
                 parts.append(chunk)
-        except RenderError:
+        except (RenderError, MemoryError):
             raise
         except SecurityError as exc:
             raise RenderError("SandboxViolation", f"refused by the sandbox: {exc}", key) from exc
@@ -161,6 +166,13 @@ def render_templates(templates: Mapping[str, str], context: Mapping[str, Any]) -
         out[key] = "".join(parts)
         budget -= size
     return out
+
+
+async def render_in_process(
+    templates: Mapping[str, str], context: Mapping[str, Any]
+) -> dict[str, str]:
+    """:func:`render_templates` on the event loop (the default renderer; no isolation)."""
+    return render_templates(templates, context)
 
 
 def configmap_size(data: Mapping[str, str]) -> int:

@@ -10,22 +10,41 @@ Every setting carries its unit in its name. The environment variables are:
 ``KUBERESOLVER_RESYNC_S``
     How often each target is reconciled even without a change, which also
     repairs a ConfigMap edited by hand (default 300).
-``KUBERESOLVER_PEERING_PRIORITY``
-    This replica's kopf peering priority. Replicas of one Deployment must
-    differ, so the default is a random number.
-``KUBERESOLVER_PEERING_LIFETIME_S``
-    How long a silent peer is still believed alive: the failover time after
-    a replica dies without a clean exit (default 60, kopf's own default).
+``KUBERESOLVER_LEASE_DURATION_S``
+    How long the leader's ``coordination.k8s.io`` Lease holds without a
+    renewal: the failover time after the leader dies without a clean exit is
+    at most this plus two retries (default 8).
+``KUBERESOLVER_LEASE_RETRY_S``
+    How often every replica reads the Lease, and the leader renews it
+    (default 2). The leader stops writing when it has not renewed for
+    ``LEASE_DURATION_S - LEASE_RETRY_S``, before any other replica may take over.
+``KUBERESOLVER_LEASE_NAME`` / ``KUBERESOLVER_LEASE_NAMESPACE``
+    The Lease (default ``kuberesolver-operator`` in ``kuberesolver-system``).
+``KUBERESOLVER_IDENTITY``
+    This replica's name in the Lease and on its Events (default: host name
+    and process id; the Deployment passes the Pod's name).
+``KUBERESOLVER_RENDER_WORKERS``
+    How many worker processes render the GrpcTargets' templates (default 2).
+    Templates never run in the operator's own process (:mod:`.render_pool`).
+``KUBERESOLVER_RENDER_CPU_S``
+    The CPU time one render may use, in whole seconds (default 2); past it
+    the worker is killed and the target gets ``Rendered=False, RenderTimeout``.
+``KUBERESOLVER_RENDER_MEMORY_MIB``
+    A render worker's address space (default 256); past it the render fails
+    with ``RenderMemoryLimit``.
+``KUBERESOLVER_RENDER_TIMEOUT_MS``
+    The wall-clock time one render may take (default 5000; ``RenderTimeout``).
 """
 
 from __future__ import annotations
 
 import os
-import random
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["Settings", "SettingsError"]
+__all__ = ["DEFAULTS", "Settings", "SettingsError"]
 
 
 class SettingsError(ValueError):
@@ -37,12 +56,24 @@ class Settings:
     debounce_ms: int = 300
     metrics_port: int = 0
     resync_s: float = 300.0
-    peering_priority: int = 0
-    peering_lifetime_s: int = 60
+    lease_duration_s: int = 8
+    lease_retry_s: int = 2
+    lease_name: str = "kuberesolver-operator"
+    lease_namespace: str = "kuberesolver-system"
+    identity: str = ""
+    render_workers: int = 2
+    render_cpu_s: int = 2
+    render_memory_mib: int = 256
+    render_timeout_ms: int = 5000
 
     @property
     def debounce_s(self) -> float:
         return self.debounce_ms / 1000.0
+
+    @property
+    def lease_renew_deadline_s(self) -> float:
+        """How long the leader keeps writing without a successful renewal."""
+        return float(self.lease_duration_s - self.lease_retry_s)
 
     @classmethod
     def resolve(
@@ -51,28 +82,72 @@ class Settings:
         debounce_ms: int | None = None,
         metrics_port: int | None = None,
         resync_s: float | None = None,
-        peering_priority: int | None = None,
-        peering_lifetime_s: int | None = None,
+        lease_duration_s: int | None = None,
+        lease_retry_s: int | None = None,
+        lease_name: str | None = None,
+        lease_namespace: str | None = None,
+        identity: str | None = None,
+        render_workers: int | None = None,
+        render_cpu_s: int | None = None,
+        render_memory_mib: int | None = None,
+        render_timeout_ms: int | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
-        """Arguments win, then ``KUBERESOLVER_*`` variables, then the defaults."""
+        """Arguments win, then ``KUBERESOLVER_*`` variables, then :data:`DEFAULTS`."""
         env = os.environ if environ is None else environ
+        d = DEFAULTS
+        duration = _pick(
+            lease_duration_s, env, "KUBERESOLVER_LEASE_DURATION_S", d.lease_duration_s, 2, 3600
+        )
+        retry = _pick(lease_retry_s, env, "KUBERESOLVER_LEASE_RETRY_S", d.lease_retry_s, 1, 600)
+        if duration < 2 * retry:
+            raise SettingsError(
+                f"KUBERESOLVER_LEASE_DURATION_S={duration} must be at least twice "
+                f"KUBERESOLVER_LEASE_RETRY_S={retry}"
+            )
+        debounce = _pick(debounce_ms, env, "KUBERESOLVER_DEBOUNCE_MS", d.debounce_ms, 0, 60000)
+        port = _pick(metrics_port, env, "KUBERESOLVER_METRICS_PORT", d.metrics_port, 0, 65535)
+        resync = _pick(resync_s, env, "KUBERESOLVER_RESYNC_S", int(d.resync_s), 1, 86400)
         return cls(
-            debounce_ms=_pick(debounce_ms, env, "KUBERESOLVER_DEBOUNCE_MS", 300, 0, 60_000),
-            metrics_port=_pick(metrics_port, env, "KUBERESOLVER_METRICS_PORT", 0, 0, 65535),
-            resync_s=float(_pick(resync_s, env, "KUBERESOLVER_RESYNC_S", 300, 1, 86_400)),
-            peering_priority=_pick(
-                peering_priority,
-                env,
-                "KUBERESOLVER_PEERING_PRIORITY",
-                random.randint(1, 2**31 - 1),
-                -(2**31),
-                2**31 - 1,
+            debounce_ms=debounce,
+            metrics_port=port,
+            resync_s=float(resync),
+            lease_duration_s=duration,
+            lease_retry_s=retry,
+            lease_name=_text(lease_name, env, "KUBERESOLVER_LEASE_NAME", d.lease_name),
+            lease_namespace=_text(
+                lease_namespace, env, "KUBERESOLVER_LEASE_NAMESPACE", d.lease_namespace
             ),
-            peering_lifetime_s=_pick(
-                peering_lifetime_s, env, "KUBERESOLVER_PEERING_LIFETIME_S", 60, 2, 3600
+            identity=_text(
+                identity, env, "KUBERESOLVER_IDENTITY", f"{socket.gethostname()}-{os.getpid()}"
+            ),
+            render_workers=_pick(
+                render_workers, env, "KUBERESOLVER_RENDER_WORKERS", d.render_workers, 1, 64
+            ),
+            render_cpu_s=_pick(
+                render_cpu_s, env, "KUBERESOLVER_RENDER_CPU_S", d.render_cpu_s, 1, 3600
+            ),
+            render_memory_mib=_pick(
+                render_memory_mib,
+                env,
+                "KUBERESOLVER_RENDER_MEMORY_MIB",
+                d.render_memory_mib,
+                64,
+                1 << 20,
+            ),
+            render_timeout_ms=_pick(
+                render_timeout_ms,
+                env,
+                "KUBERESOLVER_RENDER_TIMEOUT_MS",
+                d.render_timeout_ms,
+                100,
+                3_600_000,
             ),
         )
+
+
+DEFAULTS: Final = Settings()
+"""The defaults, in one place (``identity`` is filled in by :meth:`Settings.resolve`)."""
 
 
 def _pick(
@@ -93,3 +168,10 @@ def _pick(
     if not lo <= value <= hi:
         raise SettingsError(f"{name}={value!r}: must be in {lo}..{hi}")
     return int(value)
+
+
+def _text(arg: str | None, env: Mapping[str, str], name: str, default: str) -> str:
+    value = arg if arg is not None else (env.get(name, "").strip() or default)
+    if not value or len(value) > 253:
+        raise SettingsError(f"{name}={value!r}: must be 1..253 characters")
+    return value

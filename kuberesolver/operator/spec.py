@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NotRequired, TypedDict, cast
 
+from kuberesolver.names import DNS1123_LABEL, is_dns1123_subdomain
+from kuberesolver.policies import LB_POLICIES, LoadBalancing
 from kuberesolver.snapshot import ENDPOINTS_KEY, SERVICE_CONFIG_KEY
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "SpecError",
     "TargetSpec",
     "parse_spec",
+    "plain",
 ]
 
 GROUP: Final = "kuberesolver.io"
@@ -36,13 +39,10 @@ KIND: Final = "GrpcTarget"
 ALLOWED_NAMESPACES_ANNOTATION: Final = "kuberesolver.io/allowed-namespaces"
 """On a Service: the GrpcTarget namespaces (comma-separated, or ``*``) allowed to publish it."""
 
-LoadBalancing = Literal["round_robin", "weighted_round_robin", "pick_first"]
 AddressFamily = Literal["IPv4", "IPv6", ""]
 
-_LB_POLICIES: Final = ("round_robin", "weighted_round_robin", "pick_first")
 _FAMILIES: Final = ("", "IPv4", "IPv6")
 _CONFIGMAP_KEY: Final = re.compile(r"^[-._a-zA-Z0-9]+$")
-_DNS_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 class GrpcTargetSpecDict(TypedDict):
@@ -108,18 +108,20 @@ class TargetSpec:
 def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> TargetSpec:
     """Validate ``spec`` of the GrpcTarget ``namespace/name``; raise :class:`SpecError`."""
     service = spec.get("service")
-    if not isinstance(service, str) or not _DNS_LABEL.match(service):
+    if not isinstance(service, str) or not DNS1123_LABEL.match(service):
         raise SpecError(f"spec.service must be a Service name, got {service!r}")
     service_ns = spec.get("serviceNamespace") or namespace
-    if not isinstance(service_ns, str) or not _DNS_LABEL.match(service_ns):
+    if not isinstance(service_ns, str) or not DNS1123_LABEL.match(service_ns):
         raise SpecError(f"spec.serviceNamespace must be a namespace name, got {service_ns!r}")
     port = _port(spec.get("port"))
     cm_name = spec.get("configMapName") or name
-    if not isinstance(cm_name, str):
-        raise SpecError(f"spec.configMapName must be a string, got {cm_name!r}")
+    if not isinstance(cm_name, str) or not is_dns1123_subdomain(cm_name):
+        raise SpecError(
+            f"spec.configMapName must be a DNS subdomain (a ConfigMap name), got {cm_name!r}"
+        )
     lb = spec.get("loadBalancing") or "round_robin"
-    if lb not in _LB_POLICIES:
-        raise SpecError(f"spec.loadBalancing must be one of {', '.join(_LB_POLICIES)}, got {lb!r}")
+    if lb not in LB_POLICIES:
+        raise SpecError(f"spec.loadBalancing must be one of {', '.join(LB_POLICIES)}, got {lb!r}")
     family = spec.get("addressFamily") or ""
     if family not in _FAMILIES:
         raise SpecError(f"spec.addressFamily must be IPv4, IPv6 or empty, got {family!r}")
@@ -131,14 +133,30 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> TargetSpec
     service_config = spec.get("serviceConfig") or {}
     if not isinstance(service_config, Mapping):
         raise SpecError("spec.serviceConfig must be an object")
+    lbc = service_config.get("loadBalancingConfig")
+    if lbc is not None and (
+        not isinstance(lbc, list | tuple)
+        or not lbc
+        or not all(isinstance(x, Mapping) and len(x) == 1 for x in lbc)
+    ):
+        raise SpecError(
+            "spec.serviceConfig.loadBalancingConfig must be a list of objects, each naming "
+            "one policy (e.g. [{round_robin: {}}])"
+        )
     templates = spec.get("templates") or {}
     if not isinstance(templates, Mapping):
         raise SpecError("spec.templates must be a map of ConfigMap key to template")
     for key, source in templates.items():
-        if not isinstance(key, str) or not _CONFIGMAP_KEY.match(key) or len(key) > 253:
+        if (
+            not isinstance(key, str)
+            or not _CONFIGMAP_KEY.match(key)
+            or len(key) > 253
+            or key == "."
+            or key.startswith("..")
+        ):
             raise SpecError(
                 f"spec.templates key {key!r} is not a valid ConfigMap key "
-                "(letters, digits, '-', '_' and '.', at most 253)"
+                "(letters, digits, '-', '_' and '.', at most 253, not '.' or '..')"
             )
         if key in (ENDPOINTS_KEY, SERVICE_CONFIG_KEY):
             raise SpecError(f"spec.templates key {key!r} is reserved for the operator's own output")
@@ -154,7 +172,7 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> TargetSpec
         load_balancing=cast(LoadBalancing, lb),
         include_terminating=include_terminating,
         address_family=cast(AddressFamily, family),
-        service_config=_plain(service_config),
+        service_config=plain(service_config),
         templates=dict(templates),
     )
 
@@ -171,15 +189,15 @@ def _port(value: object) -> int | str:
     if isinstance(value, str):
         if value.isdigit():
             return _port(int(value))
-        if len(value) <= 15 and _DNS_LABEL.match(value):
+        if len(value) <= 15 and DNS1123_LABEL.match(value):
             return value
     raise SpecError(f"spec.port must be a port name or number, got {value!r}")
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A deep plain-dict/list copy (kopf hands out read-only mapping views)."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value

@@ -35,10 +35,10 @@ from typing import Any, Final
 import kopf
 
 from kuberesolver.operator.kube import Kube
-from kuberesolver.settings import DEFAULT_SNAPSHOT_DIR
 
 __all__ = [
     "INJECT_LABEL",
+    "MOUNT_ROOT",
     "TARGETS_ANNOTATION",
     "WEBHOOK_ID",
     "Mount",
@@ -51,6 +51,8 @@ __all__ = [
 
 TARGETS_ANNOTATION: Final = "kuberesolver.io/targets"
 INJECT_LABEL: Final = "kuberesolver.io/inject"
+MOUNT_ROOT: Final = "/var/run/kuberesolver"
+"""The client's default snapshot root (``kuberesolver.settings.DEFAULT_SNAPSHOT_DIR``)."""
 WEBHOOK_ID: Final = "mounts.kuberesolver.io"
 """The handler id: the webhook's URL path is ``/<id>``."""
 
@@ -104,7 +106,7 @@ def plan_mounts(
             Mount(
                 volume=f"kuberesolver-{name}"[:63].rstrip("-"),
                 configmap=str(spec.get("configMapName") or name),
-                path=f"{DEFAULT_SNAPSHOT_DIR}/{service}.{service_ns}",
+                path=f"{MOUNT_ROOT}/{service}.{service_ns}",
             )
         )
     return ([] if warnings else mounts), warnings

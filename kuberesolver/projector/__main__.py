@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from kuberesolver.kubeconfig import load_client
 from kuberesolver.projector.configmap_watch import ConfigMapProjector
 
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -84,25 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _client(kubeconfig: str) -> tuple[Any, str]:
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    namespace = ""
-    if not kubeconfig:
-        try:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            pass
-        else:
-            return client.ApiClient(configuration), ""
-    path = kubeconfig or os.environ.get("KUBECONFIG") or None
-    config.load_kube_config(config_file=path, client_configuration=configuration)  # type: ignore[no-untyped-call]
-    try:
-        _, active = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
-        namespace = str((active or {}).get("context", {}).get("namespace") or "")
-    except Exception:
-        namespace = ""
-    return client.ApiClient(configuration), namespace
+    return load_client(kubeconfig)
 
 
 def _pod_namespace() -> str:

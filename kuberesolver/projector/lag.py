@@ -9,6 +9,7 @@ seen, oldest first. :meth:`stop` drops what is still pending.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from typing import Generic, TypeVar
 __all__ = ["Lagged"]
 
 T = TypeVar("T")
+
+_log = logging.getLogger("kuberesolver.projector")
 
 
 class Lagged(Generic[T]):
@@ -69,4 +72,7 @@ class Lagged(Generic[T]):
                 if self._stopped:
                     return
                 _, item = self._pending.popleft()
-            self._apply(item)
+            try:
+                self._apply(item)
+            except Exception:  # one bad version must not stop the later ones
+                _log.exception("applying a delayed version failed; the last files stay")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,27 +29,10 @@ from tests.operator.helpers import (
     get_target,
     make_slice,
     selectorless_service,
+    wait_published,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def published(api: client.ApiClient, namespace: str, name: str) -> Any:
-    cm = get_configmap(api, namespace, name)
-    assert cm is not None, "no ConfigMap"
-    return decode(cm.data[ENDPOINTS_KEY])
-
-
-def wait_published(
-    api: client.ApiClient, namespace: str, name: str, ips: set[str], timeout_s: float = 60
-) -> Any:
-    def check() -> Any:
-        snap = published(api, namespace, name)
-        got = {e.address for e in snap.endpoints}
-        assert got == ips, f"published {sorted(got)}"
-        return snap
-
-    return until(check, timeout_s=timeout_s, message=f"{name} publishes {sorted(ips)}")
 
 
 def test_deleting_a_target_needs_no_finalizer_and_collects_its_configmap(
@@ -111,7 +92,7 @@ def test_restart_converges_and_keeps_the_revision_monotonic(
     make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(132))])
     make_slice(admin_api, namespace, "svc", "svc-2", [ep(pod_ip(133))])
 
-    # (Until the killed replica's peering record expires, the new one may wait.)
+    # (Until the killed replica's Lease expires, the new one waits.)
     second = operator_factory()
     after = wait_published(admin_api, namespace, "t", {pod_ip(132), pod_ip(133)})
     assert after.revision == before.revision + 1
@@ -234,15 +215,23 @@ def test_operator_identity_is_least_privilege(operator_kubeconfig: Path) -> None
     try:
         authz = client.AuthorizationV1Api(api)
 
-        def can(verb: str, resource: str, group: str = "") -> bool:
+        def can(verb: str, resource: str, group: str = "", **where: str) -> bool:
+            attributes = {"verb": verb, "resource": resource, "group": group, **where}
             review = authz.create_self_subject_access_review(
-                {
-                    "spec": {
-                        "resourceAttributes": {"verb": verb, "resource": resource, "group": group}
-                    }
-                }
+                {"spec": {"resourceAttributes": attributes}}
             )
             return bool(review.status.allowed)
+
+        # Its leader Lease, in its own namespace only.
+        lease = {"namespace": "kuberesolver-system", "name": "kuberesolver-operator"}
+        assert can("update", "leases", "coordination.k8s.io", **lease)
+        assert can("get", "leases", "coordination.k8s.io", **lease)
+        assert can("create", "leases", "coordination.k8s.io", namespace="kuberesolver-system")
+        assert not can("update", "leases", "coordination.k8s.io", namespace="kube-system",
+                       name="kuberesolver-operator")  # fmt: skip
+        assert not can("update", "leases", "coordination.k8s.io", namespace="kuberesolver-system",
+                       name="kube-controller-manager")  # fmt: skip
+        assert not can("delete", "leases", "coordination.k8s.io", **lease)
 
         assert can("watch", "endpointslices", "discovery.k8s.io")
         assert can("watch", "services")
@@ -271,15 +260,16 @@ def test_forbidden_slices_never_publish_an_empty_snapshot(
     make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(191)), ep(pod_ip(192))])
     create_target(admin_api, namespace, "t", {"service": "svc"})
     wait_published(admin_api, namespace, "t", {pod_ip(191), pod_ip(192)})
-    op.stop()
+    op.stop()  # a clean stop releases the Lease
     before = get_configmap(admin_api, namespace, "t")
     assert before is not None
 
-    # The same operator, but its identity may not read EndpointSlices.
+    # The same operator, leading, but its identity may not read EndpointSlices.
     rbac = client.RbacAuthorizationV1Api(admin_api)
     role = rbac.read_cluster_role("kuberesolver-operator")
     name = f"crippled-{namespace}"
     rules = [r for r in role.rules if "endpointslices" not in (r.resources or [])]
+    subjects = [{"kind": "ServiceAccount", "name": name, "namespace": "kuberesolver-system"}]
     rbac.create_cluster_role({"metadata": {"name": name}, "rules": [r.to_dict() for r in rules]})
     client.CoreV1Api(admin_api).create_namespaced_service_account(
         "kuberesolver-system", {"metadata": {"name": name}}
@@ -287,30 +277,51 @@ def test_forbidden_slices_never_publish_an_empty_snapshot(
     rbac.create_cluster_role_binding({
         "metadata": {"name": name},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "kuberesolver-system"}],
+        "subjects": subjects,
     })  # fmt: skip
+    rbac.create_namespaced_role_binding("kuberesolver-system", {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                    "name": "kuberesolver-operator-leader"},
+        "subjects": subjects,
+    })  # fmt: skip
+    crippled: OperatorProcess | None = None
     try:
-        token = service_account_token(admin_api, "kuberesolver-system", name)
-        kubeconfig = control_plane.token_kubeconfig(name, token, "kuberesolver-system")
-        crippled = OperatorProcess(kubeconfig, name="crippled")
-        with contextlib.suppress(RuntimeError):  # it may give up: fine, if it publishes nothing
+        with ConfigMapWrites(admin_api, namespace, "t", before.metadata.resource_version) as writes:
+            token = service_account_token(admin_api, "kuberesolver-system", name)
+            kubeconfig = control_plane.token_kubeconfig(name, token, "kuberesolver-system")
+            crippled = OperatorProcess(kubeconfig, name="crippled")
             crippled.start()
-        make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(193))])
-        # kopf retries the list with backoff (about a minute), then gives up on it.
-        until(
-            lambda: not crippled.alive or "#9/9" in crippled.log_text(),
-            timeout_s=120,
-            message="the operator to exhaust its retries on the missing permission",
-        )
-        time.sleep(3)  # the window in which a careless operator would publish
-        after = get_configmap(admin_api, namespace, "t")
-        assert after is not None
-        assert after.metadata.resource_version == before.metadata.resource_version
-        assert {e.address for e in decode(after.data[ENDPOINTS_KEY]).endpoints} == {
-            pod_ip(191), pod_ip(192),
-        }  # fmt: skip
-        crippled.stop()
+            make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(193))])
+            # It leads: it holds the Lease and has renewed it twice (two retry periods,
+            # many coalescing windows), so a careless operator would have written by now.
+            renewals: set[str] = set()
+
+            def led_twice() -> bool:
+                lease = client.CoordinationV1Api(admin_api).read_namespaced_lease(
+                    "kuberesolver-operator", "kuberesolver-system"
+                )
+                assert crippled is not None
+                if lease.spec.holder_identity == crippled.identity:
+                    renewals.add(str(lease.spec.renew_time))
+                return len(renewals) >= 3
+
+            until(led_twice, timeout_s=60, message="the crippled replica leading for two renewals")
+            assert writes.snapshot() == []
+            after = get_configmap(admin_api, namespace, "t")
+            assert after is not None
+            assert after.metadata.resource_version == before.metadata.resource_version
+            crippled.stop()
+
+            # A replica that may read the slices publishes the change: it was real.
+            operator_factory()
+            wait_published(admin_api, namespace, "t", {pod_ip(193)})
+            first, *_ = until(writes.snapshot, timeout_s=30, message="the write seen")
+            assert {e.address for e in decode(first[ENDPOINTS_KEY]).endpoints} == {pod_ip(193)}
     finally:
+        if crippled is not None:
+            crippled.stop()
+        rbac.delete_namespaced_role_binding(name, "kuberesolver-system")
         rbac.delete_cluster_role_binding(name)
         rbac.delete_cluster_role(name)
         client.CoreV1Api(admin_api).delete_namespaced_service_account(name, "kuberesolver-system")

@@ -59,7 +59,12 @@ def test_cross_namespace_is_refused_without_consent_then_granted(
         timeout_s=30,
         message="a Warning Event",
     )
-    assert get_configmap(admin_api, namespace, "remote") is None
+    # Nothing of the other namespace is published: an empty snapshot, as for a missing Service.
+    assert until(
+        lambda: published_ips(admin_api, namespace, "remote") == set(),
+        timeout_s=30,
+        message="empty",
+    )
 
     # Consent for another namespace only: still refused.
     core = client.CoreV1Api(admin_api)
@@ -73,16 +78,84 @@ def test_cross_namespace_is_refused_without_consent_then_granted(
     )  # fmt: skip
 
     def published() -> Any:
-        cm = get_configmap(admin_api, namespace, "remote")
-        assert cm is not None
-        return decode(cm.data[ENDPOINTS_KEY])
+        snap = snapshot_of(admin_api, namespace, "remote")
+        assert {e.address for e in snap.endpoints} == {pod_ip(101)}
+        return snap
 
     snap = until(published, timeout_s=60, message="published after consent")
-    assert {e.address for e in snap.endpoints} == {pod_ip(101)}
     assert (snap.target.service, snap.target.namespace) == ("shared", other_namespace)
     assert snap.server_name == f"shared.{other_namespace}"
-    t = get_target(admin_api, namespace, "remote")
+    t = until(
+        lambda: (
+            (x := get_target(admin_api, namespace, "remote"))
+            and condition(x, "Ready").get("status") == "True"
+            and x
+        ),
+        timeout_s=30,
+        message="Ready=True",
+    )
     assert condition(t, "ServiceFound")["status"] == "True"
+
+
+def test_withdrawn_consent_publishes_an_empty_snapshot_at_once(
+    admin_api: client.ApiClient, namespace: str, other_namespace: str, operator: OperatorProcess
+) -> None:
+    annotation = "kuberesolver.io/allowed-namespaces"
+    selectorless_service(admin_api, other_namespace, "shared", annotations={annotation: namespace})
+    make_slice(admin_api, other_namespace, "shared", "shared-1", [ep(pod_ip(111))])
+    create_target(
+        admin_api, namespace, "remote", {"service": "shared", "serviceNamespace": other_namespace}
+    )
+    granted = until(
+        lambda: (s := snapshot_of(admin_api, namespace, "remote")).endpoints and s,
+        timeout_s=60,
+        message="published with consent",
+    )
+    core = client.CoreV1Api(admin_api)
+    for withdrawn in ({annotation: "someone-else"}, {annotation: None}):
+        # The annotation no longer names the namespace, then it is removed altogether.
+        core.patch_namespaced_service(
+            "shared", other_namespace, {"metadata": {"annotations": withdrawn}}
+        )
+        empty = until(
+            lambda: (s := snapshot_of(admin_api, namespace, "remote")).endpoints == () and s,
+            timeout_s=30,
+            message=f"an empty snapshot after {withdrawn}",
+        )
+        assert empty.revision == granted.revision + 1  # one new revision, straight to empty
+        t = until(
+            lambda: (
+                (x := get_target(admin_api, namespace, "remote"))
+                and condition(x, "Ready").get("reason") == "CrossNamespaceRefused"
+                and x
+            ),
+            timeout_s=30,
+            message="Ready=False CrossNamespaceRefused",
+        )
+        assert condition(t, "Ready")["status"] == "False"
+        assert t["status"]["totalEndpoints"] == 0
+        core.patch_namespaced_service(
+            "shared", other_namespace, {"metadata": {"annotations": {annotation: namespace}}}
+        )
+        granted = until(
+            lambda: (s := snapshot_of(admin_api, namespace, "remote")).endpoints and s,
+            timeout_s=30,
+            message="published again with consent",
+        )
+        assert {e.address for e in granted.endpoints} == {pod_ip(111)}
+
+
+def snapshot_of(api: client.ApiClient, namespace: str, name: str) -> Any:
+    cm = get_configmap(api, namespace, name)
+    assert cm is not None, "no ConfigMap yet"
+    return decode(cm.data[ENDPOINTS_KEY])
+
+
+def published_ips(api: client.ApiClient, namespace: str, name: str) -> set[str] | None:
+    cm = get_configmap(api, namespace, name)
+    if cm is None:
+        return None
+    return {e.address for e in decode(cm.data[ENDPOINTS_KEY]).endpoints}
 
 
 def test_a_configmap_it_does_not_own_is_left_untouched(

@@ -100,13 +100,4 @@ def test_templates_render_and_failures_keep_the_last_good_configmap(
     assert data["backends.txt"].startswith(f"{pod_ip(93)}:50051\n")
 
 
-def test_reserved_template_key_is_an_invalid_spec(
-    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
-) -> None:
-    selectorless_service(admin_api, namespace, "rsv")
-    create_target(
-        admin_api, namespace, "rsv", {"service": "rsv", "templates": {"endpoints.json": "{}"}}
-    )
-    t = wait_reason(admin_api, namespace, "rsv", "Ready", "InvalidSpec")
-    assert "reserved" in condition(t, "Ready")["message"]
-    assert get_configmap(admin_api, namespace, "rsv") is None
+# A reserved key (endpoints.json) is refused at admission: tests/operator/test_admission.py.

@@ -11,8 +11,8 @@ from envoy.config.core.v3 import health_check_pb2 as hc
 
 from kuberesolver._xds.resources import CLUSTER_IP_LOCALITY, ChannelSpec, build_resources
 from kuberesolver._xds.resources import build_endpoints as build_cla
-from kuberesolver.operator.endpoints import service_view, slice_view
-from kuberesolver.operator.reconcile import plan
+from kuberesolver.endpointslices import service_view, slice_view
+from kuberesolver.operator.reconcile import Publish, plan
 from kuberesolver.settings import resolve
 from kuberesolver.snapshot import Endpoint, Snapshot, SnapshotError, TargetRef, decode, encode
 
@@ -89,17 +89,16 @@ SLICES = [
 def test_plan_puts_the_cluster_ips_of_the_family_in_the_snapshot() -> None:
     svc = _service(clusterIP="10.96.0.10", clusterIPs=["10.96.0.10", "fd00:96::10"])
     the_plan = plan("greeter", "ns", {"service": "greeter", "port": "grpc"}, svc, SLICES, None)
-    assert the_plan.snapshot is not None
-    assert the_plan.data is not None
+    assert isinstance(the_plan, Publish)
     assert the_plan.snapshot.cluster_ips == ("10.96.0.10",)
-    assert decode(the_plan.data["endpoints.json"]).cluster_ips == ("10.96.0.10",)
+    assert decode(encode(the_plan.snapshot)).cluster_ips == ("10.96.0.10",)
 
 
 def test_a_headless_service_has_no_cluster_ips() -> None:
     svc = _service(clusterIP="None", clusterIPs=["None"])
     assert "clusterIPs" not in svc
     the_plan = plan("greeter", "ns", {"service": "greeter"}, svc, SLICES, None)
-    assert the_plan.snapshot is not None
+    assert isinstance(the_plan, Publish)
     assert the_plan.snapshot.cluster_ips == ()
 
 

@@ -66,3 +66,10 @@ def test_inject_adds_read_only_mounts_without_subpath_and_changes_nothing_else()
     again = copy.deepcopy(pod)
     inject(again, mounts)
     assert again == pod  # idempotent
+
+
+def test_the_mount_root_is_the_clients_default() -> None:
+    from kuberesolver.operator.webhook import MOUNT_ROOT
+    from kuberesolver.settings import DEFAULT_SNAPSHOT_DIR
+
+    assert MOUNT_ROOT == DEFAULT_SNAPSHOT_DIR

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from kuberesolver.operator.endpoints import service_view, slice_view
-from kuberesolver.operator.reconcile import Published, baseline, consents, next_revision, plan
+from kuberesolver.endpointslices import service_view, slice_view
+from kuberesolver.operator.reconcile import (
+    InvalidSpec,
+    Plan,
+    PortNotFound,
+    Publish,
+    Published,
+    Rendered,
+    RenderFailed,
+    Report,
+    ServiceState,
+    WriteFailed,
+    Written,
+    baseline,
+    consents,
+    next_revision,
+    plan,
+    render,
+    report,
+)
+from kuberesolver.operator.render import RenderError, render_in_process
 from kuberesolver.operator.settings import Settings, SettingsError
 from kuberesolver.operator.spec import SpecError, parse_spec
 from kuberesolver.operator.status import build_status, condition, merge_conditions, status_changed
@@ -69,6 +90,12 @@ def test_spec_defaults() -> None:
         ({"service": "g", "templates": {"a b": "x"}}, "not a valid ConfigMap key"),
         ({"service": "g", "templates": {"service-config.json": "x"}}, "reserved"),
         ({"service": "g", "templates": {"k": 1}}, "must be a string"),
+        ({"service": "g", "templates": {"..x": "1"}}, "not a valid ConfigMap key"),
+        ({"service": "g", "configMapName": "a..b"}, "DNS subdomain"),
+        ({"service": "g", "configMapName": "-a"}, "DNS subdomain"),
+        ({"service": "g", "serviceConfig": {"loadBalancingConfig": "round_robin"}}, "list of"),
+        ({"service": "g", "serviceConfig": {"loadBalancingConfig": ["round_robin"]}}, "list of"),
+        ({"service": "g", "serviceConfig": {"loadBalancingConfig": []}}, "list of"),
     ],
 )
 def test_spec_errors(spec: dict[str, Any], message: str) -> None:
@@ -131,6 +158,17 @@ def test_revision_changes_exactly_when_endpoints_change() -> None:
     assert next_revision(Published(0, a), a) == 1
 
 
+def _rendered(p: Plan) -> Rendered | RenderFailed:
+    assert isinstance(p, Publish)
+    return asyncio.run(render(p, render_in_process))
+
+
+def _report(p: Plan, written: Written | WriteFailed | None = None, kept: bool = True) -> Report:
+    rendered = _rendered(p) if isinstance(p, Publish) else None
+    written = written or Written(True)
+    return report(p, rendered, written if isinstance(rendered, Rendered) else None, kept=kept)
+
+
 def test_plan_publishes_the_snapshot() -> None:
     p = plan(
         "gt",
@@ -140,10 +178,11 @@ def test_plan_publishes_the_snapshot() -> None:
         slices("10.0.0.2", "10.0.0.1"),
         None,
     )
-    assert p.publishes
-    assert p.data is not None
-    assert p.snapshot is not None
-    snap = decode(p.data[ENDPOINTS_KEY])
+    assert isinstance(p, Publish)
+    assert p.service is ServiceState.FOUND
+    r = _rendered(p)
+    assert isinstance(r, Rendered)
+    snap = decode(r.data[ENDPOINTS_KEY])
     assert snap == p.snapshot
     assert [e.hostport for e in snap.endpoints] == ["10.0.0.1:50051", "10.0.0.2:50051"]
     assert (snap.target.port, snap.target.port_name, snap.target.port_number) == (
@@ -152,35 +191,70 @@ def test_plan_publishes_the_snapshot() -> None:
         8080,
     )
     assert snap.revision == 1
-    assert [c.status for c in p.conditions] == ["True", "True", "True"]
+    rep = _report(p)
+    assert [c.status for c in rep.conditions] == ["True", "True", "True"]
+    assert rep.current == p.snapshot
+    assert rep.ready.message == "2 of 2 endpoints ready, revision 1"
     same = slices("10.0.0.1", "10.0.0.2")
     previous = Published(snap.revision, snap.endpoints)
     again = plan("gt", "ns", {"service": "greeter", "port": "grpc"}, service(), same, previous)
-    assert again.data == p.data  # byte-identical when nothing changed
+    assert _rendered(again) == r  # byte-identical when nothing changed
+
+
+def test_ready_means_a_current_snapshot_with_a_ready_endpoint() -> None:
+    spec = {"service": "greeter"}
+    # No endpoint ready: published, but not Ready.
+    none_ready = plan("gt", "ns", spec, service(), [], None)
+    rep = _report(none_ready)
+    assert (rep.ready.status, rep.ready.reason) == ("False", "NoReadyEndpoints")
+    assert rep.current is not None
+    # Ready endpoints, but the write failed: not Ready, and nothing claimed as published.
+    ok = plan("gt", "ns", spec, service(), slices("10.0.0.1"), None)
+    failed = _report(ok, WriteFailed("WriteFailed", "403 forbidden", retry=True), kept=False)
+    assert (failed.ready.status, failed.ready.reason) == ("False", "WriteFailed")
+    assert failed.ready.message == "403 forbidden; nothing is published yet"
+    assert failed.current is None
+    kept = _report(ok, WriteFailed("WriteFailed", "403 forbidden", retry=True), kept=True)
+    assert kept.ready.message == "403 forbidden; the last good ConfigMap is kept"
+    assert _report(ok).ready.status == "True"
 
 
 def test_plan_missing_service_is_an_empty_snapshot() -> None:
     p = plan("gt", "ns", {"service": "greeter"}, None, [], Published(4, (Endpoint("10.0.0.1", 1),)))
-    assert p.publishes
-    assert p.snapshot is not None
+    assert isinstance(p, Publish)
+    assert p.service is ServiceState.NOT_FOUND
     assert p.snapshot.endpoints == ()
     assert p.snapshot.revision == 5
-    by = {c.type: c for c in p.conditions}
+    rep = _report(p)
+    by = {c.type: c for c in rep.conditions}
     assert (by["ServiceFound"].status, by["ServiceFound"].reason) == ("False", "ServiceNotFound")
-    assert p.warnings
+    assert (by["Ready"].status, by["Ready"].reason) == ("False", "ServiceNotFound")
+    assert rep.warnings
 
 
-def test_plan_cross_namespace_needs_consent() -> None:
+def test_plan_cross_namespace_needs_consent_and_withdrawn_consent_empties() -> None:
     spec = {"service": "greeter", "serviceNamespace": "other"}
-    refused = plan("gt", "ns", spec, service("other"), slices("10.0.0.1"), None)
-    assert not refused.publishes
-    assert refused.conditions[1].reason == "CrossNamespaceRefused"
-    # A missing Service elsewhere is refused too: existence is not leaked.
-    assert not plan("gt", "ns", spec, None, [], None).publishes
+    before = Published(3, (Endpoint("10.0.0.1", 50051),))
+    refused = plan("gt", "ns", spec, service("other"), slices("10.0.0.1"), before)
+    # An empty snapshot at once, as for a missing Service: other pods' IPs never linger.
+    assert isinstance(refused, Publish)
+    assert refused.service is ServiceState.REFUSED
+    assert refused.snapshot.endpoints == ()
+    assert refused.snapshot.revision == 4
+    rep = _report(refused)
+    assert rep.conditions[1].reason == "CrossNamespaceRefused"
+    assert (rep.ready.status, rep.ready.reason) == ("False", "CrossNamespaceRefused")
+    assert rep.error_kind == "refused"
+    # A missing Service elsewhere says only "not found": existence is not leaked either way.
+    missing = plan("gt", "ns", spec, None, [], None)
+    assert isinstance(missing, Publish)
+    assert missing.snapshot.endpoints == ()
     for value in ("ns", "a, ns ,b", "*"):
         svc = service("other", **{"kuberesolver.io/allowed-namespaces": value})
         assert consents(svc, "ns")
-        assert plan("gt", "ns", spec, svc, slices("10.0.0.1"), None).publishes
+        granted = plan("gt", "ns", spec, svc, slices("10.0.0.1"), None)
+        assert isinstance(granted, Publish)
+        assert len(granted.snapshot.endpoints) == 1
     assert not consents(service("other", **{"kuberesolver.io/allowed-namespaces": "nsx"}), "ns")
     assert consents(service("ns"), "ns")
 
@@ -189,20 +263,53 @@ def test_plan_bad_template_keeps_last_good() -> None:
     p = plan(
         "gt", "ns", {"service": "greeter", "templates": {"x": "{{ nope }}"}}, service(), [], None
     )
-    assert not p.publishes
-    by = {c.type: c for c in p.conditions}
+    r = _rendered(p)
+    assert isinstance(r, RenderFailed)
+    rep = report(p, r, None, kept=True)
+    by = {c.type: c for c in rep.conditions}
     assert (by["Rendered"].status, by["Rendered"].reason) == ("False", "UndefinedVariable")
-    assert by["Ready"].status == "False"
-    assert ("UndefinedVariable", "x: 'nope' is undefined") in p.warnings
+    assert (by["Ready"].status, by["Ready"].reason) == ("False", "RenderFailed")
+    assert by["Ready"].message.endswith("; the last good ConfigMap is kept")
+    assert report(p, r, None, kept=False).ready.message.endswith("; nothing is published yet")
+    assert ("UndefinedVariable", "x: 'nope' is undefined") in rep.warnings
+    assert rep.current is None
+
+
+def test_the_renderer_is_injected_and_skipped_without_templates() -> None:
+    calls: list[Mapping[str, str]] = []
+
+    async def fake_pool(templates: Mapping[str, str], context: Mapping[str, Any]) -> dict[str, str]:
+        calls.append(templates)
+        if "slow" in templates:
+            raise RenderError("RenderTimeout", "the render took longer than 2 s", "slow")
+        return {k: f"{context['revision']}" for k in templates}
+
+    plain_plan = plan("gt", "ns", {"service": "greeter"}, service(), [], None)
+    assert isinstance(plain_plan, Publish)
+    assert isinstance(asyncio.run(render(plain_plan, fake_pool)), Rendered)
+    assert calls == []
+    spec = {"service": "greeter", "templates": {"a": "x"}}
+    p = plan("gt", "ns", spec, service(), [], None)
+    assert isinstance(p, Publish)
+    r = asyncio.run(render(p, fake_pool))
+    assert isinstance(r, Rendered)
+    assert r.data["a"] == "1"
+    slow = plan("gt", "ns", {"service": "greeter", "templates": {"slow": "x"}}, service(), [], None)
+    assert isinstance(slow, Publish)
+    failed = asyncio.run(render(slow, fake_pool))
+    assert failed == RenderFailed("RenderTimeout", "slow: the render took longer than 2 s")
 
 
 def test_plan_invalid_spec_and_unknown_port() -> None:
     p = plan("gt", "ns", {"service": "greeter", "port": 0}, service(), [], None)
-    assert p.target is None
-    assert p.conditions[0].reason == "InvalidSpec"
+    assert isinstance(p, InvalidSpec)
+    assert _report(p).ready.reason == "InvalidSpec"
     q = plan("gt", "ns", {"service": "greeter", "port": "http"}, service(), [], None)
-    assert not q.publishes
-    assert q.conditions[0].reason == "PortNotFound"
+    assert isinstance(q, PortNotFound)
+    rep = _report(q, kept=False)
+    assert rep.ready.reason == "PortNotFound"
+    assert rep.ready.message.endswith("; nothing is published yet")
+    assert rep.current is None
 
 
 # --- settings ----------------------------------------------------------------------------------
@@ -210,19 +317,27 @@ def test_plan_invalid_spec_and_unknown_port() -> None:
 
 def test_settings_argument_then_environment_then_default() -> None:
     s = Settings.resolve(environ={})
-    assert (s.debounce_ms, s.metrics_port, s.resync_s, s.peering_lifetime_s) == (300, 0, 300.0, 60)
+    assert (s.debounce_ms, s.metrics_port, s.resync_s) == (300, 0, 300.0)
+    assert (s.lease_duration_s, s.lease_retry_s, s.lease_renew_deadline_s) == (8, 2, 6.0)
+    assert (s.lease_name, s.lease_namespace) == ("kuberesolver-operator", "kuberesolver-system")
+    assert s.identity  # host name and pid
     assert s.debounce_s == 0.3
     env = {
         "KUBERESOLVER_DEBOUNCE_MS": "50",
         "KUBERESOLVER_METRICS_PORT": "9090",
-        "KUBERESOLVER_PEERING_PRIORITY": "7",
+        "KUBERESOLVER_IDENTITY": "pod-a",
+        "KUBERESOLVER_LEASE_DURATION_S": "15",
     }
     s = Settings.resolve(environ=env)
-    assert (s.debounce_ms, s.metrics_port, s.peering_priority) == (50, 9090, 7)
+    assert (s.debounce_ms, s.metrics_port, s.identity, s.lease_duration_s) == (
+        50,
+        9090,
+        "pod-a",
+        15,
+    )
     assert Settings.resolve(debounce_ms=10, environ=env).debounce_ms == 10
-    a, b = Settings.resolve(environ={}), Settings.resolve(environ={})
-    assert a.peering_priority >= 1
-    assert (a.peering_priority, b.peering_priority) != (0, 0)
+    with pytest.raises(SettingsError, match="at least twice"):
+        Settings.resolve(environ={"KUBERESOLVER_LEASE_DURATION_S": "3"})
     for bad in ("x", "-1", "1.5", "70000"):
         with pytest.raises(SettingsError, match="KUBERESOLVER_METRICS_PORT"):
             Settings.resolve(environ={"KUBERESOLVER_METRICS_PORT": bad})

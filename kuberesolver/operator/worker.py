@@ -1,0 +1,269 @@
+"""One GrpcTarget's reconcile: plan, render, publish, report (the effects around the pure steps).
+
+:class:`TargetWorker` runs inside the target's coalescing loop
+(:func:`~kuberesolver.operator.hub.run_coalesced`), started by
+:class:`~kuberesolver.operator.targets.Targets` while this replica leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from kuberesolver.operator.configmap import build_configmap, controller_uid, is_owned_by
+from kuberesolver.operator.events import build_event
+from kuberesolver.operator.hub import TargetKey, Trigger
+from kuberesolver.operator.kube import ApiError
+from kuberesolver.operator.reconcile import (
+    Plan,
+    Publish,
+    Published,
+    Rendered,
+    Report,
+    WriteFailed,
+    Written,
+    baseline,
+    plan,
+    render,
+    report,
+)
+from kuberesolver.operator.spec import plain
+from kuberesolver.operator.status import build_status, status_changed
+from kuberesolver.operator.targets import Entry
+from kuberesolver.snapshot import ENDPOINTS_KEY, SnapshotError, decode
+
+if TYPE_CHECKING:
+    from kuberesolver.operator.runtime import Runtime
+
+__all__ = ["RetryLater", "TargetWorker"]
+
+_log = logging.getLogger("kuberesolver.operator")
+
+
+class RetryLater(Exception):
+    """A reconcile to repeat with backoff (a failed write that may clear by itself)."""
+
+
+class TargetWorker:
+    """Carries out the plans of one GrpcTarget: ConfigMap, status, Events, metrics."""
+
+    def __init__(self, runtime: Runtime, key: TargetKey, entry: Entry, trigger: Trigger) -> None:
+        self.runtime = runtime
+        self.key = key
+        self.namespace, self.name = key
+        self.entry = entry
+        self.trigger = trigger
+        self.configmap: dict[str, Any] | None = None
+        self.configmap_name: str | None = None
+        self.published: Published | None = None
+        self.warned: frozenset[tuple[str, str]] = frozenset()
+        self.last_error: str | None = None
+        self.ready_before: str | None = None  # the Ready status this worker last reported
+
+    @property
+    def uid(self) -> str:
+        return self.entry.uid
+
+    def on_error(self, exc: BaseException) -> None:
+        if isinstance(exc, RetryLater):
+            _log.info("%s/%s: %s; retrying", self.namespace, self.name, exc)
+            return
+        kind = "api" if isinstance(exc, ApiError) else "internal"
+        self.runtime.metrics.errors.labels(kind).inc()
+        message = f"{exc}"
+        _log.warning("%s/%s: reconcile failed: %s", self.namespace, self.name, message)
+        if message != self.last_error:
+            self.last_error = message
+            self._post("Warning", "ReconcileFailed", message)
+
+    async def reconcile(self, first_wake: float | None) -> None:
+        if not self.runtime.leading():
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        body = self.entry.body
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
+        raw_spec = plain(body.get("spec") or {})
+        old_status = plain(body.get("status") or {})
+        self.entry.planned_generation = generation
+
+        svc_key = (raw_spec.get("serviceNamespace") or self.namespace, raw_spec.get("service", ""))
+        self.runtime.hub.follow(self.key, svc_key)
+        service, slices = self.runtime.views.lookup(svc_key)
+        cm_name = raw_spec.get("configMapName") or self.name
+        if first_wake is None:
+            # A periodic resync, not a change: re-read the ConfigMap, so that
+            # an edit by hand (or a deletion) is repaired.
+            self.configmap_name = None
+        if self.configmap_name != cm_name:
+            await self._load_configmap(cm_name, old_status)
+
+        the_plan = plan(self.name, self.namespace, raw_spec, service, slices, self.published)
+        rendered = (
+            await render(the_plan, self.runtime.renderer) if isinstance(the_plan, Publish) else None
+        )
+        written = (
+            await self._publish(the_plan, rendered) if isinstance(rendered, Rendered) else None
+        )
+        rep = report(the_plan, rendered, written, kept=self._kept())
+        if not await self._report(rep, generation, cm_name, old_status, written):
+            return
+        if rep.error_kind is not None:
+            self.runtime.metrics.errors.labels(rep.error_kind).inc()
+        if rep.current is not None:
+            self.runtime.metrics.set_endpoints(
+                self.namespace,
+                self.name,
+                len(rep.current.ready_endpoints),
+                len(rep.current.endpoints),
+            )
+        self.runtime.metrics.reconcile_seconds.observe(
+            loop.time() - (first_wake if first_wake is not None else started)
+        )
+        if isinstance(written, WriteFailed) and written.retry:
+            raise RetryLater(written.message)
+        self.last_error = None
+
+    def _kept(self) -> bool:
+        return self.configmap is not None and is_owned_by(self.configmap, self.uid)
+
+    async def _load_configmap(self, cm_name: str, old_status: Mapping[str, Any]) -> None:
+        """Read the ConfigMap once: what it holds is the revision baseline after a restart."""
+        cm = await self.runtime.kube.get_configmap(self.namespace, cm_name)
+        stored: Published | None = None
+        if cm is not None and is_owned_by(cm, self.uid):
+            raw = (cm.get("data") or {}).get(ENDPOINTS_KEY)
+            if raw:
+                try:
+                    previous = decode(raw, f"ConfigMap {self.namespace}/{cm_name}")
+                except SnapshotError as exc:
+                    _log.warning("%s; it will be rewritten", exc)
+                else:
+                    stored = Published(previous.revision, previous.endpoints)
+        self.configmap = cm
+        self.configmap_name = cm_name
+        self.published = baseline(self.published, stored, int(old_status.get("revision") or 0))
+
+    async def _publish(self, the_plan: Plan, rendered: Rendered) -> Written | WriteFailed:
+        """Create or update the ConfigMap when its data differs."""
+        assert isinstance(the_plan, Publish)
+        target = the_plan.target
+        desired = build_configmap(target, self.uid, rendered.data)
+        current = self.configmap
+        kube = self.runtime.kube
+        name = f"ConfigMap {self.namespace}/{target.configmap_name}"
+        if not self.runtime.leading():
+            return WriteFailed("NotLeading", "this replica no longer leads", retry=False)
+        try:
+            if current is None:
+                self.configmap = await kube.create_configmap(desired)
+                self.runtime.metrics.configmap_writes.labels("create").inc()
+                wrote = True
+            elif not is_owned_by(current, self.uid):
+                owner = controller_uid(current)
+                self.configmap_name = None  # re-read next time: it may be gone by then
+                return WriteFailed(
+                    "ConfigMapConflict",
+                    f"{name} exists and is not owned by this GrpcTarget "
+                    f"(controller uid {owner or 'none'}); it is left untouched",
+                    retry=True,
+                )
+            elif (current.get("data") or {}) != rendered.data or _labels_differ(current, desired):
+                self.configmap = await kube.replace_configmap(_merge_metadata(current, desired))
+                self.runtime.metrics.configmap_writes.labels("update").inc()
+                wrote = True
+            else:
+                wrote = False
+        except ApiError as exc:
+            # Whatever failed (and whether the write landed or not), re-read the
+            # ConfigMap before the next attempt: it is the revision baseline.
+            self.configmap_name = None
+            if exc.status in (404, 409):
+                return WriteFailed(
+                    "ConfigMapConflict", f"{name} changed concurrently ({exc}); re-reading", True
+                )
+            if exc.status == 422:  # the apiserver refuses this object: retrying cannot help
+                return WriteFailed("WriteRefused", f"the apiserver refuses {name}: {exc}", False)
+            return WriteFailed("WriteFailed", str(exc), retry=True)
+        self.published = Published(the_plan.snapshot.revision, the_plan.snapshot.endpoints)
+        return Written(wrote)
+
+    async def _report(
+        self,
+        rep: Report,
+        generation: int,
+        cm_name: str,
+        old_status: Mapping[str, Any],
+        written: Written | WriteFailed | None,
+    ) -> bool:
+        """Patch the status and post the Events; ``False`` when the target is gone."""
+        current = rep.current
+        status = build_status(
+            old_status,
+            rep.conditions,
+            generation=generation,
+            now=datetime.datetime.now(datetime.UTC),
+            configmap_name=cm_name,
+            ready_endpoints=len(current.ready_endpoints) if current else None,
+            total_endpoints=len(current.endpoints) if current else None,
+            revision=self.published.revision if self.published else None,
+            updated=isinstance(written, Written) and written.wrote,
+        )
+        if status_changed(old_status, status) and self.runtime.leading():
+            try:
+                await self.runtime.kube.patch_status(self.namespace, self.name, dict(status))
+            except ApiError as exc:
+                if exc.status == 404:
+                    # Deleted before kopf told us: end this loop (the GC takes the ConfigMap).
+                    _log.info("%s/%s is gone; stopping", self.namespace, self.name)
+                    self.trigger.close()
+                    return False
+                raise
+        for reason, message in sorted(rep.warnings - self.warned):
+            self._post("Warning", reason, message)
+        self.warned = rep.warnings
+        if self.ready_before is None:
+            before = {c.get("type"): c.get("status") for c in old_status.get("conditions") or []}
+            self.ready_before = str(before.get("Ready") or "Unknown")
+        if rep.ready.status == "True" and self.ready_before != "True":
+            self._post("Normal", "Published", rep.ready.message)
+        self.ready_before = rep.ready.status
+        return True
+
+    def _post(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        body = {**self.entry.body}
+        event = build_event(
+            body,
+            type_,
+            reason,
+            message,
+            instance=self.runtime.settings.identity,
+            now=datetime.datetime.now(datetime.UTC),
+        )
+        self.runtime.post_event(event)
+
+
+def _labels_differ(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    have = (current.get("metadata") or {}).get("labels") or {}
+    want = desired["metadata"]["labels"]
+    return any(have.get(k) != v for k, v in want.items())
+
+
+def _merge_metadata(current: Mapping[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """``desired``, keeping the current labels, annotations and resourceVersion."""
+    meta = dict(current.get("metadata") or {})
+    labels = dict(meta.get("labels") or {})
+    labels.update(desired["metadata"]["labels"])
+    body = dict(desired)
+    body["metadata"] = {
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "resourceVersion": meta.get("resourceVersion"),
+        "labels": labels,
+        "annotations": meta.get("annotations") or {},
+        "ownerReferences": meta.get("ownerReferences") or desired["metadata"]["ownerReferences"],
+    }
+    return body
