@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from kuberesolver._version import __version__ as __version__
+
 if TYPE_CHECKING:
     from kuberesolver._xds.orca import load_report
     from kuberesolver.channel import Channel, insecure_channel, secure_channel
