@@ -155,7 +155,10 @@ def insecure_channel(
     lease, name = open_lease(target, kwargs)
     try:
         inner = grpc.aio.insecure_channel(
-            lease.xds_target, channel_options(options, name, False), compression, interceptors
+            lease.xds_target,
+            channel_options(options, name, False, lease.default_options),
+            compression,
+            interceptors,
         )
     except BaseException:
         lease.release()
@@ -185,7 +188,7 @@ def secure_channel(
         inner = grpc.aio.secure_channel(
             lease.xds_target,
             credentials,
-            channel_options(options, name, True),
+            channel_options(options, name, True, lease.default_options),
             compression,
             interceptors,
         )

@@ -114,6 +114,8 @@ class Lease:
         self._released = False
         self._lock = threading.Lock()
         self._untrack_picks: Callable[[], None] | None = None
+        self.default_options: list[tuple[str, Any]] = []
+        """Channel options from the settings (failover timer, keepalive); the caller's win."""
 
     @property
     def label(self) -> str:
@@ -459,6 +461,7 @@ def _spec(parsed: ParsedTarget, settings: Settings, snapshot: Snapshot, source: 
         zone=settings.zone,
         max_attempts=min(settings.max_attempts, 5),
         source=source,
+        cluster_ip_fallback=settings.cluster_ip_fallback,
     )
 
 
@@ -500,11 +503,15 @@ def registry() -> _Registry:
 
 
 def channel_options(
-    options: ChannelOptions | None, server_name: str, secure: bool
+    options: ChannelOptions | None,
+    server_name: str,
+    secure: bool,
+    defaults: ChannelOptions = (),
 ) -> list[tuple[str, Any]]:
-    """The caller's options plus the authority (and TLS name) unless the caller set them."""
+    """The caller's options plus ``defaults`` and the authority (and TLS name), unless set."""
     merged = list(options or ())
     keys = {key for key, _ in merged}
+    merged += [(key, value) for key, value in defaults if key not in keys]
     if "grpc.default_authority" not in keys:
         merged.append(("grpc.default_authority", server_name))
     if secure and "grpc.ssl_target_name_override" not in keys:
@@ -561,8 +568,12 @@ def open_lease(target: str, kwargs: ChannelArgs) -> tuple[Lease, str]:
         namespace_file=kwargs.get("namespace_file"),
         pick_metrics=kwargs.get("pick_metrics"),
         source=kwargs.get("source"),
+        cluster_ip_fallback=kwargs.get("cluster_ip_fallback"),
+        failover_timeout_ms=kwargs.get("failover_timeout_ms"),
+        keepalive_ms=kwargs.get("keepalive_ms"),
     )
     lease = _registry.acquire(target, namespace=namespace, settings=settings)
+    lease.default_options = settings.channel_options()
     try:
         if settings.pick_metrics:
             lease.track_picks()
@@ -704,7 +715,9 @@ def insecure_channel(
     lease, name = open_lease(target, kwargs)
     try:
         inner = grpc.insecure_channel(
-            lease.xds_target, channel_options(options, name, False), compression
+            lease.xds_target,
+            channel_options(options, name, False, lease.default_options),
+            compression,
         )
     except BaseException:
         lease.release()
@@ -730,7 +743,10 @@ def secure_channel(
     lease, name = open_lease(target, kwargs)
     try:
         inner = grpc.secure_channel(
-            lease.xds_target, credentials, channel_options(options, name, True), compression
+            lease.xds_target,
+            credentials,
+            channel_options(options, name, True, lease.default_options),
+            compression,
         )
     except BaseException:
         lease.release()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TypedDict
+from typing import Any, Final, NotRequired, TypedDict
 
 from kuberesolver.snapshot import Endpoint
 
@@ -62,6 +62,8 @@ class ServiceView(TypedDict):
     ports: list[PortView]
     ipFamilies: list[str]
     annotations: dict[str, str]
+    clusterIPs: NotRequired[list[str]]
+    """Its virtual IPs; absent for a headless Service."""
 
 
 class EndpointView(TypedDict):
@@ -103,13 +105,17 @@ def service_view(body: Mapping[str, Any]) -> ServiceView:
         }
         for p in spec.get("ports") or []
     ]
-    return {
+    view: ServiceView = {
         "namespace": meta.get("namespace") or "",
         "name": meta.get("name") or "",
         "ports": ports,
         "ipFamilies": [str(f) for f in spec.get("ipFamilies") or []],
         "annotations": {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()},
     }
+    ips = [str(ip) for ip in spec.get("clusterIPs") or [spec.get("clusterIP")] if ip]
+    if ips and ips != ["None"]:
+        view["clusterIPs"] = ips
+    return view
 
 
 def slice_view(body: Mapping[str, Any]) -> SliceView:

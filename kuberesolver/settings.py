@@ -19,6 +19,19 @@
   endpoint as Prometheus metrics (see :mod:`kuberesolver.metrics`), default
   off; the variable takes ``1``/``true``/``yes``/``on`` or
   ``0``/``false``/``no``/``off``.
+- ``cluster_ip_fallback`` (``KUBERESOLVER_CLUSTER_IP_FALLBACK``): when the
+  snapshot carries the Service's ClusterIPs, send calls through them (and
+  kube-proxy) while no listed endpoint can be reached, default on.
+- ``failover_timeout_ms`` (``KUBERESOLVER_FAILOVER_TIMEOUT_MS``): how long grpc
+  waits for a connecting priority before it tries the next one (the channel
+  option ``grpc.priority_failover_timeout_ms``), default 1000 (grpc's own
+  default, 10 s, makes calls wait out their deadlines).
+- ``keepalive_ms`` (``KUBERESOLVER_KEEPALIVE_MS``): the client's HTTP/2
+  keepalive interval and timeout (``grpc.keepalive_time_ms`` and
+  ``grpc.keepalive_timeout_ms``), so that a pod that went silent fails over;
+  default 10000, 0 leaves grpc's defaults (none). Servers answer pings faster
+  than ``grpc.http2.min_ping_interval_without_data_ms`` (5 minutes by default)
+  with GOAWAY once no data flows: set that server option to at most this value.
 - ``source`` (``KUBERESOLVER_SOURCE``): ``file`` or ``api`` (direct mode);
   unset means the rule in :mod:`kuberesolver.direct.builder`.
 
@@ -46,8 +59,11 @@ __all__ = [
     "DEFAULT_NAMESPACE_FILE",
     "DEFAULT_POLL_INTERVAL_MS",
     "DEFAULT_SNAPSHOT_DIR",
+    "ENV_CLUSTER_IP_FALLBACK",
     "ENV_DEBOUNCE_MS",
     "ENV_DIR",
+    "ENV_FAILOVER_TIMEOUT_MS",
+    "ENV_KEEPALIVE_MS",
     "ENV_LB_POLICY",
     "ENV_MAX_ATTEMPTS",
     "ENV_NAMESPACE_FILE",
@@ -76,6 +92,9 @@ ENV_POLL_INTERVAL_MS: Final = "KUBERESOLVER_POLL_INTERVAL_MS"
 ENV_MAX_ATTEMPTS: Final = "KUBERESOLVER_MAX_ATTEMPTS"
 ENV_NAMESPACE_FILE: Final = "KUBERESOLVER_NAMESPACE_FILE"
 ENV_PICK_METRICS: Final = "KUBERESOLVER_PICK_METRICS"
+ENV_CLUSTER_IP_FALLBACK: Final = "KUBERESOLVER_CLUSTER_IP_FALLBACK"
+ENV_FAILOVER_TIMEOUT_MS: Final = "KUBERESOLVER_FAILOVER_TIMEOUT_MS"
+ENV_KEEPALIVE_MS: Final = "KUBERESOLVER_KEEPALIVE_MS"
 ENV_SOURCE: Final = "KUBERESOLVER_SOURCE"
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
@@ -100,6 +119,10 @@ class ChannelArgs(TypedDict, total=False):
     pick_metrics: bool | None
     source: str | None
     """``"file"`` or ``"api"`` (direct mode); see :mod:`kuberesolver.direct.builder`."""
+    cluster_ip_fallback: bool | None
+    """Send calls through the Service's ClusterIPs while no listed endpoint answers."""
+    failover_timeout_ms: int | None
+    keepalive_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +137,20 @@ class Settings:
     max_attempts: int
     namespace_file: Path
     pick_metrics: bool = False
+    cluster_ip_fallback: bool = True
+    failover_timeout_ms: int = 1000
+    keepalive_ms: int = 10_000
     source: str | None = None
+
+    def channel_options(self) -> list[tuple[str, int]]:
+        """The grpc channel options these settings stand for (user options win)."""
+        options = [("grpc.priority_failover_timeout_ms", self.failover_timeout_ms)]
+        if self.keepalive_ms:
+            options += [
+                ("grpc.keepalive_time_ms", self.keepalive_ms),
+                ("grpc.keepalive_timeout_ms", self.keepalive_ms),
+            ]
+        return options
 
 
 def _env_int(name: str, default: int, minimum: int) -> int:
@@ -157,6 +193,9 @@ def resolve(
     max_attempts: int | None = None,
     namespace_file: str | os.PathLike[str] | None = None,
     pick_metrics: bool | None = None,
+    cluster_ip_fallback: bool | None = None,
+    failover_timeout_ms: int | None = None,
+    keepalive_ms: int | None = None,
     source: str | None = None,
 ) -> Settings:
     """Resolve each setting: the argument if given, else its environment variable, else default."""
@@ -188,6 +227,15 @@ def resolve(
         pick_metrics=bool(pick_metrics)
         if pick_metrics is not None
         else _env_bool(ENV_PICK_METRICS, False),
+        cluster_ip_fallback=bool(cluster_ip_fallback)
+        if cluster_ip_fallback is not None
+        else _env_bool(ENV_CLUSTER_IP_FALLBACK, True),
+        failover_timeout_ms=_check("failover_timeout_ms", failover_timeout_ms, 1)
+        if failover_timeout_ms is not None
+        else _env_int(ENV_FAILOVER_TIMEOUT_MS, 1000, 1),
+        keepalive_ms=_check("keepalive_ms", keepalive_ms, 0)
+        if keepalive_ms is not None
+        else _env_int(ENV_KEEPALIVE_MS, 10_000, 0),
         source=(source if source is not None else os.environ.get(ENV_SOURCE, "").strip()) or None,
     )
 

@@ -18,13 +18,17 @@ The JSON document (format version 1)::
          "terminating": false, "zone": "zone-a", "node": "node-1",
          "pod": "greeter-5d9c7-abcde"}
       ],
-      "serviceConfig": {"loadBalancingConfig": [{"round_robin": {}}]}
+      "serviceConfig": {"loadBalancingConfig": [{"round_robin": {}}]},
+      "clusterIPs": ["10.96.0.10"]
     }
 
 - ``target.port`` is what the GrpcTarget asked for ("" for the first port);
   ``portName`` and ``portNumber`` are the Service port it resolved to.
 - ``endpoints[].port`` is the resolved container port (the targetPort).
 - ``revision`` is monotonic and changes exactly when ``endpoints`` change.
+- ``clusterIPs`` (optional, absent for a headless Service) are the Service's
+  virtual IPs; with ``target.portNumber`` they are the last-resort route
+  through kube-proxy while the endpoint list is stale.
 - Unknown keys are ignored, so minor additions stay compatible; an unknown
   ``version`` is refused.
 
@@ -39,7 +43,7 @@ import os
 import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypedDict
+from typing import Any, Final, NotRequired, TypedDict
 
 __all__ = [
     "ENDPOINTS_KEY",
@@ -105,6 +109,7 @@ class SnapshotDict(TypedDict):
     revision: int
     endpoints: list[EndpointDict]
     serviceConfig: dict[str, Any]
+    clusterIPs: NotRequired[list[str]]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -181,6 +186,8 @@ class Snapshot:
     service_config: Mapping[str, Any] = field(default_factory=dict)
     server_name: str = ""
     version: int = FORMAT_VERSION
+    cluster_ips: tuple[str, ...] = ()
+    """The Service's ClusterIPs (none for a headless Service): the last-resort route."""
 
     def __post_init__(self) -> None:
         if not self.server_name:
@@ -192,7 +199,7 @@ class Snapshot:
         return tuple(e for e in self.endpoints if e.ready and not e.terminating)
 
     def to_dict(self) -> SnapshotDict:
-        return {
+        doc: SnapshotDict = {
             "version": self.version,
             "target": self.target.to_dict(),
             "serverName": self.server_name,
@@ -200,6 +207,9 @@ class Snapshot:
             "endpoints": [e.to_dict() for e in self.endpoints],
             "serviceConfig": dict(self.service_config),
         }
+        if self.cluster_ips:  # optional: absent keeps older documents byte-identical
+            doc["clusterIPs"] = list(self.cluster_ips)
+        return doc
 
 
 def encode(snapshot: Snapshot) -> str:
@@ -299,7 +309,26 @@ def _from_dict(doc: Mapping[str, Any], source: str) -> Snapshot:
         service_config=dict(service_config),
         server_name=server_name,
         version=version,
+        cluster_ips=_cluster_ips(doc.get("clusterIPs"), source),
     )
+
+
+def _cluster_ips(value: object, source: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise SnapshotError(source, f"'clusterIPs' must be a list, got {value!r}")
+    out: list[str] = []
+    for i, ip in enumerate(value):
+        try:
+            if not isinstance(ip, str):
+                raise TypeError(ip)
+            out.append(str(ipaddress.ip_address(ip)))
+        except (TypeError, ValueError):
+            raise SnapshotError(
+                source, f"'clusterIPs[{i}]' must be an IP address, got {ip!r}"
+            ) from None
+    return tuple(out)
 
 
 def _endpoint(e: Mapping[str, Any], source: str, i: int) -> Endpoint:

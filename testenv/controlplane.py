@@ -30,13 +30,13 @@ from typing import IO
 import yaml
 
 from testenv.build import ensure_binaries
+from testenv.netns import SERVICE_CIDR
 from testenv.pki import CertFiles, CertificateAuthority, service_account_keypair
 from testenv.wait import WaitTimeout, until
 
 log = logging.getLogger("testenv")
 
 CONTROLLERS = "endpointslice,garbagecollector,namespace,serviceaccount"
-SERVICE_CIDR = "10.96.0.0/16"
 
 
 def free_port() -> int:

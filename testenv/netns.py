@@ -5,6 +5,10 @@ so test Pods get IPs from ``POD_CIDR`` instead. Inside a network namespace of
 our own, that whole range is routed to ``lo`` (like 127.0.0.0/8), so a gRPC
 server can listen on any pod IP and nothing can leave the machine: the
 namespace has no other interface.
+
+The Service range ``SERVICE_CIDR`` is routed to ``lo`` too, with a source
+address inside the pod range (so kube-proxy does not masquerade): kube-proxy
+(testenv/kube_proxy.py) then turns a ClusterIP into a pod IP, as on a node.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import os
 import subprocess
 
 POD_CIDR = "10.244.0.0/16"
+SERVICE_CIDR = "10.96.0.0/16"
+NODE_IP = "10.244.255.254"
+"""The address of the one Node: the source of connections to ClusterIPs."""
 _CLONE_NEWNET = 0x40000000
 _MARKER = "KUBERESOLVER_TESTENV_NETNS"
 
@@ -48,6 +55,7 @@ def enter_private_network() -> None:
     for cmd in (
         ["ip", "link", "set", "lo", "up"],
         ["ip", "route", "add", "local", POD_CIDR, "dev", "lo"],
+        ["ip", "route", "add", SERVICE_CIDR, "dev", "lo", "src", NODE_IP],
     ):
         subprocess.run(cmd, check=True, capture_output=True)
     os.environ[_MARKER] = str(os.getpid())

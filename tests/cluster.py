@@ -23,6 +23,7 @@ from kubernetes import client
 
 from testenv import ControlPlane, ensure_binaries
 from testenv.kube import api_client, apply, service_account_token
+from testenv.kube_proxy import KubeProxy
 from testenv.netns import enter_private_network
 from testenv.wait import until
 
@@ -49,6 +50,13 @@ def configure(config: pytest.Config) -> None:
 def control_plane() -> Iterator[ControlPlane]:
     with ControlPlane() as cp:
         yield cp
+
+
+@pytest.fixture(scope="session")
+def kube_proxy(control_plane: ControlPlane) -> Iterator[KubeProxy]:
+    """A real kube-proxy (nftables) in the suite's namespace: ClusterIPs reach pod IPs."""
+    with KubeProxy(control_plane) as proxy:
+        yield proxy
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,11 @@ Rules grpcio enforces, measured on grpcio 1.85 and honoured here:
   served as DRAINING and not-ready ones as UNHEALTHY;
 - least_request is NACKed by grpc's C core; weighted round robin (ORCA) is the
   load-aware policy offered instead.
+
+The Service's ClusterIPs, when the snapshot has them, are the last locality,
+at the lowest priority: grpc's priority policy sends calls there (through
+kube-proxy) only while no endpoint of the higher priorities can be reached,
+and returns as soon as one can.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ from kuberesolver.snapshot import Endpoint, Snapshot
 
 __all__ = [
     "AUTHORITY",
+    "CLUSTER_IP_LOCALITY",
     "CLUSTER_TYPE",
     "ENDPOINT_TYPE",
     "LB_POLICIES",
@@ -89,6 +95,9 @@ __all__ = [
 AUTHORITY: Final = "kuberesolver"
 """The xDS federation authority our bootstrap entry serves."""
 
+CLUSTER_IP_LOCALITY: Final = "service-cluster-ip"
+"""The zone name of the lowest-priority locality: the Service's ClusterIPs."""
+
 LISTENER_TYPE: Final = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER_TYPE: Final = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT_TYPE: Final = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
@@ -107,6 +116,8 @@ class ChannelSpec:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     source: str = ""
     """Tells apart the same target followed from different directories."""
+    cluster_ip_fallback: bool = True
+    """Serve the snapshot's ClusterIPs as the lowest priority (see :func:`build_endpoints`)."""
 
     @property
     def name(self) -> str:
@@ -116,6 +127,8 @@ class ChannelSpec:
             parts.append(f"zone-{self.zone}")
         if self.max_attempts != DEFAULT_MAX_ATTEMPTS:
             parts.append(f"attempts-{self.max_attempts}")
+        if not self.cluster_ip_fallback:
+            parts.append("no-fallback")
         if self.source:
             parts.append(self.source)
         return ".".join(_safe(p) for p in parts)
@@ -288,7 +301,11 @@ def build_cluster(spec: ChannelSpec, snapshot: Snapshot | None = None) -> cluste
 
 
 def build_endpoints(
-    spec: ChannelSpec, endpoints: Iterable[Endpoint], revision: int | None = None
+    spec: ChannelSpec,
+    endpoints: Iterable[Endpoint],
+    revision: int | None = None,
+    cluster_ips: Iterable[str] = (),
+    service_port: int = 0,
 ) -> endpoint_pb2.ClusterLoadAssignment:
     """The ClusterLoadAssignment: one locality per priority.
 
@@ -299,6 +316,11 @@ def build_endpoints(
 
     With no ready endpoint at all, the one locality is named for the problem:
     grpc quotes it in the UNAVAILABLE status of a call that fails fast.
+
+    ``cluster_ips`` with ``service_port`` (and ``spec.cluster_ip_fallback``)
+    add a last locality, one priority below all others, holding the Service's
+    ClusterIPs: kube-proxy always knows the current pods, so calls still land
+    while this snapshot is stale.
     """
     entries = _dedupe(endpoints)
     prefer_own = spec.zone is not None and any(
@@ -322,6 +344,10 @@ def build_endpoints(
                 entries,
             )
         )
+    fallback = sorted(set(cluster_ips)) if spec.cluster_ip_fallback and service_port else []
+    if fallback:
+        virtual = [(Endpoint(ip, service_port), hc_pb2.HEALTHY) for ip in fallback]
+        groups.append((CLUSTER_IP_LOCALITY, virtual))
     return endpoint_pb2.ClusterLoadAssignment(
         cluster_name=endpoints_name(spec.name),
         endpoints=[
@@ -354,6 +380,12 @@ def build_resources(spec: ChannelSpec, snapshot: Snapshot) -> dict[str, dict[str
         LISTENER_TYPE: {listener_name(spec.name): build_listener(spec)},
         CLUSTER_TYPE: {cluster_name(spec.name): build_cluster(spec, snapshot)},
         ENDPOINT_TYPE: {
-            endpoints_name(spec.name): build_endpoints(spec, snapshot.endpoints, snapshot.revision)
+            endpoints_name(spec.name): build_endpoints(
+                spec,
+                snapshot.endpoints,
+                snapshot.revision,
+                cluster_ips=snapshot.cluster_ips,
+                service_port=snapshot.target.port_number,
+            )
         },
     }

@@ -57,12 +57,17 @@ Metrics (:mod:`.metrics`): ``kuberesolver_operator_targets``,
 ``kuberesolver_operator_reconcile_seconds`` (histogram),
 ``kuberesolver_operator_errors_total{kind}``.
 
+Optional admission webhook (:mod:`.webhook`, ``KUBERESOLVER_WEBHOOK_PORT``):
+Pods labelled ``kuberesolver.io/inject: "true"`` and annotated
+``kuberesolver.io/targets: "a,b"`` get those GrpcTargets' ConfigMaps mounted.
+
 High availability: run two replicas; both watch, and only the holder of the
 ``coordination.k8s.io`` Lease writes (:mod:`.leader`). The other takes over
 when the Lease is released (a clean exit) or expires (8 s by default).
 """
 
 from kuberesolver.operator import handlers as handlers
+from kuberesolver.operator import webhook as webhook
 from kuberesolver.operator.settings import Settings
 
-__all__ = ["Settings", "handlers"]
+__all__ = ["Settings", "handlers", "webhook"]

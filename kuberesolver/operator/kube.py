@@ -80,6 +80,24 @@ class Kube:
             raise
         return result
 
+    async def get_grpctarget(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A GrpcTarget read from the API (not from an index), or ``None`` if absent."""
+        try:
+            result: dict[str, Any] = await self._call(
+                f"get GrpcTarget {namespace}/{name}",
+                self._custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
     async def create_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
         meta = body["metadata"]
         result: dict[str, Any] = await self._call(

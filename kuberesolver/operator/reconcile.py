@@ -215,6 +215,7 @@ def plan(
 
     svc_name = f"{target.service_namespace}/{target.service}"
     endpoints: tuple[Endpoint, ...] = ()
+    cluster_ips: tuple[str, ...] = ()
     ref = TargetRef(target.service, target.service_namespace, port=target.port)
     if service is None:
         state, message = ServiceState.NOT_FOUND, f"Service {svc_name} not found"
@@ -233,6 +234,9 @@ def plan(
         slice_list = list(slices)
         family = pick_family(service, slice_list, target.address_family)
         endpoints = build_endpoints(slice_list, port, family, target.include_terminating)
+        cluster_ips = tuple(
+            ip for ip in service.get("clusterIPs", []) if (":" in ip) == (family == "IPv6")
+        )
         ref = TargetRef(
             target.service,
             target.service_namespace,
@@ -246,6 +250,7 @@ def plan(
         revision=next_revision(previous, endpoints),
         endpoints=endpoints,
         service_config=build_service_config(target.load_balancing, target.service_config),
+        cluster_ips=cluster_ips,
     )
     return Publish(target, snapshot, state, message)
 

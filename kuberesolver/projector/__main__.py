@@ -45,6 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--kubeconfig", default="", help="kubeconfig (default: in-cluster, then $KUBECONFIG)"
     )
     parser.add_argument("--once", action="store_true", help="project once and exit")
+    parser.add_argument(
+        "--lag-s",
+        type=float,
+        default=0.0,
+        help="write each version after the first only this many seconds after it appears, "
+        "as kubelet's 60-90 s refresh would (for tests and benchmarks; default 0)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("KUBERESOLVER_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     try:
@@ -58,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     api, context_namespace = _client(args.kubeconfig)
     namespace = args.namespace or _pod_namespace() or context_namespace or "default"
-    projector = ConfigMapProjector(api, namespace, args.configmap, args.dir)
+    if args.lag_s < 0:
+        parser.error(f"--lag-s must not be negative, got {args.lag_s}")
+    projector = ConfigMapProjector(api, namespace, args.configmap, args.dir, lag_s=args.lag_s)
     if args.once:
         try:
             return 0 if projector.run_once() else 1

@@ -15,7 +15,10 @@ Behaviour:
   retried with backoff, re-listing from scratch; the last good files stay;
 - nothing it reads stops it: an event it cannot project (or any other
   error) is logged once with its traceback, counted in ``errors``, and
-  skipped; the last good files stay.
+  skipped; the last good files stay;
+- ``lag_s`` > 0 writes each version after the first only that long after it
+  was seen, as kubelet's slow refresh of a mounted ConfigMap would (kubelet
+  mounts the current version when the pod starts; see :mod:`.lag`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kuberesolver.projector.atomic_writer import write_atomic
+from kuberesolver.projector.lag import Lagged
 from kuberesolver.retry import backoff_s
 
 __all__ = ["ConfigMapProjector", "files_of"]
@@ -63,6 +67,7 @@ class ConfigMapProjector:
         *,
         watch_timeout_s: int = 240,
         on_write: Callable[[int], None] | None = None,
+        lag_s: float = 0.0,
     ) -> None:
         from kubernetes import client
 
@@ -78,9 +83,14 @@ class ConfigMapProjector:
         self._problem: str | None = None
         self._stop = threading.Event()
         self._response: Any = None
+        self._lagged: Lagged[Mapping[str, Any]] | None = (
+            Lagged(self._write, lag_s) if lag_s > 0 else None
+        )
 
     def stop(self) -> None:
         self._stop.set()
+        if self._lagged is not None:
+            self._lagged.stop()
         response = self._response
         if response is not None:
             with contextlib.suppress(Exception):  # from another thread: best effort
@@ -110,11 +120,11 @@ class ConfigMapProjector:
                 self._stop.wait(delay)
 
     def run_once(self) -> bool:
-        """Project the current ConfigMap once; whether it existed."""
+        """Project the current ConfigMap once (without lag); whether it existed."""
         body = self._request(watch=False)
         items = body.get("items") or []
         if items:
-            self._project(items[0])
+            self._write(items[0])
         return bool(items)
 
     # -- internals --------------------------------------------------------------------------
@@ -191,6 +201,12 @@ class ConfigMapProjector:
                 )
 
     def _project(self, configmap: Mapping[str, Any]) -> None:
+        if self._lagged is not None and self.writes:
+            self._lagged.submit(configmap)
+        else:
+            self._write(configmap)
+
+    def _write(self, configmap: Mapping[str, Any]) -> None:
         if write_atomic(self.directory, files_of(configmap)):
             self.writes += 1
             meta = configmap.get("metadata") or {}

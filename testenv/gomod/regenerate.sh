@@ -12,7 +12,7 @@ modfile=$(cd "$here" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VER
 
 cd "$here/kubernetes"
 {
-  echo "// Wrapper module: builds kube-apiserver and kube-controller-manager for tests."
+  echo "// Wrapper module: builds kube-apiserver, kube-controller-manager and kube-proxy for tests."
   echo "module kuberesolver.local/testenv/kubernetes"
   echo
   grep -E '^go ' "$modfile"
@@ -22,6 +22,7 @@ cd "$here/kubernetes"
   echo "tool ("
   echo "	k8s.io/kubernetes/cmd/kube-apiserver"
   echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
+  echo "	k8s.io/kubernetes/cmd/kube-proxy"
   echo ")"
   echo
   echo "replace ("

@@ -1,0 +1,173 @@
+"""A real kube-proxy (nftables mode) in the tests' network namespace: ClusterIPs that work.
+
+Built from the same Kubernetes module as the apiserver (testenv/build.sh). It
+programs the namespace's own nftables, so a connection to a Service's
+ClusterIP (routed to ``lo`` by testenv/netns.py) reaches one of its ready pod
+IPs, and follows EndpointSlice changes within tens of milliseconds.
+
+    with KubeProxy(cp) as proxy:   # after enter_private_network()
+        ...
+
+It needs a Node with an InternalIP (else it waits 30 s for one) and a client
+certificate for ``system:kube-proxy``, the user the default RBAC already binds
+to ``system:node-proxier``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from kubernetes import client
+
+from testenv.build import ensure_binaries
+from testenv.controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    _Process,
+    free_port,
+    write_kubeconfig,
+)
+from testenv.kube import api_client
+from testenv.netns import NODE_IP, POD_CIDR, in_private_network
+
+__all__ = ["NODE_NAME", "KubeProxy", "create_node_with_address"]
+
+NODE_NAME = "node-1"
+
+
+def create_node_with_address(api: client.ApiClient, name: str, address: str) -> None:
+    """A Node (no kubelet behind it) whose status names ``address`` as its InternalIP."""
+    core = client.CoreV1Api(api)
+    try:
+        core.create_node(
+            client.V1Node(
+                metadata=client.V1ObjectMeta(name=name, labels={"kubernetes.io/hostname": name})
+            )
+        )
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+    core.patch_node_status(
+        name,
+        {
+            "status": {
+                "addresses": [
+                    {"type": "InternalIP", "address": address},
+                    {"type": "Hostname", "address": name},
+                ]
+            }
+        },
+    )
+
+
+class KubeProxy:
+    """One kube-proxy process for ``node``; ``start()``/``stop()`` idempotent, a context manager."""
+
+    def __init__(self, control_plane: ControlPlane, node: str = NODE_NAME) -> None:
+        self.control_plane = control_plane
+        self.node = node
+        self.healthz_port = 0
+        self.process: _Process | None = None
+
+    def __enter__(self) -> KubeProxy:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        if self.process is not None:
+            return
+        if not in_private_network():
+            raise ControlPlaneError(
+                "kube-proxy rewrites the network namespace's nftables: start it only after "
+                "testenv.netns.enter_private_network()"
+            )
+        if shutil.which("nft") is None:
+            raise ControlPlaneError("kube-proxy's nftables mode needs `nft` (apt-get nftables)")
+        binary = ensure_binaries() / "kube-proxy"
+        if not binary.is_file():
+            raise ControlPlaneError(f"{binary} is missing: run testenv/build.sh")
+        cp = self.control_plane
+        admin = api_client(cp.admin_kubeconfig)
+        try:
+            create_node_with_address(admin, self.node, NODE_IP)
+        finally:
+            admin.close()  # type: ignore[no-untyped-call]
+        cert = cp.ca.issue("kube-proxy", "system:kube-proxy")
+        kubeconfig = write_kubeconfig(
+            cp.workdir / "kube-proxy.kubeconfig",
+            cp.server,
+            cp.ca.cert_path,
+            "kube-proxy",
+            client=cert,
+        )
+        self.healthz_port = free_port()
+        logs = cp.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        self.process = _Process(
+            "kube-proxy",
+            [
+                str(binary),
+                f"--kubeconfig={kubeconfig}",
+                f"--hostname-override={self.node}",
+                f"--cluster-cidr={POD_CIDR}",
+                "--proxy-mode=nftables",
+                "--conntrack-max-per-core=0",
+                "--conntrack-tcp-timeout-established=0",
+                "--conntrack-tcp-timeout-close-wait=0",
+                "--iptables-min-sync-period=0s",
+                "--nodeport-addresses=primary",
+                f"--healthz-bind-address=127.0.0.1:{self.healthz_port}",
+                "--metrics-bind-address=",
+                "--v=1",
+            ],
+            logs / "kube-proxy.log",
+        )
+        try:
+            self._wait_healthy(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def log_path(self) -> Path | None:
+        return self.process.log_path if self.process else None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.process.log_tail(lines) if self.process else ""
+
+    def _wait_healthy(self, timeout_s: float) -> None:
+        assert self.process is not None
+        url = f"http://127.0.0.1:{self.healthz_port}/healthz"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if not self.process.alive():
+                raise ControlPlaneError(f"kube-proxy exited:\n{self.process.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"kube-proxy not healthy in {timeout_s} s:\n{self.process.log_tail()}"
+                )
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop kube-proxy (its rules stay in the namespace, which dies with the tests)."""
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
