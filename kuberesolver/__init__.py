@@ -17,6 +17,7 @@ Kubernetes client library (extra ``[direct]``) loads only when a client is made.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from kuberesolver._version import __version__ as __version__
@@ -84,9 +85,14 @@ _HOMES: dict[str, str] = {
 
 def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
-    if home is None:
+    if home is not None:
+        value = getattr(importlib.import_module(home), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        # ``import kuberesolver`` then ``kuberesolver.aio.insecure_channel(...)``, as with
+        # any package whose submodules are loaded on first use.
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
         raise AttributeError(f"module 'kuberesolver' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
     globals()[name] = value
     return value
 

@@ -56,3 +56,18 @@ def test_lazy_names_resolve() -> None:
     assert "Channel" in dir(kuberesolver)
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = kuberesolver.no_such_name  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("path", ["snapshot.load", "aio.insecure_channel", "target.parse_target"])
+def test_submodules_are_reached_from_the_bare_package(path: str) -> None:
+    """``import kuberesolver`` then ``kuberesolver.aio.insecure_channel``: lazy, yet there."""
+    module, attr = path.split(".")
+    code = f"import kuberesolver; assert callable(kuberesolver.{module}.{attr})"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_an_unknown_name_is_still_an_attribute_error() -> None:
+    import kuberesolver
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = kuberesolver.nope  # type: ignore[attr-defined]
