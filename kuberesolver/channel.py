@@ -97,7 +97,7 @@ class _WatchedDir:
         return False
 
 
-_MAX_SENT = 4  # (type, version) entries remembered per directory until grpc answers
+_MAX_SENT = 6  # (type, version) entries remembered per directory until grpc answers
 # (two snapshots at most: a large one must not be held many times over)
 
 
@@ -437,15 +437,15 @@ def _release_collected(lease: Lease) -> None:
 
 
 def _warn_unapplied(wd: _WatchedDir, snapshot: Snapshot) -> None:
-    """Say once per change when the snapshot's service config asks for more than the policy."""
+    """Say once per change when the snapshot's service config asks for what xDS cannot carry."""
     keys = unapplied_service_config_keys(snapshot.service_config)
     if keys == wd.unapplied:
         return
     wd.unapplied = keys
     if keys:
         log.warning(
-            "%s: revision %d: serviceConfig keys %s are not applied by this client "
-            "(only the load-balancing policy is); set timeouts and retries on the calls",
+            "%s: revision %d: serviceConfig parts not applied by this client: %s "
+            "(applied: the load-balancing policy and methodConfig timeouts and retries)",
             wd.label,
             snapshot.revision,
             ", ".join(keys),
@@ -468,7 +468,7 @@ def _spec(parsed: ParsedTarget, settings: Settings, snapshot: Snapshot, source: 
 def _publish(ads: AdsServer, wd: _WatchedDir, spec: ChannelSpec, snapshot: Snapshot) -> None:
     """Serve ``snapshot`` for ``spec`` and remember it until grpc answers (registry lock held)."""
     versions = ads.publish(build_resources(spec, snapshot))
-    for type_url in (CLUSTER_TYPE, ENDPOINT_TYPE):
+    for type_url in (LISTENER_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE):
         wd.sent[(type_url, versions[type_url])] = snapshot
     while len(wd.sent) > _MAX_SENT:
         del wd.sent[next(iter(wd.sent))]

@@ -19,7 +19,12 @@ The JSON document (format version 1)::
          "pod": "greeter-5d9c7-abcde"}
       ],
       "serviceConfig": {"loadBalancingConfig": [{"round_robin": {}}]},
-      "clusterIPs": ["10.96.0.10"]
+      "clusterIPs": ["10.96.0.10"],
+      "outlierDetection": {"interval": "1s", "baseEjectionTime": "30s",
+                           "maxEjectionTime": "300s", "maxEjectionPercent": 50,
+                           "failurePercentageEjection": {"threshold": 85,
+                             "enforcementPercentage": 100, "minimumHosts": 2,
+                             "requestVolume": 10}}
     }
 
 - ``target.port`` is what the GrpcTarget asked for ("" for the first port);
@@ -29,6 +34,8 @@ The JSON document (format version 1)::
 - ``clusterIPs`` (optional, absent for a headless Service) are the Service's
   virtual IPs; with ``target.portNumber`` they are the last-resort route
   through kube-proxy while the endpoint list is stale.
+- ``outlierDetection`` (optional, absent when off) is gRFC A50's JSON form
+  (see :mod:`kuberesolver.service_config`); clients eject backends that fail.
 - Unknown keys are ignored, so minor additions stay compatible; an unknown
   ``version`` is refused.
 
@@ -44,6 +51,8 @@ import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NotRequired, TypedDict
+
+from kuberesolver.service_config import OutlierDetection, outlier_detection
 
 __all__ = [
     "ENDPOINTS_KEY",
@@ -110,6 +119,7 @@ class SnapshotDict(TypedDict):
     endpoints: list[EndpointDict]
     serviceConfig: dict[str, Any]
     clusterIPs: NotRequired[list[str]]
+    outlierDetection: NotRequired[dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -188,6 +198,8 @@ class Snapshot:
     version: int = FORMAT_VERSION
     cluster_ips: tuple[str, ...] = ()
     """The Service's ClusterIPs (none for a headless Service): the last-resort route."""
+    outlier_detection: OutlierDetection | None = None
+    """Outlier detection (gRFC A50) for the target's clients; ``None``: off."""
 
     def __post_init__(self) -> None:
         if not self.server_name:
@@ -209,6 +221,8 @@ class Snapshot:
         }
         if self.cluster_ips:  # optional: absent keeps older documents byte-identical
             doc["clusterIPs"] = list(self.cluster_ips)
+        if self.outlier_detection is not None:  # optional, like clusterIPs
+            doc["outlierDetection"] = self.outlier_detection.to_dict()
         return doc
 
 
@@ -310,7 +324,17 @@ def _from_dict(doc: Mapping[str, Any], source: str) -> Snapshot:
         server_name=server_name,
         version=version,
         cluster_ips=_cluster_ips(doc.get("clusterIPs"), source),
+        outlier_detection=_outlier_detection(doc.get("outlierDetection"), source),
     )
+
+
+def _outlier_detection(value: object, source: str) -> OutlierDetection | None:
+    if value is None:
+        return None
+    try:
+        return outlier_detection(value)
+    except ValueError as exc:
+        raise SnapshotError(source, str(exc)) from None
 
 
 def _cluster_ips(value: object, source: str) -> tuple[str, ...]:

@@ -4,9 +4,13 @@ For one channel key (a resource ``name``) we serve:
 
 - a Listener ``xdstp://kuberesolver/envoy.config.listener.v3.Listener/<name>``
   whose HttpConnectionManager api_listener holds an inline RouteConfiguration:
-  every path goes to the cluster, with a bounded retry policy on UNAVAILABLE;
+  one route per ``methodConfig`` name of the snapshot's service config (its
+  ``timeout`` as ``max_stream_duration``, its ``retryPolicy`` as the route's
+  ``retry_policy``), most specific first, then the default route; a route
+  without a retry policy of its own keeps a bounded retry on UNAVAILABLE;
 - a Cluster (type EDS, ``eds_service_name`` set, as xdstp names require) that
-  carries the load-balancing policy;
+  carries the load-balancing policy and, when the snapshot has it, outlier
+  detection (gRFC A50);
 - a ClusterLoadAssignment with the endpoints.
 
 Rules grpcio enforces, measured on grpcio 1.85 and honoured here:
@@ -33,7 +37,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.cluster.v3 import cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, extension_pb2
 from envoy.config.core.v3 import health_check_pb2 as hc_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -64,6 +68,13 @@ from kuberesolver.policies import (
     normalize_policy,
     policy_from_service_config,
 )
+from kuberesolver.service_config import (
+    MethodRule,
+    OutlierDetection,
+    RetryRule,
+    method_rules,
+    unapplied_parts,
+)
 from kuberesolver.settings import DEFAULT_MAX_ATTEMPTS
 from kuberesolver.snapshot import Endpoint, Snapshot
 
@@ -81,7 +92,9 @@ __all__ = [
     "build_cluster",
     "build_endpoints",
     "build_listener",
+    "build_outlier_detection",
     "build_resources",
+    "build_routes",
     "cluster_name",
     "effective_policy",
     "endpoints_name",
@@ -150,15 +163,14 @@ def endpoints_name(name: str) -> str:
     return f"xdstp://{AUTHORITY}/envoy.config.endpoint.v3.ClusterLoadAssignment/{name}"
 
 
-_APPLIED_SERVICE_CONFIG_KEYS: Final = frozenset({"loadBalancingConfig", "loadBalancingPolicy"})
-
-
 def unapplied_service_config_keys(service_config: Mapping[str, Any]) -> list[str]:
-    """The service config's keys that the client does not apply (e.g. ``methodConfig``).
+    """What of the service config the client does not apply (e.g. ``healthCheckConfig``).
 
-    Only the load-balancing policy is translated into xDS resources.
+    The load-balancing policy and ``methodConfig``'s ``timeout`` and
+    ``retryPolicy`` are translated into xDS resources; the rest is named
+    here: other keys, and the ``methodConfig`` parts xDS cannot carry.
     """
-    return sorted(set(service_config) - _APPLIED_SERVICE_CONFIG_KEYS)
+    return unapplied_parts(service_config)
 
 
 def health_of(endpoint: Endpoint) -> int:
@@ -205,19 +217,63 @@ def _ms(ms: int) -> duration_pb2.Duration:
     return d
 
 
-def build_listener(spec: ChannelSpec) -> listener_pb2.Listener:
-    """A client Listener whose inline route sends everything to our cluster."""
-    route = route_components_pb2.Route(
-        match=route_components_pb2.RouteMatch(prefix=""),
-        route=route_components_pb2.RouteAction(
-            cluster=cluster_name(spec.name),
-            retry_policy=_retry_policy(spec.max_attempts),
+def _ns(ns: int) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(ns)
+    return d
+
+
+def build_routes(
+    spec: ChannelSpec, service_config: Mapping[str, Any] | None = None
+) -> list[route_components_pb2.Route]:
+    """The routes for ``service_config``'s ``methodConfig``, in grpc's order, then the default.
+
+    ``/service/method`` names match the path exactly, ``/service/`` names by
+    prefix, and the default (an empty name, or none) matches every path. A
+    route whose rule sets no retry policy keeps the channel's default one.
+    """
+    rules = method_rules(service_config or {})
+    if not rules or rules[-1].service:
+        rules.append(MethodRule("", ""))
+    return [_route(spec, rule) for rule in rules]
+
+
+def _route(spec: ChannelSpec, rule: MethodRule) -> route_components_pb2.Route:
+    match = (
+        route_components_pb2.RouteMatch(path=rule.path)
+        if rule.path
+        else route_components_pb2.RouteMatch(prefix=rule.prefix)
+    )
+    action = route_components_pb2.RouteAction(
+        cluster=cluster_name(spec.name),
+        retry_policy=(
+            _method_retry(rule.retry) if rule.retry else _retry_policy(spec.max_attempts)
         ),
     )
+    if rule.timeout_ns is not None:
+        timeout = _ns(rule.timeout_ns)
+        action.max_stream_duration.max_stream_duration.CopyFrom(timeout)
+        action.max_stream_duration.grpc_timeout_header_max.CopyFrom(timeout)
+    return route_components_pb2.Route(match=match, route=action)
+
+
+def _method_retry(rule: RetryRule) -> route_components_pb2.RetryPolicy:
+    return route_components_pb2.RetryPolicy(
+        retry_on=",".join(rule.retry_on),
+        num_retries=wrappers_pb2.UInt32Value(value=rule.max_attempts - 1),
+        retry_back_off=route_components_pb2.RetryPolicy.RetryBackOff(
+            base_interval=_ns(rule.initial_backoff_ns), max_interval=_ns(rule.max_backoff_ns)
+        ),
+    )
+
+
+def build_listener(spec: ChannelSpec, snapshot: Snapshot | None = None) -> listener_pb2.Listener:
+    """A client Listener whose inline routes send every call to our cluster."""
+    routes = build_routes(spec, snapshot.service_config if snapshot is not None else None)
     route_config = route_pb2.RouteConfiguration(
         name=f"{spec.name}-route",
         virtual_hosts=[
-            route_components_pb2.VirtualHost(name=spec.name, domains=["*"], routes=[route])
+            route_components_pb2.VirtualHost(name=spec.name, domains=["*"], routes=routes)
         ],
     )
     manager = hcm_pb2.HttpConnectionManager(
@@ -284,8 +340,42 @@ def effective_policy(spec: ChannelSpec, snapshot: Snapshot | None) -> str:
     return ROUND_ROBIN
 
 
+def build_outlier_detection(od: OutlierDetection) -> outlier_detection_pb2.OutlierDetection:
+    """gRFC A50's settings as the Cluster's ``outlier_detection``.
+
+    An algorithm left out is switched off explicitly: xDS enforces success-rate
+    ejection at 100% when ``enforcing_success_rate`` is unset.
+    """
+
+    def u32(value: int) -> wrappers_pb2.UInt32Value:
+        return wrappers_pb2.UInt32Value(value=value)
+
+    out = outlier_detection_pb2.OutlierDetection(
+        interval=_ns(od.interval_ns),
+        base_ejection_time=_ns(od.base_ejection_time_ns),
+        max_ejection_time=_ns(od.max_ejection_time_ns),
+        max_ejection_percent=u32(od.max_ejection_percent),
+        enforcing_success_rate=u32(0),
+        enforcing_failure_percentage=u32(0),
+    )
+    if od.success_rate is not None:
+        s = od.success_rate
+        out.success_rate_stdev_factor.value = s.stdev_factor
+        out.enforcing_success_rate.value = s.enforcement_percentage
+        out.success_rate_minimum_hosts.value = s.minimum_hosts
+        out.success_rate_request_volume.value = s.request_volume
+    if od.failure_percentage is not None:
+        f = od.failure_percentage
+        out.failure_percentage_threshold.value = f.threshold
+        out.enforcing_failure_percentage.value = f.enforcement_percentage
+        out.failure_percentage_minimum_hosts.value = f.minimum_hosts
+        out.failure_percentage_request_volume.value = f.request_volume
+    return out
+
+
 def build_cluster(spec: ChannelSpec, snapshot: Snapshot | None = None) -> cluster_pb2.Cluster:
-    """An EDS Cluster carrying the load-balancing policy."""
+    """An EDS Cluster carrying the load-balancing policy and the snapshot's outlier detection."""
+    od = snapshot.outlier_detection if snapshot is not None else None
     return cluster_pb2.Cluster(
         name=cluster_name(spec.name),
         type=cluster_pb2.Cluster.EDS,
@@ -297,6 +387,7 @@ def build_cluster(spec: ChannelSpec, snapshot: Snapshot | None = None) -> cluste
         ),
         load_balancing_policy=_lb_policy(effective_policy(spec, snapshot)),
         connect_timeout=_ms(5000),
+        outlier_detection=build_outlier_detection(od) if od is not None else None,
     )
 
 
@@ -377,7 +468,7 @@ def _lb_endpoint(ep: Endpoint, health: int) -> endpoint_components_pb2.LbEndpoin
 def build_resources(spec: ChannelSpec, snapshot: Snapshot) -> dict[str, dict[str, Message]]:
     """All three resources for one channel spec: ``{type_url: {name: resource}}``."""
     return {
-        LISTENER_TYPE: {listener_name(spec.name): build_listener(spec)},
+        LISTENER_TYPE: {listener_name(spec.name): build_listener(spec, snapshot)},
         CLUSTER_TYPE: {cluster_name(spec.name): build_cluster(spec, snapshot)},
         ENDPOINT_TYPE: {
             endpoints_name(spec.name): build_endpoints(

@@ -360,7 +360,7 @@ def test_unapplied_service_config_is_logged(
     backends: Backends, root: Path, snapdir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     a = backends("127.0.0.2", "a")
-    method_config = [{"name": [{"service": "demo.Greeter"}], "timeout": "1s"}]
+    method_config = [{"name": [{"service": "demo.Greeter"}], "timeout": "1s", "waitForReady": True}]
     publish(
         snapdir,
         make_snapshot(
@@ -378,8 +378,9 @@ def test_unapplied_service_config_is_logged(
         sc = {"methodConfig": method_config}
         publish(snapdir, make_snapshot([a.endpoint(), b.endpoint()], revision=2, service_config=sc))
         until(lambda: ch.snapshot.revision == 2, timeout_s=10)
-    assert caplog.text.count("serviceConfig keys methodConfig are not applied") == 1
+    assert caplog.text.count("not applied by this client: methodConfig[0].waitForReady (") == 1
     assert "loadBalancingConfig" not in caplog.text
+    assert "methodConfig[0].timeout" not in caplog.text
 
 
 def _established_to(port: int) -> int:
