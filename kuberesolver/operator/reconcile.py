@@ -251,6 +251,7 @@ def plan(
         endpoints=endpoints,
         service_config=build_service_config(target.load_balancing, target.service_config),
         cluster_ips=cluster_ips,
+        outlier_detection=target.outlier_detection,
     )
     return Publish(target, snapshot, state, message)
 

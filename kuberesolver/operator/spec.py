@@ -14,6 +14,7 @@ from typing import Any, Final, Literal, NotRequired, TypedDict, cast
 
 from kuberesolver.names import DNS1123_LABEL, is_dns1123_subdomain
 from kuberesolver.policies import LB_POLICIES, LoadBalancing
+from kuberesolver.service_config import OutlierDetection, outlier_detection
 from kuberesolver.snapshot import ENDPOINTS_KEY, SERVICE_CONFIG_KEY
 
 __all__ = [
@@ -54,6 +55,7 @@ class GrpcTargetSpecDict(TypedDict):
     includeTerminating: NotRequired[bool]
     addressFamily: NotRequired[AddressFamily]
     serviceConfig: NotRequired[dict[str, Any]]
+    outlierDetection: NotRequired[dict[str, Any]]
     templates: NotRequired[dict[str, str]]
 
 
@@ -95,6 +97,8 @@ class TargetSpec:
     address_family: AddressFamily = ""
     service_config: Mapping[str, Any] = field(default_factory=dict)
     templates: Mapping[str, str] = field(default_factory=dict)
+    outlier_detection: OutlierDetection | None = None
+    """gRFC A50 settings with our small defaults filled in; ``None``: off."""
 
     @property
     def cross_namespace(self) -> bool:
@@ -143,6 +147,11 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> TargetSpec
             "spec.serviceConfig.loadBalancingConfig must be a list of objects, each naming "
             "one policy (e.g. [{round_robin: {}}])"
         )
+    od = spec.get("outlierDetection")
+    try:
+        od_settings = None if od is None else outlier_detection(plain(od), "spec.outlierDetection")
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
     templates = spec.get("templates") or {}
     if not isinstance(templates, Mapping):
         raise SpecError("spec.templates must be a map of ConfigMap key to template")
@@ -174,6 +183,7 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> TargetSpec
         address_family=cast(AddressFamily, family),
         service_config=plain(service_config),
         templates=dict(templates),
+        outlier_detection=od_settings,
     )
 
 
