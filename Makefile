@@ -5,14 +5,14 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: install controlplane demo test test-unit lint bench clean
+.PHONY: install controlplane demo test test-unit lint bench package clean
 
 install: $(STAMP)  ## a .venv with the package, its extras and the dev tools (idempotent)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade 'pip>=25.1'
-	$(PY) -m pip install -q -e '.[operator,metrics]' --group dev
+	$(PY) -m pip install -q -e '.[operator,metrics,direct]' --group dev
 	touch $(STAMP)
 
 controlplane:  ## build (or find) the cached kube-apiserver, kube-controller-manager and etcd
@@ -38,6 +38,9 @@ bench: install controlplane  ## every benchmark; each prints one JSON object on 
 	  case $$b in bench/_*) continue;; esac; \
 	  echo "== $$b"; $(PY) $$b; \
 	done
+
+package: install  ## sdist and wheel, twine check, then the wheel in a clean venv
+	PY=$(PY) .ci/package-check
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -125,8 +125,9 @@ def _run_mode(
 ) -> dict[str, Any]:
     import kuberesolver
     from kuberesolver.settings import resolve
+    from kuberesolver.snapshot import ENDPOINTS_KEY, load
     from kuberesolver.target import parse_target
-    from kuberesolver.watch import SnapshotWatcher, read_snapshot
+    from kuberesolver.watch import SnapshotWatcher
 
     directory = root / "bench.ns"
     present = list(HOSTS[: args.start])
@@ -159,12 +160,12 @@ def _run_mode(
                 timer.start()
                 closers.append(timer)
 
-        swap(read_snapshot(directory))
+        swap(load(directory / ENDPOINTS_KEY))
         settings = resolve()  # the same watch settings as our channel
         watcher = SnapshotWatcher(
             directory,
             parse_target("kubernetes:///bench.ns:grpc"),
-            read_snapshot(directory),
+            load(directory / ENDPOINTS_KEY),
             swap,
             debounce_ms=settings.debounce_ms,
             poll_interval_ms=settings.poll_interval_ms,

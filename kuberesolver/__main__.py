@@ -1,4 +1,10 @@
-"""``python -m kuberesolver inspect [DIR]``: print what a client would see.
+"""``python -m kuberesolver``: inspect snapshots, write development ones.
+
+``inspect [DIR]`` prints what a client would see; ``snapshot DIR
+SERVICE.NAMESPACE ADDRESS:PORT...`` writes a development snapshot
+(:mod:`kuberesolver.dev_snapshot`); ``--version`` prints the version.
+
+``inspect``:
 
 DIR defaults to the snapshot root (``KUBERESOLVER_DIR``, else
 ``/var/run/kuberesolver``). It may hold one snapshot (``DIR/endpoints.json``)
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,8 +74,9 @@ def describe(snapshot: Snapshot, zone: str | None = None) -> dict[str, Any]:
             entry["preferred"] = e.zone == zone
         endpoints.append(entry)
     t = snapshot.target
+    port = t.port_name or t.port or t.port_number
     return {
-        "target": f"{t.server_name}:{t.port_name or t.port or t.port_number}",
+        "target": f"{t.server_name}:{port}" if port else t.server_name,
         "serverName": snapshot.server_name,
         "revision": snapshot.revision,
         "version": snapshot.version,
@@ -119,16 +127,65 @@ def inspect(directory: Path, zone: str | None, as_json: bool, out: Any = sys.std
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m kuberesolver", description=__doc__.split("\n")[0]
+        prog="kuberesolver", description="inspect snapshots, write development ones"
     )
+    parser.add_argument("--version", action="version", version=f"kuberesolver {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="print what a client would see")
     p.add_argument("dir", nargs="?", help=f"snapshot root or directory (default: ${ENV_DIR})")
     p.add_argument("--zone", help=f"the client's zone (default: ${ENV_ZONE})")
     p.add_argument("--json", action="store_true", help="print JSON")
+    w = sub.add_parser(
+        "snapshot",
+        help="write a development snapshot (DIR/SERVICE.NAMESPACE/endpoints.json)",
+        description="Write DIR/SERVICE.NAMESPACE/endpoints.json in kubelet's atomic layout; "
+        "a client with KUBERESOLVER_DIR=DIR then dials kubernetes:///SERVICE.NAMESPACE:PORT.",
+    )
+    w.add_argument("dir", type=Path, help="the snapshot root (what KUBERESOLVER_DIR names)")
+    w.add_argument("target", help="SERVICE.NAMESPACE, e.g. greeter.demo")
+    w.add_argument("addresses", nargs="*", help="ADDRESS:PORT of each endpoint ([v6]:port)")
+    w.add_argument("--port", default="", help="the Service port name or number (default: any)")
+    w.add_argument("--policy", default="round_robin", help="round_robin (default), "
+                   "weighted_round_robin or pick_first")  # fmt: skip
     args = parser.parse_args(argv)
-    settings = resolve(snapshot_dir=args.dir, zone=args.zone)
-    return inspect(settings.snapshot_dir, settings.zone, args.json)
+    try:
+        if args.command == "snapshot":
+            return _snapshot(args.dir, args.target, args.addresses, args.port, args.policy)
+        settings = resolve(snapshot_dir=args.dir, zone=args.zone)
+        return inspect(settings.snapshot_dir, settings.zone, args.json)
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _snapshot(
+    directory: Path, target: str, addresses: Sequence[str], port: str, policy: str
+) -> int:
+    from kuberesolver.dev_snapshot import build_snapshot, write_snapshot
+
+    try:
+        snapshot = build_snapshot(target, addresses, port=port, policy=policy)
+    except ValueError as exc:
+        print(f"kuberesolver snapshot: {exc}", file=sys.stderr)
+        return 2
+    path = write_snapshot(directory, snapshot)
+    written = load(path)
+    print(f"{path}: {written.target.server_name} revision {written.revision}, "
+          f"{len(written.endpoints)} endpoints")  # fmt: skip
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kuberesolver")
+    except PackageNotFoundError:
+        from kuberesolver._version import __version__
+
+        return __version__
 
 
 if __name__ == "__main__":

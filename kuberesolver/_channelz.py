@@ -5,18 +5,18 @@ channelz counts every call each subchannel (one endpoint's connection) carried:
 grpc counts them anyway, so reading them costs nothing per call. Top channels
 list the subchannels their balancer created; subchannels of identical options
 are shared by channels, so callers de-duplicate them by id.
+
+Read through the public ``grpc_channelz`` package (the ``metrics`` extra): its
+servicer's methods answer in process, without a server.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
-
-from grpc._cython import cygrpc
 
 __all__ = ["Subchannel", "endpoint_key", "parse_address", "subchannel", "top_channels"]
 
@@ -30,35 +30,58 @@ class Subchannel:
     completed: int
 
 
-def _int(data: dict[str, Any], key: str) -> int:
-    return int(data.get(key) or 0)  # proto3 JSON: int64 as a string, absent when 0
+class _Context:
+    """What the channelz servicer reports a failure through (in place of a server's)."""
+
+    def __init__(self) -> None:
+        self.code: Any = None
+        self.details = ""
+
+    def set_code(self, code: Any) -> None:
+        self.code = code
+
+    def set_details(self, details: str) -> None:
+        self.details = details
+
+
+def _channelz() -> tuple[Any, Any]:
+    try:
+        from grpc_channelz.v1 import channelz, channelz_pb2
+    except ImportError as exc:  # pragma: no cover - the extra is not installed
+        raise RuntimeError(
+            "pick metrics need grpcio-channelz: pip install 'kuberesolver[metrics]'"
+        ) from exc
+    return channelz.ChannelzServicer, channelz_pb2
 
 
 def top_channels() -> Iterator[tuple[str, list[int]]]:
     """Every live top channel: its target and the ids of its subchannels."""
+    servicer, pb = _channelz()
     start = 0
     while True:
-        page = json.loads(cygrpc.channelz_get_top_channels(start))
-        channels = page.get("channel") or []
-        for channel in channels:
-            refs = channel.get("subchannelRef") or []
-            yield channel["data"]["target"], [int(r["subchannelId"]) for r in refs]
-        if page.get("end", False) or not channels:
+        context = _Context()
+        page = servicer.GetTopChannels(pb.GetTopChannelsRequest(start_channel_id=start), context)
+        if page is None:
+            raise RuntimeError(f"channelz refused to list channels: {context.details}")
+        for channel in page.channel:
+            yield channel.data.target, [int(r.subchannel_id) for r in channel.subchannel_ref]
+        if page.end or not page.channel:
             return
-        start = int(channels[-1]["ref"]["channelId"]) + 1
+        start = int(page.channel[-1].ref.channel_id) + 1
 
 
 def subchannel(subchannel_id: int) -> Subchannel | None:
     """A subchannel by id, or None once it is gone."""
-    try:
-        raw = cygrpc.channelz_get_subchannel(subchannel_id)
-    except ValueError:  # not found: it was destroyed meanwhile
+    servicer, pb = _channelz()
+    context = _Context()
+    page = servicer.GetSubchannel(pb.GetSubchannelRequest(subchannel_id=subchannel_id), context)
+    if page is None:  # not found: it was destroyed meanwhile
         return None
-    data = json.loads(raw).get("subchannel", {}).get("data", {})
+    data = page.subchannel.data
     return Subchannel(
         id=subchannel_id,
-        endpoint=parse_address(str(data.get("target", ""))),
-        completed=_int(data, "callsSucceeded") + _int(data, "callsFailed"),
+        endpoint=parse_address(str(data.target)),
+        completed=int(data.calls_succeeded) + int(data.calls_failed),
     )
 
 

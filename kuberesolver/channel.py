@@ -6,6 +6,11 @@ xDS client (see :mod:`kuberesolver._xds`); the channel handed back is grpc's
 own channel on ``xds://kuberesolver/<name>``. Balancing, connectivity, retries
 and the data path are grpc's C core: no Python runs per call.
 
+The :class:`Channel` handed back implements grpc's public ``grpc.Channel``
+interface by delegating to a channel made with the public
+``grpc.insecure_channel`` / ``grpc.secure_channel``, so stubs,
+``grpc.intercept_channel`` and ``grpc.channel_ready_future`` work unchanged.
+
 Channels of the same target and options share one watch and one set of xDS
 resources. The last channel to close stops the watch, and the last channel of
 the process stops the xDS server.
@@ -17,18 +22,18 @@ import atexit
 import functools
 import hashlib
 import logging
-import os
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, Unpack
 
 import grpc
-from grpc import _channel as _grpc_channel
 
 from kuberesolver import metrics
+from kuberesolver._memory import SHRINK_THRESHOLD, give_back
 from kuberesolver._xds.bootstrap import install_bootstrap
 from kuberesolver._xds.resources import (
     AUTHORITY,
@@ -40,14 +45,16 @@ from kuberesolver._xds.resources import (
     cluster_name,
     endpoints_name,
     listener_name,
-    normalize_policy,
     unapplied_service_config_keys,
 )
 from kuberesolver._xds.server import AdsServer
-from kuberesolver.settings import Settings, resolve
-from kuberesolver.snapshot import Snapshot
-from kuberesolver.target import ParsedTarget, parse_target
-from kuberesolver.watch import SnapshotWatcher, check_snapshot, locate, read_snapshot
+from kuberesolver.direct.builder import builder_or_default, choose_source
+from kuberesolver.direct.watcher import ApiWatcher
+from kuberesolver.policies import normalize_policy
+from kuberesolver.settings import ChannelArgs, Settings, resolve
+from kuberesolver.snapshot import ENDPOINTS_KEY, Snapshot, load
+from kuberesolver.target import ParsedTarget, parse_target, schemes
+from kuberesolver.watch import SnapshotWatcher, check_snapshot, locate
 
 __all__ = ["Channel", "Lease", "insecure_channel", "secure_channel"]
 
@@ -56,14 +63,41 @@ log = logging.getLogger("kuberesolver")
 ChannelOptions = Sequence[tuple[str, Any]]
 
 
+class _Source(Protocol):
+    """What follows one target: a snapshot directory, or the API (direct mode)."""
+
+    snapshot: Snapshot  # the last good one; set back to what grpc last accepted after a NACK
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout_s: float = ...) -> None: ...
+
+
 @dataclass(eq=False)
 class _WatchedDir:
-    directory: Path
+    directory: Path | str  # a snapshot directory, or "api:<host>/<ns>/<service>:<port>"
     target: ParsedTarget
-    watcher: SnapshotWatcher
+    watcher: _Source
     label: str
     specs: dict[str, list[Any]] = field(default_factory=dict)  # name -> [spec, refs]
     unapplied: list[str] = field(default_factory=list)  # service-config keys last warned about
+    watch_settings: tuple[int, int] = (0, 0)  # (debounce_ms, poll_interval_ms) of the watcher
+    warned_settings: bool = False
+    sent: dict[tuple[str, int], Snapshot] = field(default_factory=dict)  # (type, version) -> sent
+    confirmed: Snapshot | None = None  # the last snapshot grpc's xDS client accepted
+    logged_revision: int | None = None  # the last revision logged as applied
+    held_endpoints: int = 0  # endpoints in the last ClusterLoadAssignment grpc accepted
+
+    def owns(self, names: frozenset[str]) -> bool:
+        for spec_name in self.specs:
+            if not names.isdisjoint(
+                (listener_name(spec_name), cluster_name(spec_name), endpoints_name(spec_name))
+            ):
+                return True
+        return False
+
+
+_MAX_SENT = 16  # snapshots remembered per directory while grpc has not answered
 
 
 class Lease:
@@ -89,6 +123,12 @@ class Lease:
     def snapshot(self) -> Snapshot:
         """The last good snapshot this channel follows."""
         return self._wd.watcher.snapshot
+
+    @property
+    def accepted_revision(self) -> int | None:
+        """The revision grpc's xDS client last accepted for this target (None: none yet)."""
+        confirmed = self._wd.confirmed
+        return None if confirmed is None else confirmed.revision
 
     @property
     def released(self) -> bool:
@@ -122,15 +162,15 @@ class _Registry:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._ads: AdsServer | None = None
-        self._dirs: dict[Path, _WatchedDir] = {}
+        self._dirs: dict[Path | str, _WatchedDir] = {}
 
     @property
     def ads(self) -> AdsServer | None:
         return self._ads
 
-    def watched(self) -> list[Path]:
+    def watched(self) -> list[Path | str]:
         with self._lock:
-            return sorted(self._dirs)
+            return sorted(self._dirs, key=str)
 
     def acquire(
         self,
@@ -140,26 +180,25 @@ class _Registry:
         settings: Settings,
     ) -> Lease:
         parsed = parse_target(target, namespace=namespace, namespace_file=settings.namespace_file)
+        if choose_source(parsed.scheme, settings.source) == "api":
+            return self._acquire_api(parsed, settings)
         directory = locate(settings.snapshot_dir, parsed)
         with self._lock:
             wd = self._dirs.get(directory)
-            snapshot = read_snapshot(directory) if wd is None else wd.watcher.snapshot
+            snapshot = load(directory / ENDPOINTS_KEY) if wd is None else wd.watcher.snapshot
             check_snapshot(snapshot, parsed, str(directory))
-            policy = normalize_policy(settings.lb_policy) if settings.lb_policy else ""
             digest = hashlib.sha1(str(directory.resolve()).encode(), usedforsecurity=False)
-            spec = ChannelSpec(
-                service=parsed.service,
-                namespace=parsed.namespace,
-                port=parsed.port or str(snapshot.target.port_name or snapshot.target.port_number),
-                lb_policy=policy,
-                zone=settings.zone,
-                max_attempts=min(settings.max_attempts, 5),
-                source=digest.hexdigest()[:8],
-            )
+            spec = _spec(parsed, settings, snapshot, digest.hexdigest()[:8])
             ads = self._ensure_ads()
             if wd is None:
                 label = f"{parsed.server_name}:{spec.port}"
-                wd = _WatchedDir(directory=directory, target=parsed, watcher=None, label=label)  # type: ignore[arg-type]
+                wd = _WatchedDir(
+                    directory=directory,
+                    target=parsed,
+                    watcher=None,  # type: ignore[arg-type]
+                    label=label,
+                    watch_settings=(settings.debounce_ms, settings.poll_interval_ms),
+                )
                 wd.watcher = SnapshotWatcher(
                     directory,
                     parsed,
@@ -170,6 +209,7 @@ class _Registry:
                     poll_interval_ms=settings.poll_interval_ms,
                 )
                 self._dirs[directory] = wd
+                wd.logged_revision = snapshot.revision
                 _warn_unapplied(wd, snapshot)
                 metrics.record_applied(label, snapshot)
                 wd.watcher.start()
@@ -181,18 +221,52 @@ class _Registry:
                     len(snapshot.ready_endpoints),
                     len(snapshot.endpoints),
                 )
-            entry = wd.specs.get(spec.name)
-            if entry is None:
-                wd.specs[spec.name] = [spec, 1]
-                ads.publish(build_resources(spec, wd.watcher.snapshot))
             else:
-                entry[1] += 1
-            return Lease(self, wd, spec)
+                _warn_watch_settings(wd, settings)
+            return self._hold(wd, spec, ads)
+
+    def _acquire_api(self, parsed: ParsedTarget, settings: Settings) -> Lease:
+        """Direct mode: one API watch per target and API server, shared by its channels."""
+        k8s = builder_or_default(parsed.scheme).client()
+        key = f"api:{k8s.host}/{parsed.namespace}/{parsed.service}:{parsed.port}"
+        with self._lock:
+            wd = self._dirs.get(key)
+            if wd is None:
+                label = f"{parsed.server_name}:{parsed.port or '-'}"
+                wd = _WatchedDir(directory=key, target=parsed, watcher=None, label=label)  # type: ignore[arg-type]
+                watcher = ApiWatcher(k8s, parsed, on_change=functools.partial(self._apply, wd))
+                snapshot = watcher.sync()
+                wd.watcher = watcher
+                self._dirs[key] = wd
+                wd.logged_revision = snapshot.revision
+                metrics.record_applied(label, snapshot)
+                watcher.start()
+                log.info(
+                    "following %s through the API at %s: %d ready of %d endpoints",
+                    parsed.server_name,
+                    k8s.host,
+                    len(snapshot.ready_endpoints),
+                    len(snapshot.endpoints),
+                )
+            digest = hashlib.sha1(key.encode(), usedforsecurity=False)
+            spec = _spec(parsed, settings, wd.watcher.snapshot, digest.hexdigest()[:8])
+            return self._hold(wd, spec, self._ensure_ads())
+
+    def _hold(self, wd: _WatchedDir, spec: ChannelSpec, ads: AdsServer) -> Lease:
+        entry = wd.specs.get(spec.name)
+        if entry is None:
+            wd.specs[spec.name] = [spec, 1]
+            _publish(ads, wd, spec, wd.watcher.snapshot)
+        else:
+            entry[1] += 1
+        return Lease(self, wd, spec)
 
     def _ensure_ads(self) -> AdsServer:
         if self._ads is None:
             ads = AdsServer()
             ads.on_idle = self._on_ads_idle
+            ads.on_ack = self._on_ack
+            ads.on_nack = self._on_nack
             ads.start()
             try:
                 install_bootstrap(ads.uri)
@@ -206,21 +280,72 @@ class _Registry:
         return self._ads
 
     def _apply(self, wd: _WatchedDir, snapshot: Snapshot) -> None:
+        """A new good snapshot from the watcher: serve it to grpc (logged once grpc accepts it)."""
         with self._lock:
-            specs = [entry[0] for entry in wd.specs.values()]
             ads = self._ads
-        if ads is None:
-            return
-        for spec in specs:
-            ads.publish(build_resources(spec, snapshot))
+            if ads is None:
+                return
+            for spec, _refs in wd.specs.values():
+                _publish(ads, wd, spec, snapshot)
         _warn_unapplied(wd, snapshot)
         metrics.record_applied(wd.label, snapshot)
+        log.debug("%s: revision %d sent to grpc's xDS client", wd.label, snapshot.revision)
+
+    def _owner(self, names: frozenset[str]) -> _WatchedDir | None:
+        for wd in self._dirs.values():
+            if wd.owns(names):
+                return wd
+        return None
+
+    def _on_ack(self, type_url: str, names: frozenset[str], version: int) -> None:
+        with self._lock:
+            wd = self._owner(names)
+            if wd is None:
+                return
+            snapshot = wd.sent.get((type_url, version))
+            for key in [k for k in wd.sent if k[0] == type_url and k[1] <= version]:
+                del wd.sent[key]
+            if snapshot is None:
+                return
+            wd.confirmed = snapshot
+            if type_url != ENDPOINT_TYPE:
+                return
+            shrunk = wd.held_endpoints - len(snapshot.endpoints) >= SHRINK_THRESHOLD
+            wd.held_endpoints = len(snapshot.endpoints)
+            logged, wd.logged_revision = wd.logged_revision, snapshot.revision
+        if shrunk:  # grpc has dropped its copy of the large one: give the memory back
+            threading.Thread(target=give_back, name="kuberesolver-give-back", daemon=True).start()
+        if logged == snapshot.revision:
+            return
         log.info(
             "%s: revision %d applied, %d ready of %d endpoints",
             wd.label,
             snapshot.revision,
             len(snapshot.ready_endpoints),
             len(snapshot.endpoints),
+        )
+
+    def _on_nack(self, type_url: str, names: frozenset[str], version: int, message: str) -> None:
+        """grpc refused what we sent: keep (and serve again) what it last accepted."""
+        with self._lock:
+            wd = self._owner(names)
+            if wd is None:
+                return
+            refused = wd.sent.pop((type_url, version), None)
+            good = wd.confirmed
+            ads = self._ads
+            if good is not None and ads is not None and wd.watcher.snapshot is not good:
+                wd.watcher.snapshot = good
+                for spec, _refs in wd.specs.values():
+                    _publish(ads, wd, spec, good)
+        metrics.record_refused(wd.label)
+        log.error(
+            "%s: grpc's xDS client refused %s%s: %s; keeping %s",
+            wd.label,
+            type_url.rsplit(".", 1)[-1],
+            f" of revision {refused.revision}" if refused is not None else "",
+            message,
+            f"revision {good.revision}" if good is not None else "what it had",
         )
 
     def release(self, wd: _WatchedDir, spec: ChannelSpec) -> None:
@@ -281,7 +406,7 @@ class _Registry:
 _registry = _Registry()
 
 
-def _release_on_close(channel: object, lease: Lease) -> Callable[[], None]:
+def release_on_close(channel: object, lease: Lease) -> Callable[[], None]:
     """A callable that releases ``lease`` once: on close(), or when ``channel`` is collected.
 
     A channel collected without close() is released on a short-lived thread:
@@ -320,6 +445,46 @@ def _warn_unapplied(wd: _WatchedDir, snapshot: Snapshot) -> None:
         )
 
 
+def _spec(parsed: ParsedTarget, settings: Settings, snapshot: Snapshot, source: str) -> ChannelSpec:
+    return ChannelSpec(
+        service=parsed.service,
+        namespace=parsed.namespace,
+        port=parsed.port or str(snapshot.target.port_name or snapshot.target.port_number),
+        lb_policy=normalize_policy(settings.lb_policy) if settings.lb_policy else "",
+        zone=settings.zone,
+        max_attempts=min(settings.max_attempts, 5),
+        source=source,
+    )
+
+
+def _publish(ads: AdsServer, wd: _WatchedDir, spec: ChannelSpec, snapshot: Snapshot) -> None:
+    """Serve ``snapshot`` for ``spec`` and remember it until grpc answers (registry lock held)."""
+    versions = ads.publish(build_resources(spec, snapshot))
+    for type_url in (CLUSTER_TYPE, ENDPOINT_TYPE):
+        wd.sent[(type_url, versions[type_url])] = snapshot
+    while len(wd.sent) > _MAX_SENT:
+        del wd.sent[next(iter(wd.sent))]
+
+
+def _warn_watch_settings(wd: _WatchedDir, settings: Settings) -> None:
+    """Say once per directory when a channel asks for watch settings the shared watch lacks."""
+    asked = (settings.debounce_ms, settings.poll_interval_ms)
+    if asked == wd.watch_settings or wd.warned_settings:
+        return
+    wd.warned_settings = True
+    log.warning(
+        "%s: debounce_ms=%d, poll_interval_ms=%d asked for, but the watch of %s that every "
+        "channel of this target shares runs with debounce_ms=%d, poll_interval_ms=%d "
+        "(set them per process: KUBERESOLVER_DEBOUNCE_MS, KUBERESOLVER_POLL_INTERVAL_MS)",
+        wd.label,
+        asked[0],
+        asked[1],
+        wd.directory,
+        wd.watch_settings[0],
+        wd.watch_settings[1],
+    )
+
+
 def _record_rejected(label: str, _problem: str) -> None:
     metrics.record_rejected(label)
 
@@ -329,9 +494,10 @@ def registry() -> _Registry:
     return _registry
 
 
-def _channel_options(
+def channel_options(
     options: ChannelOptions | None, server_name: str, secure: bool
 ) -> list[tuple[str, Any]]:
+    """The caller's options plus the authority (and TLS name) unless the caller set them."""
     merged = list(options or ())
     keys = {key for key, _ in merged}
     if "grpc.default_authority" not in keys:
@@ -341,112 +507,204 @@ def _channel_options(
     return merged
 
 
-def _lease(
-    target: str,
-    *,
-    snapshot_dir: str | os.PathLike[str] | None,
-    namespace: str | None,
-    zone: str | None,
-    lb_policy: str | None,
-    max_attempts: int | None,
-    debounce_ms: int | None,
-    poll_interval_ms: int | None,
-    namespace_file: str | os.PathLike[str] | None,
-    pick_metrics: bool | None = None,
-) -> Lease:
+def is_kuberesolver_target(target: str) -> bool:
+    """Whether ``target``'s scheme is ours (``kubernetes:`` or a registered one).
+
+    Any other target (``dns:///svc:50051``, ``localhost:50051``, ``ipv4:...``,
+    ``xds:///...``) goes to grpc unchanged.
+    """
+    scheme, sep, _ = target.partition(":")
+    return bool(sep) and scheme.lower() in schemes()
+
+
+def passthrough_options(
+    options: ChannelOptions | None, kwargs: ChannelArgs, secure: bool
+) -> list[tuple[str, Any]]:
+    """The options for a target grpc resolves itself: only ``server_name`` applies."""
+    name = kwargs.get("server_name") or kwargs.get("authority")
+    return channel_options(options, name, secure) if name else list(options or ())
+
+
+def _nothing() -> None:
+    pass
+
+
+def open_lease(target: str, kwargs: ChannelArgs) -> tuple[Lease, str]:
+    """Acquire ``target`` for one channel: its lease and the name for TLS and ``:authority``."""
+    unknown = set(kwargs) - set(ChannelArgs.__annotations__)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    authority = kwargs.get("authority")
+    server_name = kwargs.get("server_name")
+    if authority is not None:
+        warnings.warn(
+            "authority= is deprecated: use server_name= (the TLS name and :authority)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if server_name is not None and server_name != authority:
+            raise ValueError(f"authority={authority!r} and server_name={server_name!r} disagree")
+        server_name = authority
+    namespace = kwargs.get("namespace")
     settings = resolve(
-        snapshot_dir=snapshot_dir,
-        zone=zone,
-        lb_policy=lb_policy,
-        max_attempts=max_attempts,
-        debounce_ms=debounce_ms,
-        poll_interval_ms=poll_interval_ms,
-        namespace_file=namespace_file,
-        pick_metrics=pick_metrics,
+        snapshot_dir=kwargs.get("snapshot_dir"),
+        zone=kwargs.get("zone"),
+        lb_policy=kwargs.get("lb_policy"),
+        max_attempts=kwargs.get("max_attempts"),
+        debounce_ms=kwargs.get("debounce_ms"),
+        poll_interval_ms=kwargs.get("poll_interval_ms"),
+        namespace_file=kwargs.get("namespace_file"),
+        pick_metrics=kwargs.get("pick_metrics"),
+        source=kwargs.get("source"),
     )
     lease = _registry.acquire(target, namespace=namespace, settings=settings)
-    if settings.pick_metrics:
-        lease.track_picks()
-    return lease
-
-
-class Channel(_grpc_channel.Channel):  # type: ignore[misc]
-    """grpc's own sync channel on the xDS target, releasing the watch on close."""
-
-    def __init__(
-        self,
-        lease: Lease,
-        options: ChannelOptions | None,
-        credentials: grpc.ChannelCredentials | None,
-        compression: grpc.Compression | None,
-        server_name: str | None,
-    ) -> None:
+    try:
+        if settings.pick_metrics:
+            lease.track_picks()
         name = server_name or lease.snapshot.server_name or lease.target.server_name
-        super().__init__(
-            lease.xds_target,
-            _channel_options(options, name, credentials is not None),
-            None if credentials is None else credentials._credentials,
-            compression,
-        )
-        self.kuberesolver_lease = lease
-        self._kuberesolver_release = _release_on_close(self, lease)
+    except BaseException:
+        lease.release()
+        raise
+    return lease, name
+
+
+class Channel(grpc.Channel):  # type: ignore[misc]
+    """A ``grpc.Channel`` for a ``kubernetes:`` target; closing it releases the watch.
+
+    Every call goes to grpc's own channel on the target's ``xds:`` name.
+    """
+
+    def __init__(self, lease: Lease | None, channel: grpc.Channel, target: str = "") -> None:
+        self._channel = channel
+        self._lease = lease
+        self._target = target or (lease.xds_target if lease is not None else "")
+        self._release = release_on_close(self, lease) if lease is not None else _nothing
+        self._closed = False
 
     @property
     def snapshot(self) -> Snapshot:
-        """The last good snapshot this channel follows."""
-        return self.kuberesolver_lease.snapshot
+        """The last good snapshot this channel follows (LookupError: not a kuberesolver target)."""
+        return self._held().snapshot
+
+    @property
+    def target(self) -> ParsedTarget:
+        """The parsed ``kubernetes:`` target."""
+        return self._held().target
+
+    @property
+    def lease(self) -> Lease:
+        """This channel's hold on its target (its xDS name, directory and label)."""
+        return self._held()
+
+    def _held(self) -> Lease:
+        if self._lease is None:
+            raise LookupError(
+                f"{self._target!r} is not a kuberesolver target: grpc resolves it as it is, "
+                "so it has no snapshot"
+            )
+        return self._lease
+
+    def subscribe(self, callback: Callable[[Any], None], try_to_connect: bool = False) -> None:
+        self._channel.subscribe(callback, try_to_connect=try_to_connect)
+
+    def unsubscribe(self, callback: Callable[[Any], None]) -> None:
+        self._channel.unsubscribe(callback)
+
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        return self._channel.unary_unary(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        return self._channel.unary_stream(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        return self._channel.stream_unary(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        return self._channel.stream_stream(
+            method, request_serializer, response_deserializer, _registered_method
+        )
 
     def close(self) -> None:
         """Close the channel and release its watch. Idempotent."""
-        super().close()
-        self._kuberesolver_release()
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._channel.close()
+        finally:
+            self._release()
+
+    def __enter__(self) -> Channel:
+        return self
 
     def __exit__(self, exc_type: object, exc_val: object, exc_tb: object) -> Literal[False]:
         self.close()
         return False
+
+    def __repr__(self) -> str:
+        return f"<kuberesolver.Channel {self._target}>"
 
 
 def insecure_channel(
     target: str,
     options: ChannelOptions | None = None,
     compression: grpc.Compression | None = None,
-    *,
-    snapshot_dir: str | os.PathLike[str] | None = None,
-    namespace: str | None = None,
-    zone: str | None = None,
-    lb_policy: str | None = None,
-    max_attempts: int | None = None,
-    authority: str | None = None,
-    debounce_ms: int | None = None,
-    poll_interval_ms: int | None = None,
-    namespace_file: str | os.PathLike[str] | None = None,
-    pick_metrics: bool | None = None,
-) -> grpc.Channel:
+    **kwargs: Unpack[ChannelArgs],
+) -> Channel:
     """Like ``grpc.insecure_channel``, for a ``kubernetes:`` target.
 
     Calls are balanced across the ready endpoints of the target's snapshot and
-    follow its changes. ``authority`` overrides ``:authority`` (default
+    follow its changes. ``server_name`` overrides ``:authority`` (default
     ``service.namespace``). ``pick_metrics=True`` exports the calls per
     endpoint to Prometheus (:mod:`kuberesolver.metrics`). See
     :mod:`kuberesolver.settings` for the rest.
+
+    A target of another scheme (``dns:///svc:50051``, ``localhost:50051``,
+    ``ipv4:10.0.0.1:50051``) goes to grpc unchanged: grpc resolves it, only
+    ``server_name`` applies, and the channel has no ``snapshot``.
     """
-    lease = _lease(
-        target,
-        snapshot_dir=snapshot_dir,
-        namespace=namespace,
-        zone=zone,
-        lb_policy=lb_policy,
-        max_attempts=max_attempts,
-        debounce_ms=debounce_ms,
-        poll_interval_ms=poll_interval_ms,
-        namespace_file=namespace_file,
-        pick_metrics=pick_metrics,
-    )
+    if not is_kuberesolver_target(target):
+        opts = passthrough_options(options, kwargs, secure=False)
+        return Channel(None, grpc.insecure_channel(target, opts, compression), target)
+    lease, name = open_lease(target, kwargs)
     try:
-        return Channel(lease, options, None, compression, authority)
+        inner = grpc.insecure_channel(
+            lease.xds_target, channel_options(options, name, False), compression
+        )
     except BaseException:
         lease.release()
         raise
+    return Channel(lease, inner, target)
 
 
 def secure_channel(
@@ -454,37 +712,22 @@ def secure_channel(
     credentials: grpc.ChannelCredentials,
     options: ChannelOptions | None = None,
     compression: grpc.Compression | None = None,
-    *,
-    snapshot_dir: str | os.PathLike[str] | None = None,
-    namespace: str | None = None,
-    zone: str | None = None,
-    lb_policy: str | None = None,
-    max_attempts: int | None = None,
-    server_name: str | None = None,
-    debounce_ms: int | None = None,
-    poll_interval_ms: int | None = None,
-    namespace_file: str | os.PathLike[str] | None = None,
-    pick_metrics: bool | None = None,
-) -> grpc.Channel:
+    **kwargs: Unpack[ChannelArgs],
+) -> Channel:
     """Like ``grpc.secure_channel``, for a ``kubernetes:`` target.
 
     The TLS name and ``:authority`` default to the snapshot's ``serverName``
     (``service.namespace``); ``server_name`` overrides both.
     """
-    lease = _lease(
-        target,
-        snapshot_dir=snapshot_dir,
-        namespace=namespace,
-        zone=zone,
-        lb_policy=lb_policy,
-        max_attempts=max_attempts,
-        debounce_ms=debounce_ms,
-        poll_interval_ms=poll_interval_ms,
-        namespace_file=namespace_file,
-        pick_metrics=pick_metrics,
-    )
+    if not is_kuberesolver_target(target):
+        opts = passthrough_options(options, kwargs, secure=True)
+        return Channel(None, grpc.secure_channel(target, credentials, opts, compression), target)
+    lease, name = open_lease(target, kwargs)
     try:
-        return Channel(lease, options, credentials, compression, server_name)
+        inner = grpc.secure_channel(
+            lease.xds_target, credentials, channel_options(options, name, True), compression
+        )
     except BaseException:
         lease.release()
         raise
+    return Channel(lease, inner, target)

@@ -5,8 +5,9 @@ expose the default registry as usual; kuberesolver then records:
 
 - ``kuberesolver_endpoints{target,state}``: endpoints in the last good
   snapshot, by state (``ready``, ``terminating``, ``not_ready``);
-- ``kuberesolver_updates_total{target,result}``: snapshots ``applied`` or
-  ``rejected`` (deleted, corrupt, unknown version, wrong target);
+- ``kuberesolver_updates_total{target,result}``: snapshots ``applied``,
+  ``rejected`` (deleted, corrupt, unknown version, wrong target, or an error
+  while reading it) or ``refused_by_grpc`` (grpc's xDS client NACKed it);
 - ``kuberesolver_last_update_timestamp_seconds{target}``: when the last good
   snapshot was applied;
 - ``kuberesolver_revision{target}``: its revision.
@@ -39,7 +40,14 @@ from typing import Any
 from kuberesolver import _channelz
 from kuberesolver.snapshot import Snapshot
 
-__all__ = ["ENABLED", "PickCollector", "record_applied", "record_rejected", "track_picks"]
+__all__ = [
+    "ENABLED",
+    "PickCollector",
+    "record_applied",
+    "record_refused",
+    "record_rejected",
+    "track_picks",
+]
 
 log = logging.getLogger("kuberesolver")
 
@@ -95,6 +103,12 @@ def record_applied(target: str, snapshot: Snapshot) -> None:
     m["updates"].labels(target, "applied").inc()
     m["last_update"].labels(target).set(time.time())
     m["revision"].labels(target).set(snapshot.revision)
+
+
+def record_refused(target: str) -> None:
+    """Record a snapshot that grpc's xDS client refused (its last accepted one stays)."""
+    if ENABLED:
+        _get()["updates"].labels(target, "refused_by_grpc").inc()
 
 
 def record_rejected(target: str) -> None:

@@ -33,8 +33,10 @@ Only the standard library is used here: both sides import it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypedDict
@@ -209,8 +211,21 @@ def decode(data: str | bytes, source: str = "<snapshot>") -> Snapshot:
     """Parse and validate a snapshot document.
 
     Raises :class:`SnapshotError` naming ``source`` and the problem for a
-    corrupt, truncated, invalid or unknown-version document.
+    corrupt, truncated, invalid or unknown-version document, and for nothing
+    else: whatever the bytes (deep nesting, numbers of any size), no other
+    exception leaves this function.
     """
+    try:
+        return _decode(data, source)
+    except SnapshotError:
+        raise
+    except RecursionError as exc:
+        raise SnapshotError(source, "nested too deeply") from exc
+    except Exception as exc:  # any other failure of the decoder: still a bad snapshot
+        raise SnapshotError(source, f"cannot decode: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode(data: str | bytes, source: str) -> Snapshot:
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
@@ -245,7 +260,7 @@ def _from_dict(doc: Mapping[str, Any], source: str) -> Snapshot:
     if version is None:
         raise SnapshotError(source, "missing 'version'")
     if type(version) is not int:
-        raise SnapshotError(source, f"'version' must be an integer, got {version!r}")
+        raise SnapshotError(source, f"'version' must be an integer, got {_show(version)}")
     if version != FORMAT_VERSION:
         raise SnapshotError(
             source,
@@ -255,7 +270,7 @@ def _from_dict(doc: Mapping[str, Any], source: str) -> Snapshot:
     t = _mapping(doc.get("target"), source, "'target'")
     port = t.get("port", "")
     if not isinstance(port, str | int) or isinstance(port, bool):
-        raise SnapshotError(source, f"'target.port' must be a name or a number, got {port!r}")
+        raise SnapshotError(source, f"'target.port' must be a name or a number, got {_show(port)}")
     target = TargetRef(
         service=_str(t, "service", source, "target", required=True),
         namespace=_str(t, "namespace", source, "target", required=True),
@@ -292,8 +307,19 @@ def _endpoint(e: Mapping[str, Any], source: str, i: int) -> Endpoint:
     port = _int(e, "port", source, where, default=None)
     if not 1 <= port <= 65535:
         raise SnapshotError(source, f"'{where}.port' must be in 1..65535, got {port}")
+    address = _str(e, "address", source, where, required=True)
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise SnapshotError(
+            source, f"'{where}.address' must be an IPv4 or IPv6 address, got {_show(address)}"
+        ) from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+        raise SnapshotError(
+            source, f"'{where}.address' must have no zone index, got {_show(address)}"
+        )
     return Endpoint(
-        address=_str(e, "address", source, where, required=True),
+        address=address,
         port=port,
         ready=_bool(e, "ready", source, where, default=True),
         serving=_bool(e, "serving", source, where, default=True),
@@ -302,6 +328,13 @@ def _endpoint(e: Mapping[str, Any], source: str, i: int) -> Endpoint:
         node=_opt_str(e, "node", source, where),
         pod=_opt_str(e, "pod", source, where),
     )
+
+
+def _show(value: object) -> str:
+    """A short repr for messages: huge or deep values are abbreviated."""
+    if type(value) is int and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return reprlib.repr(value)
 
 
 def _mapping(value: object, source: str, what: str) -> Mapping[str, Any]:
@@ -318,7 +351,7 @@ def _str(d: Mapping[str, Any], key: str, source: str, where: str, required: bool
     value = d.get(key, None if required else "")
     if not isinstance(value, str) or (required and not value):
         raise SnapshotError(
-            source, f"{_name(where, key)} must be a non-empty string, got {value!r}"
+            source, f"{_name(where, key)} must be a non-empty string, got {_show(value)}"
         )
     return value
 
@@ -326,15 +359,21 @@ def _str(d: Mapping[str, Any], key: str, source: str, where: str, required: bool
 def _opt_str(d: Mapping[str, Any], key: str, source: str, where: str) -> str | None:
     value = d.get(key)
     if value is not None and not isinstance(value, str):
-        raise SnapshotError(source, f"{_name(where, key)} must be a string or null, got {value!r}")
+        raise SnapshotError(
+            source, f"{_name(where, key)} must be a string or null, got {_show(value)}"
+        )
     return value or None
+
+
+_MAX_INT: Final = 2**63 - 1
 
 
 def _int(d: Mapping[str, Any], key: str, source: str, where: str, default: int | None) -> int:
     value = d.get(key, default)
-    if type(value) is not int or value < 0:
+    if type(value) is not int or not 0 <= value <= _MAX_INT:
         raise SnapshotError(
-            source, f"{_name(where, key)} must be a non-negative integer, got {value!r}"
+            source,
+            f"{_name(where, key)} must be a non-negative integer below 2**63, got {_show(value)}",
         )
     return value
 
@@ -344,5 +383,7 @@ def _bool(d: Mapping[str, Any], key: str, source: str, where: str, default: bool
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise SnapshotError(source, f"{_name(where, key)} must be true or false, got {value!r}")
+        raise SnapshotError(
+            source, f"{_name(where, key)} must be true or false, got {_show(value)}"
+        )
     return value

@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass
 from typing import Final
 
+from kuberesolver.names import DOMAIN_LABEL, is_dns1035_label, is_dns1123_label, is_port_name
 from kuberesolver.settings import default_namespace
 
 __all__ = ["DEFAULT_SCHEME", "ParsedTarget", "parse_target", "register_scheme", "schemes"]
@@ -32,10 +33,6 @@ _schemes: set[str] = {DEFAULT_SCHEME}
 _lock = threading.Lock()
 
 _SCHEME_RE: Final = re.compile(r"^[a-z][a-z0-9+.-]*$")
-_DNS1035_RE: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_PORT_NAME_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DOMAIN_LABEL_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +114,7 @@ def parse_target(
         auth_namespace = authority  # kubernetes://ns/svc:8080
         endpoint = path
         where = "path"
-        if not _DNS1123_RE.match(auth_namespace) or len(auth_namespace) > 63:
+        if not is_dns1123_label(auth_namespace):
             raise _fail(target, f"namespace {auth_namespace!r} (the authority) is not a DNS label")
     if not endpoint:
         raise _fail(target, "missing service name")
@@ -133,7 +130,7 @@ def parse_target(
     service = labels[0]
     if not service:
         raise _fail(target, "missing service name")
-    if not _DNS1035_RE.match(service) or len(service) > 63:
+    if not is_dns1035_label(service):
         raise _fail(
             target,
             f"service name {service!r} is not a DNS-1035 label "
@@ -142,7 +139,7 @@ def parse_target(
     ns: str | None = None
     if len(labels) >= 2:
         ns = labels[1]
-        if not _DNS1123_RE.match(ns) or len(ns) > 63:
+        if not is_dns1123_label(ns):
             raise _fail(target, f"namespace {ns!r} is not a DNS label")
         if auth_namespace is not None and ns != auth_namespace:
             raise _fail(
@@ -156,7 +153,7 @@ def parse_target(
                 "plus the cluster domain, as in svc.ns.svc.cluster.local",
             )
         for label in labels[3:]:
-            if not _DOMAIN_LABEL_RE.match(label):
+            if not DOMAIN_LABEL.match(label):
                 raise _fail(target, f"cluster domain label {label!r} is not valid")
     resolved = ns or auth_namespace
     explicit = resolved is not None
@@ -176,12 +173,7 @@ def _check_port(target: str, port: str) -> None:
         if not 1 <= int(port) <= 65535:
             raise _fail(target, f"port {port} is out of range 1..65535")
         return
-    if (
-        len(port) > 15
-        or not _PORT_NAME_RE.match(port)
-        or not any(c.isalpha() for c in port)
-        or "--" in port
-    ):
+    if not is_port_name(port):
         raise _fail(
             target,
             f"port {port!r} is neither a number nor a port name "

@@ -13,22 +13,26 @@ seen the same way. Events are batched for up to ``debounce_ms``; a re-check
 every ``poll_interval_ms`` covers a directory that vanished and came back.
 
 A deleted, corrupt, unknown-version or foreign snapshot is logged and the last
-good one is kept: a bad file never empties a channel.
+good one is kept: a bad file never empties a channel. Nothing the watcher reads
+can stop it: an unexpected error is logged once with its traceback, counted
+(``on_reject``), and the watch goes on with the last good snapshot.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from watchfiles._rust_notify import RustNotify
+import watchfiles
 
-from kuberesolver.snapshot import ENDPOINTS_KEY, Snapshot, SnapshotError, decode
+from kuberesolver.settings import DEFAULT_DEBOUNCE_MS, DEFAULT_POLL_INTERVAL_MS
+from kuberesolver.snapshot import ENDPOINTS_KEY, Snapshot, SnapshotError, decode, load
 from kuberesolver.target import ParsedTarget
 
-__all__ = ["SnapshotNotFound", "SnapshotWatcher", "check_snapshot", "locate", "read_snapshot"]
+__all__ = ["SnapshotNotFound", "SnapshotWatcher", "check_snapshot", "locate"]
 
 log = logging.getLogger("kuberesolver.watch")
 
@@ -45,7 +49,7 @@ def locate(root: Path, target: ParsedTarget) -> Path:
     at_root = root / ENDPOINTS_KEY
     if at_root.exists():
         try:
-            found = read_snapshot(root)
+            found = load(at_root)
         except SnapshotError:
             return root  # a broken file for an unknown target: let the loader say what's wrong
         if (found.target.service, found.target.namespace) == (target.service, target.namespace):
@@ -58,16 +62,6 @@ def locate(root: Path, target: ParsedTarget) -> Path:
         f"no snapshot for {target.server_name}: neither {per_target / ENDPOINTS_KEY} nor "
         f"{at_root} exists (snapshot root {root}; set snapshot_dir= or KUBERESOLVER_DIR)"
     )
-
-
-def read_snapshot(directory: Path) -> Snapshot:
-    """Decode ``directory/endpoints.json``; :class:`SnapshotError` names the file and problem."""
-    path = directory / ENDPOINTS_KEY
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SnapshotError(str(path), f"cannot read: {exc.strerror or exc}") from exc
-    return decode(data, str(path))
 
 
 def check_snapshot(snapshot: Snapshot, target: ParsedTarget, source: str) -> None:
@@ -83,11 +77,29 @@ def check_snapshot(snapshot: Snapshot, target: ParsedTarget, source: str) -> Non
         )
 
 
+class _StopSignal:
+    """The ``stop_event`` handed to ``watchfiles.watch``: also tells when the watch is in place.
+
+    watchfiles asks ``is_set()`` between its waits, so the first question
+    comes once the directory watch exists.
+    """
+
+    def __init__(self, stop: threading.Event, ready: threading.Event) -> None:
+        self._stop = stop
+        self._ready = ready
+
+    def is_set(self) -> bool:
+        self._ready.set()
+        return self._stop.is_set()
+
+
 class SnapshotWatcher:
     """Follows one snapshot directory on a daemon thread; calls ``on_change`` with good ones.
 
     ``on_change`` runs on the watcher thread, only for a snapshot whose bytes
     differ from the last good one, and only after it decoded and matched.
+    ``on_reject`` is called with each new problem (a bad file, or an
+    unexpected error, logged once with its traceback).
     """
 
     def __init__(
@@ -98,8 +110,8 @@ class SnapshotWatcher:
         on_change: Callable[[Snapshot], None],
         *,
         on_reject: Callable[[str], None] | None = None,
-        debounce_ms: int = 50,
-        poll_interval_ms: int = 5000,
+        debounce_ms: int = DEFAULT_DEBOUNCE_MS,
+        poll_interval_ms: int = DEFAULT_POLL_INTERVAL_MS,
     ) -> None:
         self.directory = directory
         self.target = target
@@ -109,25 +121,23 @@ class SnapshotWatcher:
         self._debounce_ms = debounce_ms
         self._poll_interval_ms = poll_interval_ms
         self._stop = threading.Event()
+        self._ready = threading.Event()
         self._check_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._last_bytes: bytes | None = None
         self._problem: str | None = None
-        self.updates = 0
         self.rejected = 0
 
-    def start(self) -> None:
+    def start(self, ready_timeout_s: float = 5.0) -> None:
         """Start following. The directory watch is in place when this returns."""
         if self._thread is not None:
             return
-        notify = self._open_notify()
         self._thread = threading.Thread(
-            target=self._run,
-            args=(notify,),
-            name=f"kuberesolver-watch-{self.target.server_name}",
-            daemon=True,
+            target=self._run, name=f"kuberesolver-watch-{self.target.server_name}", daemon=True
         )
         self._thread.start()
+        self._ready.wait(ready_timeout_s)
+        self.check()  # anything written while the watch was being set up
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop watching. Idempotent."""
@@ -140,52 +150,59 @@ class SnapshotWatcher:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _open_notify(self) -> RustNotify | None:
-        if not self.directory.is_dir():
-            return None
-        try:
-            return RustNotify([str(self.directory)], False, False, 300, False, True)
-        except Exception as exc:  # an unusable watch backend: poll instead
-            log.warning("cannot watch %s (%s); polling it instead", self.directory, exc)
-            return None
-
-    def _run(self, notify: RustNotify | None) -> None:
-        # How long the rust side waits for more events after one: kubelet's swap
-        # is done within a millisecond. Each step also takes the GIL once to
-        # check the stop event (500 times a second: measured, within noise).
-        step = max(1, min(2, self._debounce_ms))
-        self.check()  # anything written while the watch was being set up
+    def _run(self) -> None:
+        """The loop's edge: whatever goes wrong is logged once, counted, and the watch goes on."""
         while not self._stop.is_set():
-            if notify is None:
-                self._stop.wait(self._poll_interval_ms / 1000)
-                self.check()
-                notify = self._open_notify()
-                continue
-            broken = False
             try:
-                result = notify.watch(self._debounce_ms, step, self._poll_interval_ms, self._stop)
-            except Exception as exc:  # the watch broke (directory gone, backend error)
-                log.debug("watching %s stopped (%s)", self.directory, exc)
-                result, broken = "timeout", True
-            if result == "stop":
-                break
+                self._follow()
+            except Exception as exc:
+                self._report(f"watching {self.directory} failed: {exc!r}", exc)
+                self._stop.wait(min(1.0, self._poll_interval_ms / 1000))
+        self._ready.set()
+
+    def _follow(self) -> None:
+        """Watch the directory until it goes away (then poll until it is back) or stop."""
+        if not self.directory.is_dir():
+            self._ready.set()
+            self._stop.wait(self._poll_interval_ms / 1000)
             self.check()
-            if broken or not self.directory.is_dir():
-                notify.close()
-                notify = None  # the directory went away: poll until it is back
-        if notify is not None:
-            notify.close()
+            return
+        # How long the rust side waits for more events after one: kubelet's swap
+        # is done within a millisecond.
+        step = max(1, min(2, self._debounce_ms))
+        for _changes in watchfiles.watch(
+            self.directory,
+            watch_filter=None,
+            debounce=self._debounce_ms,
+            step=step,
+            stop_event=_StopSignal(self._stop, self._ready),
+            rust_timeout=self._poll_interval_ms,
+            yield_on_timeout=True,
+            raise_interrupt=False,
+            recursive=False,
+        ):
+            self.check()
+            if not self.directory.is_dir():
+                return
 
     def check(self) -> bool:
-        """Re-read the snapshot now; apply it if it is new and good. Returns whether applied."""
+        """Re-read the snapshot now; apply it if it is new and good. Returns whether applied.
+
+        Never raises: a problem is logged (once), counted, and the last good
+        snapshot stays.
+        """
         with self._check_lock:
-            snapshot = self._check_locked()
+            try:
+                snapshot = self._check_locked()
+            except Exception as exc:
+                self._report(f"{self.directory / ENDPOINTS_KEY}: {exc!r}", exc)
+                return False
         if snapshot is None:
             return False
         try:
             self._on_change(snapshot)
-        except Exception:
-            log.exception("applying %s revision %d failed", self.directory, snapshot.revision)
+        except Exception as exc:
+            self._report(f"applying {self.directory} revision {snapshot.revision} failed", exc)
         return True
 
     def _check_locked(self) -> Snapshot | None:
@@ -215,7 +232,6 @@ class SnapshotWatcher:
         if snapshot == previous:
             return None  # the first read, or the same content rewritten
         self.snapshot = snapshot
-        self.updates += 1
         if snapshot.revision < previous.revision:
             log.info(
                 "%s: revision went back from %d to %d; applying it anyway",
@@ -232,10 +248,22 @@ class SnapshotWatcher:
         )
         return snapshot
 
-    def _report(self, problem: str) -> None:
-        if problem != self._problem:
-            self._problem = problem
-            self.rejected += 1
+    def _report(self, problem: str, exc: BaseException | None = None) -> None:
+        """Log and count a problem once (until another one, or a good snapshot, comes)."""
+        if problem == self._problem:
+            return
+        self._problem = problem
+        self.rejected += 1
+        if exc is None:
             log.error("%s", problem)
-            if self._on_reject is not None:
+        else:
+            log.error(
+                "%s; keeping the last good endpoints\n%s",
+                problem,
+                "".join(traceback.format_exception(exc)).rstrip(),
+            )
+        if self._on_reject is not None:
+            try:
                 self._on_reject(problem)
+            except Exception:
+                log.exception("counting a rejected snapshot failed")

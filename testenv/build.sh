@@ -11,6 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/versions.env"
 cache=${KUBERESOLVER_TESTENV_CACHE:-$HOME/.cache/kuberesolver-testenv}
 bin="$cache/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION/bin"
+bash "$here/build-tools.sh" "$bin"  # kubectl and helm, each only when missing
 
 if [[ -x $bin/kube-apiserver && -x $bin/kube-controller-manager && -x $bin/etcd ]]; then
   echo "$bin"

@@ -21,8 +21,8 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -31,6 +31,7 @@ import yaml
 
 from testenv.build import ensure_binaries
 from testenv.pki import CertFiles, CertificateAuthority, service_account_keypair
+from testenv.wait import WaitTimeout, until
 
 log = logging.getLogger("testenv")
 
@@ -110,6 +111,19 @@ class _Process:
 
     def alive(self) -> bool:
         return self.popen.poll() is None
+
+    def wait_until(self, probe: Callable[[], bool], what: str, timeout_s: float) -> None:
+        """Poll ``probe`` while the process lives; a ControlPlaneError with its log if not."""
+
+        def check() -> bool:
+            if not self.alive():
+                raise ControlPlaneError(f"{self.name} exited:\n{self.log_tail()}")
+            return probe()
+
+        try:
+            until(check, timeout_s=timeout_s, interval_s=0.1, message=what, retry_on=())
+        except WaitTimeout as exc:
+            raise ControlPlaneError(f"{exc}:\n{self.log_tail()}") from None
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -240,16 +254,10 @@ class ControlPlane:
             ],
             logs,
         )
-        deadline = time.monotonic() + timeout_s
         url = f"http://127.0.0.1:{self.etcd_port}/health"
-        while True:
-            if not proc.alive():
-                raise ControlPlaneError(f"etcd exited:\n{proc.log_tail()}")
-            if b'"health":"true"' in _http_get(url):
-                return
-            if time.monotonic() > deadline:
-                raise ControlPlaneError(f"etcd not healthy in {timeout_s} s:\n{proc.log_tail()}")
-            time.sleep(0.1)
+        proc.wait_until(
+            lambda: b'"health":"true"' in _http_get(url), "etcd to be healthy", timeout_s
+        )
 
     def _start_apiserver(self, bins: Path, pki: Path, logs: Path, timeout_s: float) -> None:
         ca = self.ca
@@ -294,17 +302,8 @@ class ControlPlane:
         ctx = ssl.create_default_context(cafile=str(self.ca.cert_path))
         admin = self.ca.directory / "admin"
         ctx.load_cert_chain(f"{admin}.crt", f"{admin}.key")
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if not proc.alive():
-                raise ControlPlaneError(f"kube-apiserver exited:\n{proc.log_tail()}")
-            if _http_get(f"{self.server}/readyz", ctx) == b"ok":
-                return
-            if time.monotonic() > deadline:
-                raise ControlPlaneError(
-                    f"kube-apiserver not ready in {timeout_s} s:\n{proc.log_tail()}"
-                )
-            time.sleep(0.2)
+        ready = f"{self.server}/readyz"
+        proc.wait_until(lambda: _http_get(ready, ctx) == b"ok", "kube-apiserver /readyz", timeout_s)
 
     def _start_controller_manager(self, bins: Path, pki: Path, logs: Path) -> None:
         # The controller manager is infrastructure, not the code under test.

@@ -13,12 +13,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from testenv.controlplane import free_port
+from testenv.wait import WaitTimeout, until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,10 +27,16 @@ class OperatorProcess:
     """One operator replica. ``stop()`` is graceful and idempotent; ``kill()`` is SIGKILL."""
 
     def __init__(
-        self, kubeconfig: Path, env: dict[str, str] | None = None, name: str = "op"
+        self,
+        kubeconfig: Path,
+        env: dict[str, str] | None = None,
+        name: str = "op",
+        *,
+        quiet: bool = False,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.name = name
+        self.quiet = quiet  # kopf --quiet (benchmarks) instead of --verbose (tests, demo)
         self.liveness_port = free_port()
         self.metrics_port = free_port()
         self.extra_env = dict(env or {})
@@ -53,7 +59,7 @@ class OperatorProcess:
             sys.executable, "-m", "kopf", "run", "-m", "kuberesolver.operator",
             "--all-namespaces", "--standalone",
             f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
-            "--verbose",
+            "--quiet" if self.quiet else "--verbose",
         ]  # fmt: skip
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
@@ -74,18 +80,20 @@ class OperatorProcess:
         return self.popen is not None and self.popen.poll() is None
 
     def wait_live(self, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        def live() -> bool:
             if not self.alive:
                 raise RuntimeError(f"operator {self.name} exited:\n{self.log_tail()}")
             with (
                 contextlib.suppress(OSError, urllib.error.URLError),
                 urllib.request.urlopen(self.liveness_url, timeout=2) as r,
             ):
-                if r.status == 200:
-                    return
-            time.sleep(0.2)
-        raise TimeoutError(f"operator {self.name} not live:\n{self.log_tail()}")
+                return bool(r.status == 200)
+            return False
+
+        try:
+            until(live, timeout_s=timeout_s, interval_s=0.2, retry_on=())
+        except WaitTimeout:
+            raise TimeoutError(f"operator {self.name} not live:\n{self.log_tail()}") from None
 
     @property
     def liveness_url(self) -> str:

@@ -1,8 +1,9 @@
 """The one way tests, the demo and the benchmarks wait for a condition: poll it.
 
-``until(fn, timeout_s=..., message=...)`` calls ``fn`` until it returns a truthy
-value and returns that value. An exception of a type in ``retry_on`` counts as a
-failed attempt, like a falsy value. At the deadline it raises :class:`WaitTimeout`
+``until(fn, timeout_s=..., message=...)`` calls ``fn`` every ``interval_s``
+(0.05 by default) until it returns a truthy value, and returns that value. An
+exception of a type in ``retry_on`` counts as a failed attempt, like a falsy
+value. At the deadline it raises :class:`WaitTimeout`
 (a ``TimeoutError``) that names ``message`` and carries the last value or the
 last exception (also chained as ``__cause__``). ``fn`` is always tried at least
 once, and once more after the deadline has passed, so a slow last attempt still
@@ -25,7 +26,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypedDict, TypeVar, Unpack, cast
 
 T = TypeVar("T")
 
@@ -52,10 +53,17 @@ class WaitTimeout(TimeoutError):
 class _Attempts:
     """The bookkeeping both twins share: the deadline and the last outcome."""
 
-    def __init__(self, timeout_s: float, message: str, retry_on: Retry) -> None:
+    def __init__(
+        self,
+        timeout_s: float,
+        interval_s: float = 0.05,
+        message: str = "a condition",
+        retry_on: Retry = RETRY_ON,
+    ) -> None:
         if timeout_s < 0:
             raise ValueError(f"timeout_s must be >= 0, got {timeout_s}")
         self.timeout_s = timeout_s
+        self.interval_s = interval_s
         self.message = message
         self.retry_on = retry_on
         self.deadline = time.monotonic() + timeout_s
@@ -71,7 +79,7 @@ class _Attempts:
             self.last_value, self.last_error = None, exc
         return bool(self.last_value)
 
-    def next_sleep(self, interval_s: float) -> float:
+    def next_sleep(self) -> float:
         """Seconds to sleep before the next attempt; raise once the last one failed."""
         remaining = self.deadline - time.monotonic()
         if self.final:
@@ -81,36 +89,32 @@ class _Attempts:
         if remaining <= 0:
             self.final = True
             return 0.0
-        return min(interval_s, remaining)
+        return min(self.interval_s, remaining)
 
 
-def until(
-    fn: Callable[[], T],
-    *,
-    timeout_s: float,
-    interval_s: float = 0.05,
-    message: str = "a condition",
-    retry_on: Retry = RETRY_ON,
-) -> T:
+class Options(TypedDict, total=False):
+    """The keywords both twins take besides ``timeout_s`` (defaults in :class:`_Attempts`)."""
+
+    interval_s: float
+    message: str
+    retry_on: Retry
+
+
+def until(fn: Callable[[], T], *, timeout_s: float, **options: Unpack[Options]) -> T:
     """Return the first truthy ``fn()``; raise :class:`WaitTimeout` after ``timeout_s``."""
-    attempts = _Attempts(timeout_s, message, retry_on)
+    attempts = _Attempts(timeout_s, **options)
     while not attempts.attempt(fn):
-        time.sleep(attempts.next_sleep(interval_s))
+        time.sleep(attempts.next_sleep())
     return cast(T, attempts.last_value)
 
 
 async def until_async(
-    fn: Callable[[], T | Awaitable[T]],
-    *,
-    timeout_s: float,
-    interval_s: float = 0.01,
-    message: str = "a condition",
-    retry_on: Retry = RETRY_ON,
+    fn: Callable[[], T | Awaitable[T]], *, timeout_s: float, **options: Unpack[Options]
 ) -> T:
     """The asyncio twin of :func:`until`: ``fn`` may be a plain or an async callable."""
-    attempts = _Attempts(timeout_s, message, retry_on)
+    attempts = _Attempts(timeout_s, **options)
     while not attempts.attempt(await _settled(fn)):  # noqa: ASYNC110 (polling is the point)
-        await asyncio.sleep(attempts.next_sleep(interval_s))
+        await asyncio.sleep(attempts.next_sleep())
     return cast(T, attempts.last_value)
 
 

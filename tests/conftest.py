@@ -4,3 +4,12 @@ The folders that do (integration, operator, e2e) set both up in their own
 ``conftest.py`` through tests/cluster.py, so ``make test-unit`` (tests/unit and
 tests/client) runs as an ordinary user with no binaries.
 """
+
+from hypothesis import HealthCheck, settings
+
+# Speed is measured by benchmarks, never by tests: on two shared, noisy cores an
+# example's duration says nothing, so Hypothesis judges results only.
+settings.register_profile(
+    "kuberesolver", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("kuberesolver")

@@ -5,6 +5,7 @@ tests/integration/test_docs.py).
   HTML comment on the line before it, asks for: none means a real gRPC health
   server behind the snapshot of target ``greeter.backend`` (unit);
   ``<!-- test: cluster -->`` means the real control plane (integration).
+  A ``print(...)  # text`` line says what the output must contain.
 - Module docstrings of kuberesolver/, testenv/ and demo/: every ``>>>``
   example, with doctest. The modules in :data:`CLUSTER_MODULES` start a
   control plane in their examples: they run in the integration folder.
@@ -14,8 +15,10 @@ Nothing is skipped: a marker nobody runs fails the unit test.
 
 from __future__ import annotations
 
+import contextlib
 import doctest
 import importlib
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +40,17 @@ class Block:
     world: str
     code: str
 
-    def run(self) -> None:
-        """Execute the block as a script of its own (fresh globals)."""
-        exec(compile(self.code, f"{README.name}:{self.line}", "exec"), {"__name__": "__main__"})
+    def run(self) -> str:
+        """Execute the block as a script of its own (fresh globals); what it printed.
+
+        Each ``print(...)  # text`` line's ``text`` must be in the output.
+        """
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(self.code, f"{README.name}:{self.line}", "exec"), {"__name__": "__main__"})
+        for expected in re.findall(r"^\s*print\(.*\)\s*#\s*(.+)$", self.code, re.MULTILINE):
+            assert expected.strip() in out.getvalue(), f"{expected!r} not in {out.getvalue()!r}"
+        return out.getvalue()
 
 
 def readme_blocks(world: str | None = None) -> list[Block]:

@@ -13,7 +13,8 @@ Rules grpcio enforces, measured on grpcio 1.85 and honoured here:
 
 - every LocalityLbEndpoints needs a ``locality`` and a ``load_balancing_weight``;
 - a duplicate address in one ClusterLoadAssignment makes grpc reject the whole
-  resource, so endpoints are de-duplicated (the healthiest copy wins);
+  resource, so endpoints are de-duplicated by IP address, however it is
+  spelt (the healthiest copy wins);
 - only HEALTHY and UNKNOWN endpoints get traffic: terminating endpoints are
   served as DRAINING and not-ready ones as UNHEALTHY;
 - least_request is NACKed by grpc's C core; weighted round robin (ORCA) is the
@@ -22,6 +23,7 @@ Rules grpcio enforces, measured on grpcio 1.85 and honoured here:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -49,6 +51,15 @@ from google.protobuf import (  # type: ignore[import-untyped]
 )
 from google.protobuf.message import Message  # type: ignore[import-untyped]
 
+from kuberesolver.policies import (
+    LB_POLICIES,
+    PICK_FIRST,
+    ROUND_ROBIN,
+    WEIGHTED_ROUND_ROBIN,
+    normalize_policy,
+    policy_from_service_config,
+)
+from kuberesolver.settings import DEFAULT_MAX_ATTEMPTS
 from kuberesolver.snapshot import Endpoint, Snapshot
 
 __all__ = [
@@ -82,22 +93,6 @@ LISTENER_TYPE: Final = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER_TYPE: Final = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT_TYPE: Final = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 
-ROUND_ROBIN: Final = "round_robin"
-WEIGHTED_ROUND_ROBIN: Final = "weighted_round_robin"
-PICK_FIRST: Final = "pick_first"
-
-LB_POLICIES: Final = (ROUND_ROBIN, WEIGHTED_ROUND_ROBIN, PICK_FIRST)
-"""The policies a channel may ask for. ``weighted_round_robin`` is load-aware (ORCA)."""
-
-_ALIASES: Final = {
-    "round_robin": ROUND_ROBIN,
-    "weighted_round_robin": WEIGHTED_ROUND_ROBIN,
-    "wrr": WEIGHTED_ROUND_ROBIN,
-    "least_request": WEIGHTED_ROUND_ROBIN,
-    "least_request_experimental": WEIGHTED_ROUND_ROBIN,
-    "pick_first": PICK_FIRST,
-}
-
 
 @dataclass(frozen=True, slots=True)
 class ChannelSpec:
@@ -109,7 +104,7 @@ class ChannelSpec:
     lb_policy: str = ""
     """A policy of :data:`LB_POLICIES`, or ``""``: the snapshot's (else round_robin)."""
     zone: str | None = None
-    max_attempts: int = 3
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     source: str = ""
     """Tells apart the same target followed from different directories."""
 
@@ -119,7 +114,7 @@ class ChannelSpec:
         parts = [f"{self.service}.{self.namespace}", self.port or "-", self.lb_policy or "auto"]
         if self.zone:
             parts.append(f"zone-{self.zone}")
-        if self.max_attempts != 3:
+        if self.max_attempts != DEFAULT_MAX_ATTEMPTS:
             parts.append(f"attempts-{self.max_attempts}")
         if self.source:
             parts.append(self.source)
@@ -140,31 +135,6 @@ def cluster_name(name: str) -> str:
 
 def endpoints_name(name: str) -> str:
     return f"xdstp://{AUTHORITY}/envoy.config.endpoint.v3.ClusterLoadAssignment/{name}"
-
-
-def normalize_policy(policy: str) -> str:
-    """Map a policy name (and the aliases users reach for) to one we serve."""
-    try:
-        return _ALIASES[policy.strip().lower()]
-    except KeyError:
-        raise ValueError(
-            f"unknown load-balancing policy {policy!r}: use one of {', '.join(LB_POLICIES)}"
-        ) from None
-
-
-def policy_from_service_config(service_config: Mapping[str, Any]) -> str | None:
-    """The first policy we know in a gRPC service config's ``loadBalancingConfig``."""
-    configs = service_config.get("loadBalancingConfig")
-    if isinstance(configs, list):
-        for entry in configs:
-            if isinstance(entry, Mapping):
-                for key in entry:
-                    if key in _ALIASES:
-                        return _ALIASES[key]
-    legacy = service_config.get("loadBalancingPolicy")
-    if isinstance(legacy, str) and legacy.lower() in _ALIASES:
-        return _ALIASES[legacy.lower()]
-    return None
 
 
 _APPLIED_SERVICE_CONFIG_KEYS: Final = frozenset({"loadBalancingConfig", "loadBalancingPolicy"})
@@ -190,12 +160,20 @@ def health_of(endpoint: Endpoint) -> int:
 _HEALTH_RANK: Final = {hc_pb2.HEALTHY: 0, hc_pb2.DRAINING: 1, hc_pb2.UNHEALTHY: 2}
 
 
+def _canonical(address: str) -> str:
+    """One spelling per IP address (``::0:1`` and ``::1`` are one address to grpc)."""
+    try:
+        return ipaddress.ip_address(address).compressed
+    except ValueError:
+        return address
+
+
 def _dedupe(endpoints: Iterable[Endpoint]) -> list[tuple[Endpoint, int]]:
     """One entry per address:port, keeping the healthiest copy; sorted for stable output."""
     best: dict[tuple[str, int], tuple[Endpoint, int]] = {}
     for ep in endpoints:
         health = health_of(ep)
-        key = (ep.address, ep.port)
+        key = (_canonical(ep.address), ep.port)
         old = best.get(key)
         if old is None or _HEALTH_RANK[health] < _HEALTH_RANK[old[1]]:
             best[key] = (ep, health)

@@ -7,8 +7,14 @@ kuberesolver target (channel spec) in use; each costs two threads here.
 
 Protocol notes (state of the world): every response for a type carries all the
 subscribed resources of that type that exist; a resource left out of an LDS or
-CDS response is deleted. A NACK (a request with ``error_detail``) is logged and
-not answered: the version it refused stays refused until the resources change.
+CDS response is deleted. A NACK (a request with ``error_detail``) is logged as
+an error, reported to :attr:`AdsServer.on_nack` and not answered: grpc keeps
+the last version it accepted, and the refused one stays refused until the
+resources change.
+
+A removed resource is kept until no stream subscribes to it any more: grpc
+unsubscribes when its last channel of a target closes, and deleting first
+would make grpc's xDS client log that the resource does not exist.
 """
 
 from __future__ import annotations
@@ -54,7 +60,6 @@ class _Stream:
         default_factory=queue.SimpleQueue
     )
     subs: dict[str, _Subscription] = field(default_factory=dict)
-    node_id: str = ""
 
 
 class AdsServer:
@@ -67,6 +72,13 @@ class AdsServer:
         self._streams: set[_Stream] = set()
         self.on_idle: Callable[[], None] | None = None
         """Called (on a stream's thread) when the last ADS stream has ended."""
+        self.on_ack: Callable[[str, frozenset[str], int], None] | None = None
+        """Called (on a stream's thread) with the type, the resource names and the version
+        when grpc's xDS client accepts a response."""
+        self.on_nack: Callable[[str, frozenset[str], int, str], None] | None = None
+        """Called (on a stream's thread) with the type, the resource names, the version
+        refused and grpc's message when grpc's xDS client refuses a response."""
+        self._retired: dict[str, set[str]] = {t: set() for t in _TYPES}
         self._nonce = itertools.count(1)
         self._own_dir = socket_dir is None
         self._dir: str | None = None
@@ -84,8 +96,6 @@ class AdsServer:
             if self._own_dir and self._dir is not None:
                 shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
-        self.acks = 0
-        self.nacks: list[str] = []
         self._server: grpc.Server | None = None
 
     @property
@@ -150,12 +160,17 @@ class AdsServer:
 
     # -- resources -------------------------------------------------------
 
-    def publish(self, resources: Mapping[str, Mapping[str, Message]]) -> None:
-        """Add or replace resources and push every type that changed."""
+    def publish(self, resources: Mapping[str, Mapping[str, Message]]) -> dict[str, int]:
+        """Add or replace resources and push every type that changed.
+
+        Returns the version of each type given: an ACK of that version (or a
+        later one) means grpc holds these resources.
+        """
         changed: list[str] = []
         with self._lock:
             for type_url, by_name in resources.items():
                 table = self._resources[type_url]
+                self._retired[type_url].difference_update(by_name)
                 dirty = False
                 for name, message in by_name.items():
                     packed = any_pb2.Any()
@@ -168,31 +183,30 @@ class AdsServer:
                     self._versions[type_url] += 1
                     changed.append(type_url)
             self._push_locked(changed)
+            return {type_url: self._versions[type_url] for type_url in resources}
 
     def remove(self, names: Mapping[str, Iterable[str]]) -> None:
-        """Delete resources by ``{type_url: names}`` and push the types that changed."""
-        changed: list[str] = []
+        """Delete resources by ``{type_url: names}`` once no stream subscribes to them."""
         with self._lock:
             for type_url, to_drop in names.items():
                 table = self._resources[type_url]
-                dropped = [n for n in to_drop if table.pop(n, None) is not None]
-                if dropped:
-                    self._versions[type_url] += 1
-                    changed.append(type_url)
-            self._push_locked(changed)
+                self._retired[type_url].update(n for n in to_drop if n in table)
+            self._purge_locked()
 
-    def resource_names(self, type_url: str) -> list[str]:
-        with self._lock:
-            return sorted(self._resources[type_url])
-
-    def subscribed(self) -> dict[str, set[str]]:
-        """What the connected xDS clients asked for, by type."""
-        out: dict[str, set[str]] = {t: set() for t in _TYPES}
-        with self._lock:
+    def _purge_locked(self) -> None:
+        """Drop the retired resources that no stream subscribes to (nobody needs a push)."""
+        for type_url, retired in self._retired.items():
+            if not retired:
+                continue
+            wanted: set[str] = set()
             for stream in self._streams:
-                for type_url, sub in stream.subs.items():
-                    out.setdefault(type_url, set()).update(sub.names)
-        return out
+                sub = stream.subs.get(type_url)
+                if sub is not None:
+                    wanted.update(sub.names)
+            table = self._resources[type_url]
+            for name in retired - wanted:
+                table.pop(name, None)
+                retired.discard(name)
 
     # -- streams ---------------------------------------------------------
 
@@ -221,28 +235,32 @@ class AdsServer:
 
     def _on_request(self, stream: _Stream, request: discovery_pb2.DiscoveryRequest) -> None:
         type_url = request.type_url
-        if request.node.id:
-            stream.node_id = request.node.id
-        if request.HasField("error_detail"):
-            message = request.error_detail.message
-            self.nacks.append(message)
-            log.warning(
-                "grpc's xDS client rejected %s version %s: %s",
-                type_url.rsplit(".", 1)[-1],
-                request.version_info or "-",
-                message,
-            )
-        elif request.response_nonce:
-            self.acks += 1
         if type_url not in self._resources:
             log.debug("ignoring a request for unknown type %s", type_url)
             return
+        nack = request.HasField("error_detail")
         with self._lock:
             sub = stream.subs.setdefault(type_url, _Subscription())
+            answered = sub.sent_names or frozenset()
+            answered_version = sub.sent_version
             sub.names = frozenset(request.resource_names)
-            if request.HasField("error_detail"):
-                return
-            self._respond_locked(stream, type_url, sub)
+            self._purge_locked()
+            if not nack:
+                self._respond_locked(stream, type_url, sub)
+        if nack:
+            message = request.error_detail.message
+            log.error(
+                "grpc's xDS client refused %s version %d (%s): %s",
+                type_url.rsplit(".", 1)[-1],
+                answered_version,
+                ", ".join(sorted(answered)) or "-",
+                message,
+            )
+            if self.on_nack is not None:
+                self.on_nack(type_url, answered, answered_version, message)
+        elif request.response_nonce and answered and self.on_ack is not None:
+            version = request.version_info
+            self.on_ack(type_url, answered, int(version) if version.isdigit() else answered_version)
 
     def _serve_stream(
         self, requests: Iterator[discovery_pb2.DiscoveryRequest], context: Any
@@ -272,6 +290,7 @@ class AdsServer:
         finally:
             with self._lock:
                 self._streams.discard(stream)
+                self._purge_locked()
                 idle = not self._streams
             if idle and self.on_idle is not None:
                 self.on_idle()

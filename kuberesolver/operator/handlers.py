@@ -25,7 +25,7 @@ from typing import Any
 
 import kopf
 
-from kuberesolver.operator.endpoints import (
+from kuberesolver.endpointslices import (
     SERVICE_NAME_LABEL,
     ServiceView,
     SliceView,

@@ -21,8 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from kuberesolver.operator.configmap import build_data
-from kuberesolver.operator.endpoints import (
+from kuberesolver.endpointslices import (
     PortError,
     ServiceView,
     SliceView,
@@ -30,6 +29,7 @@ from kuberesolver.operator.endpoints import (
     pick_family,
     resolve_port,
 )
+from kuberesolver.operator.configmap import build_data
 from kuberesolver.operator.render import RenderError, build_service_config, template_context
 from kuberesolver.operator.spec import (
     ALLOWED_NAMESPACES_ANNOTATION,

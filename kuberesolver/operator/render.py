@@ -25,7 +25,9 @@ import jinja2
 import jinja2.sandbox
 from jinja2.exceptions import SecurityError
 
-if TYPE_CHECKING:  # at run time this module needs only jinja2: the render worker loads it alone
+from kuberesolver.policies import LB_POLICIES, ROUND_ROBIN, service_config_entry
+
+if TYPE_CHECKING:  # at run time: only jinja2 and the stdlib policies (the render worker)
     from kuberesolver.snapshot import Snapshot
 
 __all__ = [
@@ -43,12 +45,6 @@ __all__ = [
 MAX_CONFIGMAP_BYTES: Final = 1024 * 1024
 """The apiserver's limit on a ConfigMap's data (keys plus values)."""
 
-_POLICY_CONFIG: Final[Mapping[str, dict[str, Any]]] = {
-    "round_robin": {"round_robin": {}},
-    "weighted_round_robin": {"weighted_round_robin": {}},
-    "pick_first": {"pick_first": {}},
-}
-
 
 class RenderError(ValueError):
     """A template (or the whole output) that cannot be published."""
@@ -65,11 +61,8 @@ def build_service_config(load_balancing: str, overrides: Mapping[str, Any]) -> d
     The merge is deep for objects; any other value in ``overrides`` replaces
     the default (so ``overrides`` may set its own ``loadBalancingConfig``).
     """
-    base: dict[str, Any] = {
-        "loadBalancingConfig": [
-            dict(_POLICY_CONFIG.get(load_balancing, _POLICY_CONFIG["round_robin"]))
-        ]
-    }
+    policy = load_balancing if load_balancing in LB_POLICIES else ROUND_ROBIN
+    base: dict[str, Any] = {"loadBalancingConfig": [service_config_entry(policy)]}
     return _merge(base, overrides)
 
 

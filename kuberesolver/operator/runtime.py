@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kuberesolver.operator.endpoints import ServiceView, SliceView
+from kuberesolver.endpointslices import ServiceView, SliceView
 from kuberesolver.operator.hub import Hub, ServiceKey, TargetKey, Trigger, run_coalesced
 from kuberesolver.operator.kube import Kube
 from kuberesolver.operator.leader import LeaderElector

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NotRequired, TypedDict, cast
 
+from kuberesolver.names import DNS1123_LABEL, is_dns1123_subdomain
+from kuberesolver.policies import LB_POLICIES, LoadBalancing
 from kuberesolver.snapshot import ENDPOINTS_KEY, SERVICE_CONFIG_KEY
 
 __all__ = [
@@ -37,16 +39,10 @@ KIND: Final = "GrpcTarget"
 ALLOWED_NAMESPACES_ANNOTATION: Final = "kuberesolver.io/allowed-namespaces"
 """On a Service: the GrpcTarget namespaces (comma-separated, or ``*``) allowed to publish it."""
 
-LoadBalancing = Literal["round_robin", "weighted_round_robin", "pick_first"]
 AddressFamily = Literal["IPv4", "IPv6", ""]
 
-_LB_POLICIES: Final = ("round_robin", "weighted_round_robin", "pick_first")
 _FAMILIES: Final = ("", "IPv4", "IPv6")
 _CONFIGMAP_KEY: Final = re.compile(r"^[-._a-zA-Z0-9]+$")
-_DNS_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN: Final = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
 
 
 class GrpcTargetSpecDict(TypedDict):
@@ -112,20 +108,20 @@ class TargetSpec:
 def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> TargetSpec:
     """Validate ``spec`` of the GrpcTarget ``namespace/name``; raise :class:`SpecError`."""
     service = spec.get("service")
-    if not isinstance(service, str) or not _DNS_LABEL.match(service):
+    if not isinstance(service, str) or not DNS1123_LABEL.match(service):
         raise SpecError(f"spec.service must be a Service name, got {service!r}")
     service_ns = spec.get("serviceNamespace") or namespace
-    if not isinstance(service_ns, str) or not _DNS_LABEL.match(service_ns):
+    if not isinstance(service_ns, str) or not DNS1123_LABEL.match(service_ns):
         raise SpecError(f"spec.serviceNamespace must be a namespace name, got {service_ns!r}")
     port = _port(spec.get("port"))
     cm_name = spec.get("configMapName") or name
-    if not isinstance(cm_name, str) or len(cm_name) > 253 or not _DNS_SUBDOMAIN.match(cm_name):
+    if not isinstance(cm_name, str) or not is_dns1123_subdomain(cm_name):
         raise SpecError(
             f"spec.configMapName must be a DNS subdomain (a ConfigMap name), got {cm_name!r}"
         )
     lb = spec.get("loadBalancing") or "round_robin"
-    if lb not in _LB_POLICIES:
-        raise SpecError(f"spec.loadBalancing must be one of {', '.join(_LB_POLICIES)}, got {lb!r}")
+    if lb not in LB_POLICIES:
+        raise SpecError(f"spec.loadBalancing must be one of {', '.join(LB_POLICIES)}, got {lb!r}")
     family = spec.get("addressFamily") or ""
     if family not in _FAMILIES:
         raise SpecError(f"spec.addressFamily must be IPv4, IPv6 or empty, got {family!r}")
@@ -193,7 +189,7 @@ def _port(value: object) -> int | str:
     if isinstance(value, str):
         if value.isdigit():
             return _port(int(value))
-        if len(value) <= 15 and _DNS_LABEL.match(value):
+        if len(value) <= 15 and DNS1123_LABEL.match(value):
             return value
     raise SpecError(f"spec.port must be a port name or number, got {value!r}")
 

@@ -24,6 +24,9 @@ from typing import Any
 from kuberesolver.kubeconfig import load_client
 from kuberesolver.projector.configmap_watch import ConfigMapProjector
 
+_MISSING_EXTRA = (
+    "kuberesolver-projector needs the kubernetes client: pip install 'kuberesolver[projector]'"
+)
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -44,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="project once and exit")
     parser.add_argument("--log-level", default=os.environ.get("KUBERESOLVER_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
+    try:
+        import kubernetes  # noqa: F401  (the [projector] extra)
+    except ImportError:
+        print(_MISSING_EXTRA, file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )

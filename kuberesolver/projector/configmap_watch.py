@@ -12,7 +12,10 @@ Behaviour:
 - a deleted or absent ConfigMap leaves the directory as it was (as kubelet
   does): never an empty projection because something went missing;
 - errors (403, connection refused, an expired resourceVersion) are logged and
-  retried with backoff, re-listing from scratch; the last good files stay.
+  retried with backoff, re-listing from scratch; the last good files stay;
+- nothing it reads stops it: an event it cannot project (or any other
+  error) is logged once with its traceback, counted in ``errors``, and
+  skipped; the last good files stay.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import contextlib
 import json
 import logging
 import threading
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -69,6 +73,9 @@ class ConfigMapProjector:
         self.watch_timeout_s = watch_timeout_s
         self.on_write = on_write
         self.writes = 0
+        self.errors = 0
+        """Events or requests that failed (each logged once, with its traceback)."""
+        self._problem: str | None = None
         self._stop = threading.Event()
         self._response: Any = None
 
@@ -95,6 +102,7 @@ class ConfigMapProjector:
                     break
                 failures += 1
                 delay = backoff_s(failures)
+                self.errors += 1
                 _log.warning(
                     "ConfigMap %s/%s: %s; retrying in %.1f s (the last files stay)",
                     self.namespace, self.name, _describe(exc), delay,
@@ -147,21 +155,40 @@ class ConfigMapProjector:
             for event in _events(response):
                 if self._stop.is_set():
                     return
-                kind = event.get("type")
-                obj = event.get("object") or {}
-                if kind in ("ADDED", "MODIFIED"):
-                    self._project(obj)
-                elif kind == "DELETED":
-                    _log.warning(
-                        "ConfigMap %s/%s was deleted; keeping the last files",
-                        self.namespace, self.name,
-                    )  # fmt: skip
-                elif kind == "ERROR":
+                if event.get("type") == "ERROR":
                     # Typically 410 Gone: the version expired. Re-list.
-                    raise RuntimeError(f"watch error: {obj.get('message') or obj}")
+                    obj = event.get("object")
+                    message = obj.get("message") if isinstance(obj, Mapping) else None
+                    raise RuntimeError(f"watch error: {message or obj}")
+                self.handle(event)
         finally:
             self._response = None
             response.release_conn()
+
+    def handle(self, event: Mapping[str, Any]) -> None:
+        """Apply one watch event. Never raises: a bad event is logged once and counted."""
+        try:
+            kind = event.get("type")
+            obj = event.get("object") or {}
+            if kind in ("ADDED", "MODIFIED"):
+                self._project(obj)
+                self._problem = None
+            elif kind == "DELETED":
+                _log.warning(
+                    "ConfigMap %s/%s was deleted; keeping the last files", self.namespace, self.name
+                )
+        except Exception as exc:
+            self.errors += 1
+            problem = f"{type(exc).__name__}: {exc}"
+            if problem != self._problem:
+                self._problem = problem
+                _log.error(
+                    "ConfigMap %s/%s: cannot project an event (%s); the last files stay\n%s",
+                    self.namespace,
+                    self.name,
+                    problem,
+                    "".join(traceback.format_exception(exc)).rstrip(),
+                )
 
     def _project(self, configmap: Mapping[str, Any]) -> None:
         if write_atomic(self.directory, files_of(configmap)):
@@ -179,7 +206,11 @@ def _events(response: Any) -> Iterator[dict[str, Any]]:
     from kubernetes.watch.watch import iter_resp_lines
 
     for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
-        event = json.loads(line)
+        try:
+            event = json.loads(line)
+        except (ValueError, RecursionError):
+            _log.error("skipping a watch event that is not JSON: %.200r", line)
+            continue
         if isinstance(event, dict):
             yield event
 

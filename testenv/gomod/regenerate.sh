@@ -45,3 +45,8 @@ cd "$here/etcd"
 } > go.mod
 rm -f go.sum
 go mod tidy
+
+# kubectl (build-tools.sh): k8s.io/kubectl at the staging version of the apiserver.
+cd "$here/kubectl"
+go mod edit -require="k8s.io/kubectl@$staging_version"
+go mod tidy

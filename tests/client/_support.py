@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -146,23 +146,32 @@ def make_snapshot(
     port_name: str = "grpc",
     service_config: dict[str, Any] | None = None,
 ) -> Snapshot:
-    return Snapshot(
-        target=TargetRef(
-            service=service,
-            namespace=namespace,
-            port=port,
-            port_name=port_name,
-            port_number=port_number,
-        ),
-        revision=revision,
-        endpoints=tuple(endpoints),
-        service_config=service_config or {},
-    )
+    target = TargetRef(service, namespace, port, port_name, port_number)
+    return Snapshot(target, revision, tuple(endpoints), service_config or {})
 
 
 def publish(directory: Path, snapshot: Snapshot) -> bool:
     """Write a snapshot the way kubelet does (atomic ``..data`` swap)."""
     return write_atomic(directory, {ENDPOINTS_KEY: encode(snapshot).encode()})
+
+
+def call_each_stream_shape(ch: grpc.Channel) -> None:
+    """One server-, one client- and one bidi-streaming call (each is one call at a server)."""
+    assert len(list(ch.unary_stream(SERVER_STREAM)(b"2", timeout=5))) == 2
+    ch.stream_unary(CLIENT_STREAM)(iter([b"1", b"2"]), timeout=5)
+    assert len(list(ch.stream_stream(BIDI)(iter([b"x"]), timeout=5))) == 1
+
+
+async def call_each_stream_shape_aio(ch: grpc.aio.Channel) -> None:
+    """The asyncio twin of :func:`call_each_stream_shape`."""
+
+    async def two() -> AsyncIterator[bytes]:
+        for r in (b"1", b"2"):
+            yield r
+
+    assert len([r async for r in ch.unary_stream(SERVER_STREAM)(b"2", timeout=5)]) == 2
+    await ch.stream_unary(CLIENT_STREAM)(two(), timeout=5)
+    assert len([r async for r in ch.stream_stream(BIDI)(two(), timeout=5)]) == 2
 
 
 def call_names(call: Callable[..., bytes], n: int, **kw: Any) -> Counter[str]:

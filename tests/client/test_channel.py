@@ -319,12 +319,25 @@ def test_weighted_round_robin_follows_orca_load_reports(
         until(skewed, timeout_s=30, interval_s=0.1)
 
 
-def test_authority_override(backends: Backends, root: Path, snapdir: Path) -> None:
+def test_server_name_overrides_the_authority(backends: Backends, root: Path, snapdir: Path) -> None:
     a = backends("127.0.0.2")
     publish(snapdir, make_snapshot([a.endpoint()]))
-    with _open(root, authority="greeter.example") as ch:
+    with _open(root, server_name="greeter.example") as ch:
         ch.unary_unary(UNARY)(b"", timeout=5)
     assert a.authorities == {"greeter.example": 1}
+
+
+def test_authority_is_a_deprecated_alias_of_server_name(
+    backends: Backends, root: Path, snapdir: Path
+) -> None:
+    a = backends("127.0.0.2")
+    publish(snapdir, make_snapshot([a.endpoint()]))
+    with (
+        pytest.warns(DeprecationWarning, match="server_name"),
+        _open(root, authority="old.example") as ch,
+    ):
+        ch.unary_unary(UNARY)(b"", timeout=5)
+    assert a.authorities == {"old.example": 1}
 
 
 def test_bad_snapshot_keeps_last_good_endpoints(
@@ -464,8 +477,7 @@ def test_a_channel_collected_without_close_releases_its_watch(
     publish(snapdir, make_snapshot([a.endpoint()]))
     ch = _open(root)
     ch.unary_unary(UNARY)(b"", timeout=5)
-    ch._close()  # grpc's own close path, bypassing ours
-    del ch
+    del ch  # never closed
     gc.collect()
     until(lambda: registry().watched() == [], timeout_s=10)
 
@@ -490,7 +502,7 @@ def test_many_distinct_targets_at_once(backends: Backends, root: Path) -> None:
 def test_ipv6_endpoints(backends: Backends, root: Path, snapdir: Path) -> None:
     from kuberesolver.snapshot import Endpoint
 
-    # The suite runs in its own network namespace, whose lo always has ::1.
+    # ::1 on lo: a host with IPv6 has it, and so does the suite's own network namespace.
     b = backends("[::1]", "v6")
     publish(snapdir, make_snapshot([Endpoint("::1", b.port)]))
     with _open(root) as ch:

@@ -7,7 +7,6 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -19,11 +18,10 @@ from kuberesolver.settings import ENV_PICK_METRICS
 from kuberesolver.snapshot import Endpoint
 from testenv.wait import until
 from tests.client._support import (
-    BIDI,
-    CLIENT_STREAM,
-    SERVER_STREAM,
     UNARY,
     Backend,
+    call_each_stream_shape,
+    call_each_stream_shape_aio,
     make_snapshot,
     publish,
 )
@@ -44,19 +42,24 @@ def picks(backend: Backend, pod: str | None = None) -> float | None:
     return prom.REGISTRY.get_sample_value("kuberesolver_picks_total", labels)  # type: ignore[no-any-return]
 
 
-def test_sync_picks_per_endpoint_unary_and_streaming(
-    backends: Backends, root: Path, snapdir: Path
-) -> None:
+@pytest.fixture
+def pods(backends: Backends, snapdir: Path) -> tuple[Backend, Backend]:
+    """Two real backends, pod-a and pod-b, published as the target's endpoints."""
     a, b = backends("127.0.0.2", "pod-a"), backends("127.0.0.3", "pod-b")
     publish(snapdir, make_snapshot([a.endpoint(), b.endpoint()]))
+    return a, b
+
+
+def test_sync_picks_per_endpoint_unary_and_streaming(
+    pods: tuple[Backend, Backend], root: Path
+) -> None:
+    a, b = pods
     with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, pick_metrics=True) as ch:
         for _ in range(6):
             ch.unary_unary(UNARY)(b"", timeout=5)
         ch.unary_unary(UNARY).future(b"", timeout=5).result()
         for _ in range(3):
-            assert len(list(ch.unary_stream(SERVER_STREAM)(b"2", timeout=5))) == 2
-            ch.stream_unary(CLIENT_STREAM)(iter([b"1", b"2"]), timeout=5)
-            assert len(list(ch.stream_stream(BIDI)(iter([b"x"]), timeout=5))) == 1
+            call_each_stream_shape(ch)
         b.fail_with = grpc.StatusCode.INTERNAL  # a failed call was still sent there
         failed = 0
         for _ in range(4):
@@ -76,24 +79,16 @@ def test_sync_picks_per_endpoint_unary_and_streaming(
 
 
 async def test_aio_picks_per_endpoint_unary_and_streaming(
-    backends: Backends, root: Path, snapdir: Path
+    pods: tuple[Backend, Backend], root: Path
 ) -> None:
-    a, b = backends("127.0.0.2", "pod-a"), backends("127.0.0.3", "pod-b")
-    publish(snapdir, make_snapshot([a.endpoint(), b.endpoint()]))
-
-    async def two() -> Any:
-        for r in (b"1", b"2"):
-            yield r
-
+    a, b = pods
     async with kuberesolver.aio.insecure_channel(
         TARGET, snapshot_dir=root, pick_metrics=True
     ) as ch:
         for _ in range(6):
             await ch.unary_unary(UNARY)(b"", timeout=5)
         for _ in range(3):
-            assert len([r async for r in ch.unary_stream(SERVER_STREAM)(b"2", timeout=5)]) == 2
-            await ch.stream_unary(CLIENT_STREAM)(two(), timeout=5)
-            assert len([r async for r in ch.stream_stream(BIDI)(two(), timeout=5)]) == 2
+            await call_each_stream_shape_aio(ch)
         assert a.calls + b.calls == 15
         assert a.calls > 0
         assert b.calls > 0
@@ -102,11 +97,10 @@ async def test_aio_picks_per_endpoint_unary_and_streaming(
 
 
 def test_counts_survive_a_closed_channel_and_end_with_the_endpoint(
-    backends: Backends, root: Path, snapdir: Path
+    pods: tuple[Backend, Backend], root: Path, snapdir: Path
 ) -> None:
     """Never decreasing: a closed channel's connections keep their calls; a gone endpoint ends."""
-    a, b = backends("127.0.0.2", "pod-a"), backends("127.0.0.3", "pod-b")
-    publish(snapdir, make_snapshot([a.endpoint(), b.endpoint()]))
+    a, b = pods
     with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, pick_metrics=True) as ch:
         call = ch.unary_unary(UNARY)
         for _ in range(4):
@@ -130,7 +124,7 @@ def test_counts_survive_a_closed_channel_and_end_with_the_endpoint(
 
 
 def test_ipv6_endpoint(backends: Backends, root: Path, snapdir: Path) -> None:
-    # The suite runs in its own network namespace, whose lo always has ::1.
+    # ::1 on lo: a host with IPv6 has it, and so does the suite's own network namespace.
     b = backends("[::1]", "v6")
     publish(snapdir, make_snapshot([Endpoint("::1", b.port, pod="v6")]))
     with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, pick_metrics=True) as ch:

@@ -6,13 +6,14 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import kuberesolver
 from kuberesolver.projector.atomic_writer import write_atomic
-from kuberesolver.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, encode
+from kuberesolver.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, encode, load
 from kuberesolver.target import parse_target
 from kuberesolver.watch import SnapshotNotFound, SnapshotWatcher, locate
 from testenv.wait import until
@@ -44,14 +45,30 @@ class Recorder:
 
 
 def _watch(directory: Path, rec: Recorder, **kw: int) -> SnapshotWatcher:
-    from kuberesolver.watch import read_snapshot
-
-    w = SnapshotWatcher(directory, TARGET, read_snapshot(directory), rec, **kw)
+    w = SnapshotWatcher(directory, TARGET, load(directory / ENDPOINTS_KEY), rec, **kw)
     w.start()
     return w
 
 
 # -- locating --------------------------------------------------------------
+
+
+Watching = Callable[..., tuple[SnapshotWatcher, Recorder]]
+
+
+@pytest.fixture
+def watching() -> Iterator[Watching]:
+    """Start watchers on demand, each with its own Recorder; all are stopped after the test."""
+    started: list[SnapshotWatcher] = []
+
+    def start(directory: Path, **kw: int) -> tuple[SnapshotWatcher, Recorder]:
+        rec = Recorder()
+        started.append(_watch(directory, rec, **kw))
+        return started[-1], rec
+
+    yield start
+    for w in started:
+        w.stop()
 
 
 def test_locate_per_target_directory(root: Path, snapdir: Path) -> None:
@@ -111,62 +128,59 @@ def test_corrupt_snapshot_at_start_is_a_clear_error(root: Path, snapdir: Path) -
 # -- watching --------------------------------------------------------------
 
 
-def test_follows_kubelet_data_swaps(snapdir: Path) -> None:
+def test_follows_kubelet_data_swaps(snapdir: Path, watching: Watching) -> None:
     publish(snapdir, make_snapshot([_ep(2)]))
-    rec = Recorder()
-    w = _watch(snapdir, rec)
-    try:
-        for rev in range(2, 7):
-            publish(snapdir, make_snapshot([_ep(2), _ep(rev)], revision=rev))
-            until(lambda rev=rev: rec.revisions()[-1:] == [rev], timeout_s=10)
-        assert w.snapshot.revision == 6
-    finally:
-        w.stop()
+    w, rec = watching(snapdir)
+    for rev in range(2, 7):
+        publish(snapdir, make_snapshot([_ep(2), _ep(rev)], revision=rev))
+        until(lambda rev=rev: rec.revisions()[-1:] == [rev], timeout_s=10)
+    assert w.snapshot.revision == 6
+    w.stop()
     assert not w.alive
 
 
-def test_unchanged_content_is_not_reapplied(snapdir: Path) -> None:
+def test_unchanged_content_is_not_reapplied(snapdir: Path, watching: Watching) -> None:
     snap = make_snapshot([_ep(2)])
     publish(snapdir, snap)
-    rec = Recorder()
-    w = _watch(snapdir, rec)
-    try:
-        # a new ..data version with the same bytes (kubelet resync)
-        (snapdir / "other").write_text("x")
-        os.utime(snapdir)
-        assert not w.check()
-        publish(snapdir, make_snapshot([_ep(3)], revision=2))
-        until(lambda: rec.revisions() == [2], timeout_s=10)
-    finally:
-        w.stop()
+    w, rec = watching(snapdir)
+    # a new ..data version with the same bytes (kubelet resync)
+    (snapdir / "other").write_text("x")
+    os.utime(snapdir)
+    assert not w.check()
+    publish(snapdir, make_snapshot([_ep(3)], revision=2))
+    until(lambda: rec.revisions() == [2], timeout_s=10)
 
 
-def test_plain_file_replacement_by_rename(snapdir: Path) -> None:
+def _replace_by_rename(path: Path, text: str) -> None:
+    tmp = path.with_name(".endpoints.json.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _rewrite_in_place(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("write", "seen"),
+    [
+        (_replace_by_rename, lambda revisions: revisions == [2]),  # one atomic change
+        (_rewrite_in_place, lambda revisions: revisions[-1:] == [2]),  # may be read half-written
+    ],
+    ids=["rename", "in-place"],
+)
+def test_plain_file_updates_are_followed(
+    snapdir: Path,
+    watching: Watching,
+    write: Callable[[Path, str], None],
+    seen: Callable[[list[int]], bool],
+) -> None:
     snapdir.mkdir()
     path = snapdir / ENDPOINTS_KEY
     path.write_text(encode(make_snapshot([_ep(2)])))
-    rec = Recorder()
-    w = _watch(snapdir, rec)
-    try:
-        tmp = snapdir / ".endpoints.json.tmp"
-        tmp.write_text(encode(make_snapshot([_ep(3)], revision=2)))
-        os.replace(tmp, path)
-        until(lambda: rec.revisions() == [2], timeout_s=10)
-    finally:
-        w.stop()
-
-
-def test_plain_file_rewritten_in_place(snapdir: Path) -> None:
-    snapdir.mkdir()
-    path = snapdir / ENDPOINTS_KEY
-    path.write_text(encode(make_snapshot([_ep(2)])))
-    rec = Recorder()
-    w = _watch(snapdir, rec)
-    try:
-        path.write_text(encode(make_snapshot([_ep(3)], revision=2)))
-        until(lambda: rec.revisions()[-1:] == [2], timeout_s=10)
-    finally:
-        w.stop()
+    _, rec = watching(snapdir)
+    write(path, encode(make_snapshot([_ep(3)], revision=2)))
+    until(lambda: seen(rec.revisions()), timeout_s=10)
 
 
 @pytest.mark.parametrize(
@@ -184,38 +198,34 @@ def test_plain_file_rewritten_in_place(snapdir: Path) -> None:
     ],
 )
 def test_bad_updates_are_logged_and_the_last_good_is_kept(
-    snapdir: Path, caplog: pytest.LogCaptureFixture, content: bytes | None, logged: str
+    snapdir: Path,
+    caplog: pytest.LogCaptureFixture,
+    content: bytes | None,
+    logged: str,
+    watching: Watching,
 ) -> None:
     caplog.set_level(logging.ERROR, logger="kuberesolver")
     publish(snapdir, make_snapshot([_ep(2)]))
-    rec = Recorder()
-    w = _watch(snapdir, rec)
-    try:
-        write_atomic(snapdir, {} if content is None else {ENDPOINTS_KEY: content})
-        until(lambda: logged in caplog.text, timeout_s=10)
-        assert w.snapshot.revision == 1
-        assert rec.revisions() == []
-        records = [r for r in caplog.records if r.name == "kuberesolver.watch"]
-        assert records
-        assert all(r.levelno == logging.ERROR for r in records)
-        # and a good one afterwards is applied
-        publish(snapdir, make_snapshot([_ep(4)], revision=3))
-        until(lambda: rec.revisions() == [3], timeout_s=10)
-    finally:
-        w.stop()
+    w, rec = watching(snapdir)
+    write_atomic(snapdir, {} if content is None else {ENDPOINTS_KEY: content})
+    until(lambda: logged in caplog.text, timeout_s=10)
+    assert w.snapshot.revision == 1
+    assert rec.revisions() == []
+    records = [r for r in caplog.records if r.name == "kuberesolver.watch"]
+    assert records
+    assert all(r.levelno == logging.ERROR for r in records)
+    # and a good one afterwards is applied
+    publish(snapdir, make_snapshot([_ep(4)], revision=3))
+    until(lambda: rec.revisions() == [3], timeout_s=10)
 
 
-def test_directory_removed_and_recreated(snapdir: Path) -> None:
+def test_directory_removed_and_recreated(snapdir: Path, watching: Watching) -> None:
     import shutil
 
     publish(snapdir, make_snapshot([_ep(2)]))
-    rec = Recorder()
-    w = _watch(snapdir, rec, poll_interval_ms=50)
-    try:
-        shutil.rmtree(snapdir)
-        until(lambda: w.rejected >= 1, timeout_s=10)
-        publish(snapdir, make_snapshot([_ep(5)], revision=2))
-        until(lambda: rec.revisions() == [2], timeout_s=10)
-        assert w.snapshot.endpoints == (_ep(5),)
-    finally:
-        w.stop()
+    w, rec = watching(snapdir, poll_interval_ms=50)
+    shutil.rmtree(snapdir)
+    until(lambda: w.rejected >= 1, timeout_s=10)
+    publish(snapdir, make_snapshot([_ep(5)], revision=2))
+    until(lambda: rec.revisions() == [2], timeout_s=10)
+    assert w.snapshot.endpoints == (_ep(5),)

@@ -6,9 +6,14 @@ Fixtures live in conftest.py; waiting is testenv.wait.until.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client, watch
+
+from kuberesolver.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, decode
+from testenv.operator_process import OperatorProcess
+from testenv.wait import until
 
 GROUP, VERSION, PLURAL = "kuberesolver.io", "v1alpha1", "grpctargets"
 
@@ -62,6 +67,70 @@ def events_for(api: client.ApiClient, namespace: str, name: str) -> list[client.
         .items
     )
     return list(items)
+
+
+def snapshot_of(api: client.ApiClient, namespace: str, name: str) -> Snapshot | None:
+    """The snapshot in ConfigMap ``name``, or None while there is none."""
+    cm = get_configmap(api, namespace, name)
+    if cm is None or not cm.data or ENDPOINTS_KEY not in cm.data:
+        return None
+    return decode(cm.data[ENDPOINTS_KEY])
+
+
+def addresses(snap: Snapshot | None) -> set[str]:
+    """The snapshot's endpoints as ``address:port``."""
+    return {e.hostport for e in snap.endpoints} if snap else set()
+
+
+def wait_snapshot(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    want: set[str],
+    key: Callable[[Endpoint], str],
+    timeout_s: float = 60,
+) -> Snapshot:
+    """Wait until ConfigMap ``name`` holds a snapshot whose endpoints' ``key``s are ``want``."""
+
+    def check() -> Snapshot:
+        snap = snapshot_of(api, namespace, name)
+        assert snap is not None, "no snapshot yet"
+        got = {key(e) for e in snap.endpoints}
+        assert got == want, f"published {sorted(got)}"
+        return snap
+
+    return until(check, timeout_s=timeout_s, message=f"{namespace}/{name} == {sorted(want)}")
+
+
+def wait_published(
+    api: client.ApiClient, namespace: str, name: str, ips: set[str], timeout_s: float = 60
+) -> Snapshot:
+    """Wait until the snapshot's endpoint addresses are ``ips`` (any ports)."""
+    return wait_snapshot(api, namespace, name, ips, lambda e: e.address, timeout_s)
+
+
+def wait_addresses(
+    api: client.ApiClient, namespace: str, name: str, want: set[str], timeout_s: float = 60
+) -> Snapshot:
+    """Wait until the snapshot's endpoints are ``want``, as ``address:port``."""
+    return wait_snapshot(api, namespace, name, want, lambda e: e.hostport, timeout_s)
+
+
+def metric_sum(op: OperatorProcess, name: str) -> float:
+    """The sum of one metric's samples, scraped from the operator."""
+    total = 0.0
+    for line in op.metrics().splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def configmap_writes(op: OperatorProcess) -> float:
+    return metric_sum(op, "kuberesolver_operator_configmap_writes_total")
+
+
+def reconciles(op: OperatorProcess) -> float:
+    return metric_sum(op, "kuberesolver_operator_reconcile_seconds_count")
 
 
 def make_slice(

@@ -18,13 +18,13 @@ from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
 from testenv.wait import until
 from tests.operator.helpers import (
+    configmap_writes,
     create_target,
     ep,
     make_slice,
     selectorless_service,
+    wait_published,
 )
-from tests.operator.test_lifecycle import wait_published
-from tests.operator.test_publish import configmap_writes
 
 pytestmark = pytest.mark.integration
 

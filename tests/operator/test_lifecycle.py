@@ -29,27 +29,10 @@ from tests.operator.helpers import (
     get_target,
     make_slice,
     selectorless_service,
+    wait_published,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def published(api: client.ApiClient, namespace: str, name: str) -> Any:
-    cm = get_configmap(api, namespace, name)
-    assert cm is not None, "no ConfigMap"
-    return decode(cm.data[ENDPOINTS_KEY])
-
-
-def wait_published(
-    api: client.ApiClient, namespace: str, name: str, ips: set[str], timeout_s: float = 60
-) -> Any:
-    def check() -> Any:
-        snap = published(api, namespace, name)
-        got = {e.address for e in snap.endpoints}
-        assert got == ips, f"published {sorted(got)}"
-        return snap
-
-    return until(check, timeout_s=timeout_s, message=f"{name} publishes {sorted(ips)}")
 
 
 def test_deleting_a_target_needs_no_finalizer_and_collects_its_configmap(

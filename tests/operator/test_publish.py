@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from kuberesolver.snapshot import ENDPOINTS_KEY, SERVICE_CONFIG_KEY, Snapshot, decode
+from kuberesolver.snapshot import ENDPOINTS_KEY, SERVICE_CONFIG_KEY, decode
 from testenv.kube import table
 from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
@@ -24,6 +24,7 @@ from testenv.wait import until
 from testenv.workloads import create_node, create_pod, create_service, endpoint_slices
 from tests.operator.helpers import (
     ConfigMapWrites,
+    addresses,
     condition,
     create_target,
     delete_slice,
@@ -33,38 +34,15 @@ from tests.operator.helpers import (
     get_target,
     make_slice,
     patch_target,
+    reconciles,
     selectorless_service,
+    snapshot_of,
+    wait_addresses,
 )
 
 pytestmark = pytest.mark.integration
 
 NODE = "node-a"
-
-
-def snapshot_of(api: client.ApiClient, namespace: str, name: str) -> Snapshot | None:
-    cm = get_configmap(api, namespace, name)
-    if cm is None or not cm.data or ENDPOINTS_KEY not in cm.data:
-        return None
-    return decode(cm.data[ENDPOINTS_KEY])
-
-
-def addresses(snap: Snapshot | None) -> set[str]:
-    return {e.hostport for e in snap.endpoints} if snap else set()
-
-
-def wait_addresses(
-    api: client.ApiClient, namespace: str, name: str, want: set[str], timeout_s: float = 60
-) -> Snapshot:
-    def check() -> Snapshot:
-        snap = snapshot_of(api, namespace, name)
-        assert snap is not None, "no snapshot yet"
-        assert addresses(snap) == want, f"published {sorted(addresses(snap))}"
-        return snap
-
-    result: Snapshot = until(
-        check, timeout_s=timeout_s, message=f"snapshot {namespace}/{name} == {sorted(want)}"
-    )
-    return result
 
 
 def make_pods(
@@ -381,19 +359,3 @@ def test_writes_only_on_change_and_coalesces_bursts(
     # Every write changed the endpoints, so each one took the next revision.
     revisions = [decode(v[ENDPOINTS_KEY]).revision for v in versions]
     assert revisions == list(range(first.revision + 1, first.revision + 1 + len(versions)))
-
-
-def configmap_writes(op: OperatorProcess) -> float:
-    return metric_sum(op, "kuberesolver_operator_configmap_writes_total")
-
-
-def reconciles(op: OperatorProcess) -> float:
-    return metric_sum(op, "kuberesolver_operator_reconcile_seconds_count")
-
-
-def metric_sum(op: OperatorProcess, name: str) -> float:
-    total = 0.0
-    for line in op.metrics().splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            total += float(line.rsplit(" ", 1)[1])
-    return total

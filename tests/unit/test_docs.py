@@ -6,8 +6,6 @@ run in tests/integration/test_docs.py.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 from concurrent import futures
@@ -50,10 +48,7 @@ def test_readme_block_runs(
         )
         write_atomic(tmp_path / "greeter.backend", {ENDPOINTS_KEY: encode(snapshot).encode()})
         monkeypatch.setenv("KUBERESOLVER_DIR", str(tmp_path))
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            block.run()
-        assert "SERVING" in out.getvalue()
+        assert "SERVING" in block.run()
     finally:
         server.stop(None)
 

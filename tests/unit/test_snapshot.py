@@ -108,7 +108,10 @@ def test_load_names_the_file(tmp_path: Path) -> None:
         (_doc(endpoints={}), "'endpoints' must be a list"),
         (_doc(endpoints=[{"address": "10.0.0.1", "port": 0}]), "must be in 1..65535"),
         (_doc(endpoints=[{"address": "", "port": 1}]), "'endpoints[0].address'"),
-        (_doc(endpoints=[{"address": "a", "port": 1, "ready": "yes"}]), "true or false"),
+        (_doc(endpoints=[{"address": "10.0.0.1", "port": 1, "ready": "yes"}]), "true or false"),
+        (_doc(endpoints=[{"address": "a", "port": 1}]), "must be an IPv4 or IPv6 address"),
+        (_doc(endpoints=[{"address": "fe80::1%eth0", "port": 1}]), "no zone index"),
+        (_doc(revision=2**63), "below 2**63"),
         (_doc(serviceConfig=[]), "'serviceConfig' must be an object"),
     ],
 )

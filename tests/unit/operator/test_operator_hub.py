@@ -68,9 +68,8 @@ async def test_bursts_are_coalesced_into_one_run_per_window() -> None:
         runs.append(first)
 
     task = asyncio.create_task(run_coalesced(trigger, reconcile, window_s=1.0, resync_s=60))
-    await until_async(
-        lambda: len(runs) == 1, timeout_s=10
-    )  # the initial run, at once (leading edge)
+    # the initial run, at once (leading edge)
+    await until_async(lambda: len(runs) == 1, timeout_s=10)
     loop = asyncio.get_running_loop()
     burst_start = loop.time()
     trigger.wake()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kuberesolver.operator.endpoints import service_view, slice_view
+from kuberesolver.endpointslices import service_view, slice_view
 from kuberesolver.operator.reconcile import (
     InvalidSpec,
     Plan,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kuberesolver.operator.endpoints import (
+from kuberesolver.endpointslices import (
     PortError,
     ServicePort,
     build_endpoints,

@@ -1,9 +1,10 @@
 """EndpointSlices to a sorted, de-duplicated tuple of :class:`~kuberesolver.snapshot.Endpoint`.
 
-Pure functions over plain dicts shaped like the API's objects. The index
-handlers keep only the compact views built here (:func:`service_view`,
-:func:`slice_view`), so the operator's memory grows with endpoints, not with
-whole objects.
+Pure functions over plain dicts shaped like the API's objects: the one source
+of truth for the operator and for direct mode (a client that watches the API
+itself). Both keep only the compact views built here (:func:`service_view`,
+:func:`slice_view`), so memory grows with endpoints, not with whole objects.
+Only the standard library and :mod:`kuberesolver.snapshot` are imported.
 
 What is honoured, and where kuberesolver for Go goes wrong:
 
@@ -54,7 +55,7 @@ class PortView(TypedDict):
 
 
 class ServiceView(TypedDict):
-    """What the operator keeps of a Service."""
+    """What is kept of a Service."""
 
     namespace: str
     name: str
@@ -74,7 +75,7 @@ class EndpointView(TypedDict):
 
 
 class SliceView(TypedDict):
-    """What the operator keeps of an EndpointSlice."""
+    """What is kept of an EndpointSlice."""
 
     name: str
     addressType: str

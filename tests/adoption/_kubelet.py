@@ -1,0 +1,74 @@
+"""What a kubelet and a scheduler would do for the README's workloads, in tests without them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from kubernetes import client
+
+from testenv import ControlPlane
+from testenv.kube import service_account_token
+from testenv.wait import until
+from testenv.workloads import create_node, set_pod_status
+
+OPERATOR_NAMESPACE = "kuberesolver-system"
+OPERATOR_SERVICE_ACCOUNT = "kuberesolver-operator"
+
+# The "restricted" Pod Security level, as the example namespace enforces it.
+RESTRICTED_POD = {
+    "securityContext": {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+}
+RESTRICTED_CONTAINER = {
+    "securityContext": {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    },
+}
+
+
+def run_pod(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    ip: str,
+    labels: Mapping[str, str],
+    node: str = "node-1",
+    port: tuple[str, int] = ("grpc", 50051),
+) -> None:
+    """A restricted-compliant server Pod, bound to ``node``, reported Running and Ready."""
+    create_node(api, node)
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "spec": {
+            **RESTRICTED_POD,
+            "nodeName": node,
+            "automountServiceAccountToken": False,
+            "containers": [
+                {
+                    **RESTRICTED_CONTAINER,
+                    "name": "server",
+                    "image": "example.invalid/server:1",
+                    "ports": [{"name": port[0], "containerPort": port[1]}],
+                }
+            ],
+        },
+    }
+    client.CoreV1Api(api).create_namespaced_pod(namespace, body)  # type: ignore[arg-type]
+    set_pod_status(api, namespace, name, ip=ip, ready=True)
+
+
+def operator_token_kubeconfig(cp: ControlPlane, api: client.ApiClient) -> Path:
+    """A kubeconfig for the operator's ServiceAccount (once the install has created it)."""
+    token = until(
+        lambda: service_account_token(api, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT),
+        timeout_s=30,
+        message="the operator's ServiceAccount token",
+    )
+    return cp.token_kubeconfig("operator", token, namespace=OPERATOR_NAMESPACE)
