@@ -68,8 +68,10 @@ class Runtime:
         self.hub = Hub()
         self.views = IndexViews()
         self.targets = Targets(self.hub, self._run_target)
+        # Its own connection and thread: a renewal never queues behind ConfigMap writes.
+        self.lease_kube = Kube(workers=1)
         self.elector = LeaderElector(
-            kube,
+            self.lease_kube,
             namespace=settings.lease_namespace,
             name=settings.lease_name,
             identity=settings.identity,
@@ -137,3 +139,4 @@ class Runtime:
         self.hub.close()
         self.metrics.close()
         self.kube.close()
+        self.lease_kube.close()

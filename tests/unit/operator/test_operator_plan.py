@@ -217,6 +217,11 @@ def test_ready_means_a_current_snapshot_with_a_ready_endpoint() -> None:
     kept = _report(ok, WriteFailed("WriteFailed", "403 forbidden", retry=True), kept=True)
     assert kept.ready.message == "403 forbidden; the last good ConfigMap is kept"
     assert _report(ok).ready.status == "True"
+    # A 422: the apiserver refuses the object; reported, and not retried with backoff.
+    refused = WriteFailed("WriteRefused", "the apiserver refuses ConfigMap ns/x: 422", retry=False)
+    rep = _report(ok, refused, kept=True)
+    assert (rep.ready.reason, rep.error_kind) == ("WriteRefused", "api")
+    assert ("ConfigMapNotPublished", refused.message) in rep.warnings
 
 
 def test_plan_missing_service_is_an_empty_snapshot() -> None:
