@@ -71,6 +71,8 @@ _CODE_NAMES: Final = (
 
 _DURATION: Final = re.compile(r"^(\d{1,12})(?:\.(\d{1,9}))?s$")
 _NS: Final = 1_000_000_000
+_MS: Final = 1_000_000
+_MAX_SECONDS: Final = 315_576_000_000  # google.protobuf.Duration's range (10,000 years)
 _METHOD_KEYS: Final = frozenset({"name", "timeout", "retryPolicy"})
 _RETRY_KEYS: Final = frozenset(
     {"maxAttempts", "initialBackoff", "maxBackoff", "backoffMultiplier", "retryableStatusCodes"}
@@ -83,6 +85,8 @@ def parse_duration_ns(value: object) -> int:
     if match is None:
         raise ValueError(f"must be a duration like '1.5s', got {value!r}")
     seconds, fraction = match.groups()
+    if int(seconds) > _MAX_SECONDS:
+        raise ValueError(f"must be at most {_MAX_SECONDS}s (protobuf's limit), got {value!r}")
     return int(seconds) * _NS + int((fraction or "").ljust(9, "0"))
 
 
@@ -172,6 +176,9 @@ def _retry(policy: object, where: str, problems: list[str]) -> RetryRule | None:
             retry_on.append(dashed)
     if not retry_on:
         return None
+    # grpc turns the xDS backoff back into a service config in whole milliseconds, and
+    # refuses a 0 there (every call then fails): below 1 ms is served as 1 ms
+    initial, maximum = max(initial, _MS), max(maximum, _MS)
     return RetryRule(
         max_attempts=min(attempts, 5),  # grpc caps maxAttempts at 5
         initial_backoff_ns=initial,
@@ -215,6 +222,8 @@ def _method_rules(service_config: Mapping[str, Any]) -> tuple[list[MethodRule], 
                 problems.append(f"{where}.timeout {exc} (ignored)")
             if timeout == 0:
                 timeout = None
+            elif timeout is not None:  # grpc keeps whole milliseconds: 0 would mean none
+                timeout = max(timeout, _MS)
         retry = (
             _retry(entry["retryPolicy"], f"{where}.retryPolicy", problems)
             if ("retryPolicy" in entry)

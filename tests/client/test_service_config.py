@@ -20,7 +20,7 @@ import grpc
 import pytest
 
 import kuberesolver
-from kuberesolver.service_config import OUTLIER_DEFAULTS
+from kuberesolver.service_config import OUTLIER_DEFAULTS, outlier_detection
 from tests.client._support import (
     SERVER_STREAM,
     SERVICE,
@@ -173,3 +173,46 @@ def test_outlier_detection_ejects_a_stalled_backend(
         assert share < 0.05, f"{share:.1%} of {n} late calls failed"
     else:  # round_robin alone keeps sending it a third of the calls
         assert 0.2 < share < 0.5, f"{share:.1%} of {n} late calls failed"
+
+
+def test_grpc_accepts_every_field_at_its_limits(
+    backends: Backends, root: Path, snapdir: Path
+) -> None:
+    a = backends("127.0.0.2", "a")
+    a.delay_s = 0.2
+    retry = _retry(["CANCELLED", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "INTERNAL", 14])
+    retry.update(maxAttempts=5, initialBackoff="0.000000001s", maxBackoff="315576000000s")
+    config = {
+        "methodConfig": [
+            {"name": [{}], "timeout": "315576000000.999999999s", "retryPolicy": retry},
+            {"name": [{"service": SERVICE, "method": "Unary"}], "timeout": "0.000000001s"},
+        ]
+    }
+    od = outlier_detection(
+        {
+            "interval": "315576000000s",
+            "baseEjectionTime": "0.000000001s",
+            "maxEjectionTime": "315576000000s",
+            "maxEjectionPercent": 100,
+            "successRateEjection": {
+                "stdevFactor": 2**32 - 1,
+                "enforcementPercentage": 100,
+                "minimumHosts": 0,
+                "requestVolume": 2**32 - 1,
+            },
+            "failurePercentageEjection": {
+                "threshold": 100,
+                "enforcementPercentage": 0,
+                "minimumHosts": 2**32 - 1,
+                "requestVolume": 0,
+            },
+        }
+    )
+    snap = make_snapshot([a.endpoint()], service_config=config)
+    publish(snapdir, dataclasses.replace(snap, outlier_detection=od))
+    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root) as ch:
+        assert list(ch.unary_stream(SERVER_STREAM)(b"1", timeout=5)) == [b"a|0"]
+        with pytest.raises(grpc.RpcError) as err:  # the 1 ns timeout of its own route
+            ch.unary_unary(UNARY)(b"", timeout=5)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert ch.lease.accepted_revision == 1

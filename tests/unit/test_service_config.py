@@ -62,6 +62,12 @@ def test_bad_durations(bad: object) -> None:
         parse_duration_ns(bad)
 
 
+def test_durations_stay_in_protobufs_range() -> None:
+    assert parse_duration_ns("315576000000s") == 315_576_000_000 * 10**9
+    with pytest.raises(ValueError, match="at most 315576000000s"):
+        parse_duration_ns("315576000001s")
+
+
 def test_routes_are_most_specific_first_then_the_default() -> None:
     config = {
         "methodConfig": [
@@ -228,3 +234,17 @@ def test_the_snapshot_round_trips_outlier_detection_and_older_documents_stay_ide
     text = encode(with_od).replace('"maxEjectionPercent": 50', '"maxEjectionPercent": "half"')
     with pytest.raises(SnapshotError, match=r"maxEjectionPercent must be 0\.\.100"):
         decode(text)
+
+
+def test_sub_millisecond_values_are_served_as_one_millisecond() -> None:
+    """grpc keeps whole milliseconds: a 0 there is no timeout, and a backoff grpc refuses."""
+    tiny = "0.0000001s"
+    config = {
+        "methodConfig": [
+            {"name": [{}], "timeout": tiny, "retryPolicy": _retry(initialBackoff=tiny)}
+        ]
+    }
+    (rule,) = method_rules(config)
+    assert rule.timeout_ns == 10**6
+    assert rule.retry is not None
+    assert rule.retry.initial_backoff_ns == 10**6
