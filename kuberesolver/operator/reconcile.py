@@ -38,6 +38,7 @@ from kuberesolver.operator.spec import (
     parse_spec,
 )
 from kuberesolver.operator.status import Condition, condition
+from kuberesolver.service_config import unapplied_parts
 from kuberesolver.snapshot import Endpoint, Snapshot, TargetRef
 
 __all__ = [
@@ -320,6 +321,15 @@ def report(
         "ServiceFound", state is ServiceState.FOUND, state.value, the_plan.service_message
     )
     warnings: set[tuple[str, str]] = set()
+    unapplied = unapplied_parts(the_plan.snapshot.service_config)
+    if unapplied:
+        warnings.add(
+            (
+                "ServiceConfigNotApplied",
+                "kuberesolver clients do not apply these serviceConfig parts: "
+                + "; ".join(unapplied),
+            )
+        )
     if state is not ServiceState.FOUND:
         warnings.add((state.value, f"{the_plan.service_message}; publishing no endpoints"))
     if isinstance(rendered, RenderFailed) or rendered is None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from kuberesolver.endpointslices import service_view, slice_view
-from kuberesolver.operator.reconcile import Publish, compose, plan
+from kuberesolver.operator.reconcile import Publish, Written, compose, plan, report
 from kuberesolver.operator.spec import SpecError, parse_spec
 from kuberesolver.service_config import OUTLIER_DEFAULTS, FailurePercentage
 from kuberesolver.snapshot import ENDPOINTS_KEY, decode
@@ -76,3 +76,20 @@ def test_the_published_snapshot_carries_it_and_omits_it_when_off() -> None:
     assert snap.outlier_detection.failure_percentage == FailurePercentage()
     off = compose(_plan({"service": "greeter"}), {})
     assert "outlierDetection" not in off.data[ENDPOINTS_KEY]  # type: ignore[union-attr]
+
+
+def test_service_config_parts_clients_do_not_apply_are_a_warning() -> None:
+    method = {"name": [{"service": "demo.Greeter"}], "timeout": "1s", "waitForReady": True}
+    spec = {"service": "greeter", "serviceConfig": {"methodConfig": [method]}}
+    p = _plan(spec)
+    rep = report(p, compose(p, {}), Written(True), kept=True)
+    assert rep.warnings == {
+        (
+            "ServiceConfigNotApplied",
+            "kuberesolver clients do not apply these serviceConfig parts: "
+            "methodConfig[0].waitForReady",
+        )
+    }
+    del method["waitForReady"]
+    p = _plan(spec)
+    assert not report(p, compose(p, {}), Written(True), kept=True).warnings
