@@ -445,7 +445,7 @@ def _warn_unapplied(wd: _WatchedDir, snapshot: Snapshot) -> None:
     if keys:
         log.warning(
             "%s: revision %d: serviceConfig parts not applied by this client: %s "
-            "(applied: the load-balancing policy and methodConfig timeouts and retries)",
+            "(applied: the load-balancing policy and methodConfig retry policies)",
             wd.label,
             snapshot.revision,
             ", ".join(keys),

@@ -5,8 +5,9 @@ For one channel key (a resource ``name``) we serve:
 - a Listener ``xdstp://kuberesolver/envoy.config.listener.v3.Listener/<name>``
   whose HttpConnectionManager api_listener holds an inline RouteConfiguration:
   one route per ``methodConfig`` name of the snapshot's service config (its
-  ``timeout`` as ``max_stream_duration``, its ``retryPolicy`` as the route's
-  ``retry_policy``), most specific first, then the default route; a route
+  ``retryPolicy`` as the route's ``retry_policy``, its ``timeout`` as
+  ``max_stream_duration`` where the spec asks), most specific first, then the
+  default route; a route
   without a retry policy of its own keeps a bounded retry on UNAVAILABLE;
 - a Cluster (type EDS, ``eds_service_name`` set, as xdstp names require) that
   carries the load-balancing policy and, when the snapshot has it, outlier
@@ -131,6 +132,10 @@ class ChannelSpec:
     """Tells apart the same target followed from different directories."""
     cluster_ip_fallback: bool = True
     """Serve the snapshot's ClusterIPs as the lowest priority (see :func:`build_endpoints`)."""
+    method_timeouts: bool = False
+    """Serve ``methodConfig`` timeouts as ``max_stream_duration``. Off for grpcio, which
+    ends such calls about 1.3 s early (grpc/grpc#34547, still in 1.85); the same for
+    every channel of a process, so not part of :attr:`name`."""
 
     @property
     def name(self) -> str:
@@ -163,14 +168,16 @@ def endpoints_name(name: str) -> str:
     return f"xdstp://{AUTHORITY}/envoy.config.endpoint.v3.ClusterLoadAssignment/{name}"
 
 
-def unapplied_service_config_keys(service_config: Mapping[str, Any]) -> list[str]:
+def unapplied_service_config_keys(
+    service_config: Mapping[str, Any], method_timeouts: bool = False
+) -> list[str]:
     """What of the service config the client does not apply (e.g. ``healthCheckConfig``).
 
-    The load-balancing policy and ``methodConfig``'s ``timeout`` and
-    ``retryPolicy`` are translated into xDS resources; the rest is named
-    here: other keys, and the ``methodConfig`` parts xDS cannot carry.
+    The load-balancing policy and ``methodConfig``'s ``retryPolicy`` (and
+    ``timeout`` with ``method_timeouts``) are translated into xDS resources;
+    the rest is named here: other keys, and the parts xDS cannot carry.
     """
-    return unapplied_parts(service_config)
+    return unapplied_parts(service_config, timeouts=method_timeouts)
 
 
 def health_of(endpoint: Endpoint) -> int:
@@ -250,7 +257,7 @@ def _route(spec: ChannelSpec, rule: MethodRule) -> route_components_pb2.Route:
             _method_retry(rule.retry) if rule.retry else _retry_policy(spec.max_attempts)
         ),
     )
-    if rule.timeout_ns is not None:
+    if rule.timeout_ns is not None and spec.method_timeouts:
         timeout = _ns(rule.timeout_ns)
         action.max_stream_duration.max_stream_duration.CopyFrom(timeout)
         action.max_stream_duration.grpc_timeout_header_max.CopyFrom(timeout)

@@ -321,7 +321,7 @@ def report(
         "ServiceFound", state is ServiceState.FOUND, state.value, the_plan.service_message
     )
     warnings: set[tuple[str, str]] = set()
-    unapplied = unapplied_parts(the_plan.snapshot.service_config)
+    unapplied = unapplied_parts(the_plan.snapshot.service_config, timeouts=False)
     if unapplied:
         warnings.add(
             (

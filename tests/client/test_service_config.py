@@ -20,7 +20,11 @@ import grpc
 import pytest
 
 import kuberesolver
+import kuberesolver.aio
+from kuberesolver._xds.resources import LISTENER_TYPE, build_listener, listener_name
+from kuberesolver.channel import registry
 from kuberesolver.service_config import OUTLIER_DEFAULTS, outlier_detection
+from testenv.wait import until
 from tests.client._support import (
     SERVER_STREAM,
     SERVICE,
@@ -53,51 +57,111 @@ def _retry(codes: list[str]) -> dict[str, Any]:
     }
 
 
-def test_method_timeouts_most_specific_first(backends: Backends, root: Path, snapdir: Path) -> None:
+def _timed(ch: grpc.Channel) -> None:
+    """Serve ``ch``'s listener with its methodConfig timeouts, which grpcio gets without."""
+    ads = registry().ads
+    assert ads is not None
+    spec = dataclasses.replace(ch.lease.spec, method_timeouts=True)
+    ads.publish({LISTENER_TYPE: {listener_name(spec.name): build_listener(spec, ch.snapshot)}})
+
+
+def _ended_by_deadline(call: Callable[[], object]) -> float | None:
+    """Seconds until ``call`` ended with DEADLINE_EXCEEDED, or None if it ended otherwise."""
+    started = time.monotonic()
+    try:
+        call()
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return time.monotonic() - started
+    return None
+
+
+def test_timeouts_are_not_served_to_grpcio_and_the_warning_says_why(
+    backends: Backends, root: Path, snapdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     a = backends("127.0.0.2", "a")
-    a.delay_s = 1.0
+    a.delay_s = 0.3
+    config = {"methodConfig": [{"name": [{"service": SERVICE}], "timeout": "1s"}]}
+    publish(snapdir, make_snapshot([a.endpoint()], service_config=config))
+    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root) as ch:
+        # grpcio would end this 1 s call at once (0.3 s of work): it is left to the caller
+        assert ch.unary_unary(UNARY)(b"", timeout=5) == b"a||0"
+    assert "methodConfig[0].timeout (grpcio ends such calls about 1.3 s early" in caplog.text
+
+
+def test_served_timeouts_end_calls_most_specific_first_but_grpcio_ends_them_early(
+    backends: Backends, root: Path, snapdir: Path
+) -> None:
+    """A canary: when grpcio fixes grpc/grpc#34547, this fails; then serve timeouts to it."""
+    a = backends("127.0.0.2", "a")
+    a.delay_s = 1.5
     config = {
         "methodConfig": [
-            {"name": [{}], "timeout": "0.2s"},  # the default: would end every call
-            {"name": [{"service": SERVICE}], "timeout": "5s"},
-            {"name": [{"service": SERVICE, "method": "Unary"}], "timeout": "0.2s"},
+            {"name": [{}], "timeout": "0.001s"},  # the default: would end every call
+            {"name": [{"service": SERVICE}], "timeout": "30s"},
+            {"name": [{"service": SERVICE, "method": "Unary"}], "timeout": "2s"},
         ]
     }
     publish(snapdir, make_snapshot([a.endpoint()], service_config=config))
     with kuberesolver.insecure_channel(TARGET, snapshot_dir=root) as ch:
-        started = time.monotonic()
-        with pytest.raises(grpc.RpcError) as err:
-            ch.unary_unary(UNARY)(b"", timeout=30)
-        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert time.monotonic() - started < 0.9  # the 0.2 s route timeout, not the 30 s
-        # the service's rule, not the default's, for its other methods
+        unary = ch.unary_unary(UNARY)
+        _timed(ch)
+        took = until(lambda: _ended_by_deadline(lambda: unary(b"", timeout=30)), timeout_s=20)
+        # 2 s asked for; grpcio ends it before the 1.5 s reply (measured: 0.7 s)
+        assert took < 1.4, took
+        # the service's rule (30 s), not the default's (1 ms), for its other methods
         assert list(ch.unary_stream(SERVER_STREAM)(b"1", timeout=30)) == [b"a|0"]
 
 
 class _FailsFirstAttempt(Backend):
-    """Fails the first attempt of each distinct request with RESOURCE_EXHAUSTED."""
+    """Fails the first attempt of each call (by its ``x-id``) with RESOURCE_EXHAUSTED."""
 
     def __init__(self, host: str, name: str) -> None:
-        self.seen: set[bytes] = set()
+        self.ids: set[str] = set()
         super().__init__(host, name)
 
-    def _unary(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        self._seen(context)
-        if request not in self.seen:
-            self.seen.add(request)
+    def _seen(self, context: grpc.ServicerContext) -> None:
+        super()._seen(context)
+        call_id = dict(context.invocation_metadata()).get("x-id", "")
+        if call_id not in self.ids:
+            self.ids.add(call_id)
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "first attempt fails")
-        return self._reply(context, request)
 
 
-def test_retry_policy_retries_the_codes_it_names(root: Path, snapdir: Path) -> None:
+def _id(name: str) -> tuple[tuple[str, str], ...]:
+    return (("x-id", name),)
+
+
+def test_retry_policies_most_specific_first(root: Path, snapdir: Path) -> None:
     a = _FailsFirstAttempt("127.0.0.2", "a")
     try:
-        unary = {"service": SERVICE, "method": "Unary"}
         retry = _retry(["RESOURCE_EXHAUSTED"])
-        config = {"methodConfig": [{"name": [unary], "retryPolicy": retry}]}
+        config = {
+            "methodConfig": [
+                {"name": [{}], "retryPolicy": retry},
+                {"name": [{"service": SERVICE}], "timeout": "30s"},  # no retry policy
+                {"name": [{"service": SERVICE, "method": "Unary"}], "retryPolicy": retry},
+            ]
+        }
         publish(snapdir, make_snapshot([a.endpoint()], service_config=config))
         with kuberesolver.insecure_channel(TARGET, snapshot_dir=root) as ch:
-            assert ch.unary_unary(UNARY)(b"one", timeout=5) == b"a||3"
+            assert ch.unary_unary(UNARY)(b"one", timeout=5, metadata=_id("u")) == b"a||3"
+            assert a.calls == 2  # retried
+            with pytest.raises(grpc.RpcError) as err:
+                list(ch.unary_stream(SERVER_STREAM)(b"1", timeout=5, metadata=_id("s")))
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert a.calls == 3  # the service's rule has no retry policy: not retried
+    finally:
+        a.stop()
+
+
+async def test_aio_channels_retry_too(root: Path, snapdir: Path) -> None:
+    a = _FailsFirstAttempt("127.0.0.2", "a")
+    try:
+        config = {"methodConfig": [{"name": [{}], "retryPolicy": _retry(["RESOURCE_EXHAUSTED"])}]}
+        publish(snapdir, make_snapshot([a.endpoint()], service_config=config))
+        async with kuberesolver.aio.insecure_channel(TARGET, snapshot_dir=root) as ch:
+            assert await ch.unary_unary(UNARY)(b"", timeout=5, metadata=_id("u")) == b"a||0"
             assert a.calls == 2
     finally:
         a.stop()
@@ -109,7 +173,7 @@ def test_without_a_retry_policy_the_first_failure_is_final(root: Path, snapdir: 
         publish(snapdir, make_snapshot([a.endpoint()]))
         with kuberesolver.insecure_channel(TARGET, snapshot_dir=root) as ch:
             with pytest.raises(grpc.RpcError) as err:
-                ch.unary_unary(UNARY)(b"one", timeout=5)
+                ch.unary_unary(UNARY)(b"one", timeout=5, metadata=_id("u"))
             assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert a.calls == 1
     finally:
@@ -212,7 +276,9 @@ def test_grpc_accepts_every_field_at_its_limits(
     publish(snapdir, dataclasses.replace(snap, outlier_detection=od))
     with kuberesolver.insecure_channel(TARGET, snapshot_dir=root) as ch:
         assert list(ch.unary_stream(SERVER_STREAM)(b"1", timeout=5)) == [b"a|0"]
-        with pytest.raises(grpc.RpcError) as err:  # the 1 ns timeout of its own route
-            ch.unary_unary(UNARY)(b"", timeout=5)
-        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert ch.lease.accepted_revision == 1
+        _timed(ch)  # the timeouts too: the 1 ns one (served as 1 ms) of Unary's own route
+        until(
+            lambda: _ended_by_deadline(lambda: ch.unary_unary(UNARY)(b"", timeout=5)), timeout_s=20
+        )
+        assert list(ch.unary_stream(SERVER_STREAM)(b"1", timeout=5)) == [b"a|0"]

@@ -27,6 +27,7 @@ from kuberesolver.service_config import (
 from kuberesolver.snapshot import Snapshot, SnapshotError, TargetRef, decode, encode
 
 SPEC = ChannelSpec("greeter", "ns", "grpc")
+TIMED = dataclasses.replace(SPEC, method_timeouts=True)
 SVC = "demo.Greeter"
 
 
@@ -76,7 +77,7 @@ def test_routes_are_most_specific_first_then_the_default() -> None:
             {"name": [{"service": SVC, "method": "Hello"}], "timeout": "0.5s"},
         ]
     }
-    routes = build_routes(SPEC, config)
+    routes = build_routes(TIMED, config)
     assert [_match(r) for r in routes] == [
         f"path=/{SVC}/Hello",
         f"prefix=/{SVC}/",
@@ -89,7 +90,8 @@ def test_routes_are_most_specific_first_then_the_default() -> None:
 
 def test_without_a_default_name_a_default_route_is_added_with_the_default_retry() -> None:
     config = {"methodConfig": [{"name": [{"service": SVC, "method": "Hello"}], "timeout": "1s"}]}
-    hello, default = build_routes(SPEC, config)
+    hello, default = build_routes(TIMED, config)
+    assert hello.route.max_stream_duration.max_stream_duration.ToMilliseconds() == 1000
     assert _match(default) == "prefix="
     assert not default.route.HasField("max_stream_duration")
     for route in (hello, default):  # no retryPolicy: the channel's bounded retry on UNAVAILABLE
@@ -138,7 +140,7 @@ def test_what_xds_cannot_carry_is_named() -> None:
             {"name": [{"service": SVC}], "timeout": "soon"},
         ],
     }
-    assert unapplied_service_config_keys(config) == [
+    assert unapplied_service_config_keys(config, method_timeouts=True) == [
         "healthCheckConfig",
         "methodConfig[0].waitForReady",
         "methodConfig[0].retryPolicy.backoffMultiplier 1.5 (xDS always uses 2)",
@@ -248,3 +250,17 @@ def test_sub_millisecond_values_are_served_as_one_millisecond() -> None:
     assert rule.timeout_ns == 10**6
     assert rule.retry is not None
     assert rule.retry.initial_backoff_ns == 10**6
+
+
+def test_grpcio_channels_get_no_timeouts_and_are_told_so() -> None:
+    """grpcio ends service-config timeouts about 1.3 s early (grpc/grpc#34547)."""
+    config = {"methodConfig": [{"name": [{}], "timeout": "5s", "retryPolicy": _retry()}]}
+    (route,) = build_routes(SPEC, config)
+    assert not route.route.HasField("max_stream_duration")
+    assert route.route.retry_policy.num_retries.value == 3  # the retry policy is served
+    assert unapplied_service_config_keys(config) == [
+        "methodConfig[0].timeout (grpcio ends such calls about 1.3 s early, "
+        "grpc/grpc#34547: set it on the call)"
+    ]
+    assert unapplied_service_config_keys(config, method_timeouts=True) == []
+    assert SPEC.name == TIMED.name  # one setting per process: not part of the name
