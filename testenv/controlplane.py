@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Self
 
 import yaml
 
@@ -148,7 +148,29 @@ class _Process:
         self._log.close()
 
 
-class ControlPlane:
+class Started:
+    """A context manager over idempotent ``start()`` / ``stop()``."""
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ControlPlane(Started):
     """etcd + kube-apiserver + kube-controller-manager on loopback.
 
     ``start()`` and ``stop()`` are idempotent; the object is a context manager.
@@ -167,18 +189,6 @@ class ControlPlane:
         self._ca: CertificateAuthority | None = None
 
     # -- lifecycle -----------------------------------------------------------
-
-    def __enter__(self) -> ControlPlane:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def server(self) -> str:
