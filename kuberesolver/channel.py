@@ -51,7 +51,7 @@ from kuberesolver._xds.server import AdsServer
 from kuberesolver.direct.builder import builder_or_default, choose_source
 from kuberesolver.direct.watcher import ApiWatcher
 from kuberesolver.policies import normalize_policy
-from kuberesolver.settings import ChannelArgs, Settings, resolve
+from kuberesolver.settings import ChannelArgs, Settings, resolve_from
 from kuberesolver.snapshot import ENDPOINTS_KEY, Snapshot, load
 from kuberesolver.target import ParsedTarget, parse_target, schemes
 from kuberesolver.watch import SnapshotWatcher, check_snapshot, locate
@@ -554,20 +554,7 @@ def open_lease(target: str, kwargs: ChannelArgs) -> tuple[Lease, str]:
             raise ValueError(f"authority={authority!r} and server_name={server_name!r} disagree")
         server_name = authority
     namespace = kwargs.get("namespace")
-    settings = resolve(
-        snapshot_dir=kwargs.get("snapshot_dir"),
-        zone=kwargs.get("zone"),
-        lb_policy=kwargs.get("lb_policy"),
-        max_attempts=kwargs.get("max_attempts"),
-        debounce_ms=kwargs.get("debounce_ms"),
-        poll_interval_ms=kwargs.get("poll_interval_ms"),
-        namespace_file=kwargs.get("namespace_file"),
-        pick_metrics=kwargs.get("pick_metrics"),
-        source=kwargs.get("source"),
-        cluster_ip_fallback=kwargs.get("cluster_ip_fallback"),
-        failover_timeout_ms=kwargs.get("failover_timeout_ms"),
-        keepalive_ms=kwargs.get("keepalive_ms"),
-    )
+    settings = resolve_from(kwargs)
     lease = _registry.acquire(target, namespace=namespace, settings=settings)
     lease.default_options = settings.channel_options()
     try:
