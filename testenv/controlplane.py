@@ -317,17 +317,11 @@ class ControlPlane(Started):
 
     def _start_controller_manager(self, bins: Path, pki: Path, logs: Path) -> None:
         # The controller manager is infrastructure, not the code under test.
-        cert = self.ca.issue(
+        kubeconfig = self.cert_kubeconfig(
             "controller-manager",
+            "kube-controller-manager",
             "system:kube-controller-manager",
             organizations=("system:masters",),
-        )
-        kubeconfig = write_kubeconfig(
-            self.workdir / "controller-manager.kubeconfig",
-            self.server,
-            self.ca.cert_path,
-            "kube-controller-manager",
-            client=cert,
         )
         self._spawn(
             "kube-controller-manager",
@@ -346,6 +340,14 @@ class ControlPlane(Started):
         )
 
     # -- identities ----------------------------------------------------------
+
+    def cert_kubeconfig(
+        self, name: str, user: str, common_name: str, organizations: tuple[str, ...] = ()
+    ) -> Path:
+        """A kubeconfig at ``<name>.kubeconfig`` with a client certificate the CA issues."""
+        cert = self.ca.issue(name, common_name, organizations=organizations)
+        path = self.workdir / f"{name}.kubeconfig"
+        return write_kubeconfig(path, self.server, self.ca.cert_path, user, client=cert)
 
     def token_kubeconfig(self, name: str, token: str, namespace: str = "default") -> Path:
         """A kubeconfig that authenticates with a bearer token (e.g. a ServiceAccount's)."""

@@ -28,7 +28,6 @@ from testenv.controlplane import (
     _http_get,
     _Process,
     free_port,
-    write_kubeconfig,
 )
 from testenv.kube import api_client
 from testenv.netns import NODE_IP, POD_CIDR, in_private_network
@@ -91,14 +90,7 @@ class KubeProxy(Started):
             create_node_with_address(admin, self.node, NODE_IP)
         finally:
             admin.close()  # type: ignore[no-untyped-call]
-        cert = cp.ca.issue("kube-proxy", "system:kube-proxy")
-        kubeconfig = write_kubeconfig(
-            cp.workdir / "kube-proxy.kubeconfig",
-            cp.server,
-            cp.ca.cert_path,
-            "kube-proxy",
-            client=cert,
-        )
+        kubeconfig = cp.cert_kubeconfig("kube-proxy", "kube-proxy", "system:kube-proxy")
         self.healthz_port = free_port()
         logs = cp.workdir / "logs"
         logs.mkdir(exist_ok=True)
