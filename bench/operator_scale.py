@@ -1,6 +1,13 @@
-"""The operator at scale, on the real control plane, under its own RBAC.
+"""The operator at scale, on the real control plane, under its own RBAC, in two tiers.
 
-World: 200 GrpcTargets over 200 headless Services without selectors, each
+Each tier runs on a fresh control plane and prints its figures under its name
+(``{"tier1": {...}, "tier2": {...}}``), with its goals beside them:
+
+- ``tier1``: 200 targets x 50 endpoints, 20 changes/s (goals: p99 <= 500 ms, RSS <= 200 MiB);
+- ``tier2``: 1,000 targets x 100 endpoints (100,000 endpoints), 100 changes/s
+  (goals: p99 <= 250 ms, RSS <= 500 MiB, initial sync <= 30 s).
+
+World (tier1's numbers): 200 GrpcTargets over 200 headless Services without selectors, each
 with one EndpointSlice of 50 endpoints. To make 10,000 endpoints cheaply the
 bench writes those EndpointSlices itself, as admin, with its own
 ``endpointslice.kubernetes.io/managed-by`` label, instead of creating 10,000
@@ -28,8 +35,9 @@ Reported (one JSON object on the last line):
   to one Service as fast as the API takes them (a rollout): coalesced into a
   few writes (one per ``KUBERESOLVER_DEBOUNCE_MS`` window, 300 ms by default).
 
-Options: ``--targets``, ``--endpoints``, ``--rate``, ``--seconds`` (defaults:
-200, 50, 20, 60).
+Options: ``--tier tier1|tier2|all`` (default all), ``--seconds`` (the churn,
+default 60), ``--profile DIR`` (a py-spy profile of the operator per tier, in
+py-spy's raw collapsed-stack format).
 """
 
 from __future__ import annotations
