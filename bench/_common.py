@@ -9,6 +9,7 @@ report its load to weighted round robin through the per-call ORCA trailer
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import multiprocessing as mp
@@ -29,6 +30,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 UNARY = "/kr.bench.Echo/Unary"
+
+
+def options(description: str | None, **specs: tuple[type[float], float]) -> argparse.Namespace:
+    """The command line: ``name=(type, default)`` is ``--name`` (``_`` written ``-``)."""
+    parser = argparse.ArgumentParser(description=description)
+    for name, (kind, default) in specs.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default)
+    return parser.parse_args()
 
 
 def emit(result: dict[str, Any]) -> None:

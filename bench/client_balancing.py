@@ -14,7 +14,6 @@ one JSON object (json.dumps in _common.emit).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import UNARY, Fleet, emit, percentile, publish
+from _common import UNARY, Fleet, emit, options, percentile, publish
 
 HOSTS = [f"127.0.0.{i}" for i in range(1, 6)]
 SLOW = HOSTS[0]
@@ -68,13 +67,14 @@ async def _measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--warmup-s", type=float, default=4)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--slow-ms", type=float, default=20)
-    parser.add_argument("--fast-ms", type=float, default=1)
-    args = parser.parse_args()
+    args = options(
+        __doc__,
+        seconds=(float, 10),
+        warmup_s=(float, 4),
+        concurrency=(int, 32),
+        slow_ms=(float, 20),
+        fast_ms=(float, 1),
+    )
     results: dict[str, dict[str, Any]] = {}
     with Fleet(HOSTS, workers=8, report_load=True) as fleet, tempfile.TemporaryDirectory() as tmp:
         for host in HOSTS:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from _common import UNARY, Fleet, emit, percentile, publish
+from _common import UNARY, Fleet, emit, options, percentile, publish
 
 HOSTS = [f"127.0.0.{i}" for i in range(1, 11)]
 
@@ -221,13 +221,14 @@ def _run_mode(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--updates", type=int, default=100)
-    parser.add_argument("--interval-ms", type=float, default=100)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--start", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
+    args = options(
+        __doc__,
+        updates=(int, 100),
+        interval_ms=(float, 100),
+        threads=(int, 4),
+        start=(int, 5),
+        seed=(int, 7),
+    )
     plan = _plan(args.seed, args.updates, args.start)
     results: dict[str, Any] = {}
     with Fleet(HOSTS, workers=8) as fleet, tempfile.TemporaryDirectory() as tmp:

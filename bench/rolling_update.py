@@ -44,25 +44,17 @@ from _common import emit
 from kubernetes import client
 
 from testenv import ControlPlane, ensure_binaries
-from testenv.kube import api_client, apply, service_account_token
+from testenv.kube import api_client, apply, create_namespace, service_account_token
 from testenv.kube_proxy import KubeProxy
 from testenv.netns import enter_private_network
 from testenv.operator_process import OperatorProcess
 from testenv.rollout import run_rollout
-from testenv.wait import until
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _namespace(core: client.CoreV1Api, key: str) -> str:
-    name = f"roll-{key.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    until(
-        lambda: core.read_namespaced_service_account("default", name),
-        timeout_s=30,
-        message=f"the default ServiceAccount in {name}",
-    )
-    return name
+def _namespace(admin: client.ApiClient, key: str) -> str:
+    return create_namespace(admin, f"roll-{key.replace('_', '-')}-{uuid.uuid4().hex[:6]}")
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -90,14 +82,13 @@ def main() -> int:
         apply(admin, ROOT / "crds", ROOT / "manifests/namespace.yaml", ROOT / "manifests/rbac.yaml")
         token = service_account_token(admin, "kuberesolver-system", "kuberesolver-operator")
         op_kubeconfig = cp.token_kubeconfig("operator", token, "kuberesolver-system")
-        core = client.CoreV1Api(admin)
         with KubeProxy(cp), OperatorProcess(op_kubeconfig, name="bench-rollout"):
             for i, (key, kw) in enumerate(settings):
                 start = time.monotonic()
                 result = run_rollout(
                     cp,
                     admin,
-                    _namespace(core, key),
+                    _namespace(admin, key),
                     Path(tmp),
                     first_ip=1000 + 20 * i,
                     rate_per_s=args.rate,

@@ -9,63 +9,20 @@ like the sync ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Unpack
 
 import grpc
 import grpc.aio
 
-from kuberesolver.channel import (
-    ChannelOptions,
-    Lease,
-    channel_options,
-    is_kuberesolver_target,
-    open_lease,
-    passthrough_options,
-    release_on_close,
-)
+from kuberesolver.channel import ChannelOptions, LeasedChannel, open_channel
 from kuberesolver.settings import ChannelArgs
-from kuberesolver.snapshot import Snapshot
-from kuberesolver.target import ParsedTarget
 
 __all__ = ["Channel", "insecure_channel", "secure_channel"]
 
 
-def _nothing() -> None:
-    pass
-
-
-class Channel(grpc.aio.Channel):  # type: ignore[misc]
+class Channel(LeasedChannel, grpc.aio.Channel):  # type: ignore[misc]
     """A ``grpc.aio.Channel`` for a ``kubernetes:`` target; closing it releases the watch."""
-
-    def __init__(self, lease: Lease | None, channel: grpc.aio.Channel, target: str = "") -> None:
-        self._channel = channel
-        self._lease = lease
-        self._target = target or (lease.xds_target if lease is not None else "")
-        self._release = release_on_close(self, lease) if lease is not None else _nothing
-
-    @property
-    def snapshot(self) -> Snapshot:
-        """The last good snapshot this channel follows (LookupError: not a kuberesolver target)."""
-        return self._held().snapshot
-
-    @property
-    def target(self) -> ParsedTarget:
-        """The parsed ``kubernetes:`` target."""
-        return self._held().target
-
-    @property
-    def lease(self) -> Lease:
-        """This channel's hold on its target (its xDS name, directory and label)."""
-        return self._held()
-
-    def _held(self) -> Lease:
-        if self._lease is None:
-            raise LookupError(
-                f"{self._target!r} is not a kuberesolver target: grpc resolves it as it is, "
-                "so it has no snapshot"
-            )
-        return self._lease
 
     async def __aenter__(self) -> Channel:
         return self
@@ -92,50 +49,6 @@ class Channel(grpc.aio.Channel):  # type: ignore[misc]
     async def channel_ready(self) -> None:
         await self._channel.channel_ready()
 
-    def unary_unary(
-        self,
-        method: str,
-        request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        return self._channel.unary_unary(
-            method, request_serializer, response_deserializer, _registered_method
-        )
-
-    def unary_stream(
-        self,
-        method: str,
-        request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        return self._channel.unary_stream(
-            method, request_serializer, response_deserializer, _registered_method
-        )
-
-    def stream_unary(
-        self,
-        method: str,
-        request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        return self._channel.stream_unary(
-            method, request_serializer, response_deserializer, _registered_method
-        )
-
-    def stream_stream(
-        self,
-        method: str,
-        request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        return self._channel.stream_stream(
-            method, request_serializer, response_deserializer, _registered_method
-        )
-
     def __repr__(self) -> str:
         return f"<kuberesolver.aio.Channel {self._target}>"
 
@@ -148,21 +61,13 @@ def insecure_channel(
     **kwargs: Unpack[ChannelArgs],
 ) -> Channel:
     """Like ``grpc.aio.insecure_channel``, for a ``kubernetes:`` target."""
-    if not is_kuberesolver_target(target):
-        opts = passthrough_options(options, kwargs, secure=False)
-        inner = grpc.aio.insecure_channel(target, opts, compression, interceptors)
-        return Channel(None, inner, target)
-    lease, name = open_lease(target, kwargs)
-    try:
-        inner = grpc.aio.insecure_channel(
-            lease.xds_target,
-            channel_options(options, name, False, lease.default_options),
-            compression,
-            interceptors,
-        )
-    except BaseException:
-        lease.release()
-        raise
+    lease, inner = open_channel(
+        target,
+        options,
+        kwargs,
+        False,
+        lambda to, opts: grpc.aio.insecure_channel(to, opts, compression, interceptors),
+    )
     return Channel(lease, inner, target)
 
 
@@ -179,20 +84,11 @@ def secure_channel(
     The TLS name and ``:authority`` default to ``service.namespace``;
     ``server_name`` overrides both.
     """
-    if not is_kuberesolver_target(target):
-        opts = passthrough_options(options, kwargs, secure=True)
-        inner = grpc.aio.secure_channel(target, credentials, opts, compression, interceptors)
-        return Channel(None, inner, target)
-    lease, name = open_lease(target, kwargs)
-    try:
-        inner = grpc.aio.secure_channel(
-            lease.xds_target,
-            credentials,
-            channel_options(options, name, True, lease.default_options),
-            compression,
-            interceptors,
-        )
-    except BaseException:
-        lease.release()
-        raise
+    lease, inner = open_channel(
+        target,
+        options,
+        kwargs,
+        True,
+        lambda to, opts: grpc.aio.secure_channel(to, credentials, opts, compression, interceptors),
+    )
     return Channel(lease, inner, target)

@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, Unpack
+from typing import Any, Literal, Protocol, TypeVar, Unpack
 
 import grpc
 
@@ -51,7 +51,7 @@ from kuberesolver._xds.server import AdsServer
 from kuberesolver.direct.builder import builder_or_default, choose_source
 from kuberesolver.direct.watcher import ApiWatcher
 from kuberesolver.policies import normalize_policy
-from kuberesolver.settings import ChannelArgs, Settings, resolve
+from kuberesolver.settings import ChannelArgs, Settings, resolve_from
 from kuberesolver.snapshot import ENDPOINTS_KEY, Snapshot, load
 from kuberesolver.target import ParsedTarget, parse_target, schemes
 from kuberesolver.watch import SnapshotWatcher, check_snapshot, locate
@@ -537,10 +537,6 @@ def passthrough_options(
     return channel_options(options, name, secure) if name else list(options or ())
 
 
-def _nothing() -> None:
-    pass
-
-
 def open_lease(target: str, kwargs: ChannelArgs) -> tuple[Lease, str]:
     """Acquire ``target`` for one channel: its lease and the name for TLS and ``:authority``."""
     unknown = set(kwargs) - set(ChannelArgs.__annotations__)
@@ -552,26 +548,13 @@ def open_lease(target: str, kwargs: ChannelArgs) -> tuple[Lease, str]:
         warnings.warn(
             "authority= is deprecated: use server_name= (the TLS name and :authority)",
             DeprecationWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of insecure_channel / secure_channel
         )
         if server_name is not None and server_name != authority:
             raise ValueError(f"authority={authority!r} and server_name={server_name!r} disagree")
         server_name = authority
     namespace = kwargs.get("namespace")
-    settings = resolve(
-        snapshot_dir=kwargs.get("snapshot_dir"),
-        zone=kwargs.get("zone"),
-        lb_policy=kwargs.get("lb_policy"),
-        max_attempts=kwargs.get("max_attempts"),
-        debounce_ms=kwargs.get("debounce_ms"),
-        poll_interval_ms=kwargs.get("poll_interval_ms"),
-        namespace_file=kwargs.get("namespace_file"),
-        pick_metrics=kwargs.get("pick_metrics"),
-        source=kwargs.get("source"),
-        cluster_ip_fallback=kwargs.get("cluster_ip_fallback"),
-        failover_timeout_ms=kwargs.get("failover_timeout_ms"),
-        keepalive_ms=kwargs.get("keepalive_ms"),
-    )
+    settings = resolve_from(kwargs)
     lease = _registry.acquire(target, namespace=namespace, settings=settings)
     lease.default_options = settings.channel_options()
     try:
@@ -584,18 +567,68 @@ def open_lease(target: str, kwargs: ChannelArgs) -> tuple[Lease, str]:
     return lease, name
 
 
-class Channel(grpc.Channel):  # type: ignore[misc]
-    """A ``grpc.Channel`` for a ``kubernetes:`` target; closing it releases the watch.
+def _nothing() -> None:
+    pass
 
-    Every call goes to grpc's own channel on the target's ``xds:`` name.
+
+_C = TypeVar("_C")
+
+
+def open_channel(
+    target: str,
+    options: ChannelOptions | None,
+    kwargs: ChannelArgs,
+    secure: bool,
+    make: Callable[[str, list[tuple[str, Any]]], _C],
+) -> tuple[Lease | None, _C]:
+    """``make(grpc_target, options)`` for ``target``, with its lease (None: grpc resolves it).
+
+    The one path of the four constructors: a target of another scheme goes to
+    grpc unchanged; a ``kubernetes:`` one gets a lease, released again if
+    ``make`` fails.
     """
+    if not is_kuberesolver_target(target):
+        return None, make(target, passthrough_options(options, kwargs, secure))
+    lease, name = open_lease(target, kwargs)
+    try:
+        return lease, make(
+            lease.xds_target, channel_options(options, name, secure, lease.default_options)
+        )
+    except BaseException:
+        lease.release()
+        raise
 
-    def __init__(self, lease: Lease | None, channel: grpc.Channel, target: str = "") -> None:
+
+def _forward(kind: str) -> Callable[..., Any]:
+    """A ``unary_unary``-like method that hands the call to the wrapped grpc channel."""
+
+    def call(
+        self: LeasedChannel,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        multicallable = getattr(self._channel, kind)
+        return multicallable(method, request_serializer, response_deserializer, _registered_method)
+
+    call.__name__ = call.__qualname__ = kind
+    return call
+
+
+class LeasedChannel:
+    """What the sync and aio channels share: the lease, and calls forwarded to grpc's channel."""
+
+    unary_unary = _forward("unary_unary")
+    unary_stream = _forward("unary_stream")
+    stream_unary = _forward("stream_unary")
+    stream_stream = _forward("stream_stream")
+
+    def __init__(self, lease: Lease | None, channel: Any, target: str = "") -> None:
         self._channel = channel
         self._lease = lease
         self._target = target or (lease.xds_target if lease is not None else "")
         self._release = release_on_close(self, lease) if lease is not None else _nothing
-        self._closed = False
 
     @property
     def snapshot(self) -> Snapshot:
@@ -620,55 +653,22 @@ class Channel(grpc.Channel):  # type: ignore[misc]
             )
         return self._lease
 
+
+class Channel(LeasedChannel, grpc.Channel):  # type: ignore[misc]
+    """A ``grpc.Channel`` for a ``kubernetes:`` target; closing it releases the watch.
+
+    Every call goes to grpc's own channel on the target's ``xds:`` name.
+    """
+
+    def __init__(self, lease: Lease | None, channel: grpc.Channel, target: str = "") -> None:
+        super().__init__(lease, channel, target)
+        self._closed = False
+
     def subscribe(self, callback: Callable[[Any], None], try_to_connect: bool = False) -> None:
         self._channel.subscribe(callback, try_to_connect=try_to_connect)
 
     def unsubscribe(self, callback: Callable[[Any], None]) -> None:
         self._channel.unsubscribe(callback)
-
-    def unary_unary(
-        self,
-        method: str,
-        request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        return self._channel.unary_unary(
-            method, request_serializer, response_deserializer, _registered_method
-        )
-
-    def unary_stream(
-        self,
-        method: str,
-        request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        return self._channel.unary_stream(
-            method, request_serializer, response_deserializer, _registered_method
-        )
-
-    def stream_unary(
-        self,
-        method: str,
-        request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        return self._channel.stream_unary(
-            method, request_serializer, response_deserializer, _registered_method
-        )
-
-    def stream_stream(
-        self,
-        method: str,
-        request_serializer: Callable[[Any], bytes] | None = None,
-        response_deserializer: Callable[[bytes], Any] | None = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        return self._channel.stream_stream(
-            method, request_serializer, response_deserializer, _registered_method
-        )
 
     def close(self) -> None:
         """Close the channel and release its watch. Idempotent."""
@@ -709,19 +709,13 @@ def insecure_channel(
     ``ipv4:10.0.0.1:50051``) goes to grpc unchanged: grpc resolves it, only
     ``server_name`` applies, and the channel has no ``snapshot``.
     """
-    if not is_kuberesolver_target(target):
-        opts = passthrough_options(options, kwargs, secure=False)
-        return Channel(None, grpc.insecure_channel(target, opts, compression), target)
-    lease, name = open_lease(target, kwargs)
-    try:
-        inner = grpc.insecure_channel(
-            lease.xds_target,
-            channel_options(options, name, False, lease.default_options),
-            compression,
-        )
-    except BaseException:
-        lease.release()
-        raise
+    lease, inner = open_channel(
+        target,
+        options,
+        kwargs,
+        False,
+        lambda to, opts: grpc.insecure_channel(to, opts, compression),
+    )
     return Channel(lease, inner, target)
 
 
@@ -737,18 +731,11 @@ def secure_channel(
     The TLS name and ``:authority`` default to the snapshot's ``serverName``
     (``service.namespace``); ``server_name`` overrides both.
     """
-    if not is_kuberesolver_target(target):
-        opts = passthrough_options(options, kwargs, secure=True)
-        return Channel(None, grpc.secure_channel(target, credentials, opts, compression), target)
-    lease, name = open_lease(target, kwargs)
-    try:
-        inner = grpc.secure_channel(
-            lease.xds_target,
-            credentials,
-            channel_options(options, name, True, lease.default_options),
-            compression,
-        )
-    except BaseException:
-        lease.release()
-        raise
+    lease, inner = open_channel(
+        target,
+        options,
+        kwargs,
+        True,
+        lambda to, opts: grpc.secure_channel(to, credentials, opts, compression),
+    )
     return Channel(lease, inner, target)

@@ -24,9 +24,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, NotRequired, TypedDict
+from typing import Any, Final, NotRequired, TypeAlias, TypedDict
 
-from kuberesolver.snapshot import Endpoint
+from kuberesolver.snapshot import Endpoint, EndpointFields
 
 __all__ = [
     "SERVICE_NAME_LABEL",
@@ -66,14 +66,7 @@ class ServiceView(TypedDict):
     """Its virtual IPs; absent for a headless Service."""
 
 
-class EndpointView(TypedDict):
-    address: str
-    ready: bool
-    serving: bool
-    terminating: bool
-    zone: str | None
-    node: str | None
-    pod: str | None
+EndpointView: TypeAlias = EndpointFields
 
 
 class SliceView(TypedDict):

@@ -48,9 +48,10 @@ and ``:authority``, default the snapshot's ``serverName``).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypedDict
+from typing import Any, Final, TypedDict
 
 __all__ = [
     "DEFAULT_DEBOUNCE_MS",
@@ -75,6 +76,7 @@ __all__ = [
     "Settings",
     "default_namespace",
     "resolve",
+    "resolve_from",
 ]
 
 DEFAULT_SNAPSHOT_DIR: Final = "/var/run/kuberesolver"
@@ -238,6 +240,15 @@ def resolve(
         else _env_int(ENV_KEEPALIVE_MS, 10_000, 0),
         source=(source if source is not None else os.environ.get(ENV_SOURCE, "").strip()) or None,
     )
+
+
+def resolve_from(args: Mapping[str, Any]) -> Settings:
+    """:func:`resolve` with those of ``args`` that are settings (a constructor's keywords
+    also hold ``namespace`` and the TLS name, which are not)."""
+    return resolve(**{k: v for k, v in args.items() if k in _SETTINGS})
+
+
+_SETTINGS: Final = frozenset(resolve.__kwdefaults__ or ())
 
 
 def default_namespace(namespace_file: str | os.PathLike[str] | None = None) -> str:

@@ -86,17 +86,22 @@ class SnapshotError(ValueError):
         self.problem = problem
 
 
-class EndpointDict(TypedDict):
-    """One endpoint as it stands in the JSON document."""
+class EndpointFields(TypedDict):
+    """What an endpoint says of itself, port aside (also what is kept of an EndpointSlice's)."""
 
     address: str
-    port: int
     ready: bool
     serving: bool
     terminating: bool
     zone: str | None
     node: str | None
     pod: str | None
+
+
+class EndpointDict(EndpointFields):
+    """One endpoint as it stands in the JSON document."""
+
+    port: int
 
 
 class TargetDict(TypedDict):

@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Self
 
 import yaml
 
@@ -148,7 +148,29 @@ class _Process:
         self._log.close()
 
 
-class ControlPlane:
+class Started:
+    """A context manager over idempotent ``start()`` / ``stop()``."""
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ControlPlane(Started):
     """etcd + kube-apiserver + kube-controller-manager on loopback.
 
     ``start()`` and ``stop()`` are idempotent; the object is a context manager.
@@ -167,18 +189,6 @@ class ControlPlane:
         self._ca: CertificateAuthority | None = None
 
     # -- lifecycle -----------------------------------------------------------
-
-    def __enter__(self) -> ControlPlane:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def server(self) -> str:
@@ -307,17 +317,11 @@ class ControlPlane:
 
     def _start_controller_manager(self, bins: Path, pki: Path, logs: Path) -> None:
         # The controller manager is infrastructure, not the code under test.
-        cert = self.ca.issue(
+        kubeconfig = self.cert_kubeconfig(
             "controller-manager",
+            "kube-controller-manager",
             "system:kube-controller-manager",
             organizations=("system:masters",),
-        )
-        kubeconfig = write_kubeconfig(
-            self.workdir / "controller-manager.kubeconfig",
-            self.server,
-            self.ca.cert_path,
-            "kube-controller-manager",
-            client=cert,
         )
         self._spawn(
             "kube-controller-manager",
@@ -336,6 +340,14 @@ class ControlPlane:
         )
 
     # -- identities ----------------------------------------------------------
+
+    def cert_kubeconfig(
+        self, name: str, user: str, common_name: str, organizations: tuple[str, ...] = ()
+    ) -> Path:
+        """A kubeconfig at ``<name>.kubeconfig`` with a client certificate the CA issues."""
+        cert = self.ca.issue(name, common_name, organizations=organizations)
+        path = self.workdir / f"{name}.kubeconfig"
+        return write_kubeconfig(path, self.server, self.ca.cert_path, user, client=cert)
 
     def token_kubeconfig(self, name: str, token: str, namespace: str = "default") -> Path:
         """A kubeconfig that authenticates with a bearer token (e.g. a ServiceAccount's)."""

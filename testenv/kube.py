@@ -22,6 +22,27 @@ def api_client(kubeconfig: Path) -> client.ApiClient:
     return api
 
 
+def admin_session(kubeconfig: Path) -> Iterator[client.ApiClient]:
+    """Yield an :func:`api_client` and close it after (``yield from`` it in a fixture)."""
+    api = api_client(kubeconfig)
+    try:
+        yield api
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+
+
+def create_namespace(api: client.ApiClient, name: str) -> str:
+    """Create Namespace ``name`` and wait for its default ServiceAccount (pods need it)."""
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    until(
+        lambda: core.read_namespaced_service_account("default", name),
+        timeout_s=30,
+        message=f"the default ServiceAccount in {name}",
+    )
+    return name
+
+
 def documents(*paths: Path) -> Iterator[dict[str, Any]]:
     """Every non-empty YAML document in ``paths`` (files or directories, sorted)."""
     for path in paths:

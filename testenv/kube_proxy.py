@@ -16,10 +16,7 @@ to ``system:node-proxier``.
 from __future__ import annotations
 
 import shutil
-import time
-import urllib.request
 from pathlib import Path
-from types import TracebackType
 
 from kubernetes import client
 
@@ -27,9 +24,10 @@ from testenv.build import ensure_binaries
 from testenv.controlplane import (
     ControlPlane,
     ControlPlaneError,
+    Started,
+    _http_get,
     _Process,
     free_port,
-    write_kubeconfig,
 )
 from testenv.kube import api_client
 from testenv.netns import NODE_IP, POD_CIDR, in_private_network
@@ -64,7 +62,7 @@ def create_node_with_address(api: client.ApiClient, name: str, address: str) -> 
     )
 
 
-class KubeProxy:
+class KubeProxy(Started):
     """One kube-proxy process for ``node``; ``start()``/``stop()`` idempotent, a context manager."""
 
     def __init__(self, control_plane: ControlPlane, node: str = NODE_NAME) -> None:
@@ -72,18 +70,6 @@ class KubeProxy:
         self.node = node
         self.healthz_port = 0
         self.process: _Process | None = None
-
-    def __enter__(self) -> KubeProxy:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self, timeout_s: float = 60.0) -> None:
         if self.process is not None:
@@ -104,14 +90,7 @@ class KubeProxy:
             create_node_with_address(admin, self.node, NODE_IP)
         finally:
             admin.close()  # type: ignore[no-untyped-call]
-        cert = cp.ca.issue("kube-proxy", "system:kube-proxy")
-        kubeconfig = write_kubeconfig(
-            cp.workdir / "kube-proxy.kubeconfig",
-            cp.server,
-            cp.ca.cert_path,
-            "kube-proxy",
-            client=cert,
-        )
+        kubeconfig = cp.cert_kubeconfig("kube-proxy", "kube-proxy", "system:kube-proxy")
         self.healthz_port = free_port()
         logs = cp.workdir / "logs"
         logs.mkdir(exist_ok=True)
@@ -150,21 +129,7 @@ class KubeProxy:
     def _wait_healthy(self, timeout_s: float) -> None:
         assert self.process is not None
         url = f"http://127.0.0.1:{self.healthz_port}/healthz"
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if not self.process.alive():
-                raise ControlPlaneError(f"kube-proxy exited:\n{self.process.log_tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise ControlPlaneError(
-                    f"kube-proxy not healthy in {timeout_s} s:\n{self.process.log_tail()}"
-                )
-            time.sleep(0.1)
+        self.process.wait_until(lambda: bool(_http_get(url)), "kube-proxy /healthz", timeout_s)
 
     def stop(self) -> None:
         """Stop kube-proxy (its rules stay in the namespace, which dies with the tests)."""

@@ -70,23 +70,32 @@ def create_pod(
     labels: Mapping[str, str],
     ready: bool = True,
     container_ports: Sequence[Mapping[str, Any]] = ({"name": "grpc", "containerPort": 50051},),
+    *,
+    spec: Mapping[str, Any] | None = None,
+    container: Mapping[str, Any] | None = None,
+    termination_grace_s: int | None = 0,
 ) -> None:
-    """A Pod bound to ``node`` whose status says Running with ``ip`` and ``ready``."""
+    """A Pod bound to ``node`` whose status says Running with ``ip`` and ``ready``.
+
+    ``spec`` and ``container`` add fields to the Pod's and its container's spec
+    (a securityContext); ``termination_grace_s=None`` leaves the field out.
+    """
     if ipaddress.ip_address(ip).is_loopback:
         raise ValueError(
             f"pod IP {ip} is a loopback address, which EndpointSlices refuse: "
             "use testenv.netns.pod_ip(n)"
         )
-    body = {
+    body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": dict(labels)},
         "spec": {
+            **(spec or {}),
             "nodeName": node,
             "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": 0,
             "containers": [
                 {
+                    **(container or {}),
                     "name": "server",
                     "image": "example.invalid/server:1",
                     "ports": list(container_ports),
@@ -94,6 +103,8 @@ def create_pod(
             ],
         },
     }
+    if termination_grace_s is not None:
+        body["spec"]["terminationGracePeriodSeconds"] = termination_grace_s
     client.CoreV1Api(api).create_namespaced_pod(namespace, body)  # type: ignore[arg-type]
     set_pod_status(api, namespace, name, ip=ip, ready=ready)
 

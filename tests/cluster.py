@@ -22,10 +22,9 @@ import pytest
 from kubernetes import client
 
 from testenv import ControlPlane, ensure_binaries
-from testenv.kube import api_client, apply, service_account_token
+from testenv.kube import admin_session, apply, create_namespace, service_account_token
 from testenv.kube_proxy import KubeProxy
 from testenv.netns import enter_private_network
-from testenv.wait import until
 
 ROOT = Path(__file__).resolve().parent.parent
 CRDS = ROOT / "crds"
@@ -62,9 +61,7 @@ def kube_proxy(control_plane: ControlPlane) -> Iterator[KubeProxy]:
 @pytest.fixture(scope="session")
 def admin_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
     """An admin client, for the test to set up its world (never for the operator)."""
-    api = api_client(control_plane.admin_kubeconfig)
-    yield api
-    api.close()
+    yield from admin_session(control_plane.admin_kubeconfig)
 
 
 @pytest.fixture(scope="session")
@@ -90,13 +87,6 @@ def operator_kubeconfig(
 @pytest.fixture
 def namespace(admin_api: client.ApiClient, installed: list[str]) -> Iterator[str]:
     """A fresh namespace for one test, with its default ServiceAccount; deleted after."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    core = client.CoreV1Api(admin_api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    until(
-        lambda: core.read_namespaced_service_account("default", name),
-        timeout_s=30,
-        message=f"the default ServiceAccount in {name}",
-    )
+    name = create_namespace(admin_api, f"t-{uuid.uuid4().hex[:10]}")
     yield name
-    core.delete_namespace(name, propagation_policy="Background")
+    client.CoreV1Api(admin_api).delete_namespace(name, propagation_policy="Background")

@@ -66,61 +66,65 @@ class Kube:
 
         return await loop.run_in_executor(self._pool, run)
 
-    async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _read(self, what: str, fn: Any, *args: Any) -> dict[str, Any] | None:
+        """``fn(*args)``'s object, or ``None`` if it is absent (404)."""
         try:
-            result: dict[str, Any] = await self._call(
-                f"get ConfigMap {namespace}/{name}",
-                self._core.read_namespaced_config_map,
-                name,
-                namespace,
-            )
+            result: dict[str, Any] = await self._call(what, fn, *args)
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
         return result
 
-    async def get_grpctarget(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """A GrpcTarget read from the API (not from an index), or ``None`` if absent."""
-        try:
-            result: dict[str, Any] = await self._call(
-                f"get GrpcTarget {namespace}/{name}",
-                self._custom.get_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-            )
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return result
-
-    async def create_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _create(self, kind: str, fn: Any, body: dict[str, Any]) -> dict[str, Any]:
         meta = body["metadata"]
         result: dict[str, Any] = await self._call(
-            f"create ConfigMap {meta['namespace']}/{meta['name']}",
-            self._core.create_namespaced_config_map,
+            f"create {kind} {meta['namespace']}/{meta['name']}",
+            fn,
             meta["namespace"],
             body,
             field_manager=FIELD_MANAGER,
         )
         return result
 
-    async def replace_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Replace; ``metadata.resourceVersion`` in ``body`` makes it conditional (409 if stale)."""
+    async def _replace(self, kind: str, fn: Any, body: dict[str, Any]) -> dict[str, Any]:
         meta = body["metadata"]
         result: dict[str, Any] = await self._call(
-            f"update ConfigMap {meta['namespace']}/{meta['name']}",
-            self._core.replace_namespaced_config_map,
+            f"update {kind} {meta['namespace']}/{meta['name']}",
+            fn,
             meta["name"],
             meta["namespace"],
             body,
             field_manager=FIELD_MANAGER,
         )
         return result
+
+    async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._read(
+            f"get ConfigMap {namespace}/{name}",
+            self._core.read_namespaced_config_map,
+            name,
+            namespace,
+        )
+
+    async def get_grpctarget(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A GrpcTarget read from the API (not from an index), or ``None`` if absent."""
+        return await self._read(
+            f"get GrpcTarget {namespace}/{name}",
+            self._custom.get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+        )
+
+    async def create_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._create("ConfigMap", self._core.create_namespaced_config_map, body)
+
+    async def replace_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace; ``metadata.resourceVersion`` in ``body`` makes it conditional (409 if stale)."""
+        return await self._replace("ConfigMap", self._core.replace_namespaced_config_map, body)
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._call(
@@ -146,38 +150,12 @@ class Kube:
         )
 
     async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = await self._call(
-                f"get Lease {namespace}/{name}",
-                self._leases.read_namespaced_lease,
-                name,
-                namespace,
-            )
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return result
+        return await self._read(
+            f"get Lease {namespace}/{name}", self._leases.read_namespaced_lease, name, namespace
+        )
 
     async def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
-        meta = body["metadata"]
-        result: dict[str, Any] = await self._call(
-            f"create Lease {meta['namespace']}/{meta['name']}",
-            self._leases.create_namespaced_lease,
-            meta["namespace"],
-            body,
-            field_manager=FIELD_MANAGER,
-        )
-        return result
+        return await self._create("Lease", self._leases.create_namespaced_lease, body)
 
     async def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
-        meta = body["metadata"]
-        result: dict[str, Any] = await self._call(
-            f"update Lease {meta['namespace']}/{meta['name']}",
-            self._leases.replace_namespaced_lease,
-            meta["name"],
-            meta["namespace"],
-            body,
-            field_manager=FIELD_MANAGER,
-        )
-        return result
+        return await self._replace("Lease", self._leases.replace_namespaced_lease, body)

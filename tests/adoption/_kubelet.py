@@ -10,7 +10,7 @@ from kubernetes import client
 from testenv import ControlPlane
 from testenv.kube import service_account_token
 from testenv.wait import until
-from testenv.workloads import create_node, set_pod_status
+from testenv.workloads import create_node, create_pod
 
 OPERATOR_NAMESPACE = "kuberesolver-system"
 OPERATOR_SERVICE_ACCOUNT = "kuberesolver-operator"
@@ -42,26 +42,18 @@ def run_pod(
 ) -> None:
     """A restricted-compliant server Pod, bound to ``node``, reported Running and Ready."""
     create_node(api, node)
-    body = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": dict(labels)},
-        "spec": {
-            **RESTRICTED_POD,
-            "nodeName": node,
-            "automountServiceAccountToken": False,
-            "containers": [
-                {
-                    **RESTRICTED_CONTAINER,
-                    "name": "server",
-                    "image": "example.invalid/server:1",
-                    "ports": [{"name": port[0], "containerPort": port[1]}],
-                }
-            ],
-        },
-    }
-    client.CoreV1Api(api).create_namespaced_pod(namespace, body)  # type: ignore[arg-type]
-    set_pod_status(api, namespace, name, ip=ip, ready=True)
+    create_pod(
+        api,
+        namespace,
+        name,
+        ip,
+        node,
+        labels,
+        container_ports=[{"name": port[0], "containerPort": port[1]}],
+        spec=RESTRICTED_POD,
+        container=RESTRICTED_CONTAINER,
+        termination_grace_s=None,
+    )
 
 
 def operator_token_kubeconfig(cp: ControlPlane, api: client.ApiClient) -> Path:

@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 
 from testenv import ControlPlane
-from testenv.kube import api_client
+from testenv.kube import admin_session
 from testenv.tools import UserShell
 from tests import cluster
 
@@ -44,9 +44,7 @@ def fresh_control_plane() -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="module")
 def fresh_admin(fresh_control_plane: ControlPlane) -> Iterator[client.ApiClient]:
-    api = api_client(fresh_control_plane.admin_kubeconfig)
-    yield api
-    api.close()
+    yield from admin_session(fresh_control_plane.admin_kubeconfig)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,14 +123,22 @@ def _duplicated(name: str, address: str, port: int) -> endpoint_pb2.ClusterLoadA
     )
 
 
-def test_a_nack_is_an_error_and_a_metric_and_the_last_accepted_state_stays(
+@contextmanager
+def _channel_on_a(
     backends: Backends, root: Path, snapdir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+) -> Iterator[tuple[kuberesolver.Channel, Any, Backend, Backend]]:
+    """INFO logs captured, backends a and b, and a channel (and its call) on revision 1: a."""
     caplog.set_level(logging.INFO, logger="kuberesolver")
     a, b = backends("127.0.0.2", "a"), backends("127.0.0.3", "b")
     publish(snapdir, make_snapshot([a.endpoint()], revision=1))
     with kuberesolver.insecure_channel(TARGET, snapshot_dir=root) as ch:
-        call = ch.unary_unary(UNARY)
+        yield ch, ch.unary_unary(UNARY), a, b
+
+
+def test_a_nack_is_an_error_and_a_metric_and_the_last_accepted_state_stays(
+    backends: Backends, root: Path, snapdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with _channel_on_a(backends, root, snapdir, caplog) as (ch, call, _, b):
         assert call_names(call, 3, timeout=5) == {"a": 3}
         label = ch.lease.label
         refused = "refused_by_grpc"
@@ -157,11 +166,7 @@ def test_a_nack_is_an_error_and_a_metric_and_the_last_accepted_state_stays(
 def test_applied_is_logged_once_grpc_accepted_it(
     backends: Backends, root: Path, snapdir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="kuberesolver")
-    a, b = backends("127.0.0.2", "a"), backends("127.0.0.3", "b")
-    publish(snapdir, make_snapshot([a.endpoint()], revision=1))
-    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root) as ch:
-        call = ch.unary_unary(UNARY)
+    with _channel_on_a(backends, root, snapdir, caplog) as (_, call, a, b):
         call_names(call, 1, timeout=5)
         publish(snapdir, make_snapshot([a.endpoint(), b.endpoint()], revision=2))
         until(lambda: "revision 2 applied, 2 ready of 2 endpoints" in caplog.text, timeout_s=10)

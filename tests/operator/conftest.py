@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
 from testenv.operator_process import OperatorProcess
 from tests import cluster
+from tests.operator.helpers import Namespace
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,3 +44,9 @@ def operator_factory(operator_kubeconfig: Path) -> Iterator[Callable[..., Operat
 def operator(operator_factory: Callable[..., OperatorProcess]) -> OperatorProcess:
     """One operator replica under the project's RBAC, for this test."""
     return operator_factory()
+
+
+@pytest.fixture
+def ns(admin_api: client.ApiClient, namespace: str) -> Namespace:
+    """This test's namespace, with the helpers of helpers.py bound to it and the admin client."""
+    return Namespace(admin_api, namespace)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, watch
@@ -258,3 +259,72 @@ class ConfigMapWrites:
             raise RuntimeError(f"the ConfigMap watch failed: {self.error!r}")
         with self._lock:
             return list(self.versions)
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """The helpers above, bound to one test's admin client and namespace (fixture ``ns``)."""
+
+    api: client.ApiClient
+    name: str
+
+    def service(self, name: str, **kwargs: Any) -> None:
+        """:func:`selectorless_service` here (``ports``, ``annotations``, ``ip_families``)."""
+        selectorless_service(self.api, self.name, name, **kwargs)
+
+    def make_slice(
+        self, service: str, name: str, endpoints: list[dict[str, Any]], **kwargs: Any
+    ) -> None:
+        """:func:`make_slice` here (``ports``, ``address_type``)."""
+        make_slice(self.api, self.name, service, name, endpoints, **kwargs)
+
+    def delete_slice(self, name: str) -> None:
+        delete_slice(self.api, self.name, name)
+
+    def create_target(self, name: str, spec: dict[str, Any]) -> None:
+        create_target(self.api, self.name, name, spec)
+
+    def patch_target(self, name: str, spec: dict[str, Any]) -> None:
+        patch_target(self.api, self.name, name, spec)
+
+    def get_target(self, name: str) -> dict[str, Any]:
+        return get_target(self.api, self.name, name)
+
+    def get_configmap(self, name: str) -> client.V1ConfigMap | None:
+        return get_configmap(self.api, self.name, name)
+
+    def events_for(self, name: str) -> list[client.CoreV1Event]:
+        return events_for(self.api, self.name, name)
+
+    def snapshot_of(self, name: str) -> Snapshot | None:
+        return snapshot_of(self.api, self.name, name)
+
+    def wait_published(self, name: str, ips: set[str], timeout_s: float = 60) -> Snapshot:
+        return wait_published(self.api, self.name, name, ips, timeout_s)
+
+    def wait_addresses(self, name: str, want: set[str], timeout_s: float = 60) -> Snapshot:
+        return wait_addresses(self.api, self.name, name, want, timeout_s)
+
+    def wait_condition(
+        self, name: str, type_: str, timeout_s: float = 60, **want: str
+    ) -> dict[str, Any]:
+        """Wait until GrpcTarget ``name``'s condition ``type_`` has ``want`` (``status=``,
+        ``reason=``); the target as then read."""
+
+        def check() -> dict[str, Any]:
+            t = self.get_target(name)
+            c = condition(t, type_)
+            assert all(c.get(k) == v for k, v in want.items()), f"{type_}: {c}"
+            return t
+
+        return until(check, timeout_s=timeout_s, message=f"{name}: {type_} {want}")
+
+    def wait_event(self, name: str, timeout_s: float = 30, **want: str) -> None:
+        """Wait until an Event about ``name`` has ``want`` (``reason=``, ``type=``)."""
+        until(
+            lambda: any(
+                all(getattr(e, k) == v for k, v in want.items()) for e in self.events_for(name)
+            ),
+            timeout_s=timeout_s,
+            message=f"an Event about {name} with {want}",
+        )

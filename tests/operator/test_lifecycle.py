@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -21,118 +20,112 @@ from tests.operator.helpers import (
     PLURAL,
     VERSION,
     ConfigMapWrites,
+    Namespace,
     condition,
-    create_target,
     ep,
-    events_for,
-    get_configmap,
-    get_target,
     make_slice,
-    selectorless_service,
-    wait_published,
 )
 
 pytestmark = pytest.mark.integration
 
 
 def test_deleting_a_target_needs_no_finalizer_and_collects_its_configmap(
-    admin_api: client.ApiClient, namespace: str, operator_factory: Callable[..., OperatorProcess]
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorProcess],
 ) -> None:
     op = operator_factory()
-    selectorless_service(admin_api, namespace, "svc")
-    make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(121))])
-    create_target(admin_api, namespace, "a", {"service": "svc"})
-    create_target(admin_api, namespace, "b", {"service": "svc"})
-    wait_published(admin_api, namespace, "a", {pod_ip(121)})
-    wait_published(admin_api, namespace, "b", {pod_ip(121)})
-    custom = client.CustomObjectsApi(admin_api)
+    ns.service("svc")
+    ns.make_slice("svc", "svc-1", [ep(pod_ip(121))])
+    ns.create_target("a", {"service": "svc"})
+    ns.create_target("b", {"service": "svc"})
+    ns.wait_published("a", {pod_ip(121)})
+    ns.wait_published("b", {pod_ip(121)})
+    custom = client.CustomObjectsApi(ns.api)
     for name in ("a", "b"):
-        meta = get_target(admin_api, namespace, name)["metadata"]
+        meta = ns.get_target(name)["metadata"]
         assert not meta.get("finalizers")
         assert not any("kopf" in k for k in meta.get("annotations") or {})
 
     # The operator never wrote on the objects it only reads.
-    for s in client.DiscoveryV1Api(admin_api).list_namespaced_endpoint_slice(namespace).items:
+    for s in client.DiscoveryV1Api(ns.api).list_namespaced_endpoint_slice(ns.name).items:
         assert not s.metadata.finalizers
         assert not any("kopf" in k for k in (s.metadata.annotations or {}))
-    svc = client.CoreV1Api(admin_api).read_namespaced_service("svc", namespace)
+    svc = client.CoreV1Api(ns.api).read_namespaced_service("svc", ns.name)
     assert not any("kopf" in k for k in (svc.metadata.annotations or {}))
 
-    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "a")
+    custom.delete_namespaced_custom_object(GROUP, VERSION, ns.name, PLURAL, "a")
     until(
-        lambda: get_configmap(admin_api, namespace, "a") is None,
+        lambda: ns.get_configmap("a") is None,
         timeout_s=60,
         message="ConfigMap a collected",
     )
 
     # With the operator down, a GrpcTarget is still deleted at once.
     op.stop()
-    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "b")
+    custom.delete_namespaced_custom_object(GROUP, VERSION, ns.name, PLURAL, "b")
     with pytest.raises(client.ApiException) as exc:
-        get_target(admin_api, namespace, "b")
+        ns.get_target("b")
     assert exc.value.status == 404
     until(
-        lambda: get_configmap(admin_api, namespace, "b") is None,
+        lambda: ns.get_configmap("b") is None,
         timeout_s=60,
         message="ConfigMap b collected",
     )
 
 
 def test_restart_converges_and_keeps_the_revision_monotonic(
-    admin_api: client.ApiClient, namespace: str, operator_factory: Callable[..., OperatorProcess]
+    ns: Namespace,
+    operator_factory: Callable[..., OperatorProcess],
 ) -> None:
     op = operator_factory()
-    selectorless_service(admin_api, namespace, "svc")
-    make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(131))])
-    create_target(admin_api, namespace, "t", {"service": "svc"})
-    before = wait_published(admin_api, namespace, "t", {pod_ip(131)})
+    ns.service("svc")
+    ns.make_slice("svc", "svc-1", [ep(pod_ip(131))])
+    ns.create_target("t", {"service": "svc"})
+    before = ns.wait_published("t", {pod_ip(131)})
     op.kill()  # no clean exit
 
     # Changes while no operator runs.
-    make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(132))])
-    make_slice(admin_api, namespace, "svc", "svc-2", [ep(pod_ip(133))])
+    ns.make_slice("svc", "svc-1", [ep(pod_ip(132))])
+    ns.make_slice("svc", "svc-2", [ep(pod_ip(133))])
 
     # (Until the killed replica's Lease expires, the new one waits.)
     second = operator_factory()
-    after = wait_published(admin_api, namespace, "t", {pod_ip(132), pod_ip(133)})
+    after = ns.wait_published("t", {pod_ip(132), pod_ip(133)})
     assert after.revision == before.revision + 1
     until(
-        lambda: get_target(admin_api, namespace, "t")["status"]["revision"] == after.revision,
+        lambda: ns.get_target("t")["status"]["revision"] == after.revision,
         timeout_s=30,
         message="status revision",
     )
 
     # An unchanged world after another (clean) restart: no new revision, no write.
-    cm = get_configmap(admin_api, namespace, "t")
+    cm = ns.get_configmap("t")
     assert cm is not None
     second.stop()
-    with ConfigMapWrites(admin_api, namespace, "t", cm.metadata.resource_version) as writes:
+    with ConfigMapWrites(ns.api, ns.name, "t", cm.metadata.resource_version) as writes:
         op2 = operator_factory()
-        gauge = (
-            f'kuberesolver_operator_endpoints{{namespace="{namespace}",state="total",target="t"}}'
-        )
+        gauge = f'kuberesolver_operator_endpoints{{namespace="{ns.name}",state="total",target="t"}}'
         until(
             lambda: gauge in op2.metrics(),
             timeout_s=60,
             message="the restarted operator reconciled t",
         )
         assert writes.snapshot() == []
-        make_slice(admin_api, namespace, "svc", "svc-3", [ep(pod_ip(134))])
-        wait_published(admin_api, namespace, "t", {pod_ip(132), pod_ip(133), pod_ip(134)})
+        ns.make_slice("svc", "svc-3", [ep(pod_ip(134))])
+        ns.wait_published("t", {pod_ip(132), pod_ip(133), pod_ip(134)})
         (version,) = until(writes.snapshot, timeout_s=30, message="the write seen")
     assert decode(version[ENDPOINTS_KEY]).revision == after.revision + 1
 
 
 def test_apiserver_restart_during_churn_loses_no_update(
+    ns: Namespace,
     control_plane: ControlPlane,
-    admin_api: client.ApiClient,
-    namespace: str,
     operator: OperatorProcess,
 ) -> None:
-    selectorless_service(admin_api, namespace, "churn")
-    make_slice(admin_api, namespace, "churn", "churn-1", [ep(pod_ip(141))])
-    create_target(admin_api, namespace, "churn", {"service": "churn"})
-    wait_published(admin_api, namespace, "churn", {pod_ip(141)})
+    ns.service("churn")
+    ns.make_slice("churn", "churn-1", [ep(pod_ip(141))])
+    ns.create_target("churn", {"service": "churn"})
+    ns.wait_published("churn", {pod_ip(141)})
 
     stop = threading.Event()
     last: list[int] = [1]
@@ -144,7 +137,7 @@ def test_apiserver_restart_during_churn_loses_no_update(
             while not stop.is_set():
                 n += 1
                 try:
-                    make_slice(api, namespace, "churn", "churn-1", [ep(pod_ip(140 + n % 50 + 1))])
+                    make_slice(api, ns.name, "churn", "churn-1", [ep(pod_ip(140 + n % 50 + 1))])
                     last[0] = n
                 except Exception:  # the apiserver is down for a while: keep trying
                     pass
@@ -161,50 +154,43 @@ def test_apiserver_restart_during_churn_loses_no_update(
         stop.set()
         worker.join(30)
     final = {pod_ip(140 + last[0] % 50 + 1)}
-    wait_published(admin_api, namespace, "churn", final, timeout_s=120)
+    ns.wait_published("churn", final, timeout_s=120)
     assert operator.alive
 
 
-def test_api_errors_publish_nothing_then_converge(
-    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
-) -> None:
-    core = client.CoreV1Api(admin_api)
+def test_api_errors_publish_nothing_then_converge(ns: Namespace, operator: OperatorProcess) -> None:
+    core = client.CoreV1Api(ns.api)
     # No room for one more ConfigMap in this namespace (kube-root-ca.crt may take one).
-    used = len(core.list_namespaced_config_map(namespace).items)
+    used = len(core.list_namespaced_config_map(ns.name).items)
     core.create_namespaced_resource_quota(
-        namespace,
+        ns.name,
         {"metadata": {"name": "no-cm"}, "spec": {"hard": {"count/configmaps": str(used)}}},
     )
     # No quota controller runs here: fill in its status as it would.
     usage = {"count/configmaps": str(used)}
     core.patch_namespaced_resource_quota_status(
-        "no-cm", namespace, {"status": {"hard": usage, "used": usage}}
+        "no-cm", ns.name, {"status": {"hard": usage, "used": usage}}
     )
-    selectorless_service(admin_api, namespace, "svc")
-    make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(151)), ep(pod_ip(152))])
-    create_target(admin_api, namespace, "t", {"service": "svc"})
+    ns.service("svc")
+    ns.make_slice("svc", "svc-1", [ep(pod_ip(151)), ep(pod_ip(152))])
+    ns.create_target("t", {"service": "svc"})
 
-    def write_failed() -> dict[str, Any]:
-        t = get_target(admin_api, namespace, "t")
-        assert condition(t, "Ready").get("reason") == "WriteFailed"
-        return t
-
-    t = until(write_failed, timeout_s=60, message="Ready=False WriteFailed")
+    t = ns.wait_condition("t", "Ready", reason="WriteFailed")
     assert "403" in condition(t, "Ready")["message"]
-    assert get_configmap(admin_api, namespace, "t") is None
+    assert ns.get_configmap("t") is None
     assert "readyEndpoints" not in t["status"]  # nothing claimed as published
-    assert not [e for e in events_for(admin_api, namespace, "t") if e.reason == "Published"]
+    assert not [e for e in ns.events_for("t") if e.reason == "Published"]
 
-    core.delete_namespaced_resource_quota("no-cm", namespace)
-    snap = wait_published(admin_api, namespace, "t", {pod_ip(151), pod_ip(152)}, timeout_s=90)
+    core.delete_namespaced_resource_quota("no-cm", ns.name)
+    snap = ns.wait_published("t", {pod_ip(151), pod_ip(152)}, timeout_s=90)
     assert snap.revision == 1
     until(
-        lambda: condition(get_target(admin_api, namespace, "t"), "Ready").get("status") == "True",
+        lambda: condition(ns.get_target("t"), "Ready").get("status") == "True",
         timeout_s=30,
         message="Ready=True",
     )
     until(
-        lambda: [e for e in events_for(admin_api, namespace, "t") if e.reason == "Published"],
+        lambda: [e for e in ns.events_for("t") if e.reason == "Published"],
         timeout_s=30,
         message="a Published Event once it is",
     )
@@ -250,28 +236,27 @@ def test_operator_identity_is_least_privilege(operator_kubeconfig: Path) -> None
 
 
 def test_forbidden_slices_never_publish_an_empty_snapshot(
+    ns: Namespace,
     control_plane: ControlPlane,
-    admin_api: client.ApiClient,
-    namespace: str,
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
     op = operator_factory()
-    selectorless_service(admin_api, namespace, "svc")
-    make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(191)), ep(pod_ip(192))])
-    create_target(admin_api, namespace, "t", {"service": "svc"})
-    wait_published(admin_api, namespace, "t", {pod_ip(191), pod_ip(192)})
+    ns.service("svc")
+    ns.make_slice("svc", "svc-1", [ep(pod_ip(191)), ep(pod_ip(192))])
+    ns.create_target("t", {"service": "svc"})
+    ns.wait_published("t", {pod_ip(191), pod_ip(192)})
     op.stop()  # a clean stop releases the Lease
-    before = get_configmap(admin_api, namespace, "t")
+    before = ns.get_configmap("t")
     assert before is not None
 
     # The same operator, leading, but its identity may not read EndpointSlices.
-    rbac = client.RbacAuthorizationV1Api(admin_api)
+    rbac = client.RbacAuthorizationV1Api(ns.api)
     role = rbac.read_cluster_role("kuberesolver-operator")
-    name = f"crippled-{namespace}"
+    name = f"crippled-{ns.name}"
     rules = [r for r in role.rules if "endpointslices" not in (r.resources or [])]
     subjects = [{"kind": "ServiceAccount", "name": name, "namespace": "kuberesolver-system"}]
     rbac.create_cluster_role({"metadata": {"name": name}, "rules": [r.to_dict() for r in rules]})
-    client.CoreV1Api(admin_api).create_namespaced_service_account(
+    client.CoreV1Api(ns.api).create_namespaced_service_account(
         "kuberesolver-system", {"metadata": {"name": name}}
     )
     rbac.create_cluster_role_binding({
@@ -287,18 +272,18 @@ def test_forbidden_slices_never_publish_an_empty_snapshot(
     })  # fmt: skip
     crippled: OperatorProcess | None = None
     try:
-        with ConfigMapWrites(admin_api, namespace, "t", before.metadata.resource_version) as writes:
-            token = service_account_token(admin_api, "kuberesolver-system", name)
+        with ConfigMapWrites(ns.api, ns.name, "t", before.metadata.resource_version) as writes:
+            token = service_account_token(ns.api, "kuberesolver-system", name)
             kubeconfig = control_plane.token_kubeconfig(name, token, "kuberesolver-system")
             crippled = OperatorProcess(kubeconfig, name="crippled")
             crippled.start()
-            make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(193))])
+            ns.make_slice("svc", "svc-1", [ep(pod_ip(193))])
             # It leads: it holds the Lease and has renewed it twice (two retry periods,
             # many coalescing windows), so a careless operator would have written by now.
             renewals: set[str] = set()
 
             def led_twice() -> bool:
-                lease = client.CoordinationV1Api(admin_api).read_namespaced_lease(
+                lease = client.CoordinationV1Api(ns.api).read_namespaced_lease(
                     "kuberesolver-operator", "kuberesolver-system"
                 )
                 assert crippled is not None
@@ -308,14 +293,14 @@ def test_forbidden_slices_never_publish_an_empty_snapshot(
 
             until(led_twice, timeout_s=60, message="the crippled replica leading for two renewals")
             assert writes.snapshot() == []
-            after = get_configmap(admin_api, namespace, "t")
+            after = ns.get_configmap("t")
             assert after is not None
             assert after.metadata.resource_version == before.metadata.resource_version
             crippled.stop()
 
             # A replica that may read the slices publishes the change: it was real.
             operator_factory()
-            wait_published(admin_api, namespace, "t", {pod_ip(193)})
+            ns.wait_published("t", {pod_ip(193)})
             first, *_ = until(writes.snapshot, timeout_s=30, message="the write seen")
             assert {e.address for e in decode(first[ENDPOINTS_KEY]).endpoints} == {pod_ip(193)}
     finally:
@@ -324,4 +309,4 @@ def test_forbidden_slices_never_publish_an_empty_snapshot(
         rbac.delete_namespaced_role_binding(name, "kuberesolver-system")
         rbac.delete_cluster_role_binding(name)
         rbac.delete_cluster_role(name)
-        client.CoreV1Api(admin_api).delete_namespaced_service_account(name, "kuberesolver-system")
+        client.CoreV1Api(ns.api).delete_namespaced_service_account(name, "kuberesolver-system")

@@ -12,12 +12,10 @@ from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
 from testenv.wait import until
 from tests.operator.helpers import (
+    Namespace,
     condition,
-    create_target,
     ep,
-    events_for,
     get_configmap,
-    get_target,
     make_slice,
     selectorless_service,
 )
@@ -35,110 +33,87 @@ def other_namespace(admin_api: client.ApiClient, namespace: str) -> Any:
 
 
 def test_cross_namespace_is_refused_without_consent_then_granted(
-    admin_api: client.ApiClient, namespace: str, other_namespace: str, operator: OperatorProcess
+    ns: Namespace,
+    other_namespace: str,
+    operator: OperatorProcess,
 ) -> None:
-    selectorless_service(admin_api, other_namespace, "shared")
-    make_slice(admin_api, other_namespace, "shared", "shared-1", [ep(pod_ip(101))])
-    create_target(
-        admin_api, namespace, "remote", {"service": "shared", "serviceNamespace": other_namespace}
-    )
+    selectorless_service(ns.api, other_namespace, "shared")
+    make_slice(ns.api, other_namespace, "shared", "shared-1", [ep(pod_ip(101))])
+    ns.create_target("remote", {"service": "shared", "serviceNamespace": other_namespace})
 
     def refused() -> dict[str, Any]:
-        t = get_target(admin_api, namespace, "remote")
+        t = ns.get_target("remote")
         assert condition(t, "ServiceFound").get("reason") == "CrossNamespaceRefused"
         return t
 
     t = until(refused, timeout_s=60, message="CrossNamespaceRefused")
     assert condition(t, "Ready")["status"] == "False"
     assert "kuberesolver.io/allowed-namespaces" in condition(t, "Ready")["message"]
-    until(
-        lambda: any(
-            e.reason == "CrossNamespaceRefused" and e.type == "Warning"
-            for e in events_for(admin_api, namespace, "remote")
-        ),
-        timeout_s=30,
-        message="a Warning Event",
-    )
+    ns.wait_event("remote", reason="CrossNamespaceRefused", type="Warning")
     # Nothing of the other namespace is published: an empty snapshot, as for a missing Service.
     assert until(
-        lambda: published_ips(admin_api, namespace, "remote") == set(),
+        lambda: published_ips(ns.api, ns.name, "remote") == set(),
         timeout_s=30,
         message="empty",
     )
 
     # Consent for another namespace only: still refused.
-    core = client.CoreV1Api(admin_api)
+    core = client.CoreV1Api(ns.api)
     annotation = "kuberesolver.io/allowed-namespaces"
     core.patch_namespaced_service(
         "shared", other_namespace, {"metadata": {"annotations": {annotation: "someone-else"}}}
     )
     core.patch_namespaced_service(
         "shared", other_namespace,
-        {"metadata": {"annotations": {annotation: f"someone-else, {namespace}"}}},
+        {"metadata": {"annotations": {annotation: f"someone-else, {ns.name}"}}},
     )  # fmt: skip
 
     def published() -> Any:
-        snap = snapshot_of(admin_api, namespace, "remote")
+        snap = ns.snapshot_of("remote")
         assert {e.address for e in snap.endpoints} == {pod_ip(101)}
         return snap
 
     snap = until(published, timeout_s=60, message="published after consent")
     assert (snap.target.service, snap.target.namespace) == ("shared", other_namespace)
     assert snap.server_name == f"shared.{other_namespace}"
-    t = until(
-        lambda: (
-            (x := get_target(admin_api, namespace, "remote"))
-            and condition(x, "Ready").get("status") == "True"
-            and x
-        ),
-        timeout_s=30,
-        message="Ready=True",
-    )
+    t = ns.wait_condition("remote", "Ready", timeout_s=30, status="True")
     assert condition(t, "ServiceFound")["status"] == "True"
 
 
 def test_withdrawn_consent_publishes_an_empty_snapshot_at_once(
-    admin_api: client.ApiClient, namespace: str, other_namespace: str, operator: OperatorProcess
+    ns: Namespace,
+    other_namespace: str,
+    operator: OperatorProcess,
 ) -> None:
     annotation = "kuberesolver.io/allowed-namespaces"
-    selectorless_service(admin_api, other_namespace, "shared", annotations={annotation: namespace})
-    make_slice(admin_api, other_namespace, "shared", "shared-1", [ep(pod_ip(111))])
-    create_target(
-        admin_api, namespace, "remote", {"service": "shared", "serviceNamespace": other_namespace}
-    )
+    selectorless_service(ns.api, other_namespace, "shared", annotations={annotation: ns.name})
+    make_slice(ns.api, other_namespace, "shared", "shared-1", [ep(pod_ip(111))])
+    ns.create_target("remote", {"service": "shared", "serviceNamespace": other_namespace})
     granted = until(
-        lambda: (s := snapshot_of(admin_api, namespace, "remote")).endpoints and s,
+        lambda: (s := ns.snapshot_of("remote")).endpoints and s,
         timeout_s=60,
         message="published with consent",
     )
-    core = client.CoreV1Api(admin_api)
+    core = client.CoreV1Api(ns.api)
     for withdrawn in ({annotation: "someone-else"}, {annotation: None}):
         # The annotation no longer names the namespace, then it is removed altogether.
         core.patch_namespaced_service(
             "shared", other_namespace, {"metadata": {"annotations": withdrawn}}
         )
         empty = until(
-            lambda: (s := snapshot_of(admin_api, namespace, "remote")).endpoints == () and s,
+            lambda: (s := ns.snapshot_of("remote")).endpoints == () and s,
             timeout_s=30,
             message=f"an empty snapshot after {withdrawn}",
         )
         assert empty.revision == granted.revision + 1  # one new revision, straight to empty
-        t = until(
-            lambda: (
-                (x := get_target(admin_api, namespace, "remote"))
-                and condition(x, "Ready").get("reason") == "CrossNamespaceRefused"
-                and x
-            ),
-            timeout_s=30,
-            message="Ready=False CrossNamespaceRefused",
-        )
+        t = ns.wait_condition("remote", "Ready", timeout_s=30, reason="CrossNamespaceRefused")
         assert condition(t, "Ready")["status"] == "False"
         assert t["status"]["totalEndpoints"] == 0
         core.patch_namespaced_service(
-            "shared", other_namespace, {"metadata": {"annotations": {annotation: namespace}}}
+            "shared", other_namespace, {"metadata": {"annotations": {annotation: ns.name}}}
         )
         granted = until(
-            lambda: (s := snapshot_of(admin_api, namespace, "remote")).endpoints and s,
+            lambda: (s := ns.snapshot_of("remote")).endpoints and s,
             timeout_s=30,
             message="published again with consent",
         )
@@ -159,33 +134,28 @@ def published_ips(api: client.ApiClient, namespace: str, name: str) -> set[str] 
 
 
 def test_a_configmap_it_does_not_own_is_left_untouched(
-    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
+    ns: Namespace, operator: OperatorProcess
 ) -> None:
-    core = client.CoreV1Api(admin_api)
+    core = client.CoreV1Api(ns.api)
     core.create_namespaced_config_map(
-        namespace, {"metadata": {"name": "mine"}, "data": {"hello": "world"}}
+        ns.name, {"metadata": {"name": "mine"}, "data": {"hello": "world"}}
     )
-    selectorless_service(admin_api, namespace, "svc")
-    make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(111))])
-    create_target(admin_api, namespace, "tgt", {"service": "svc", "configMapName": "mine"})
+    ns.service("svc")
+    ns.make_slice("svc", "svc-1", [ep(pod_ip(111))])
+    ns.create_target("tgt", {"service": "svc", "configMapName": "mine"})
 
-    def conflict() -> dict[str, Any]:
-        t = get_target(admin_api, namespace, "tgt")
-        assert condition(t, "Ready").get("reason") == "ConfigMapConflict"
-        return t
-
-    t = until(conflict, timeout_s=60, message="Ready=False ConfigMapConflict")
+    t = ns.wait_condition("tgt", "Ready", reason="ConfigMapConflict")
     assert "not owned" in condition(t, "Ready")["message"]
-    cm = get_configmap(admin_api, namespace, "mine")
+    cm = ns.get_configmap("mine")
     assert cm is not None
     assert cm.data == {"hello": "world"}
     assert not cm.metadata.owner_references
 
     # Once the ConfigMap is gone, the operator creates its own.
-    core.delete_namespaced_config_map("mine", namespace)
+    core.delete_namespaced_config_map("mine", ns.name)
 
     def owned() -> Any:
-        cm = get_configmap(admin_api, namespace, "mine")
+        cm = ns.get_configmap("mine")
         assert cm is not None
         assert cm.metadata.owner_references
         return cm
@@ -195,15 +165,15 @@ def test_a_configmap_it_does_not_own_is_left_untouched(
 
 
 def test_a_configmap_edited_by_hand_is_repaired_on_resync(
-    admin_api: client.ApiClient, namespace: str, operator_factory: Any
+    ns: Namespace, operator_factory: Any
 ) -> None:
     operator_factory(env={"KUBERESOLVER_RESYNC_S": "2"})
-    selectorless_service(admin_api, namespace, "svc")
-    make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(121))])
-    create_target(admin_api, namespace, "fix", {"service": "svc"})
+    ns.service("svc")
+    ns.make_slice("svc", "svc-1", [ep(pod_ip(121))])
+    ns.create_target("fix", {"service": "svc"})
 
     def good() -> Any:
-        cm = get_configmap(admin_api, namespace, "fix")
+        cm = ns.get_configmap("fix")
         assert cm is not None
         try:
             snap = decode(cm.data[ENDPOINTS_KEY])
@@ -213,11 +183,11 @@ def test_a_configmap_edited_by_hand_is_repaired_on_resync(
         return cm
 
     original = until(good, timeout_s=60, message="published").data
-    core = client.CoreV1Api(admin_api)
+    core = client.CoreV1Api(ns.api)
     core.patch_namespaced_config_map(
-        "fix", namespace, {"data": {ENDPOINTS_KEY: "garbage", "extra": "x"}}
+        "fix", ns.name, {"data": {ENDPOINTS_KEY: "garbage", "extra": "x"}}
     )
     repaired = until(lambda: good().data == original and good(), timeout_s=60, message="repaired")
     assert "extra" not in repaired.data
-    core.delete_namespaced_config_map("fix", namespace)
+    core.delete_namespaced_config_map("fix", ns.name)
     until(good, timeout_s=60, message="recreated")

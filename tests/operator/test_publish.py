@@ -24,20 +24,11 @@ from testenv.wait import until
 from testenv.workloads import create_node, create_pod, create_service, endpoint_slices
 from tests.operator.helpers import (
     ConfigMapWrites,
+    Namespace,
     addresses,
     condition,
-    create_target,
-    delete_slice,
     ep,
-    events_for,
-    get_configmap,
-    get_target,
-    make_slice,
-    patch_target,
     reconciles,
-    selectorless_service,
-    snapshot_of,
-    wait_addresses,
 )
 
 pytestmark = pytest.mark.integration
@@ -56,45 +47,43 @@ def make_pods(
         )  # fmt: skip
 
 
-def test_three_slices_merge_into_one_snapshot(
-    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
-) -> None:
+def test_three_slices_merge_into_one_snapshot(ns: Namespace, operator: OperatorProcess) -> None:
     # A named targetPort whose number differs per pod: the controller writes
     # one EndpointSlice per distinct port, here three.
     create_service(
-        admin_api, namespace, "greeter",
+        ns.api, ns.name, "greeter",
         ports=({"name": "grpc", "port": 8080, "targetPort": "grpc"},),
     )  # fmt: skip
     pods = [(pod_ip(11), 50051), (pod_ip(12), 50052), (pod_ip(13), 50053), (pod_ip(14), 50051)]
-    make_pods(admin_api, namespace, "greeter", pods)
+    make_pods(ns.api, ns.name, "greeter", pods)
     until(
-        lambda: len(endpoint_slices(admin_api, namespace, "greeter")) == 3,
+        lambda: len(endpoint_slices(ns.api, ns.name, "greeter")) == 3,
         timeout_s=60,
         message="3 slices",
     )
-    create_target(admin_api, namespace, "greeter", {"service": "greeter", "port": "grpc"})
+    ns.create_target("greeter", {"service": "greeter", "port": "grpc"})
 
-    snap = wait_addresses(admin_api, namespace, "greeter", {f"{ip}:{p}" for ip, p in pods})
+    snap = ns.wait_addresses("greeter", {f"{ip}:{p}" for ip, p in pods})
     assert snap.target.port_name == "grpc"
     assert snap.target.port_number == 8080
-    assert snap.server_name == f"greeter.{namespace}"
+    assert snap.server_name == f"greeter.{ns.name}"
     assert all(e.ready and e.node == NODE and e.zone == "zone-a" for e in snap.endpoints)
     assert {e.pod for e in snap.endpoints} == {f"greeter-{i}" for i in range(4)}
     assert [e.address for e in snap.endpoints] == sorted(e.address for e in snap.endpoints)
 
-    cm = get_configmap(admin_api, namespace, "greeter")
+    cm = ns.get_configmap("greeter")
     assert cm is not None
     assert json.loads(cm.data[SERVICE_CONFIG_KEY]) == {"loadBalancingConfig": [{"round_robin": {}}]}
     assert cm.metadata.labels["app.kubernetes.io/managed-by"] == "kuberesolver"
     assert cm.metadata.labels["kuberesolver.io/target"] == "greeter"
     (owner,) = cm.metadata.owner_references
-    target = get_target(admin_api, namespace, "greeter")
+    target = ns.get_target("greeter")
     assert (owner.kind, owner.name, owner.uid, owner.controller) == (
         "GrpcTarget", "greeter", target["metadata"]["uid"], True,
     )  # fmt: skip
 
     def status_ok() -> dict[str, Any] | None:
-        t = get_target(admin_api, namespace, "greeter")
+        t = ns.get_target("greeter")
         st = t.get("status") or {}
         ok = st.get("readyEndpoints") == 4 and condition(t, "Ready").get("status") == "True"
         return st if ok else None
@@ -106,7 +95,7 @@ def test_three_slices_merge_into_one_snapshot(
     assert status["configMapName"] == "greeter"
     assert condition(target, "ServiceFound").get("status") in ("True", None)
     published = until(
-        lambda: [e for e in events_for(admin_api, namespace, "greeter") if e.reason == "Published"],
+        lambda: [e for e in ns.events_for("greeter") if e.reason == "Published"],
         timeout_s=30,
         message="a Published Event",
     )
@@ -114,33 +103,30 @@ def test_three_slices_merge_into_one_snapshot(
     # The first publication (the slices may still have been filling up then).
     assert re.match(r"\d of \d endpoints ready, revision \d+", published[0].message)
     # kubectl get gt: the printer columns.
-    text = table(admin_api, f"/apis/kuberesolver.io/v1alpha1/namespaces/{namespace}/grpctargets")
+    text = table(ns.api, f"/apis/kuberesolver.io/v1alpha1/namespaces/{ns.name}/grpctargets")
     header, row = text.splitlines()
     assert header.split()[:5] == ["NAME", "SERVICE", "PORT", "READY", "STATUS"]
     assert row.split()[:5] == ["greeter", "greeter", "grpc", "4", "Published"]
 
 
 def test_scale_to_zero_publishes_an_empty_snapshot(
-    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
+    ns: Namespace, operator: OperatorProcess
 ) -> None:
-    create_service(admin_api, namespace, "zero")
+    create_service(ns.api, ns.name, "zero")
     pods = [(pod_ip(21), 50051), (pod_ip(22), 50051)]
-    make_pods(admin_api, namespace, "zero", pods)
-    create_target(admin_api, namespace, "zero", {"service": "zero"})
-    before = wait_addresses(admin_api, namespace, "zero", {f"{ip}:50051" for ip, _ in pods})
+    make_pods(ns.api, ns.name, "zero", pods)
+    ns.create_target("zero", {"service": "zero"})
+    before = ns.wait_addresses("zero", {f"{ip}:50051" for ip, _ in pods})
 
-    core = client.CoreV1Api(admin_api)
+    core = client.CoreV1Api(ns.api)
     for i in range(len(pods)):
-        core.delete_namespaced_pod(f"zero-{i}", namespace, grace_period_seconds=0)
-    after = wait_addresses(admin_api, namespace, "zero", set())
+        core.delete_namespaced_pod(f"zero-{i}", ns.name, grace_period_seconds=0)
+    after = ns.wait_addresses("zero", set())
     assert after.endpoints == ()
     # One pod at a time or both at once: one or two new revisions, never fewer.
     assert before.revision + 1 <= after.revision <= before.revision + 2
     t = until(
-        lambda: (
-            (x := get_target(admin_api, namespace, "zero"))["status"].get("totalEndpoints") == 0
-            and x
-        ),
+        lambda: (x := ns.get_target("zero"))["status"].get("totalEndpoints") == 0 and x,
         timeout_s=30,
         message="status with 0 endpoints",
     )
@@ -152,42 +138,39 @@ def test_scale_to_zero_publishes_an_empty_snapshot(
 
 
 def test_deleting_one_slice_removes_only_its_endpoints(
-    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
+    ns: Namespace, operator: OperatorProcess
 ) -> None:
-    selectorless_service(admin_api, namespace, "multi")
-    make_slice(admin_api, namespace, "multi", "multi-a", [ep(pod_ip(31)), ep(pod_ip(32))])
-    make_slice(admin_api, namespace, "multi", "multi-b", [ep(pod_ip(33))])
-    make_slice(admin_api, namespace, "multi", "multi-c", [ep(pod_ip(34)), ep(pod_ip(32))])
-    create_target(admin_api, namespace, "multi", {"service": "multi"})
+    ns.service("multi")
+    ns.make_slice("multi", "multi-a", [ep(pod_ip(31)), ep(pod_ip(32))])
+    ns.make_slice("multi", "multi-b", [ep(pod_ip(33))])
+    ns.make_slice("multi", "multi-c", [ep(pod_ip(34)), ep(pod_ip(32))])
+    ns.create_target("multi", {"service": "multi"})
     all_four = {f"{pod_ip(i)}:50051" for i in (31, 32, 33, 34)}
-    snap = wait_addresses(admin_api, namespace, "multi", all_four)
+    snap = ns.wait_addresses("multi", all_four)
     assert len(snap.endpoints) == 4  # 10.244.0.32 is in two slices: listed once
 
-    delete_slice(admin_api, namespace, "multi-b")
-    wait_addresses(admin_api, namespace, "multi", all_four - {f"{pod_ip(33)}:50051"})
-    delete_slice(admin_api, namespace, "multi-c")
+    ns.delete_slice("multi-b")
+    ns.wait_addresses("multi", all_four - {f"{pod_ip(33)}:50051"})
+    ns.delete_slice("multi-c")
     # 32 is still in slice a, so only 34 goes.
-    wait_addresses(admin_api, namespace, "multi", {f"{pod_ip(31)}:50051", f"{pod_ip(32)}:50051"})
+    ns.wait_addresses("multi", {f"{pod_ip(31)}:50051", f"{pod_ip(32)}:50051"})
 
 
 def test_endpoint_conditions_and_include_terminating(
-    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
+    ns: Namespace, operator: OperatorProcess
 ) -> None:
-    selectorless_service(admin_api, namespace, "conds")
-    make_slice(
-        admin_api, namespace, "conds", "conds-1",
+    ns.service("conds")
+    ns.make_slice("conds", "conds-1",
         [
             ep(pod_ip(41)),  # no conditions at all: ready
             ep(pod_ip(42), ready=False),  # not ready: published, marked
             ep(pod_ip(43), ready=False, serving=True, terminating=True),  # draining
             {**ep(pod_ip(44), ready=True), "zone": "zone-b", "nodeName": "n4",
-             "targetRef": {"kind": "Pod", "name": "conds-44", "namespace": namespace}},
+             "targetRef": {"kind": "Pod", "name": "conds-44", "namespace": ns.name}},
         ],
     )  # fmt: skip
-    create_target(admin_api, namespace, "conds", {"service": "conds"})
-    snap = wait_addresses(
-        admin_api, namespace, "conds", {f"{pod_ip(i)}:50051" for i in (41, 42, 44)}
-    )
+    ns.create_target("conds", {"service": "conds"})
+    snap = ns.wait_addresses("conds", {f"{pod_ip(i)}:50051" for i in (41, 42, 44)})
     by_ip = {e.address: e for e in snap.endpoints}
     assert by_ip[pod_ip(41)].ready is True
     assert by_ip[pod_ip(41)].serving is True
@@ -195,24 +178,19 @@ def test_endpoint_conditions_and_include_terminating(
     e44 = by_ip[pod_ip(44)]
     assert (e44.zone, e44.node, e44.pod) == ("zone-b", "n4", "conds-44")
     until(
-        lambda: get_target(admin_api, namespace, "conds")["status"].get("readyEndpoints") == 2,
+        lambda: ns.get_target("conds")["status"].get("readyEndpoints") == 2,
         timeout_s=30,
         message="2 ready of 3",
     )
 
-    patch_target(admin_api, namespace, "conds", {"includeTerminating": True})
-    snap = wait_addresses(
-        admin_api, namespace, "conds", {f"{pod_ip(i)}:50051" for i in (41, 42, 43, 44)}
-    )
+    ns.patch_target("conds", {"includeTerminating": True})
+    snap = ns.wait_addresses("conds", {f"{pod_ip(i)}:50051" for i in (41, 42, 43, 44)})
     e43 = {e.address: e for e in snap.endpoints}[pod_ip(43)]
     assert (e43.ready, e43.serving, e43.terminating) == (False, True, True)
 
 
-def test_port_by_number_and_address_family(
-    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
-) -> None:
-    selectorless_service(
-        admin_api, namespace, "dual",
+def test_port_by_number_and_address_family(ns: Namespace, operator: OperatorProcess) -> None:
+    ns.service("dual",
         ports=[
             {"name": "http", "port": 80, "targetPort": 8000, "protocol": "TCP"},
             {"name": "grpc", "port": 8080, "targetPort": 50051, "protocol": "TCP"},
@@ -222,42 +200,40 @@ def test_port_by_number_and_address_family(
         {"name": "http", "port": 8000, "protocol": "TCP"},
         {"name": "grpc", "port": 50051, "protocol": "TCP"},
     ]
-    make_slice(admin_api, namespace, "dual", "dual-v4", [ep(pod_ip(51))], ports=ports)
-    make_slice(
-        admin_api, namespace, "dual", "dual-v6", [ep("fd00::51")], ports=ports, address_type="IPv6"
-    )
-    create_target(admin_api, namespace, "dual", {"service": "dual", "port": 8080})
-    snap = wait_addresses(admin_api, namespace, "dual", {f"{pod_ip(51)}:50051"})
+    ns.make_slice("dual", "dual-v4", [ep(pod_ip(51))], ports=ports)
+    ns.make_slice("dual", "dual-v6", [ep("fd00::51")], ports=ports, address_type="IPv6")
+    ns.create_target("dual", {"service": "dual", "port": 8080})
+    snap = ns.wait_addresses("dual", {f"{pod_ip(51)}:50051"})
     assert (snap.target.port, snap.target.port_name, snap.target.port_number) == (
         8080,
         "grpc",
         8080,
     )
 
-    patch_target(admin_api, namespace, "dual", {"port": "", "addressFamily": "IPv6"})
-    snap = wait_addresses(admin_api, namespace, "dual", {"[fd00::51]:8000"})
+    ns.patch_target("dual", {"port": "", "addressFamily": "IPv6"})
+    snap = ns.wait_addresses("dual", {"[fd00::51]:8000"})
     assert snap.target.port_name == "http"  # empty port: the first one
 
-    patch_target(admin_api, namespace, "dual", {"port": "nope"})
+    ns.patch_target("dual", {"port": "nope"})
 
     def refused() -> dict[str, Any] | None:
-        t = get_target(admin_api, namespace, "dual")
+        t = ns.get_target("dual")
         c = condition(t, "Ready")
         return t if c.get("reason") == "PortNotFound" else None
 
     t = until(refused, timeout_s=30, message="Ready=False PortNotFound")
     assert "http:80, grpc:8080" in condition(t, "Ready")["message"]
     # The last good ConfigMap stays.
-    assert addresses(snapshot_of(admin_api, namespace, "dual")) == {"[fd00::51]:8000"}
+    assert addresses(ns.snapshot_of("dual")) == {"[fd00::51]:8000"}
 
 
 def test_missing_service_publishes_empty_then_recovers(
-    admin_api: client.ApiClient, namespace: str, operator: OperatorProcess
+    ns: Namespace, operator: OperatorProcess
 ) -> None:
-    create_target(admin_api, namespace, "ghost", {"service": "ghost", "configMapName": "ghost-cm"})
+    ns.create_target("ghost", {"service": "ghost", "configMapName": "ghost-cm"})
 
     def not_found() -> dict[str, Any] | None:
-        t = get_target(admin_api, namespace, "ghost")
+        t = ns.get_target("ghost")
         return t if condition(t, "ServiceFound").get("status") == "False" else None
 
     t = until(not_found, timeout_s=60, message="ServiceFound=False")
@@ -266,87 +242,65 @@ def test_missing_service_publishes_empty_then_recovers(
         "False", "ServiceNotFound",
     )  # fmt: skip
     # kubectl get gt: the STATUS column names the cause, never "Published".
-    text = table(admin_api, f"/apis/kuberesolver.io/v1alpha1/namespaces/{namespace}/grpctargets")
+    text = table(ns.api, f"/apis/kuberesolver.io/v1alpha1/namespaces/{ns.name}/grpctargets")
     assert text.splitlines()[1].split()[:4] == ["ghost", "ghost", "0", "ServiceNotFound"]
-    snap = wait_addresses(admin_api, namespace, "ghost-cm", set())
+    snap = ns.wait_addresses("ghost-cm", set())
     assert snap.target.port_number == 0
-    until(
-        lambda: any(
-            e.reason == "ServiceNotFound" for e in events_for(admin_api, namespace, "ghost")
-        ),
-        timeout_s=30,
-        message="a ServiceNotFound Event",
-    )
+    ns.wait_event("ghost", reason="ServiceNotFound")
 
-    selectorless_service(admin_api, namespace, "ghost")
-    make_slice(admin_api, namespace, "ghost", "ghost-1", [ep(pod_ip(61))])
-    wait_addresses(admin_api, namespace, "ghost-cm", {f"{pod_ip(61)}:50051"})
+    ns.service("ghost")
+    ns.make_slice("ghost", "ghost-1", [ep(pod_ip(61))])
+    ns.wait_addresses("ghost-cm", {f"{pod_ip(61)}:50051"})
     until(
-        lambda: (
-            condition(get_target(admin_api, namespace, "ghost"), "ServiceFound").get("status")
-            == "True"
-        ),
+        lambda: condition(ns.get_target("ghost"), "ServiceFound").get("status") == "True",
         timeout_s=30,
         message="ServiceFound=True",
     )
-    t = until(
-        lambda: (
-            (x := get_target(admin_api, namespace, "ghost"))
-            and condition(x, "Ready").get("status") == "True"
-            and x
-        ),
-        timeout_s=30,
-        message="Ready=True once an endpoint is ready",
-    )
+    t = ns.wait_condition("ghost", "Ready", timeout_s=30, status="True")
     assert condition(t, "Ready")["reason"] == "Published"
 
 
-def test_writes_only_on_change_and_coalesces_bursts(
-    admin_api: client.ApiClient, namespace: str, operator_factory: Any
-) -> None:
+def test_writes_only_on_change_and_coalesces_bursts(ns: Namespace, operator_factory: Any) -> None:
     # A long window, so that the burst below surely falls into few windows.
     op = operator_factory(env={"KUBERESOLVER_DEBOUNCE_MS": "3000"})
-    selectorless_service(admin_api, namespace, "burst")
-    make_slice(admin_api, namespace, "burst", "burst-1", [ep(pod_ip(71))])
-    create_target(admin_api, namespace, "burst", {"service": "burst"})
-    first = wait_addresses(admin_api, namespace, "burst", {f"{pod_ip(71)}:50051"})
-    cm = get_configmap(admin_api, namespace, "burst")
+    ns.service("burst")
+    ns.make_slice("burst", "burst-1", [ep(pod_ip(71))])
+    ns.create_target("burst", {"service": "burst"})
+    first = ns.wait_addresses("burst", {f"{pod_ip(71)}:50051"})
+    cm = ns.get_configmap("burst")
     assert cm is not None
     rv = cm.metadata.resource_version
     reconciles_before = reconciles(op)
 
-    with ConfigMapWrites(admin_api, namespace, "burst", rv) as writes:
+    with ConfigMapWrites(ns.api, ns.name, "burst", rv) as writes:
         # Changes that do not change the endpoints: no write, same revision.
-        core = client.CoreV1Api(admin_api)
-        core.patch_namespaced_service(
-            "burst", namespace, {"metadata": {"labels": {"touched": "1"}}}
-        )
-        make_slice(admin_api, namespace, "burst", "burst-1", [ep(pod_ip(71), ready=True)])
-        make_slice(admin_api, namespace, "burst", "burst-other-port", [ep(pod_ip(72))],
+        core = client.CoreV1Api(ns.api)
+        core.patch_namespaced_service("burst", ns.name, {"metadata": {"labels": {"touched": "1"}}})
+        ns.make_slice("burst", "burst-1", [ep(pod_ip(71), ready=True)])
+        ns.make_slice("burst", "burst-other-port", [ep(pod_ip(72))],
                    ports=[{"name": "metrics", "port": 9090, "protocol": "TCP"}])  # fmt: skip
         # A new generation whose output is the same: an empty serviceConfig merges to nothing.
-        patch_target(admin_api, namespace, "burst", {"serviceConfig": {}})
-        generation = get_target(admin_api, namespace, "burst")["metadata"]["generation"]
+        ns.patch_target("burst", {"serviceConfig": {}})
+        generation = ns.get_target("burst")["metadata"]["generation"]
         assert generation == 2
         until(
-            lambda: get_target(admin_api, namespace, "burst")["status"]["observedGeneration"] == 2,
+            lambda: ns.get_target("burst")["status"]["observedGeneration"] == 2,
             timeout_s=30,
             message="the new generation observed",
         )
         assert reconciles(op) >= reconciles_before + 1
-        cm = get_configmap(admin_api, namespace, "burst")
+        cm = ns.get_configmap("burst")
         assert cm is not None
         assert cm.metadata.resource_version == rv
         assert writes.snapshot() == []
 
         # A burst of 10 endpoint changes in well under one window: coalesced.
         for n in range(10):
-            make_slice(
-                admin_api, namespace, "burst", "burst-1",
+            ns.make_slice("burst", "burst-1",
                 [ep(pod_ip(80 + i)) for i in range(n + 1)],
             )  # fmt: skip
         final = {f"{pod_ip(80 + i)}:50051" for i in range(10)}
-        last = wait_addresses(admin_api, namespace, "burst", final)
+        last = ns.wait_addresses("burst", final)
 
         def seen_final() -> list[dict[str, str]]:
             versions = writes.snapshot()

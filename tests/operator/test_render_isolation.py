@@ -27,15 +27,10 @@ from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
 from testenv.wait import until
 from tests.operator.helpers import (
+    Namespace,
     condition,
-    create_target,
     ep,
-    events_for,
     get_configmap,
-    get_target,
-    make_slice,
-    patch_target,
-    selectorless_service,
 )
 
 pytestmark = pytest.mark.integration
@@ -156,9 +151,7 @@ def set_slice(api: client.ApiClient, namespace: str, service: str, address: str)
     return sent
 
 
-def test_a_hostile_template_stalls_no_other_target(
-    admin_api: client.ApiClient, namespace: str, operator_factory: Any
-) -> None:
+def test_a_hostile_template_stalls_no_other_target(ns: Namespace, operator_factory: Any) -> None:
     op: OperatorProcess = operator_factory(
         {
             "KUBERESOLVER_DEBOUNCE_MS": "0",  # every change on its own: latency, not coalescing
@@ -169,20 +162,18 @@ def test_a_hostile_template_stalls_no_other_target(
     assert op.popen is not None
     memory = TreeMemory(op.popen.pid)
     for name in ("calm", "evil"):
-        selectorless_service(admin_api, namespace, name)
-        make_slice(admin_api, namespace, name, f"{name}-1", [ep(pod_ip(1))])
-        create_target(admin_api, namespace, name, {"service": name, "templates": {"a.txt": GOOD}})
-    calm = Published(admin_api, namespace, "calm")
+        ns.service(name)
+        ns.make_slice(name, f"{name}-1", [ep(pod_ip(1))])
+        ns.create_target(name, {"service": name, "templates": {"a.txt": GOOD}})
+    calm = Published(ns.api, ns.name, "calm")
     try:
         until(lambda: calm.at(pod_ip(1)), timeout_s=60, message="calm published")
-        good = until(
-            lambda: get_configmap(admin_api, namespace, "evil"), timeout_s=60, message="evil"
-        )
+        good = until(lambda: ns.get_configmap("evil"), timeout_s=60, message="evil")
 
         # 1. CPU without output: while a worker burns it, the calm target is published as usual.
         pid = op.popen.pid
         cpu_before = tree_cpu_s(pid)
-        patch_target(admin_api, namespace, "evil", {"templates": {"a.txt": CPU_BOMB}})
+        ns.patch_target("evil", {"templates": {"a.txt": CPU_BOMB}})
         until(
             lambda: tree_cpu_s(pid) > cpu_before + 1,
             timeout_s=60,
@@ -191,60 +182,40 @@ def test_a_hostile_template_stalls_no_other_target(
         latencies = []
         for k in range(2, 7):
             address = pod_ip(k)
-            sent = set_slice(admin_api, namespace, "calm", address)
+            sent = set_slice(ns.api, ns.name, "calm", address)
             seen = until(lambda a=address: calm.at(a), timeout_s=30, message=f"calm {address}")
             latencies.append((seen - sent) * 1000)
-        evil = get_target(admin_api, namespace, "evil")
+        evil = ns.get_target("evil")
         assert condition(evil, "Rendered")["reason"] == "Rendered", "the hostile render ended early"
         assert max(latencies) < LATENCY_BOUND_MS, latencies
         print(f"calm update latency while a worker burns: {[round(x) for x in latencies]} ms")
 
-        t = until(
-            lambda: _reason(admin_api, namespace, "evil", "RenderTimeout"),
-            timeout_s=120,
-            message="evil RenderTimeout",
-        )
+        t = ns.wait_condition("evil", "Rendered", timeout_s=120, reason="RenderTimeout")
         rendered = condition(t, "Rendered")
         assert rendered["status"] == "False"
         assert "a.txt" in rendered["message"]
         assert "10 s of CPU" in rendered["message"]
         assert condition(t, "Ready")["status"] == "False"
-        until(
-            lambda: _event(admin_api, namespace, "evil", "RenderTimeout"),
-            timeout_s=30,
-            message="a RenderTimeout Event",
-        )
-        cm = get_configmap(admin_api, namespace, "evil")
+        ns.wait_event("evil", reason="RenderTimeout", type="Warning")
+        cm = ns.get_configmap("evil")
         assert cm is not None
         assert cm.metadata.resource_version == good.metadata.resource_version  # last good kept
 
         # 2. Memory: the bomb ends in its worker, under the container's limit.
-        patch_target(admin_api, namespace, "evil", {"templates": {"a.txt": MEMORY_BOMB}})
-        t = until(
-            lambda: _reason(admin_api, namespace, "evil", "RenderMemoryLimit"),
-            timeout_s=120,
-            message="evil RenderMemoryLimit",
-        )
+        ns.patch_target("evil", {"templates": {"a.txt": MEMORY_BOMB}})
+        t = ns.wait_condition("evil", "Rendered", timeout_s=120, reason="RenderMemoryLimit")
         assert "256 MiB" in condition(t, "Rendered")["message"]
-        until(
-            lambda: _event(admin_api, namespace, "evil", "RenderMemoryLimit"),
-            timeout_s=30,
-            message="a RenderMemoryLimit Event",
-        )
-        cm = get_configmap(admin_api, namespace, "evil")
+        ns.wait_event("evil", reason="RenderMemoryLimit", type="Warning")
+        cm = ns.get_configmap("evil")
         assert cm is not None
         assert cm.metadata.resource_version == good.metadata.resource_version
 
         # 3. Fixed: the pool renders it again.
-        make_slice(admin_api, namespace, "evil", "evil-1", [ep(pod_ip(9))])
-        patch_target(admin_api, namespace, "evil", {"templates": {"a.txt": GOOD}})
+        ns.make_slice("evil", "evil-1", [ep(pod_ip(9))])
+        ns.patch_target("evil", {"templates": {"a.txt": GOOD}})
+        ns.wait_condition("evil", "Rendered", reason="Rendered")
         until(
-            lambda: _reason(admin_api, namespace, "evil", "Rendered"),
-            timeout_s=60,
-            message="evil rendered again",
-        )
-        until(
-            lambda: pod_ip(9) in _data(admin_api, namespace, "evil").get("a.txt", ""),
+            lambda: pod_ip(9) in _data(ns.api, ns.name, "evil").get("a.txt", ""),
             timeout_s=30,
             message="evil's ConfigMap with the fixed template",
         )
@@ -258,16 +229,6 @@ def test_a_hostile_template_stalls_no_other_target(
     )
     assert memory.peak < limit
     assert "Traceback" not in op.log_text()
-
-
-def _reason(api: client.ApiClient, namespace: str, name: str, reason: str) -> dict[str, Any]:
-    t = get_target(api, namespace, name)
-    assert condition(t, "Rendered").get("reason") == reason, condition(t, "Rendered")
-    return t
-
-
-def _event(api: client.ApiClient, namespace: str, name: str, reason: str) -> bool:
-    return any(e.reason == reason and e.type == "Warning" for e in events_for(api, namespace, name))
 
 
 def _data(api: client.ApiClient, namespace: str, name: str) -> dict[str, str]:
