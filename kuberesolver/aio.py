@@ -24,6 +24,8 @@ __all__ = ["Channel", "insecure_channel", "secure_channel"]
 class Channel(LeasedChannel, grpc.aio.Channel):  # type: ignore[misc]
     """A ``grpc.aio.Channel`` for a ``kubernetes:`` target; closing it releases the watch."""
 
+    public_name = "kuberesolver.aio.Channel"
+
     async def __aenter__(self) -> Channel:
         return self
 
@@ -48,9 +50,6 @@ class Channel(LeasedChannel, grpc.aio.Channel):  # type: ignore[misc]
 
     async def channel_ready(self) -> None:
         await self._channel.channel_ready()
-
-    def __repr__(self) -> str:
-        return f"<kuberesolver.aio.Channel {self._target}>"
 
 
 def insecure_channel(

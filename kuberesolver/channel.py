@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar, Unpack
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, Unpack
 
 import grpc
 
@@ -619,10 +619,16 @@ def _forward(kind: str) -> Callable[..., Any]:
 class LeasedChannel:
     """What the sync and aio channels share: the lease, and calls forwarded to grpc's channel."""
 
+    public_name: ClassVar[str] = "kuberesolver.Channel"
+    """The name ``repr()`` shows: where users import the class from."""
+
     unary_unary = _forward("unary_unary")
     unary_stream = _forward("unary_stream")
     stream_unary = _forward("stream_unary")
     stream_stream = _forward("stream_stream")
+
+    def __repr__(self) -> str:
+        return f"<{self.public_name} {self._target}>"
 
     def __init__(self, lease: Lease | None, channel: Any, target: str = "") -> None:
         self._channel = channel
@@ -686,9 +692,6 @@ class Channel(LeasedChannel, grpc.Channel):  # type: ignore[misc]
     def __exit__(self, exc_type: object, exc_val: object, exc_tb: object) -> Literal[False]:
         self.close()
         return False
-
-    def __repr__(self) -> str:
-        return f"<kuberesolver.Channel {self._target}>"
 
 
 def insecure_channel(

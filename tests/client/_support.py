@@ -177,3 +177,10 @@ async def call_each_stream_shape_aio(ch: grpc.aio.Channel) -> None:
 def call_names(call: Callable[..., bytes], n: int, **kw: Any) -> Counter[str]:
     """Make ``n`` unary calls; count the backends that answered."""
     return Counter(call(b"", **kw).decode().split("|")[0] for _ in range(n))
+
+
+TARGET = "kubernetes:///greeter.ns:grpc"
+"""The target most client tests open: Service greeter in namespace ns, port grpc."""
+
+Backends = Callable[..., Backend]
+"""The ``backends`` fixture: ``backends(ip, name)`` starts a real server on that address."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,12 @@ from tests.client._support import (
     BIDI,
     CLIENT_STREAM,
     SERVER_STREAM,
+    TARGET,
     UNARY,
-    Backend,
+    Backends,
     make_snapshot,
     publish,
 )
-
-TARGET = "kubernetes:///greeter.ns:grpc"
-Backends = Callable[..., Backend]
 
 
 async def test_real_aio_channel_all_call_shapes(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,13 @@ from tests.client._support import (
     BIDI,
     CLIENT_STREAM,
     SERVER_STREAM,
+    TARGET,
     UNARY,
-    Backend,
+    Backends,
     call_names,
     make_snapshot,
     publish,
 )
-
-TARGET = "kubernetes:///greeter.ns:grpc"
-Backends = Callable[..., Backend]
 
 
 def _open(root: Path, **kw: Any) -> grpc.Channel:

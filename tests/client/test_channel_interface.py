@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -15,10 +14,8 @@ import kuberesolver
 import kuberesolver.aio
 from kuberesolver.channel import registry
 from testenv.wait import until
-from tests.client._support import UNARY, Backend, make_snapshot, publish
+from tests.client._support import TARGET, UNARY, Backends, make_snapshot, publish
 
-TARGET = "kubernetes:///greeter.ns:grpc"
-Backends = Callable[..., Backend]
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -117,3 +114,19 @@ def test_user_code_type_checks_under_mypy_strict(tmp_path: Path, bad: bool) -> N
         assert "Incompatible types in assignment" in errors[0], text
     else:
         assert errors == [], text
+
+
+def test_repr_names_the_class_users_import(backends: Backends, root: Path, snapdir: Path) -> None:
+    a = backends("127.0.0.2", "a")
+    publish(snapdir, make_snapshot([a.endpoint()]))
+    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root) as ch:
+        assert repr(ch) == f"<kuberesolver.Channel {TARGET}>"
+
+
+async def test_aio_repr_names_the_class_users_import(
+    backends: Backends, root: Path, snapdir: Path
+) -> None:
+    a = backends("127.0.0.2", "a")
+    publish(snapdir, make_snapshot([a.endpoint()]))
+    async with kuberesolver.aio.insecure_channel(TARGET, snapshot_dir=root) as ch:
+        assert repr(ch) == f"<kuberesolver.aio.Channel {TARGET}>"

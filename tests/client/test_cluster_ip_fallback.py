@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,10 +17,7 @@ import pytest
 
 import kuberesolver
 from testenv.wait import until
-from tests.client._support import UNARY, Backend, make_snapshot, publish
-
-TARGET = "kubernetes:///greeter.ns:grpc"
-Backends = Callable[..., Backend]
+from tests.client._support import TARGET, UNARY, Backends, make_snapshot, publish
 
 
 def _calls(channel: grpc.Channel, n: int) -> tuple[Counter[str], int]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,15 @@ from kuberesolver.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, encode
 from kuberesolver.target import parse_target
 from kuberesolver.watch import SnapshotWatcher
 from testenv.wait import until
-from tests.client._support import UNARY, Backend, call_names, make_snapshot, publish
-
-TARGET = "kubernetes:///greeter.ns:grpc"
-Backends = Callable[..., Backend]
+from tests.client._support import (
+    TARGET,
+    UNARY,
+    Backend,
+    Backends,
+    call_names,
+    make_snapshot,
+    publish,
+)
 
 GOOD_DOC = encode(make_snapshot([Endpoint("127.0.0.2", 50051)], revision=1))
 

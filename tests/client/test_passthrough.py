@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import grpc
 import pytest
 
 import kuberesolver
 import kuberesolver.aio
 from kuberesolver.channel import is_kuberesolver_target, registry
-from tests.client._support import UNARY, Backend
-
-Backends = Callable[..., Backend]
+from tests.client._support import UNARY, Backends
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -18,17 +17,17 @@ from kuberesolver.settings import ENV_PICK_METRICS
 from kuberesolver.snapshot import Endpoint
 from testenv.wait import until
 from tests.client._support import (
+    TARGET,
     UNARY,
     Backend,
+    Backends,
     call_each_stream_shape,
     call_each_stream_shape_aio,
     make_snapshot,
     publish,
 )
 
-TARGET = "kubernetes:///greeter.ns:grpc"
 LABEL = "greeter.ns:grpc"
-Backends = Callable[..., Backend]
 
 prom = pytest.importorskip("prometheus_client")
 

@@ -28,14 +28,13 @@ from testenv.wait import until
 from tests.client._support import (
     SERVER_STREAM,
     SERVICE,
+    TARGET,
     UNARY,
     Backend,
+    Backends,
     make_snapshot,
     publish,
 )
-
-TARGET = "kubernetes:///greeter.ns:grpc"
-Backends = Callable[..., Backend]
 
 
 @pytest.fixture(autouse=True)

@@ -15,9 +15,7 @@ from cryptography.x509.oid import NameOID
 
 import kuberesolver
 import kuberesolver.aio
-from tests.client._support import UNARY, Backend, make_snapshot, publish
-
-TARGET = "kubernetes:///greeter.ns:grpc"
+from tests.client._support import TARGET, UNARY, Backend, make_snapshot, publish
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
