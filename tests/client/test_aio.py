@@ -12,16 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import kuberesolver.aio
 from kuberesolver.channel import registry
-from tests.client._support import (
-    BIDI,
-    CLIENT_STREAM,
-    SERVER_STREAM,
-    TARGET,
-    UNARY,
-    Backends,
-    make_snapshot,
-    publish,
-)
+from tests.client import _support
+from tests.client._support import TARGET, UNARY, Backends, make_snapshot, publish
 
 
 async def test_real_aio_channel_all_call_shapes(
@@ -36,15 +28,15 @@ async def test_real_aio_channel_all_call_shapes(
         call = ch.unary_unary(UNARY)(b"ab", timeout=5, metadata=(("x-echo", "hi"),))
         assert await call == b"a|hi|2"
         assert ("x-echoed", "hi") in tuple(await call.initial_metadata())
-        got = [r async for r in ch.unary_stream(SERVER_STREAM)(b"2", timeout=5)]
+        got = [r async for r in ch.unary_stream(_support.SERVER_STREAM)(b"2", timeout=5)]
         assert got == [b"a|0", b"a|1"]
 
         async def requests() -> Any:
             for r in (b"1", b"2"):
                 yield r
 
-        assert await ch.stream_unary(CLIENT_STREAM)(requests(), timeout=5) == b"a|2"
-        assert [r async for r in ch.stream_stream(BIDI)(requests(), timeout=5)] == [
+        assert await ch.stream_unary(_support.CLIENT_STREAM)(requests(), timeout=5) == b"a|2"
+        assert [r async for r in ch.stream_stream(_support.BIDI)(requests(), timeout=5)] == [
             b"a|1",
             b"a|2",
         ]
