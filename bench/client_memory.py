@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import psutil
-from _common import emit, publish  # type: ignore[import-not-found]
+from _common import emit, publish  # type: ignore[import-not-found]  # emit: the last line, one json object
 
 
 def _rss_mib() -> float:

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import ROOT, emit
+from _common import ROOT, emit  # emit: the last line, one json object
 
 TIMER = "import time; t = time.perf_counter(); import {0}; print(time.perf_counter() - t)"
 
