@@ -1,6 +1,7 @@
 """A client process for bench/direct_latency.py: calls SayHello in a loop, tagged ``x-client``.
 
-Not a benchmark itself (make bench skips ``_*`` files): bench/direct_latency.py prints the json line.
+Not a benchmark itself (make bench skips ``_*`` files): bench/direct_latency.py
+prints the json line.
 
 ``--mode api``: direct mode (the API watched as the client's ServiceAccount);
 ``--mode file``: the operator path (the projected snapshot under ``--dir``).
