@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 import kuberesolver
 from kuberesolver.channel import registry
 from testenv.wait import until
+from tests.client import _support
 from tests.client._support import (
     BIDI,
     CLIENT_STREAM,
@@ -380,13 +381,29 @@ def test_unapplied_service_config_is_logged(
     assert "loadBalancingConfig" not in caplog.text
 
 
-def _established_to(port: int) -> int:
+def _established_to(backend: _support.Backend) -> int:
+    """Open connections to ``backend``, by address AND port.
+
+    In a whole-suite run this process shares its network namespace with the
+    control plane, whose apiserver may listen on the same port number at
+    another loopback address.
+    """
+    import ipaddress
+
     import psutil
+
+    def unmapped(ip: str) -> str:  # grpc's dual-stack sockets show ::ffff:127.0.0.3
+        address = ipaddress.ip_address(ip)
+        mapped = getattr(address, "ipv4_mapped", None)
+        return str(mapped or address)
 
     return sum(
         1
         for c in psutil.net_connections(kind="tcp")
-        if c.status == psutil.CONN_ESTABLISHED and c.raddr and c.raddr.port == port
+        if c.status == psutil.CONN_ESTABLISHED
+        and c.raddr
+        and c.raddr.port == backend.port
+        and unmapped(c.raddr.ip) == backend.host
     )
 
 
@@ -398,11 +415,11 @@ def test_removed_endpoint_connection_closes_after_its_calls(
     with _open(root) as ch:
         call = ch.unary_unary(UNARY)
         assert set(call_names(call, 4, timeout=5)) == {"a", "b"}
-        assert _established_to(a.port) == 1
+        assert _established_to(a) == 1
         publish(snapdir, make_snapshot([b.endpoint()], revision=2))
-        until(lambda: _established_to(a.port) == 0, timeout_s=10)
+        until(lambda: _established_to(a) == 0, timeout_s=10)
         assert call_names(call, 4, timeout=5) == {"b": 4}
-        assert _established_to(b.port) == 1
+        assert _established_to(b) == 1
 
 
 def test_custom_scheme_end_to_end(backends: Backends, root: Path, snapdir: Path) -> None:
