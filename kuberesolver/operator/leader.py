@@ -236,15 +236,35 @@ class LeaderElector:
     async def close(self, timeout_s: float = 5.0) -> None:
         """Stop the loop; stop leading and release the Lease if held. Idempotent."""
         self._closed.set()
-        held, record = self._leading, self._record
+        held = self._leading or self._record is not None
         await self._stop_leading()
-        if held and record is not None:
+        if held:
+            try:
+                released = await asyncio.wait_for(self._release(), timeout_s)
+            except Exception as exc:  # the others wait out the duration instead
+                _log.warning("Lease %s/%s not released: %s", self.namespace, self.name, exc)
+            else:
+                if released:
+                    _log.info("Lease %s/%s released", self.namespace, self.name)
+
+    async def _release(self) -> bool:
+        """Give the Lease up if this replica holds it; whether it did.
+
+        Read afresh: a renewal still in flight when :meth:`close` began may
+        have changed its resourceVersion, and a write on the old one gets 409.
+        """
+        while True:
+            raw = await self._api.get_lease(self.namespace, self.name)
+            record = LeaseRecord.of(raw) if raw is not None else None
+            if record is None or record.holder != self.identity:
+                return False
             body = build_lease(
                 self.namespace, self.name, "", 1, datetime.datetime.now(datetime.UTC), record
             )
             try:
-                await asyncio.wait_for(self._api.replace_lease(body), timeout_s)
-            except Exception as exc:  # the others wait out the duration instead
-                _log.warning("Lease %s/%s not released: %s", self.namespace, self.name, exc)
+                await self._api.replace_lease(body)
+            except Exception as exc:  # a conflict with our own last renewal: read again
+                _log.info("Lease %s/%s: release retried after %s", self.namespace, self.name, exc)
+                await asyncio.sleep(0.1)
             else:
-                _log.info("Lease %s/%s released", self.namespace, self.name)
+                return True

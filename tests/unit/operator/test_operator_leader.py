@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime
+from typing import Any
 
 from kuberesolver.operator.events import REPORTER, build_event
 from kuberesolver.operator.hub import Hub, TargetKey, Trigger
-from kuberesolver.operator.leader import Action, LeaseRecord, build_lease, decide
+from kuberesolver.operator.leader import Action, LeaderElector, LeaseRecord, build_lease, decide
 from kuberesolver.operator.targets import Entry, Targets
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=datetime.UTC)
@@ -109,3 +111,54 @@ async def test_targets_run_only_while_leading_and_wake_on_new_generations() -> N
     targets.forget(a, "u2")
     assert len(targets) == 0
     await targets.close()
+
+
+class _Leases:
+    """The Lease API's conditional-update rule, in memory: a stale resourceVersion gets 409."""
+
+    def __init__(self) -> None:
+        self.lease: dict[str, Any] | None = None
+        self.version = 0
+
+    def _store(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        self.lease = copy.deepcopy(body)
+        self.lease["metadata"]["resourceVersion"] = str(self.version)
+        return copy.deepcopy(self.lease)
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.lease)
+
+    async def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        assert self.lease is None
+        return self._store(body)
+
+    async def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        assert self.lease is not None
+        if body["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
+            raise RuntimeError("409 Conflict")
+        return self._store(body)
+
+
+async def test_close_releases_even_after_a_renewal_it_did_not_see() -> None:
+    """A renewal that lands after the elector's last read must not keep the Lease held."""
+    api = _Leases()
+    started = asyncio.Event()
+
+    async def on_start() -> None:
+        started.set()
+
+    async def on_stop() -> None:
+        return None
+
+    elector = LeaderElector(
+        api, namespace="ns", name="l", identity="me", duration_s=8, retry_s=0.05,
+        renew_deadline_s=6, on_start=on_start, on_stop=on_stop,
+    )  # fmt: skip
+    task = asyncio.create_task(elector.run())
+    await asyncio.wait_for(started.wait(), 5)
+    assert api.lease is not None
+    api._store(api.lease)  # our own in-flight renewal landed: same holder, a new version
+    await elector.close()
+    await asyncio.wait_for(task, 5)
+    assert api.lease["spec"]["holderIdentity"] == ""
