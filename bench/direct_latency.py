@@ -44,6 +44,7 @@ from testenv.kube import (
     api_client,
     apply,
     apply_object,
+    create_namespace,
     documents,
     service_account_token,
 )
@@ -149,7 +150,7 @@ def main() -> None:
         admin = api_client(cp.admin_kubeconfig)
         core = client.CoreV1Api(admin)
         apply(admin, ROOT / "crds", ROOT / "manifests/namespace.yaml", ROOT / "manifests/rbac.yaml")
-        core.create_namespace({"metadata": {"name": NS}})
+        create_namespace(admin, NS)  # and its default ServiceAccount, which Pods need
         for path in ("direct-mode-rbac.yaml", "projector-sidecar.yaml", "greeter.yaml"):
             for doc in documents(ROOT / "manifests/examples" / path):
                 # The bench makes its own Namespace, Service and Pods (the example's are a user's).
