@@ -82,6 +82,8 @@ class TargetWorker:
     async def reconcile(self, first_wake: float | None) -> None:
         if not self.runtime.leading():
             return
+        # Nothing is planned from half a world: a Service not listed yet is not "missing".
+        await self.runtime.store.wait_synced("services", "endpointslices")
         loop = asyncio.get_running_loop()
         started = loop.time()
         body = self.entry.body
@@ -92,7 +94,7 @@ class TargetWorker:
 
         svc_key = (raw_spec.get("serviceNamespace") or self.namespace, raw_spec.get("service", ""))
         self.runtime.hub.follow(self.key, svc_key)
-        service, slices = self.runtime.views.lookup(svc_key)
+        service, slices = self.runtime.store.lookup(svc_key)
         cm_name = raw_spec.get("configMapName") or self.name
         if first_wake is None:
             # A periodic resync, not a change: re-read the ConfigMap, so that
