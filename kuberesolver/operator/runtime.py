@@ -20,12 +20,13 @@ from typing import Any
 from kuberesolver.kubeconfig import load_client
 from kuberesolver.operator.hub import Hub, TargetKey, Trigger, run_coalesced
 from kuberesolver.operator.informer import Reflector, ServiceStore, service_reflectors
-from kuberesolver.operator.kube import Kube
+from kuberesolver.operator.kube import ApiError, Kube
 from kuberesolver.operator.leader import LeaderElector
 from kuberesolver.operator.metrics import Metrics
 from kuberesolver.operator.reconcile import Renderer
 from kuberesolver.operator.render import render_in_process
 from kuberesolver.operator.settings import Settings
+from kuberesolver.operator.status_writer import StatusWriter
 from kuberesolver.operator.targets import Entry, Targets
 
 __all__ = ["Runtime"]
@@ -64,6 +65,11 @@ class Runtime:
             renew_deadline_s=settings.lease_renew_deadline_s,
             on_start=self._lead,
             on_stop=self.targets.follow,
+        )
+        # Status patches on their own connection: a ConfigMap write never waits behind them.
+        self.status_kube = Kube(workers=2)
+        self.status = StatusWriter(
+            self.status_kube, leading=self.leading, on_error=self._status_failed
         )
         self._elector_task: asyncio.Task[None] | None = None
         self._posts: set[asyncio.Task[None]] = set()
@@ -104,6 +110,11 @@ class Runtime:
         finally:
             self.metrics.targets.dec()
 
+    def _status_failed(self, key: TargetKey, exc: Exception) -> None:
+        kind = "api" if isinstance(exc, ApiError) else "internal"
+        self.metrics.errors.labels(kind).inc()
+        _log.warning("%s/%s: status not written (%s); retrying", key[0], key[1], exc)
+
     def post_event(self, event: dict[str, Any]) -> None:
         """Post an Event in the background (a failure is logged, never raised)."""
         task = asyncio.create_task(self._post(event))
@@ -126,6 +137,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._elector_task
         await self.targets.close()
+        await self.status.close()
         for reflector in self._reflectors:
             reflector.stop()
         if self._posts:
@@ -134,5 +146,6 @@ class Runtime:
         self.metrics.close()
         self.kube.close()
         self.lease_kube.close()
+        self.status_kube.close()
         if self._watch_api is not None:
             self._watch_api.close()
