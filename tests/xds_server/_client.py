@@ -4,7 +4,7 @@ grpc reads its xDS bootstrap (``GRPC_XDS_BOOTSTRAP``) once per process, so each
 bootstrap needs a process. It opens ``grpc.insecure_channel(target)`` for each
 target, prints ``{"ready": true}``, then answers each stdin line ``INDEX N``
 (make N unary calls on target INDEX) with one JSON line: the calls per backend
-name, and the first errors.
+name, and the error that ended the batch early, if any.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ def main() -> None:
             try:
                 reply = calls[index](b"", timeout=5, wait_for_ready=True)
                 counts[reply.decode().split("|")[0]] += 1
-            except grpc.RpcError as exc:
+            except grpc.RpcError as exc:  # stop at the first: a failing call waits 5 s
                 errors.append(f"{exc.code().name}: {exc.details()}")
+                break
         print(json.dumps({"counts": dict(counts), "errors": errors[:3]}), flush=True)
     for ch in channels:
         ch.close()
