@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from kuberesolver.xds_server.server import AdsServer, StreamInfo
@@ -31,13 +32,13 @@ CLIENT = Path(__file__).with_name("_client.py")
 class ServerThread:
     """An :class:`AdsServer` on a loop of its own, on 127.0.0.1."""
 
-    def __init__(self, store: XdsStore) -> None:
+    def __init__(self, store: XdsStore, credentials: grpc.ServerCredentials | None = None) -> None:
         self.store = store
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="xds-loop", daemon=True)
         self.thread.start()
         self.server = AdsServer(store)
-        self.port = self.run(self.server.start("127.0.0.1:0"))
+        self.port = self.run(self.server.start("127.0.0.1:0", credentials))
 
     def run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
@@ -110,16 +111,19 @@ def xds(store: XdsStore) -> Iterator[ServerThread]:
     server.stop()
 
 
-@pytest.fixture
-def bootstrap(xds: ServerThread, tmp_path: Path) -> Path:
-    """A bootstrap written by ``python -m kuberesolver bootstrap``, as a user would."""
-    out = tmp_path / "bootstrap.json"
+def write_bootstrap(out: Path, server_uri: str, *extra: str) -> Path:
+    """Write a bootstrap with ``python -m kuberesolver bootstrap``, as a user would."""
     subprocess.run(
-        [sys.executable, "-m", "kuberesolver", "bootstrap", "--server", xds.uri,
-         "--authority", AUTHORITY, "--node-id", "test-client", "--out", str(out)],
+        [sys.executable, "-m", "kuberesolver", "bootstrap", "--server", server_uri,
+         "--authority", AUTHORITY, "--node-id", "test-client", "--out", str(out), *extra],
         check=True, timeout=60,
     )  # fmt: skip
     return out
+
+
+@pytest.fixture
+def bootstrap(xds: ServerThread, tmp_path: Path) -> Path:
+    return write_bootstrap(tmp_path / "bootstrap.json", xds.uri)
 
 
 @pytest.fixture
