@@ -5,7 +5,9 @@ own process with a bootstrap from ``python -m kuberesolver bootstrap``, reach re
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
+from typing import Any
 
 from kuberesolver.snapshot import Endpoint, Snapshot
 from kuberesolver.xds_resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
@@ -182,3 +184,30 @@ def test_a_refused_resource_keeps_the_last_good_version(
     assert metrics.value("kuberesolver_xds_nacks_total", type="ClusterLoadAssignment") == 1
     for type_url in (LISTENER_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE):
         assert metrics.value("kuberesolver_xds_acks_total", type=type_url.rsplit(".", 1)[-1]) >= 1
+
+
+def test_a_target_put_later_reaches_a_waiting_client(
+    store: XdsStore,
+    xds: ServerThread,
+    clients: Callable[..., Client],
+    backends: Callable[..., Backend],
+) -> None:
+    b1 = backends("127.0.0.2", "b1")
+    client = clients(TARGET)
+    results: list[dict[str, Any]] = []
+    waiting = threading.Thread(target=lambda: results.append(client.calls(1)))
+    waiting.start()  # a call that waits for the target (wait_for_ready)
+    listener = store.listener(GREETER)
+    # the Listener does not exist yet: an empty full set tells grpc so, at once
+    until(lambda: settled_listener(xds, listener), timeout_s=10)
+    store.put(GREETER, make_snapshot([b1.endpoint()]))
+    waiting.join(10)
+    assert results == [{"counts": {"b1": 1}, "errors": []}]
+
+
+def settled_listener(xds: ServerThread, listener: str) -> StreamInfo | None:
+    """The stream of ``listener`` once it has acked a (possibly empty) Listener response."""
+    info = xds.stream_for(listener)
+    if info is None or info.acked.get("Listener") != "1":
+        return None
+    return info
