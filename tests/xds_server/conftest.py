@@ -61,13 +61,14 @@ class ServerThread:
 
 
 class Client:
-    """A grpcio process with one ``grpc.insecure_channel`` per target."""
+    """A client process with one channel per target: grpcio's ``grpc.insecure_channel``
+    (``_client.py``), or ``command`` (grpc-go's, same protocol)."""
 
-    def __init__(self, bootstrap: Path, targets: list[str]) -> None:
+    def __init__(self, bootstrap: Path, targets: list[str], command: tuple[str, ...] = ()) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GRPC_XDS_BOOTSTRAP")}
         env["GRPC_XDS_BOOTSTRAP"] = str(bootstrap)
         self.proc = subprocess.Popen(
-            [sys.executable, str(CLIENT), *targets],
+            [*(command or (sys.executable, str(CLIENT))), *targets],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
