@@ -49,6 +49,16 @@ __all__ = ["AdsServer", "StreamInfo", "server_credentials"]
 
 log = logging.getLogger("kuberesolver.xds_server")
 
+_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    # ADS streams live for hours: ping idle clients so a vanished one is noticed
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # and let clients ping us as often as grpc's own xDS clients may
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+]
+
 _FULL_STATE = frozenset({LISTENER_TYPE, CLUSTER_TYPE})
 """The types whose every response carries the whole subscribed set."""
 
@@ -129,7 +139,7 @@ class AdsServer:
         if self._server is not None:
             return self.port
         self._loop = asyncio.get_running_loop()
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=_OPTIONS)
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
         if credentials is None:
             self.port = server.add_insecure_port(address)
@@ -207,6 +217,8 @@ class AdsServer:
                 with self._lock:
                     responses = list(self._responses(stream))
                 for response in responses:
+                    if stream.closed:
+                        break
                     await context.write(response)
                     self.metrics.responses.labels(short_type(response.type_url)).inc()
         finally:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from google.protobuf import any_pb2  # type: ignore[import-untyped]
+from google.protobuf.message import Message  # type: ignore[import-untyped]
 
 from kuberesolver.policies import DEFAULT_MAX_ATTEMPTS
 from kuberesolver.snapshot import Snapshot
@@ -96,17 +97,18 @@ class XdsStore:
     ) -> Changes:
         """Serve ``snapshot`` for ``key``; ``service_config`` (if given) replaces the snapshot's.
 
-        Returns what changed (empty when nothing did).
+        Returns what changed (empty when nothing did). ``ValueError`` when the snapshot
+        cannot be served (the previous one stays).
         """
         if service_config is not None:
             snapshot = dataclasses.replace(snapshot, service_config=dict(service_config))
-        built = build_resources(self.spec(key, snapshot), snapshot)
-        packed: dict[str, dict[str, any_pb2.Any]] = {}
-        for type_url, by_name in built.items():
-            packed[type_url] = {}
-            for name, message in by_name.items():
-                packed[type_url][name] = any_pb2.Any()
-                packed[type_url][name].Pack(message)
+        try:
+            packed = _pack(build_resources(self.spec(key, snapshot), snapshot))
+        except (ValueError, TypeError) as exc:  # e.g. a port out of range: keep the last good
+            raise ValueError(
+                f"{resource_name(key)} revision {snapshot.revision}: cannot build its xDS "
+                f"resources ({exc}); still serving the previous ones"
+            ) from exc
         with self._lock:
             self._targets[key] = (snapshot, snapshot.service_config)
             changes: dict[str, frozenset[str]] = {}
@@ -157,6 +159,16 @@ class XdsStore:
                 except Exception:  # one broken listener must not starve the others
                     log.exception("an xDS store listener failed")
         return changes
+
+
+def _pack(built: Mapping[str, Mapping[str, Message]]) -> dict[str, dict[str, any_pb2.Any]]:
+    packed: dict[str, dict[str, any_pb2.Any]] = {}
+    for type_url, by_name in built.items():
+        packed[type_url] = {}
+        for name, message in by_name.items():
+            packed[type_url][name] = any_pb2.Any()
+            packed[type_url][name].Pack(message)
+    return packed
 
 
 def _bytes(packed: any_pb2.Any | None) -> bytes | None:

@@ -252,3 +252,20 @@ def test_a_failing_listener_does_not_stop_the_others(caplog: pytest.LogCaptureFi
     stop()
     store.put(("ns", "a"), snap(Endpoint("10.0.0.2", 1)))
     assert len(heard) == 1
+
+
+def test_a_snapshot_that_cannot_be_served_keeps_the_last_good() -> None:
+    store = XdsStore(AUTH)
+    heard: list[object] = []
+    store.listen(heard.append)
+    key = ("ns", "greeter")
+    store.put(key, snap(Endpoint("10.0.0.1", 1)))
+    cla = store.listener(key).replace("listener.v3.Listener", "endpoint.v3.ClusterLoadAssignment")
+    before = store.resources(ENDPOINT_TYPE, [cla])
+    with pytest.raises(ValueError, match=r"greeter\.ns revision 2: cannot build .* previous ones"):
+        store.put(key, snap(Endpoint("10.0.0.2", 2**40), revision=2))
+    assert store.resources(ENDPOINT_TYPE, [cla]) == before
+    got = store.get(key)
+    assert got is not None
+    assert got[0].revision == 1
+    assert len(heard) == 1

@@ -211,3 +211,23 @@ def settled_listener(xds: ServerThread, listener: str) -> StreamInfo | None:
     if info is None or info.acked.get("Listener") != "1":
         return None
     return info
+
+
+def test_a_client_that_goes_away_leaves_no_stream(
+    store: XdsStore,
+    xds: ServerThread,
+    clients: Callable[..., Client],
+    backends: Callable[..., Backend],
+) -> None:
+    b1 = backends("127.0.0.2", "b1")
+    store.put(GREETER, make_snapshot([b1.endpoint()]))
+    client = clients(TARGET, TARGET)  # two channels, one target: one stream
+    assert only(client, {"b1"}, 0)
+    assert only(client, {"b1"}, 1)
+    until(lambda: settled(xds, store.listener(GREETER)), timeout_s=10)
+    assert len(xds.server.streams()) == 1
+    assert xds.server.metrics.value("kuberesolver_xds_streams") == 1
+    client.proc.kill()
+    client.proc.wait()
+    until(lambda: xds.server.streams() == [], timeout_s=10, message="the stream is dropped")
+    assert xds.server.metrics.value("kuberesolver_xds_streams") == 0
