@@ -221,6 +221,12 @@ def main() -> None:
     emit(result)
 
 
+def cpu_s(proc: psutil.Process) -> float:
+    """User plus system CPU seconds of ``proc`` and its children so far."""
+    t = proc.cpu_times()
+    return float(t.user + t.system + t.children_user + t.children_system)
+
+
 def done(resp: Any) -> None:
     """Read a raw response to its end (no model objects: they cost more than the request)."""
     _ = resp.data
@@ -321,6 +327,10 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
             print(f"initial sync {initial_sync_s:.1f} s; churn {tier.rate}/s for {tier.seconds} s",
                   file=sys.stderr)  # fmt: skip
 
+            procs = {"operator": proc, "bench": psutil.Process()} | {
+                name: psutil.Process(p.popen.pid) for name, p in cp.processes.items()
+            }
+            cpu_before = {name: cpu_s(p) for name, p in procs.items()}
             changes: list[tuple[str, str, float]] = []  # (configmap, new address, sent at)
             period = 1.0 / tier.rate
             total = int(tier.rate * tier.seconds)
@@ -362,6 +372,7 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
                     if seen is not None:
                         latencies.append((seen - sent) * 1000)
             sample_rss()
+            cpu_used = {name: round(cpu_s(p) - cpu_before[name], 1) for name, p in procs.items()}
             time.sleep(1)
             writes = operator_metric(metrics_port, "kuberesolver_operator_configmap_writes_total")
 
@@ -415,6 +426,7 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
             "operator_rss_mib": round(peak_rss / 2**20, 1),
             "apiserver_watches_opened": watches_with - watches_before,
             "initial_sync_s": round(initial_sync_s, 1),
+            "churn_cpu_s": cpu_used,
             "goal_update_ms_p99": tier.goal_update_ms_p99,
             "goal_operator_rss_mib": tier.goal_operator_rss_mib,
             "goal_initial_sync_s": tier.goal_initial_sync_s,
