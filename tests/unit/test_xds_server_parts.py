@@ -30,6 +30,7 @@ from kuberesolver.xds_resources import (
     listener_name,
 )
 from kuberesolver.xds_server.bootstrap import DEFAULT_AUTHORITY, LISTENER_TEMPLATE, build_bootstrap
+from kuberesolver.xds_server.settings import XdsSettings
 from kuberesolver.xds_server.store import XdsStore
 
 REF = TargetRef("greeter", "ns", "grpc", "grpc", 8080)
@@ -269,3 +270,36 @@ def test_a_snapshot_that_cannot_be_served_keeps_the_last_good() -> None:
     assert got is not None
     assert got[0].revision == 1
     assert len(heard) == 1
+
+
+# -- settings -------------------------------------------------------------------------
+
+
+def test_settings_from_the_environment() -> None:
+    assert XdsSettings.from_env({}) == XdsSettings()
+    assert not XdsSettings.from_env({}).enabled
+    s = XdsSettings.from_env(
+        {
+            "KUBERESOLVER_XDS_ADDRESS": "[::]:18000",
+            "KUBERESOLVER_XDS_AUTHORITY": AUTH,
+            "KUBERESOLVER_XDS_CERT_FILE": "/tls/tls.crt",
+            "KUBERESOLVER_XDS_KEY_FILE": "/tls/tls.key",
+            "KUBERESOLVER_XDS_CLIENT_CA_FILE": "/tls/ca.crt",
+        }
+    )
+    assert (s.enabled, s.tls, s.address, s.authority) == (True, True, "[::]:18000", AUTH)
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"KUBERESOLVER_XDS_CERT_FILE": "/c"}, "set both"),
+        ({"KUBERESOLVER_XDS_KEY_FILE": "/k"}, "set both"),
+        ({"KUBERESOLVER_XDS_CLIENT_CA_FILE": "/ca"}, "needs TLS"),
+        ({"KUBERESOLVER_XDS_AUTHORITY": "a/b"}, "must not hold"),
+        ({"KUBERESOLVER_XDS_ADDRESS": "18000"}, "HOST:PORT"),
+    ],
+)
+def test_unusable_settings_name_their_variable(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        XdsSettings.from_env(env)
