@@ -59,6 +59,9 @@ _OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
 ]
 
+_MAX_PENDING = 16
+"""Unanswered responses remembered per stream and type (grpc answers each one in turn)."""
+
 _FULL_STATE = frozenset({LISTENER_TYPE, CLUSTER_TYPE})
 """The types whose every response carries the whole subscribed set."""
 
@@ -179,6 +182,11 @@ class AdsServer:
                 )
                 for s in self._streams
             ]
+
+    def pending(self) -> int:
+        """Responses sent and not yet answered, over every stream and type."""
+        with self._lock:
+            return sum(len(st.pending) for s in self._streams for st in s.types.values())
 
     # -- store changes -----------------------------------------------------
 
@@ -351,6 +359,8 @@ class AdsServer:
             st.responses += 1
             nonce = next(self._nonce)
             st.pending[nonce] = dict(send)
+            while len(st.pending) > _MAX_PENDING:  # a client that never answers
+                del st.pending[next(iter(st.pending))]
             yield discovery_pb2.DiscoveryResponse(
                 version_info=str(st.version),
                 type_url=type_url,

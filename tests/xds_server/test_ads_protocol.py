@@ -204,3 +204,17 @@ def test_delta_xds_is_refused_clearly(xds: ServerThread) -> None:
             list(call)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "state-of-the-world" in str(info.value.details())
+
+
+def test_a_client_that_never_answers_costs_a_bounded_memory(
+    store: XdsStore, xds: ServerThread, raw: RawAds
+) -> None:
+    store.put(A, make_snapshot([Endpoint("10.0.0.1", 1)], service="a", port_number=0))
+    cla = store.listener(A).replace("listener.v3.Listener", "endpoint.v3.ClusterLoadAssignment")
+    raw.send(ENDPOINT_TYPE, [cla])
+    raw.next()
+    for i in range(40):  # never ACKed
+        store.put(A, make_snapshot([Endpoint("10.0.0.1", 2 + i)], revision=2 + i, service="a",
+                                   port_number=0))  # fmt: skip
+        assert _ports(names_of(raw.next(), endpoint_pb2.ClusterLoadAssignment)[cla]) == {2 + i}
+    assert xds.server.pending() <= 16
