@@ -8,5 +8,19 @@
 - :mod:`.metrics`: its Prometheus metrics.
 
 Importing this package loads nothing heavy; its modules do (grpc, xds-protos,
-prometheus-client).
+prometheus-client), except :mod:`.bootstrap`, :mod:`.settings` and :mod:`.auth`.
+
+How a host (the operator) runs it, on its own event loop::
+
+    settings = XdsSettings.from_env()              # KUBERESOLVER_XDS_*
+    store = XdsStore(settings.authority)
+    server = AdsServer(store, metrics=XdsMetrics(registry))
+    creds = server_credentials(settings.cert_file, settings.key_file,
+                               settings.client_ca_file or None) if settings.tls else None
+    await server.start(settings.address, creds)
+    ...
+    store.put((namespace, name), snapshot)         # each snapshot it publishes, on
+    store.remove((namespace, name))                # any thread; when a target goes
+    ...
+    await server.stop(grace_s=5)
 """
