@@ -198,7 +198,7 @@ def _bootstrap_parser(sub: Any) -> None:
                    help=f"the federation authority (default: {DEFAULT_AUTHORITY})")  # fmt: skip
     b.add_argument("--out", type=Path, help="write here (atomically) instead of to stdout")
     b.add_argument("--node-id", default="kuberesolver-client", help="the xDS node id")
-    b.add_argument("--zone", default="", help="the client's zone (the node's locality)")
+    b.add_argument("--zone", default="", help="the client's zone: served its own zone first")
     b.add_argument("--ca-file", help="TLS: the CA that signed the server's certificate")
     b.add_argument("--cert-file", help="mutual TLS: the client's certificate")
     b.add_argument("--key-file", help="mutual TLS: the client's private key")

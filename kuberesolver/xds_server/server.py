@@ -85,6 +85,8 @@ class StreamInfo:
 
     peer: str
     node_id: str
+    zone: str
+    """The client's zone (its bootstrap's ``node.locality.zone``): its own zone comes first."""
     subscribed: dict[str, frozenset[str]]
     responses: dict[str, int]
     acked: dict[str, str]
@@ -115,6 +117,7 @@ class _TypeState:
 class _Stream:
     peer: str
     node_id: str = ""
+    zone: str = ""
     types: dict[str, _TypeState] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
@@ -175,6 +178,7 @@ class AdsServer:
                 StreamInfo(
                     peer=s.peer,
                     node_id=s.node_id,
+                    zone=s.zone,
                     subscribed={short_type(t): st.names for t, st in s.types.items()},
                     responses={short_type(t): st.responses for t, st in s.types.items()},
                     acked={short_type(t): st.acked for t, st in s.types.items()},
@@ -252,8 +256,9 @@ class AdsServer:
             stream.wake.set()
 
     def _on_request(self, stream: _Stream, request: discovery_pb2.DiscoveryRequest) -> None:
-        if not stream.node_id and request.node.id:
+        if request.HasField("node"):  # grpc sends it on the first request only
             stream.node_id = request.node.id
+            stream.zone = request.node.locality.zone
         type_url = request.type_url
         if type_url not in TYPES:
             log.debug("%s asked for unknown type %s", stream.peer, type_url)
@@ -330,7 +335,8 @@ class AdsServer:
                 continue
             st.dirty = False
             offer: dict[str, any_pb2.Any] = {}
-            for name, packed in self.store.resources(type_url, sorted(st.names)).items():
+            current = self.store.resources(type_url, sorted(st.names), zone=stream.zone)
+            for name, packed in current.items():
                 if st.refused.get(name) == packed.value:
                     if name in st.good:  # refused before: keep the last good one
                         offer[name] = st.good[name]

@@ -11,6 +11,11 @@ names changed, by type; an unchanged resource is not reported, so an
 EndpointSlice change that leaves the route and the cluster alone reports only
 the ClusterLoadAssignment. Thread-safe: listeners run on the caller's thread
 and must only hand the news on (the ADS server schedules it on its loop).
+
+Zones: the shared CLA makes each zone a locality. A client whose bootstrap
+names its zone (``node.locality.zone``) is served a variant that puts its own
+zone first and fails over to the others (:meth:`XdsStore.resources` with
+``zone``), built on first use and kept until the target changes.
 """
 
 from __future__ import annotations
@@ -26,7 +31,13 @@ from google.protobuf.message import Message  # type: ignore[import-untyped]
 
 from kuberesolver.policies import DEFAULT_MAX_ATTEMPTS
 from kuberesolver.snapshot import Snapshot
-from kuberesolver.xds_resources import TYPES, ResourceSpec, build_resources, listener_name
+from kuberesolver.xds_resources import (
+    ENDPOINT_TYPE,
+    TYPES,
+    ResourceSpec,
+    build_resources,
+    listener_name,
+)
 from kuberesolver.xds_server.bootstrap import DEFAULT_AUTHORITY
 
 __all__ = ["Changes", "Key", "XdsStore", "resource_name"]
@@ -63,6 +74,9 @@ class XdsStore:
         self._targets: dict[Key, tuple[Snapshot, Mapping[str, Any]]] = {}
         self._resources: dict[str, dict[str, any_pb2.Any]] = {t: {} for t in TYPES}
         self._names: dict[Key, dict[str, str]] = {}
+        self._zoned: dict[str, dict[str, any_pb2.Any]] = {}
+        """Per CLA name: the variants that prefer a zone, by zone."""
+        self._cla_keys: dict[str, Key] = {}
         self._listeners: list[Callable[[Changes], None]] = []
 
     def listen(self, callback: Callable[[Changes], None]) -> Callable[[], None]:
@@ -110,15 +124,23 @@ class XdsStore:
                 f"resources ({exc}); still serving the previous ones"
             ) from exc
         with self._lock:
+            old = self._targets.get(key)
             self._targets[key] = (snapshot, snapshot.service_config)
             changes: dict[str, frozenset[str]] = {}
             for type_url, by_name in packed.items():
                 table = self._resources[type_url]
                 changed = {n for n, a in by_name.items() if _bytes(table.get(n)) != a.value}
+                if type_url == ENDPOINT_TYPE and (
+                    old is None or old[0].endpoints != snapshot.endpoints
+                ):
+                    changed.update(by_name)  # a zone moved: the zone variants may differ
                 table.update(by_name)
                 if changed:
                     changes[type_url] = frozenset(changed)
             self._names[key] = {t: next(iter(by_name)) for t, by_name in packed.items()}
+            cla = self._names[key][ENDPOINT_TYPE]
+            self._cla_keys[cla] = key
+            self._zoned.pop(cla, None)
             listeners = list(self._listeners)
         return self._notify(changes, listeners)
 
@@ -131,6 +153,10 @@ class XdsStore:
             for type_url, name in names.items():
                 if self._resources[type_url].pop(name, None) is not None:
                     changes[type_url] = frozenset({name})
+            cla = names.get(ENDPOINT_TYPE)
+            if cla is not None:
+                self._zoned.pop(cla, None)
+                self._cla_keys.pop(cla, None)
             listeners = list(self._listeners)
         return self._notify(changes, listeners)
 
@@ -143,11 +169,28 @@ class XdsStore:
         with self._lock:
             return self._targets.get(key)
 
-    def resources(self, type_url: str, names: Iterable[str]) -> dict[str, any_pb2.Any]:
-        """The resources of ``type_url`` among ``names`` that exist (packed, do not modify)."""
+    def resources(
+        self, type_url: str, names: Iterable[str], zone: str = ""
+    ) -> dict[str, any_pb2.Any]:
+        """The resources of ``type_url`` among ``names`` that exist (packed, do not modify);
+        with ``zone``, the CLAs are the variants that prefer it."""
         with self._lock:
             table = self._resources.get(type_url, {})
-            return {n: table[n] for n in names if n in table}
+            if not zone or type_url != ENDPOINT_TYPE:
+                return {n: table[n] for n in names if n in table}
+            return {n: self._zone_variant(n, zone) for n in names if n in table}
+
+    def _zone_variant(self, cla: str, zone: str) -> any_pb2.Any:
+        variants = self._zoned.setdefault(cla, {})
+        found = variants.get(zone)
+        if found is None:
+            key = self._cla_keys[cla]
+            snapshot = self._targets[key][0]
+            spec = dataclasses.replace(self.spec(key, snapshot), zone=zone)
+            found = _pack({ENDPOINT_TYPE: build_resources(spec, snapshot)[ENDPOINT_TYPE]})
+            found = found[ENDPOINT_TYPE][cla]
+            variants[zone] = found
+        return found
 
     def _notify(
         self, changes: dict[str, frozenset[str]], listeners: list[Callable[[Changes], None]]

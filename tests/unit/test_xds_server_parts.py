@@ -303,3 +303,33 @@ def test_settings_from_the_environment() -> None:
 def test_unusable_settings_name_their_variable(env: dict[str, str], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         XdsSettings.from_env(env)
+
+
+def test_a_client_zone_gets_its_own_zone_first() -> None:
+    store = XdsStore(AUTH)
+    key = ("ns", "greeter")
+    a, b = Endpoint("10.0.0.1", 1, zone="a"), Endpoint("10.0.0.2", 1, zone="b")
+    store.put(key, snap(a, b))
+    cla = store.listener(key).replace("listener.v3.Listener", "endpoint.v3.ClusterLoadAssignment")
+
+    def localities(zone: str) -> list[tuple[int, str]]:
+        message = endpoint_pb2.ClusterLoadAssignment()
+        store.resources(ENDPOINT_TYPE, [cla], zone=zone)[cla].Unpack(message)
+        return [(p, z) for p, z, _, _ in _localities(message)]
+
+    assert localities("") == [(0, "a"), (0, "b")]
+    assert localities("b") == [(0, "b"), (1, "other-zones")]
+    assert localities("c") == [(0, "a"), (0, "b")]  # no endpoint there: zones as localities
+    # b's endpoint stops being ready: zone b's clients fail over at once
+    changes = store.put(key, snap(a, Endpoint("10.0.0.2", 1, zone="b", ready=False), revision=2))
+    assert ENDPOINT_TYPE in changes
+    assert localities("b") == [(0, "a"), (0, "b")]
+    # a zone moves without changing the shared CLA (pick_first: one locality): reported
+    pf = {"loadBalancingConfig": [{"pick_first": {}}]}
+    store.put(key, snap(a, b, revision=3), pf)
+    assert localities("b") == [(0, "b"), (1, "other-zones")]
+    moved = store.put(key, snap(a, Endpoint("10.0.0.2", 1, zone="c"), revision=4), pf)
+    assert moved == {ENDPOINT_TYPE: frozenset({cla})}
+    assert localities("b") == [(0, "all")]
+    store.remove(key)
+    assert store.resources(ENDPOINT_TYPE, [cla], zone="b") == {}

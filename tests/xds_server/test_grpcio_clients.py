@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kuberesolver.snapshot import Endpoint, Snapshot
@@ -15,7 +16,7 @@ from kuberesolver.xds_server.server import StreamInfo
 from kuberesolver.xds_server.store import XdsStore
 from testenv.wait import until
 from tests.client._support import Backend, make_snapshot
-from tests.xds_server.conftest import AUTHORITY, Client, ServerThread
+from tests.xds_server.conftest import AUTHORITY, Client, ServerThread, write_bootstrap
 
 GREETER = ("ns", "greeter")
 OTHER = ("ns", "other")
@@ -231,3 +232,30 @@ def test_a_client_that_goes_away_leaves_no_stream(
     client.proc.wait()
     until(lambda: xds.server.streams() == [], timeout_s=10, message="the stream is dropped")
     assert xds.server.metrics.value("kuberesolver_xds_streams") == 0
+
+
+def test_a_client_in_a_zone_prefers_it_and_fails_over(
+    store: XdsStore,
+    xds: ServerThread,
+    clients: Callable[..., Client],
+    backends: Callable[..., Backend],
+    tmp_path: Path,
+) -> None:
+    ba, bb = backends("127.0.0.2", "a"), backends("127.0.0.3", "b")
+    store.put(GREETER, make_snapshot([ba.endpoint(zone="a"), bb.endpoint(zone="b")]))
+    in_b = Client(write_bootstrap(tmp_path / "zone-b.json", xds.uri, "--zone", "b"), [TARGET])
+    try:
+        anywhere = clients(TARGET)  # no zone in its bootstrap: every zone gets calls
+        assert only(anywhere, {"a", "b"})
+        assert only(in_b, {"b"}, n=40)
+        zones = until(lambda: {s.zone for s in xds.server.streams()} == {"", "b"}, timeout_s=10)
+        assert zones
+
+        store.put(GREETER, make_snapshot([ba.endpoint(zone="a"), bb.endpoint(zone="b",
+                                          ready=False)], revision=2))  # fmt: skip
+        until(lambda: only(in_b, {"a"}), timeout_s=10, message="zone b fails over to a")
+        store.put(GREETER, make_snapshot([ba.endpoint(zone="a"), bb.endpoint(zone="b")],
+                                         revision=3))  # fmt: skip
+        until(lambda: only(in_b, {"b"}), timeout_s=10, message="back to zone b")
+    finally:
+        in_b.close()
