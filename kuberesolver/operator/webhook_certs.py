@@ -127,8 +127,9 @@ def serving_names(service: str, namespace: str, extra: Sequence[str] = ()) -> tu
 
 
 def _skew(lifetime: datetime.timedelta) -> datetime.timedelta:
-    """Backdating for clocks a little behind ours: a tenth of the lifetime, at most 60 s."""
-    return min(_MAX_SKEW, lifetime / 10)
+    """Backdating for clocks a little behind ours: a tenth of the lifetime, at most 60 s,
+    in whole seconds (certificates count whole seconds)."""
+    return min(_MAX_SKEW, datetime.timedelta(seconds=int(lifetime.total_seconds()) // 10))
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -145,6 +146,7 @@ def _pem(cert: x509.Certificate) -> bytes:
 
 def issue_ca(now: datetime.datetime, lifetime_s: int) -> tuple[bytes, bytes]:
     """A new self-signed CA (ECDSA P-256): its certificate and key, PEM."""
+    now = now.replace(microsecond=0)
     key = ec.generate_private_key(ec.SECP256R1())
     lifetime = datetime.timedelta(seconds=lifetime_s)
     name = x509.Name(
@@ -187,6 +189,7 @@ def issue_leaf(
     ca_cert: bytes, ca_key: bytes, names: Sequence[str], now: datetime.datetime, lifetime_s: int
 ) -> tuple[bytes, bytes]:
     """A serving certificate for ``names`` signed by the CA (never outliving it), and its key."""
+    now = now.replace(microsecond=0)
     ca = x509.load_pem_x509_certificate(ca_cert)
     signer = serialization.load_pem_private_key(ca_key, password=None)
     if not isinstance(signer, ec.EllipticCurvePrivateKey):
@@ -296,7 +299,9 @@ def _plan(cur: Material, names: Sequence[str], now: datetime.datetime, lt: Lifet
     leaf = x509.load_pem_x509_certificate(cur.cert)
     signer_cert = x509.load_pem_x509_certificate(signer_pem)
     leaf_span = leaf.not_valid_after_utc - leaf.not_valid_before_utc
-    allowed = datetime.timedelta(seconds=lt.leaf_s) + _skew(datetime.timedelta(seconds=lt.leaf_s))
+    allowed = datetime.timedelta(seconds=lt.leaf_s + 1) + _skew(
+        datetime.timedelta(seconds=lt.leaf_s)
+    )
     why_leaf = (
         "a new CA signs" if promoted
         else "the key does not match" if not _same_key(leaf, cur.key)

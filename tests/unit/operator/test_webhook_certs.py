@@ -208,3 +208,13 @@ def test_settings_defaults_and_bad_values() -> None:
     with pytest.raises(TlsSettingsError, match="at least three"):
         TlsSettings.from_env({"KUBERESOLVER_WEBHOOK_CERT_LIFETIME_S": "3600",
                               "KUBERESOLVER_WEBHOOK_CA_LIFETIME_S": "3600"})  # fmt: skip
+
+
+@pytest.mark.parametrize("leaf_s", [25, 37, 90 * 86400])
+def test_a_fresh_certificate_is_kept_whatever_the_lifetime_and_the_clock_fraction(
+    leaf_s: int,
+) -> None:
+    lt = Lifetimes(leaf_s=leaf_s, ca_s=3 * leaf_s)
+    now = T0 + datetime.timedelta(microseconds=999_999)
+    first = plan(None, NAMES, now, lt).material
+    assert not plan(first, NAMES, now + datetime.timedelta(seconds=1), lt).changed
