@@ -49,9 +49,11 @@ __all__ = [
     "Lifetimes",
     "Material",
     "Plan",
+    "bundle_of",
     "ca_bundle_patch",
     "issue_ca",
     "issue_leaf",
+    "keep_trusted",
     "material_of",
     "plan",
     "renewal_due",
@@ -326,6 +328,38 @@ def _plan(cur: Material, names: Sequence[str], now: datetime.datetime, lt: Lifet
     if material.bundle != cur.bundle and not reasons:
         reasons.append("expired CAs left the bundle")
     return Plan(material, tuple(reasons))
+
+
+def keep_trusted(material: Material, trusted: bytes, now: datetime.datetime) -> Material:
+    """``material`` whose bundle also holds every unexpired CA of ``trusted`` (what the
+    apiserver trusts now), so a certificate still served by another replica stays trusted
+    when the material starts over (a deleted or garbled Secret)."""
+    try:
+        cas = x509.load_pem_x509_certificates(trusted) if trusted.strip() else []
+    except ValueError:
+        return material
+    bundle = material.bundle
+    for ca in cas:
+        pem = _pem(ca)
+        try:
+            is_ca = ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if is_ca and now < ca.not_valid_after_utc and pem not in bundle:
+            bundle += pem
+    return Material(material.cert, material.key, bundle, material.ca_key, material.ca_next_key)
+
+
+def bundle_of(config: Mapping[str, Any] | None) -> bytes:
+    """The CA bundle of the configuration's first webhook that has one (``b""`` if none)."""
+    for hook in (config or {}).get("webhooks") or []:
+        raw = (hook.get("clientConfig") or {}).get("caBundle")
+        if raw:
+            try:
+                return base64.b64decode(raw)
+            except ValueError:
+                return b""
+    return b""
 
 
 def material_of(secret: Mapping[str, Any] | None) -> Material | None:

@@ -37,9 +37,11 @@ import kopf
 from kuberesolver.operator.webhook_certs import (
     Lifetimes,
     Material,
+    bundle_of,
     ca_bundle_patch,
     issue_ca,
     issue_leaf,
+    keep_trusted,
     material_of,
     plan,
     secret_body,
@@ -232,24 +234,37 @@ class CertKeeper:
         assert self._api is not None
         secret = await self._api.get_secret(s.namespace, s.secret)
         if self._leading():
-            return await self._keep(secret)
+            await self._keep(secret)
+        # The leader too serves what it read: what it wrote is served from its next round
+        # on, as by every other replica, once the patched bundle had time to reach the
+        # apiservers.
         return material_of(secret)
 
-    async def _keep(self, secret: dict[str, Any] | None) -> Material:
-        """As leader: the Secret's material, renewed when due; its bundle in the configuration.
+    async def _keep(self, secret: dict[str, Any] | None) -> None:
+        """As leader: renew the Secret's material when due, and keep its bundle in the
+        configuration.
 
         The bundle is patched before a changed Secret is written: a CA is trusted
         before anything it signed is served.
         """
         assert self._api is not None
         s = self.settings
-        current = material_of(secret)
-        decided = plan(current, s.names, datetime.datetime.now(datetime.UTC), s.lifetimes)
-        await self._ensure_bundle(decided.material.bundle)
+        now = datetime.datetime.now(datetime.UTC)
+        config = await self._api.get_mutating_webhook(s.configuration)
+        if config is None:
+            _log.warning("webhook TLS: no MutatingWebhookConfiguration %r", s.configuration)
+        decided = plan(material_of(secret), s.names, now, s.lifetimes)
+        material = decided.material
+        if decided.changed:
+            material = keep_trusted(material, bundle_of(config), now)
+        ops = ca_bundle_patch(config, material.bundle) if config is not None else None
+        if ops is not None:
+            await self._api.patch_mutating_webhook(s.configuration, ops)
+            _log.info("webhook TLS: caBundle patched into %s", s.configuration)
         if not decided.changed:
-            return decided.material
+            return
         body = secret_body(
-            s.namespace, s.secret, decided.material,
+            s.namespace, s.secret, material,
             ((secret or {}).get("metadata") or {}).get("resourceVersion"),
         )  # fmt: skip
         if secret is None:
@@ -258,21 +273,8 @@ class CertKeeper:
             await self._api.replace_secret(body)
         _log.info(
             "webhook TLS: Secret %s/%s written (serial %x): %s",
-            s.namespace, s.secret, decided.material.serial, "; ".join(decided.reasons),
+            s.namespace, s.secret, material.serial, "; ".join(decided.reasons),
         )  # fmt: skip
-        return decided.material
-
-    async def _ensure_bundle(self, bundle: bytes) -> None:
-        assert self._api is not None
-        name = self.settings.configuration
-        config = await self._api.get_mutating_webhook(name)
-        if config is None:
-            _log.warning("webhook TLS: no MutatingWebhookConfiguration %r to patch", name)
-            return
-        ops = ca_bundle_patch(config, bundle)
-        if ops is not None:
-            await self._api.patch_mutating_webhook(name, ops)
-            _log.info("webhook TLS: caBundle patched into MutatingWebhookConfiguration %s", name)
 
 
 class ReloadingServer:

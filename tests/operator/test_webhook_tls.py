@@ -166,26 +166,47 @@ def test_self_managed_tls_is_trusted_by_the_apiserver_and_rotates_without_a_fail
 
     # Keep creating Pods through the rotation: every one must be mutated.
     numbers = itertools.count()
-    unmutated: list[str] = []
-    created: list[str] = []
 
-    def rotated_everywhere() -> bool:
-        body = pod(f"p{next(numbers)}", INJECT, {"kuberesolver.io/targets": "greeter"})
-        admitted, _ = recreate(admin_api, namespace, body)
-        created.append(body["metadata"]["name"])
-        if not mounted(admitted):
-            unmutated.append(body["metadata"]["name"])
+    def through(message: str, done: Callable[[], bool]) -> list[str]:
+        """Create annotated Pods until ``done()``; the names of those left unmutated."""
+        unmutated: list[str] = []
+        created = 0
+
+        def step() -> bool:
+            nonlocal created
+            body = pod(f"p{next(numbers)}", INJECT, {"kuberesolver.io/targets": "greeter"})
+            admitted, _ = recreate(admin_api, namespace, body)
+            created += 1
+            if not mounted(admitted):
+                unmutated.append(body["metadata"]["name"])
+            return done()
+
+        until(step, timeout_s=LIFETIME_S * 3, message=message)
+        print(f"{message}: {created} Pods created, {len(unmutated)} unmutated")
+        assert created >= 3
+        return unmutated
+
+    def served_everywhere(serial: int) -> bool:
+        return all(served_serial(ip) == serial for ip in ips.values())
+
+    def renewed_from(old: int) -> bool:
         now = secret_serial(admin_api)
-        return now != first and all(served_serial(ip) == now for ip in ips.values())
+        return now != old and served_everywhere(now)
 
-    until(rotated_everywhere, timeout_s=LIFETIME_S * 3, message="a rotation served by both")
+    assert through("a rotation served by both", lambda: renewed_from(first)) == []
     second = secret_serial(admin_api)
-    print(f"{len(created)} Pods created through the rotation: serial {first:x} -> {second:x}")
-    assert second != first
-    assert unmutated == [], f"admitted without mounts: {unmutated} of {len(created)}"
-    assert len(created) >= 5
     # Only the leaf rotated: the bundle the apiserver trusts did not change.
     assert ca_bundles(admin_api) == bundle
+
+    # A deleted Secret: the leader starts over with a new CA, which is trusted beside
+    # the old one (still served until each replica reads the new Secret).
+    client.CoreV1Api(admin_api).delete_namespaced_secret(SECRET, SYSTEM)
+    assert through("a new CA after the Secret was deleted", lambda: renewed_from(second)) == []
+    (old_bundle,) = bundle
+    (new_bundle,) = ca_bundles(admin_api)
+    assert new_bundle.endswith(old_bundle)
+    assert new_bundle != old_bundle
+
     # The same processes: reloaded, not restarted.
     for name, op in replicas.items():
         assert op.alive, op.log_tail()

@@ -13,7 +13,9 @@ from cryptography import x509
 from kuberesolver.operator.webhook_certs import (
     Lifetimes,
     Material,
+    bundle_of,
     ca_bundle_patch,
+    keep_trusted,
     material_of,
     plan,
     secret_body,
@@ -218,3 +220,19 @@ def test_a_fresh_certificate_is_kept_whatever_the_lifetime_and_the_clock_fractio
     now = T0 + datetime.timedelta(microseconds=999_999)
     first = plan(None, NAMES, now, lt).material
     assert not plan(first, NAMES, now + datetime.timedelta(seconds=1), lt).changed
+
+
+def test_starting_over_keeps_what_the_apiserver_trusts_until_it_expires() -> None:
+    old = plan(None, NAMES, T0, LT).material
+    config = {"webhooks": [{"name": "a", "clientConfig": {"caBundle": base64.b64encode(
+        old.bundle).decode()}}]}  # fmt: skip
+    assert bundle_of(config) == old.bundle
+    assert bundle_of({"webhooks": [{"name": "a"}]}) == b""
+    fresh = plan(None, NAMES, at(10), LT).material
+    kept = keep_trusted(fresh, bundle_of(config), at(10))
+    assert certs(kept.bundle) == certs(fresh.bundle) + certs(old.bundle)
+    assert (kept.cert, kept.key, kept.ca_key) == (fresh.cert, fresh.key, fresh.ca_key)
+    assert keep_trusted(kept, old.bundle, at(10)) == kept  # once
+    assert keep_trusted(fresh, old.bundle, at(LT.ca_s + 1)) == fresh  # expired: dropped
+    assert keep_trusted(fresh, old.cert, at(10)) == fresh  # a leaf is no CA
+    assert keep_trusted(fresh, b"garbage", at(10)) == fresh
