@@ -207,6 +207,18 @@ def test_self_managed_tls_is_trusted_by_the_apiserver_and_rotates_without_a_fail
     assert new_bundle.endswith(old_bundle)
     assert new_bundle != old_bundle
 
+    # Only the Lease holder wrote the Secret and patched the configuration.
+    holder = (
+        client.CoordinationV1Api(admin_api)
+        .read_namespaced_lease("kuberesolver-operator", SYSTEM)
+        .spec.holder_identity
+    )
+    writers = {
+        op.identity for op in replicas.values()
+        if "webhook TLS: Secret" in op.log_text() or "caBundle patched" in op.log_text()
+    }  # fmt: skip
+    assert writers == {holder}
+
     # The same processes: reloaded, not restarted.
     for name, op in replicas.items():
         assert op.alive, op.log_tail()
