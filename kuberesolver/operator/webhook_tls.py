@@ -157,9 +157,15 @@ def write_pair(directory: Path, material: Material) -> tuple[Path, Path]:
 
 def load_into(context: ssl.SSLContext, material: Material) -> None:
     """Serve ``material`` from the next handshake on (``ssl`` reads only files: a private
-    temporary directory, removed at once)."""
+    temporary directory, removed at once).
+
+    It is tried on a scratch context first: OpenSSL installs the certificate
+    before it checks the key, so a bad pair would leave the live context broken.
+    """
     with tempfile.TemporaryDirectory(prefix="kuberesolver-tls-") as tmp:
-        context.load_cert_chain(*write_pair(Path(tmp), material))
+        files = write_pair(Path(tmp), material)
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(*files)
+        context.load_cert_chain(*files)
 
 
 def placeholder(names: tuple[str, ...]) -> Material:

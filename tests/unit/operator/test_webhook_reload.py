@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import kopf
+import pytest
 from cryptography import x509
 
 from kuberesolver.operator.webhook_certs import Lifetimes, Material, plan, serving_names
@@ -59,7 +60,9 @@ def post(conn: ssl.SSLSocket) -> bytes:
     return conn.recv(65536)
 
 
-async def test_a_renewed_certificate_is_served_on_the_same_listener(tmp_path: Path) -> None:
+async def test_a_renewed_certificate_is_served_on_the_same_listener(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     cert_dir, boot = tmp_path / "certs", tmp_path / "boot"
     cert_dir.mkdir()
     boot.mkdir()
@@ -100,6 +103,13 @@ async def test_a_renewed_certificate_is_served_on_the_same_listener(tmp_path: Pa
         assert (await asyncio.to_thread(post, conn)).startswith(b"HTTP/1.1 ")
         assert starts == 1
         conn.close()
+
+        # A key that does not match: refused with a log line, the last good one served.
+        write_pair(cert_dir, Material(first.cert, second.key, b"", b""))
+        await until_async(
+            lambda: "cannot be served" in caplog.text, timeout_s=10, message="the refusal"
+        )
+        assert await _serial_is(port, second.serial)
     finally:
         server_task.cancel()
         keeper_task.cancel()
