@@ -166,6 +166,9 @@ class _Registry:
         self._lock = threading.RLock()
         self._ads: AdsServer | None = None
         self._dirs: dict[Path | str, _WatchedDir] = {}
+        self._server_acks = threading.Condition(self._lock)
+        self._server_acked: dict[str, int] = {}
+        """Per server Listener (kuberesolver.server): the last version grpc accepted."""
 
     @property
     def ads(self) -> AdsServer | None:
@@ -300,8 +303,42 @@ class _Registry:
                 return wd
         return None
 
+    def ensure_xds(self) -> None:
+        """Start the xDS server and publish the bootstrap (before an xDS server is made)."""
+        with self._lock:
+            self._ensure_ads()
+
+    def publish_server_listeners(self, listeners: dict[str, Any]) -> int:
+        """Serve drainable servers' Listeners (by name); returns the version to await."""
+        with self._lock:
+            ads = self._ensure_ads()
+            for name in listeners:
+                self._server_acked.setdefault(name, -1)
+            return ads.publish({LISTENER_TYPE: listeners})[LISTENER_TYPE]
+
+    def await_server_listeners(self, names: Sequence[str], version: int, timeout_s: float) -> bool:
+        """Wait until grpc's xDS server client accepted ``version`` (or later) of ``names``."""
+        with self._server_acks:
+            return self._server_acks.wait_for(
+                lambda: all(self._server_acked.get(n, -1) >= version for n in names),
+                timeout=timeout_s,
+            )
+
+    def retire_server_listeners(self, names: Sequence[str]) -> None:
+        """Forget a stopped server's Listeners (kept while grpc still subscribes)."""
+        with self._lock:
+            for name in names:
+                self._server_acked.pop(name, None)
+            if self._ads is not None:
+                self._ads.remove({LISTENER_TYPE: list(names)})
+
     def _on_ack(self, type_url: str, names: frozenset[str], version: int) -> None:
         with self._lock:
+            ours = names & self._server_acked.keys() if type_url == LISTENER_TYPE else set()
+            for name in ours:
+                self._server_acked[name] = max(self._server_acked[name], version)
+            if ours:
+                self._server_acks.notify_all()
             wd = self._owner(names)
             if wd is None:
                 return
