@@ -139,7 +139,9 @@ def server_connections(address: str) -> int | None:
         if page is None:
             return None
         for server in page.server:
-            listening = {_socket_address(servicer, pb, int(r.socket_id)) for r in server.listen_socket}
+            listening = {
+                _socket_address(servicer, pb, int(r.socket_id)) for r in server.listen_socket
+            }
             if address in listening:
                 return _count_sockets(servicer, pb, int(server.ref.server_id))
         if page.end or not page.server:

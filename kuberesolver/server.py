@@ -80,7 +80,7 @@ def _probe_host(host: str) -> str:
     return host
 
 
-class DrainableServer(grpc.Server):
+class DrainableServer(grpc.Server):  # type: ignore[misc]
     """A ``grpc.Server`` (same arguments as ``grpc.server``) with :meth:`drain`."""
 
     def __init__(
@@ -200,7 +200,7 @@ class DrainableServer(grpc.Server):
 
     def stop(self, grace: float | None) -> threading.Event:
         """``grpc.Server.stop``; the server's Listeners are withdrawn."""
-        event = self._server.stop(grace)
+        event: threading.Event = self._server.stop(grace)
         with self._lock:
             first, self._stopped = not self._stopped, True
         if first:
@@ -217,4 +217,4 @@ class DrainableServer(grpc.Server):
         return drained
 
     def wait_for_termination(self, timeout: float | None = None) -> bool:
-        return self._server.wait_for_termination(timeout)
+        return bool(self._server.wait_for_termination(timeout))

@@ -35,7 +35,12 @@ from google.protobuf.message import Message  # type: ignore[import-untyped]
 
 from kuberesolver._xds.resources import AUTHORITY
 
-__all__ = ["SERVER_LISTENER_TEMPLATE", "build_server_listener", "listening_address", "server_listener_name"]
+__all__ = [
+    "SERVER_LISTENER_TEMPLATE",
+    "build_server_listener",
+    "listening_address",
+    "server_listener_name",
+]
 
 SERVER_LISTENER_TEMPLATE: Final = (
     f"xdstp://{AUTHORITY}/envoy.config.listener.v3.Listener/grpc/server/%s"
