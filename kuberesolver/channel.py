@@ -169,6 +169,8 @@ class _Registry:
         self._server_acks = threading.Condition(self._lock)
         self._server_acked: dict[str, int] = {}
         """Per server Listener (kuberesolver.server): the last version grpc accepted."""
+        self._servers = 0
+        """Drainable servers made and not yet stopped: they keep the xDS server up."""
 
     @property
     def ads(self) -> AdsServer | None:
@@ -303,10 +305,15 @@ class _Registry:
                 return wd
         return None
 
-    def ensure_xds(self) -> None:
-        """Start the xDS server and publish the bootstrap (before an xDS server is made)."""
+    def hold_for_server(self) -> None:
+        """A drainable server is being made: the xDS server and the bootstrap first.
+
+        grpc reads the bootstrap as it makes the server; the xDS server stays
+        up until :meth:`retire_server_listeners` for that server.
+        """
         with self._lock:
             self._ensure_ads()
+            self._servers += 1
 
     def publish_server_listeners(self, listeners: dict[str, Any]) -> int:
         """Serve drainable servers' Listeners (by name); returns the version to await."""
@@ -327,6 +334,7 @@ class _Registry:
     def retire_server_listeners(self, names: Sequence[str]) -> None:
         """Forget a stopped server's Listeners (kept while grpc still subscribes)."""
         with self._lock:
+            self._servers -= 1
             for name in names:
                 self._server_acked.pop(name, None)
             if self._ads is not None:
@@ -424,7 +432,7 @@ class _Registry:
         """
         with self._lock:
             ads = self._ads
-            if self._dirs or ads is None or not ads.running or ads.stream_count:
+            if self._dirs or self._servers or ads is None or not ads.running or ads.stream_count:
                 return
             ads.stop()
         log.debug("no channels left: xDS server stopped")

@@ -46,7 +46,7 @@ import grpc
 
 from kuberesolver import _channelz
 from kuberesolver._xds.serving import build_server_listener, listening_address, server_listener_name
-from kuberesolver.channel import _registry
+from kuberesolver.channel import registry
 
 __all__ = ["DrainableServer"]
 
@@ -98,16 +98,20 @@ class DrainableServer(grpc.Server):  # type: ignore[misc]
             raise RuntimeError(
                 "kuberesolver.server needs grpcio-channelz: pip install 'kuberesolver[server]'"
             ) from None
-        _registry.ensure_xds()  # grpc reads the bootstrap as it makes the server
-        self._server = grpc.server(
-            thread_pool,
-            handlers=handlers,
-            interceptors=interceptors,
-            options=options,
-            maximum_concurrent_rpcs=maximum_concurrent_rpcs,
-            compression=compression,
-            xds=True,
-        )
+        registry().hold_for_server()  # grpc reads the bootstrap as it makes the server
+        try:
+            self._server = grpc.server(
+                thread_pool,
+                handlers=handlers,
+                interceptors=interceptors,
+                options=options,
+                maximum_concurrent_rpcs=maximum_concurrent_rpcs,
+                compression=compression,
+                xds=True,
+            )
+        except BaseException:
+            registry().retire_server_listeners([])
+            raise
         self._addresses: list[tuple[str, int]] = []
         self._lock = threading.Lock()
         self._stopped = False
@@ -121,7 +125,7 @@ class DrainableServer(grpc.Server):  # type: ignore[misc]
         return [server_listener_name(a) for a in self.addresses]
 
     def _publish(self, serving: bool) -> int:
-        return _registry.publish_server_listeners(
+        return registry().publish_server_listeners(
             {
                 server_listener_name(listening_address(h, p)): build_server_listener(
                     h, p, serving=serving
@@ -163,7 +167,7 @@ class DrainableServer(grpc.Server):  # type: ignore[misc]
         version = self._publish(serving=True)
         self._server.start()
         deadline = time.monotonic() + timeout_s
-        if not _registry.await_server_listeners(self._names(), version, timeout_s):
+        if not registry().await_server_listeners(self._names(), version, timeout_s):
             raise TimeoutError(f"grpc's xDS server did not take its Listener in {timeout_s} s")
         for host, port in self._addresses:
             target = listening_address(_probe_host(host), port)
@@ -182,7 +186,7 @@ class DrainableServer(grpc.Server):  # type: ignore[misc]
         """
         deadline = time.monotonic() + timeout_s
         version = self._publish(serving=False)
-        if not _registry.await_server_listeners(self._names(), version, timeout_s):
+        if not registry().await_server_listeners(self._names(), version, timeout_s):
             return False
         return self._until(lambda: self._open_connections() == 0, deadline)
 
@@ -204,7 +208,7 @@ class DrainableServer(grpc.Server):  # type: ignore[misc]
         with self._lock:
             first, self._stopped = not self._stopped, True
         if first:
-            _registry.retire_server_listeners(self._names())
+            registry().retire_server_listeners(self._names())
         return event
 
     def drain_and_stop(self, drain_timeout_s: float = 30.0, grace_s: float = 10.0) -> bool:
