@@ -8,6 +8,8 @@ load never pauses, so every stop happens while calls are on the wire.
 - ``plain_stop``: ``grpc.server`` and ``stop(5)``: grpc's core cancels the
   calls it received but had not handed to a handler yet, and those that
   arrive before the client has read the GOAWAY it sends as it shuts down;
+- ``aio_plain_stop``: the same with ``grpc.aio.server`` (grpc offers it no
+  xDS mode, hence no drain): its shutdown is the same core's;
 - ``drain``: :class:`kuberesolver.server.DrainableServer`, ``drain_and_stop``:
   GOAWAY while still serving, stop once the client has left.
 
@@ -16,6 +18,7 @@ Last line: one JSON object with the failures per setting and their ratio.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import threading
@@ -53,6 +56,42 @@ def _drainable(port: int) -> DrainableServer:
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     return server
+
+
+class _AioServer:
+    """A ``grpc.aio`` server on a loop of its own thread, driven from this one."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def __init__(self, port: int) -> None:
+        if _AioServer.loop is None:
+            _AioServer.loop = asyncio.new_event_loop()
+            threading.Thread(target=_AioServer.loop.run_forever, daemon=True).start()
+        self._loop = _AioServer.loop
+        self._server = self._run(self._start(port))
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    @staticmethod
+    async def _start(port: int) -> grpc.aio.Server:
+        async def hello(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            return b"ok"
+
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(
+                    "bench.Drain", {"Hello": grpc.unary_unary_rpc_method_handler(hello)}
+                )
+            ]
+        )
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        return server
+
+    def stop(self, grace_s: float) -> None:
+        self._run(self._server.stop(grace_s))
 
 
 class _Load:
@@ -160,6 +199,10 @@ def main() -> int:
         _plain, lambda s: s.stop(5).wait() and None, args.stops, args.port, **load
     )
     print(f"plain_stop: {results['plain_stop']}", file=sys.stderr)
+    results["aio_plain_stop"] = measure(
+        _AioServer, lambda s: s.stop(5), args.stops, args.port + 2000, **load
+    )
+    print(f"aio_plain_stop: {results['aio_plain_stop']}", file=sys.stderr)
     results["drain"] = measure(
         _drainable, lambda s: s.drain_and_stop(5, 5), args.stops, args.port + 1000, **load
     )
