@@ -35,6 +35,7 @@ server (``grpc.aio``) has the same shutdown but no xDS mode in Python, so no dra
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import threading
 import time
@@ -92,12 +93,10 @@ class DrainableServer(grpc.Server):  # type: ignore[misc]
         maximum_concurrent_rpcs: int | None = None,
         compression: grpc.Compression | None = None,
     ) -> None:
-        try:
-            _channelz.server_connections("127.0.0.1:0")
-        except RuntimeError:
+        if importlib.util.find_spec("grpc_channelz") is None:
             raise RuntimeError(
                 "kuberesolver.server needs grpcio-channelz: pip install 'kuberesolver[server]'"
-            ) from None
+            )
         registry().hold_for_server()  # grpc reads the bootstrap as it makes the server
         try:
             self._server = grpc.server(
@@ -190,9 +189,10 @@ class DrainableServer(grpc.Server):  # type: ignore[misc]
             return False
         return self._until(lambda: self._open_connections() == 0, deadline)
 
-    def _open_connections(self) -> int:
+    def _open_connections(self) -> int | None:
+        """Connections still open on all addresses; None if channelz cannot find one."""
         counts = [_channelz.server_connections(a) for a in self.addresses]
-        return sum(c or 0 for c in counts)
+        return None if None in counts else sum(c for c in counts if c is not None)
 
     @staticmethod
     def _until(condition: Callable[[], bool], deadline: float) -> bool:

@@ -116,6 +116,25 @@ def test_a_draining_server_refuses_new_connections(
     assert counted.calls == 1
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "[::]"])
+def test_a_server_on_a_wildcard_address_drains_its_connections(host: str) -> None:
+    """The usual pod form: grpc's listener reports the wildcard address, found by channelz."""
+    counted, port = Counted(), _free_port()
+    server = DrainableServer(futures.ThreadPoolExecutor(2), handlers=[counted.handler()])
+    server.add_insecure_port(f"{host}:{port}")
+    server.start()
+    try:
+        with _round_robin(port) as channel:
+            held = channel.unary_unary(METHOD).future(b"hold", timeout=10)
+            assert counted.holding.wait(5)
+            assert not server.drain(timeout_s=0.5), "the held call's connection is open"
+            counted.release.set()
+            assert held.result() == b"ok"
+            assert server.drain(timeout_s=10)
+    finally:
+        server.stop(None).wait()
+
+
 def test_a_call_in_flight_finishes_during_the_drain_and_the_stop(
     servers: Callable[..., tuple[DrainableServer, Counted, int]],
 ) -> None:
