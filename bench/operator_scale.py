@@ -221,6 +221,18 @@ def main() -> None:
     emit(result)
 
 
+def cpu_s(proc: psutil.Process) -> float:
+    """User plus system CPU seconds of ``proc`` and its children so far."""
+    t = proc.cpu_times()
+    return float(t.user + t.system + t.children_user + t.children_system)
+
+
+def done(resp: Any) -> None:
+    """Read a raw response to its end (no model objects: they cost more than the request)."""
+    _ = resp.data
+    resp.release_conn()
+
+
 def create_world(admin: client.ApiClient, n: int, m: int, live: list[list[str]]) -> None:
     """Services, EndpointSlices and GrpcTargets, a few requests at a time."""
     core = client.CoreV1Api(admin)
@@ -228,16 +240,18 @@ def create_world(admin: client.ApiClient, n: int, m: int, live: list[list[str]])
     custom = client.CustomObjectsApi(admin)
 
     def one(s: int) -> None:
-        core.create_namespaced_service(NS, {
+        done(core.create_namespaced_service(NS, {
             "metadata": {"name": f"svc-{s}"},
             "spec": {"clusterIP": "None",
                      "ports": [{"name": "grpc", "port": 8080, "targetPort": 50051}]},
-        })  # fmt: skip
-        discovery.create_namespaced_endpoint_slice(NS, slice_body(s, live[s]))
-        custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, {
+        }, _preload_content=False))  # fmt: skip
+        done(discovery.create_namespaced_endpoint_slice(
+            NS, slice_body(s, live[s]), _preload_content=False
+        ))  # fmt: skip
+        done(custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "GrpcTarget",
             "metadata": {"name": f"gt-{s}"}, "spec": {"service": f"svc-{s}", "port": "grpc"},
-        })  # fmt: skip
+        }, _preload_content=False))  # fmt: skip
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(one, range(n)))
@@ -313,19 +327,23 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
             print(f"initial sync {initial_sync_s:.1f} s; churn {tier.rate}/s for {tier.seconds} s",
                   file=sys.stderr)  # fmt: skip
 
+            procs = {"operator": proc, "bench": psutil.Process()} | {
+                name: psutil.Process(p.popen.pid) for name, p in cp.processes.items()
+            }
+            cpu_before = {name: cpu_s(p) for name, p in procs.items()}
             changes: list[tuple[str, str, float]] = []  # (configmap, new address, sent at)
             period = 1.0 / tier.rate
             total = int(tier.rate * tier.seconds)
 
             def send(s: int, endpoints: list[dict[str, Any]], fresh: str) -> None:
                 sent = time.monotonic()
-                discovery.patch_namespaced_endpoint_slice(
-                    f"svc-{s}-bench", NS, {"endpoints": endpoints}
-                )
+                done(discovery.patch_namespaced_endpoint_slice(
+                    f"svc-{s}-bench", NS, {"endpoints": endpoints}, _preload_content=False
+                ))  # fmt: skip
                 changes.append((f"gt-{s}", fresh, sent))
 
             t0 = time.monotonic()
-            with ThreadPoolExecutor(4) as senders:  # one sender would not keep up at 100/s
+            with ThreadPoolExecutor(8) as senders:  # one sender would not keep up at 100/s
                 for k in range(total):
                     due = t0 + k * period
                     delay = due - time.monotonic()
@@ -354,6 +372,7 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
                     if seen is not None:
                         latencies.append((seen - sent) * 1000)
             sample_rss()
+            cpu_used = {name: round(cpu_s(p) - cpu_before[name], 1) for name, p in procs.items()}
             time.sleep(1)
             writes = operator_metric(metrics_port, "kuberesolver_operator_configmap_writes_total")
 
@@ -407,6 +426,7 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
             "operator_rss_mib": round(peak_rss / 2**20, 1),
             "apiserver_watches_opened": watches_with - watches_before,
             "initial_sync_s": round(initial_sync_s, 1),
+            "churn_cpu_s": cpu_used,
             "goal_update_ms_p99": tier.goal_update_ms_p99,
             "goal_operator_rss_mib": tier.goal_operator_rss_mib,
             "goal_initial_sync_s": tier.goal_initial_sync_s,

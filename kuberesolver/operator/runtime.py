@@ -1,7 +1,8 @@
 """What the handlers share, in one object: created at startup, closed at cleanup.
 
-- :class:`IndexViews`: kopf's Service and EndpointSlice indexes, as handed to
-  the handlers (live, read-only views), for the loops to read.
+- :class:`~kuberesolver.operator.informer.ServiceStore`: every Service and
+  EndpointSlice, as compact views kept by this replica's own watches
+  (:func:`~kuberesolver.operator.informer.service_reflectors`), for the loops to read.
 - :class:`~kuberesolver.operator.targets.Targets`: the known GrpcTargets and
   their loops.
 - :class:`~kuberesolver.operator.leader.LeaderElector`: the Lease; the loops
@@ -14,41 +15,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from kuberesolver.endpointslices import ServiceView, SliceView
-from kuberesolver.operator.hub import Hub, ServiceKey, TargetKey, Trigger, run_coalesced
-from kuberesolver.operator.kube import Kube
+from kuberesolver.kubeconfig import load_client
+from kuberesolver.operator.hub import Hub, TargetKey, Trigger, run_coalesced
+from kuberesolver.operator.informer import Reflector, ServiceStore, service_reflectors
+from kuberesolver.operator.kube import ApiError, Kube
 from kuberesolver.operator.leader import LeaderElector
 from kuberesolver.operator.metrics import Metrics
 from kuberesolver.operator.reconcile import Renderer
 from kuberesolver.operator.render import render_in_process
 from kuberesolver.operator.settings import Settings
+from kuberesolver.operator.status_writer import StatusWriter
 from kuberesolver.operator.targets import Entry, Targets
 
-__all__ = ["IndexViews", "Runtime"]
+__all__ = ["Runtime"]
 
 _log = logging.getLogger("kuberesolver.operator")
-
-
-@dataclass
-class IndexViews:
-    """kopf's ``service_index`` and ``endpointslice_index``, bound by the first handler call."""
-
-    services: Mapping[ServiceKey, Collection[ServiceView]] = field(default_factory=dict)
-    slices: Mapping[ServiceKey, Collection[SliceView]] = field(default_factory=dict)
-
-    def bind(
-        self,
-        services: Mapping[ServiceKey, Collection[ServiceView]],
-        slices: Mapping[ServiceKey, Collection[SliceView]],
-    ) -> None:
-        self.services, self.slices = services, slices
-
-    def lookup(self, key: ServiceKey) -> tuple[ServiceView | None, list[SliceView]]:
-        return next(iter(self.services.get(key, ())), None), list(self.slices.get(key, ()))
 
 
 class Runtime:
@@ -66,7 +49,9 @@ class Runtime:
         self.metrics = metrics
         self.renderer = renderer
         self.hub = Hub()
-        self.views = IndexViews()
+        self.store = ServiceStore(self.hub.wake_service)
+        self._reflectors: list[Reflector] = []
+        self._watch_api: Any = None
         self.targets = Targets(self.hub, self._run_target)
         # Its own connection and thread: a renewal never queues behind ConfigMap writes.
         self.lease_kube = Kube(workers=1)
@@ -81,6 +66,11 @@ class Runtime:
             on_start=self._lead,
             on_stop=self.targets.follow,
         )
+        # Status patches on their own connection: a ConfigMap write never waits behind them.
+        self.status_kube = Kube(workers=2)
+        self.status = StatusWriter(
+            self.status_kube, leading=self.leading, on_error=self._status_failed
+        )
         self._elector_task: asyncio.Task[None] | None = None
         self._posts: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -89,7 +79,15 @@ class Runtime:
         return self.elector.leading
 
     def start(self) -> None:
-        """Start taking part in the election (call from a running loop)."""
+        """Start watching, and taking part in the election (call from a running loop)."""
+        if not self._reflectors:
+            # Every replica watches (a standby stays warm); its own connections.
+            self._watch_api, _ = load_client(pool_maxsize=4)
+            self._reflectors = service_reflectors(
+                self._watch_api, self.store, asyncio.get_running_loop()
+            )
+            for reflector in self._reflectors:
+                reflector.start()
         if self._elector_task is None:
             self._elector_task = asyncio.create_task(self.elector.run(), name="kuberesolver-lease")
 
@@ -111,6 +109,11 @@ class Runtime:
             )
         finally:
             self.metrics.targets.dec()
+
+    def _status_failed(self, key: TargetKey, exc: Exception) -> None:
+        kind = "api" if isinstance(exc, ApiError) else "internal"
+        self.metrics.errors.labels(kind).inc()
+        _log.warning("%s/%s: status not written (%s); retrying", key[0], key[1], exc)
 
     def post_event(self, event: dict[str, Any]) -> None:
         """Post an Event in the background (a failure is logged, never raised)."""
@@ -134,9 +137,15 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._elector_task
         await self.targets.close()
+        await self.status.close()
+        for reflector in self._reflectors:
+            reflector.stop()
         if self._posts:
             await asyncio.wait(set(self._posts), timeout=5)
         self.hub.close()
         self.metrics.close()
         self.kube.close()
         self.lease_kube.close()
+        self.status_kube.close()
+        if self._watch_api is not None:
+            self._watch_api.close()

@@ -62,6 +62,7 @@ class TargetWorker:
         self.warned: frozenset[tuple[str, str]] = frozenset()
         self.last_error: str | None = None
         self.ready_before: str | None = None  # the Ready status this worker last reported
+        self.sent_status: Mapping[str, Any] | None = None  # the last status handed to the lane
 
     @property
     def uid(self) -> str:
@@ -82,6 +83,8 @@ class TargetWorker:
     async def reconcile(self, first_wake: float | None) -> None:
         if not self.runtime.leading():
             return
+        # Nothing is planned from half a world: a Service not listed yet is not "missing".
+        await self.runtime.store.wait_synced("services", "endpointslices")
         loop = asyncio.get_running_loop()
         started = loop.time()
         body = self.entry.body
@@ -92,12 +95,13 @@ class TargetWorker:
 
         svc_key = (raw_spec.get("serviceNamespace") or self.namespace, raw_spec.get("service", ""))
         self.runtime.hub.follow(self.key, svc_key)
-        service, slices = self.runtime.views.lookup(svc_key)
+        service, slices = self.runtime.store.lookup(svc_key)
         cm_name = raw_spec.get("configMapName") or self.name
         if first_wake is None:
             # A periodic resync, not a change: re-read the ConfigMap, so that
-            # an edit by hand (or a deletion) is repaired.
+            # an edit by hand (or a deletion) is repaired, and compare the status with the API's.
             self.configmap_name = None
+            self.sent_status = None
         if self.configmap_name != cm_name:
             await self._load_configmap(cm_name, old_status)
 
@@ -199,10 +203,14 @@ class TargetWorker:
         old_status: Mapping[str, Any],
         written: Written | WriteFailed | None,
     ) -> bool:
-        """Patch the status and post the Events; ``False`` when the target is gone."""
+        """Hand the status to the status lane and post the Events; ``False`` when the loop ends."""
+        if self.trigger.closed:
+            return False
         current = rep.current
+        # What this worker last sent is newer than the object kopf last showed it.
+        base = self.sent_status if self.sent_status is not None else old_status
         status = build_status(
-            old_status,
+            base,
             rep.conditions,
             generation=generation,
             now=datetime.datetime.now(datetime.UTC),
@@ -212,16 +220,9 @@ class TargetWorker:
             revision=self.published.revision if self.published else None,
             updated=isinstance(written, Written) and written.wrote,
         )
-        if status_changed(old_status, status) and self.runtime.leading():
-            try:
-                await self.runtime.kube.patch_status(self.namespace, self.name, dict(status))
-            except ApiError as exc:
-                if exc.status == 404:
-                    # Deleted before kopf told us: end this loop (the GC takes the ConfigMap).
-                    _log.info("%s/%s is gone; stopping", self.namespace, self.name)
-                    self.trigger.close()
-                    return False
-                raise
+        if status_changed(base, status) and self.runtime.leading():
+            self.runtime.status.submit(self.key, status, self.trigger.close)
+            self.sent_status = dict(status)
         for reason, message in sorted(rep.warnings - self.warned):
             self._post("Warning", reason, message)
         self.warned = rep.warnings
