@@ -29,8 +29,8 @@ On pod termination (SIGTERM), after the usual preStop delay::
 Needs the ``server`` extra (grpcio-channelz, to see the connections close).
 Addresses must name an IP (``0.0.0.0:port`` and ``[::]:port`` included) and a
 port other than 0: grpc names the Listener after the address it listens on, and
-binds only once that Listener arrives. The asyncio
-server (``grpc.aio``) has the same shutdown but no xDS mode in Python, so no drain.
+binds only once that Listener arrives. The asyncio server (``grpc.aio``) has the
+same shutdown but no xDS mode in Python, so no drain.
 """
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ class DrainableServer(grpc.Server):  # type: ignore[misc]
             registry().retire_server_listeners([])
             raise
         self._addresses: list[tuple[str, int]] = []
+        self._plaintext: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self._stopped = False
 
@@ -150,6 +151,7 @@ class DrainableServer(grpc.Server):  # type: ignore[misc]
         host, port = _split(address)
         self._server.add_insecure_port(address)  # an xDS server binds when it serves: -1
         self._addresses.append((host, port))
+        self._plaintext.add((host, port))
         return port
 
     def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
@@ -160,7 +162,7 @@ class DrainableServer(grpc.Server):  # type: ignore[misc]
         return port
 
     def start(self, timeout_s: float = 30.0) -> None:
-        """Start, and return once the server answers on every address (within ``timeout_s``)."""
+        """Start; return once grpc holds the Listeners and answers on each plaintext address."""
         if not self._addresses:
             raise ValueError("add a port before starting the server")
         version = self._publish(serving=True)
@@ -168,7 +170,7 @@ class DrainableServer(grpc.Server):  # type: ignore[misc]
         deadline = time.monotonic() + timeout_s
         if not registry().await_server_listeners(self._names(), version, timeout_s):
             raise TimeoutError(f"grpc's xDS server did not take its Listener in {timeout_s} s")
-        for host, port in self._addresses:
+        for host, port in self._plaintext:  # a TLS port would need the client's credentials
             target = listening_address(_probe_host(host), port)
             with grpc.insecure_channel(target) as probe:
                 remaining = max(0.0, deadline - time.monotonic())
@@ -214,7 +216,7 @@ class DrainableServer(grpc.Server):  # type: ignore[misc]
     def drain_and_stop(self, drain_timeout_s: float = 30.0, grace_s: float = 10.0) -> bool:
         """What SIGTERM should do: :meth:`drain`, then stop (in-flight calls get ``grace_s``).
 
-        Returns :meth:`drain`'s result. Safe to call from a signal handler's thread.
+        Returns :meth:`drain`'s result; blocks until the server has stopped.
         """
         drained = self.drain(drain_timeout_s)
         self.stop(grace_s).wait()

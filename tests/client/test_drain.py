@@ -20,6 +20,7 @@ import pytest
 from kuberesolver._xds.serving import server_listener_name
 from kuberesolver.server import DrainableServer
 from testenv.wait import until
+from tests.client.test_tls import make_pki
 
 METHOD = "/kr.test.Drain/Hello"
 
@@ -218,3 +219,24 @@ def test_an_address_names_an_ip_and_a_port(address: str, why: str) -> None:
 def test_listener_names_are_the_ones_grpc_asks_for(address: str, name_tail: str) -> None:
     """grpc percent-encodes the address in an xdstp: name (IPv6 brackets)."""
     assert server_listener_name(address).endswith(name_tail)
+
+
+def test_a_tls_server_starts_serves_and_drains() -> None:
+    """start() cannot probe a TLS port without the client's credentials: grpc's ACK suffices."""
+    ca, cert, key = make_pki("greeter.ns")
+    counted, port = Counted(), _free_port()
+    server = DrainableServer(futures.ThreadPoolExecutor(2), handlers=[counted.handler()])
+    server.add_secure_port(f"127.0.0.1:{port}", grpc.ssl_server_credentials([(key, cert)]))
+    server.start()
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=ca)
+        options = [("grpc.ssl_target_name_override", "greeter.ns")]
+        with grpc.secure_channel(f"127.0.0.1:{port}", creds, options=options) as channel:
+            call = channel.unary_unary(METHOD)
+            assert call(b"", timeout=5, wait_for_ready=True) == b"ok"
+            assert server.drain(timeout_s=10)
+            with pytest.raises(grpc.RpcError):
+                call(b"", timeout=5)
+        assert counted.calls == 1
+    finally:
+        server.stop(None).wait()
