@@ -424,7 +424,8 @@ class _Registry:
         self._maybe_stop_ads()
 
     def _maybe_stop_ads(self) -> None:
-        """Stop the xDS server once no channel is left and grpc's xDS clients hung up.
+        """Stop the xDS server once no channel and no drainable server is left and grpc's
+        xDS clients hung up.
 
         Stopping it while grpc still holds an ADS stream would put grpc's
         connection to it into reconnect backoff, and the next channel's first
