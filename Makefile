@@ -25,7 +25,7 @@ test: install controlplane  ## the whole suite: unit, client, integration and en
 	$(PY) -m pytest
 
 test-unit: install  ## only what needs no control plane
-	$(PY) -m pytest tests/unit tests/client
+	$(PY) -m pytest tests/unit tests/client tests/xds_server
 
 lint: install  ## ruff and mypy strict
 	$(VENV)/bin/ruff check kuberesolver tests testenv bench demo

@@ -35,9 +35,15 @@ Reported (one JSON object on the last line):
   to one Service as fast as the API takes them (a rollout): coalesced into a
   few writes (one per ``KUBERESOLVER_DEBOUNCE_MS`` window, 300 ms by default).
 
+Also reported: each process's CPU during the churn (``churn_cpu_s``, and
+``cpu_ms_per_change``), and ``cores_needed_at_rate``: what the whole system
+(apiserver, etcd, controller-manager, operator and the bench's own writes)
+would need to keep up with the tier's rate. On a 2-core machine a value
+above 2 means the control plane, not the operator, sets the latency.
+
 Options: ``--tier tier1|tier2|all`` (default all), ``--seconds`` (the churn,
-default 60), ``--profile DIR`` (a py-spy profile of the operator per tier, in
-py-spy's raw collapsed-stack format).
+default 60), ``--rate`` (changes per second, default the tier's), ``--profile DIR``
+(a py-spy profile of the operator per tier, in py-spy's raw collapsed-stack format).
 """
 
 from __future__ import annotations
@@ -208,6 +214,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tier", choices=[*TIERS, "all"], default="all")
     parser.add_argument("--seconds", type=float, help="churn duration (default: the tier's 60)")
+    parser.add_argument("--rate", type=float, help="changes per second (default: the tier's)")
     parser.add_argument("--profile", type=Path, help="write a py-spy profile of the operator here")
     args = parser.parse_args()
     names = list(TIERS) if args.tier == "all" else [args.tier]
@@ -216,6 +223,8 @@ def main() -> None:
         tier = TIERS[name]
         if args.seconds:
             tier = dataclasses.replace(tier, seconds=args.seconds)
+        if args.rate:
+            tier = dataclasses.replace(tier, rate=args.rate)
         result[name] = run_tier(tier, args.profile)
         print(json.dumps({name: result[name]}), file=sys.stderr)
     emit(result)
@@ -427,6 +436,13 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
             "apiserver_watches_opened": watches_with - watches_before,
             "initial_sync_s": round(initial_sync_s, 1),
             "churn_cpu_s": cpu_used,
+            "cpu_ms_per_change": {
+                name: round(used * 1000 / max(1, len(changes)), 2)
+                for name, used in cpu_used.items()
+            },
+            "cores_needed_at_rate": round(
+                sum(cpu_used.values()) / max(1, len(changes)) * tier.rate, 2
+            ),
             "goal_update_ms_p99": tier.goal_update_ms_p99,
             "goal_operator_rss_mib": tier.goal_operator_rss_mib,
             "goal_initial_sync_s": tier.goal_initial_sync_s,

@@ -1,8 +1,11 @@
-"""``python -m kuberesolver``: inspect snapshots, write development ones.
+"""``python -m kuberesolver``: inspect snapshots, write development ones, write xDS bootstraps.
 
 ``inspect [DIR]`` prints what a client would see; ``snapshot DIR
 SERVICE.NAMESPACE ADDRESS:PORT...`` writes a development snapshot
-(:mod:`kuberesolver.dev_snapshot`); ``--version`` prints the version.
+(:mod:`kuberesolver.dev_snapshot`); ``bootstrap --server URI`` writes the grpc
+xDS bootstrap that sends ``xds://<authority>/<name>.<namespace>`` to the
+operator's xDS server (:mod:`kuberesolver.xds_server.bootstrap`);
+``--version`` prints the version.
 
 ``inspect``:
 
@@ -52,7 +55,7 @@ def _state(ready: bool, terminating: bool) -> str:
 
 def describe(snapshot: Snapshot, zone: str | None = None) -> dict[str, Any]:
     """What a client makes of one snapshot, as plain data."""
-    from kuberesolver._xds.resources import ROUND_ROBIN, policy_from_service_config
+    from kuberesolver.policies import ROUND_ROBIN, policy_from_service_config
 
     own_ready = zone is not None and any(
         e.zone == zone and e.ready and not e.terminating for e in snapshot.endpoints
@@ -127,7 +130,8 @@ def inspect(directory: Path, zone: str | None, as_json: bool, out: Any = sys.std
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="kuberesolver", description="inspect snapshots, write development ones"
+        prog="kuberesolver",
+        description="inspect snapshots, write development ones, write xDS bootstraps",
     )
     parser.add_argument("--version", action="version", version=f"kuberesolver {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,8 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.add_argument("--port", default="", help="the Service port name or number (default: any)")
     w.add_argument("--policy", default="round_robin", help="round_robin (default), "
                    "weighted_round_robin or pick_first")  # fmt: skip
+    _bootstrap_parser(sub)
     args = parser.parse_args(argv)
     try:
+        if args.command == "bootstrap":
+            return _bootstrap(args)
         if args.command == "snapshot":
             return _snapshot(args.dir, args.target, args.addresses, args.port, args.policy)
         settings = resolve(snapshot_dir=args.dir, zone=args.zone)
@@ -174,6 +181,56 @@ def _snapshot(
     written = load(path)
     print(f"{path}: {written.target.server_name} revision {written.revision}, "
           f"{len(written.endpoints)} endpoints")  # fmt: skip
+    return 0
+
+
+def _bootstrap_parser(sub: Any) -> None:
+    from kuberesolver.xds_server.bootstrap import DEFAULT_AUTHORITY
+
+    b = sub.add_parser(
+        "bootstrap",
+        help="write a grpc xDS bootstrap that points at the operator's xDS server",
+        description="Write the JSON that GRPC_XDS_BOOTSTRAP names: a client then dials "
+        "xds://AUTHORITY/NAME.NAMESPACE for the GrpcTarget NAME in NAMESPACE.",
+    )
+    b.add_argument("--server", required=True, help="the xDS server, a grpc target (HOST:PORT)")
+    b.add_argument("--authority", default=DEFAULT_AUTHORITY,
+                   help=f"the federation authority (default: {DEFAULT_AUTHORITY})")  # fmt: skip
+    b.add_argument("--out", type=Path, help="write here (atomically) instead of to stdout")
+    b.add_argument("--node-id", default="kuberesolver-client", help="the xDS node id")
+    b.add_argument("--zone", default="", help="the client's zone: served its own zone first")
+    b.add_argument("--ca-file", help="TLS: the CA that signed the server's certificate")
+    b.add_argument("--cert-file", help="mutual TLS: the client's certificate")
+    b.add_argument("--key-file", help="mutual TLS: the client's private key")
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    from kuberesolver.xds_server.bootstrap import build_bootstrap, dumps
+
+    try:
+        text = dumps(
+            build_bootstrap(
+                args.server,
+                args.authority,
+                node_id=args.node_id,
+                zone=args.zone,
+                ca_file=args.ca_file,
+                cert_file=args.cert_file,
+                key_file=args.key_file,
+            )
+        )
+    except ValueError as exc:
+        print(f"kuberesolver bootstrap: {exc}", file=sys.stderr)
+        return 2
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    out: Path = args.out
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
+    print(f"{out}: xDS bootstrap for authority {args.authority} at {args.server}",
+          file=sys.stderr)  # fmt: skip
     return 0
 
 

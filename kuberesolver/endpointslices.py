@@ -21,6 +21,7 @@ What is honoured, and where kuberesolver for Go goes wrong:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -252,7 +253,9 @@ def _rank(e: Endpoint) -> tuple[bool, bool, bool, bool, tuple[str, str, str]]:
     )
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def _address_key(address: str) -> tuple[int, int, str]:
+    """Sort addresses numerically (cached: the same addresses come back on every change)."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Final, Literal, get_args
 
 __all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
     "LB_POLICIES",
     "PICK_FIRST",
     "ROUND_ROBIN",
@@ -27,6 +28,9 @@ LoadBalancing = Literal["round_robin", "weighted_round_robin", "pick_first"]
 ROUND_ROBIN: Final = "round_robin"
 WEIGHTED_ROUND_ROBIN: Final = "weighted_round_robin"
 PICK_FIRST: Final = "pick_first"
+
+DEFAULT_MAX_ATTEMPTS: Final = 3
+"""Attempts per call (the first one included) on UNAVAILABLE, unless configured otherwise."""
 
 LB_POLICIES: Final[tuple[LoadBalancing, ...]] = get_args(LoadBalancing)
 """Every policy, in order of preference. ``weighted_round_robin`` is load-aware (ORCA)."""

@@ -53,6 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypedDict
 
+from kuberesolver.policies import DEFAULT_MAX_ATTEMPTS
+
 __all__ = [
     "DEFAULT_DEBOUNCE_MS",
     "DEFAULT_MAX_ATTEMPTS",
@@ -84,7 +86,6 @@ DEFAULT_NAMESPACE_FILE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/n
 DEFAULT_NAMESPACE: Final = "default"
 DEFAULT_DEBOUNCE_MS: Final = 50
 DEFAULT_POLL_INTERVAL_MS: Final = 5000
-DEFAULT_MAX_ATTEMPTS: Final = 3
 
 ENV_DIR: Final = "KUBERESOLVER_DIR"
 ENV_ZONE: Final = "KUBERESOLVER_ZONE"

@@ -87,7 +87,8 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
         await pool.start()
     except RuntimeError as exc:  # renders will try again, and say so in the targets' status
         _log.error("%s", exc)
-    runtime = Runtime(ours, Kube(), metrics, renderer=pool.render)
+    # ConfigMap writes: enough in flight that a slow apiserver answer delays no other target.
+    runtime = Runtime(ours, Kube(workers=16), metrics, renderer=pool.render)
     memo["runtime"] = runtime
     runtime.start()
     _log.info(

@@ -123,7 +123,7 @@ class Runtime:
 
     async def _post(self, event: dict[str, Any]) -> None:
         try:
-            await self.kube.post_event(event)
+            await self.status_kube.post_event(event)  # the slow lane: never before a ConfigMap
         except Exception as exc:
             _log.warning("Event %s not posted: %s", event.get("reason"), exc)
 

@@ -5,6 +5,12 @@ Every setting carries its unit in its name. The environment variables are:
 ``KUBERESOLVER_DEBOUNCE_MS``
     The coalescing window: at most one ConfigMap write per target per window
     (default 300).
+``KUBERESOLVER_STATUS_INTERVAL_MS``
+    How often a target's status may be patched when only its counts, revision
+    and last update time changed (default 30000): the ConfigMap is the feed,
+    the status a summary. The first change after a quiet interval, and any
+    change of a condition, the generation or the ConfigMap's name, is written
+    at once; a status patch costs the apiserver as much as the ConfigMap write.
 ``KUBERESOLVER_METRICS_PORT``
     The port of the Prometheus endpoint; 0 turns it off (default 0).
 ``KUBERESOLVER_RESYNC_S``
@@ -54,6 +60,7 @@ class SettingsError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Settings:
     debounce_ms: int = 300
+    status_interval_ms: int = 30_000
     metrics_port: int = 0
     resync_s: float = 300.0
     lease_duration_s: int = 8
@@ -71,6 +78,10 @@ class Settings:
         return self.debounce_ms / 1000.0
 
     @property
+    def status_interval_s(self) -> float:
+        return self.status_interval_ms / 1000.0
+
+    @property
     def lease_renew_deadline_s(self) -> float:
         """How long the leader keeps writing without a successful renewal."""
         return float(self.lease_duration_s - self.lease_retry_s)
@@ -80,6 +91,7 @@ class Settings:
         cls,
         *,
         debounce_ms: int | None = None,
+        status_interval_ms: int | None = None,
         metrics_port: int | None = None,
         resync_s: float | None = None,
         lease_duration_s: int | None = None,
@@ -110,6 +122,14 @@ class Settings:
         resync = _pick(resync_s, env, "KUBERESOLVER_RESYNC_S", int(d.resync_s), 1, 86400)
         return cls(
             debounce_ms=debounce,
+            status_interval_ms=_pick(
+                status_interval_ms,
+                env,
+                "KUBERESOLVER_STATUS_INTERVAL_MS",
+                d.status_interval_ms,
+                0,
+                3_600_000,
+            ),
             metrics_port=port,
             resync_s=float(resync),
             lease_duration_s=duration,

@@ -21,7 +21,13 @@ __all__ = [
     "merge_conditions",
     "rfc3339",
     "status_changed",
+    "summary_only",
 ]
+
+SUMMARY_FIELDS: Final = frozenset(
+    {"readyEndpoints", "totalEndpoints", "revision", "lastUpdateTime"}
+)
+"""What moves with every endpoint change; the rest moves when the target's state does."""
 
 CONDITION_TYPES: Final = ("Ready", "ServiceFound", "Rendered")
 
@@ -119,3 +125,25 @@ def build_status(
 def status_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Whether ``new`` says anything ``old`` does not (a patch is needed)."""
     return any(old.get(k) != v for k, v in new.items())
+
+
+def summary_only(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether ``new`` differs from ``old`` only in its summary (it may wait a little).
+
+    The summary: :data:`SUMMARY_FIELDS`, and the conditions' messages (which
+    quote the counts). A condition's status or reason, the generation or the
+    ConfigMap's name is never summary.
+    """
+    if _states(old.get("conditions")) != _states(new.get("conditions")):
+        return False
+    return all(
+        old.get(k) == v for k, v in new.items() if k not in SUMMARY_FIELDS and k != "conditions"
+    )
+
+
+def _states(conditions: Any) -> list[tuple[Any, ...]]:
+    return [
+        (c.get("type"), c.get("status"), c.get("reason"), c.get("observedGeneration"))
+        for c in conditions or []
+        if isinstance(c, Mapping)
+    ]

@@ -31,7 +31,7 @@ from kuberesolver.operator.reconcile import (
     report,
 )
 from kuberesolver.operator.spec import plain
-from kuberesolver.operator.status import build_status, status_changed
+from kuberesolver.operator.status import build_status, status_changed, summary_only
 from kuberesolver.operator.targets import Entry
 from kuberesolver.snapshot import ENDPOINTS_KEY, SnapshotError, decode
 
@@ -63,6 +63,9 @@ class TargetWorker:
         self.last_error: str | None = None
         self.ready_before: str | None = None  # the Ready status this worker last reported
         self.sent_status: Mapping[str, Any] | None = None  # the last status handed to the lane
+        self.loaded = False  # whether a ConfigMap was ever looked for
+        self.status_at = -float("inf")  # loop time of the last status handed to the lane
+        self.status_timer: asyncio.TimerHandle | None = None
 
     @property
     def uid(self) -> str:
@@ -135,8 +138,16 @@ class TargetWorker:
         return self.configmap is not None and is_owned_by(self.configmap, self.uid)
 
     async def _load_configmap(self, cm_name: str, old_status: Mapping[str, Any]) -> None:
-        """Read the ConfigMap once: what it holds is the revision baseline after a restart."""
-        cm = await self.runtime.kube.get_configmap(self.namespace, cm_name)
+        """Read the ConfigMap once: what it holds is the revision baseline after a restart.
+
+        A target whose status names no ConfigMap has never been published: the
+        first write is a create without a read (one call, not two, per new
+        target); should one exist after all, the create's 409 makes the next
+        attempt read it.
+        """
+        fresh = not self.loaded and not old_status.get("configMapName")
+        self.loaded = True
+        cm = None if fresh else await self.runtime.kube.get_configmap(self.namespace, cm_name)
         stored: Published | None = None
         if cm is not None and is_owned_by(cm, self.uid):
             raw = (cm.get("data") or {}).get(ENDPOINTS_KEY)
@@ -221,8 +232,7 @@ class TargetWorker:
             updated=isinstance(written, Written) and written.wrote,
         )
         if status_changed(base, status) and self.runtime.leading():
-            self.runtime.status.submit(self.key, status, self.trigger.close)
-            self.sent_status = dict(status)
+            self._submit_status(status, urgent=not summary_only(base, status))
         for reason, message in sorted(rep.warnings - self.warned):
             self._post("Warning", reason, message)
         self.warned = rep.warnings
@@ -233,6 +243,25 @@ class TargetWorker:
             self._post("Normal", "Published", rep.ready.message)
         self.ready_before = rep.ready.status
         return True
+
+    def _submit_status(self, status: Mapping[str, Any], *, urgent: bool) -> None:
+        """Hand ``status`` to the lane now, or (a summary-only change) once the interval is up."""
+        loop = asyncio.get_running_loop()
+        self.sent_status = dict(status)
+        wait = self.status_at + self.runtime.settings.status_interval_s - loop.time()
+        if urgent or wait <= 0:
+            self._send_status()
+        elif self.status_timer is None:
+            self.status_timer = loop.call_later(wait, self._send_status)
+
+    def _send_status(self) -> None:
+        if self.status_timer is not None:
+            self.status_timer.cancel()
+            self.status_timer = None
+        if self.sent_status is None or self.trigger.closed or not self.runtime.leading():
+            return
+        self.status_at = asyncio.get_running_loop().time()
+        self.runtime.status.submit(self.key, self.sent_status, self.trigger.close)
 
     def _post(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
         body = {**self.entry.body}

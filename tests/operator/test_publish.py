@@ -9,13 +9,16 @@ writes the slices itself, as any controller may.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import threading
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 
+from kuberesolver.operator.spec import GROUP, PLURAL, VERSION
 from kuberesolver.snapshot import ENDPOINTS_KEY, SERVICE_CONFIG_KEY, decode
 from testenv.kube import table
 from testenv.netns import pod_ip
@@ -313,3 +316,70 @@ def test_writes_only_on_change_and_coalesces_bursts(ns: Namespace, operator_fact
     # Every write changed the endpoints, so each one took the next revision.
     revisions = [decode(v[ENDPOINTS_KEY]).revision for v in versions]
     assert revisions == list(range(first.revision + 1, first.revision + 1 + len(versions)))
+
+
+class TargetWrites:
+    """The GrpcTarget's versions after ``resource_version``, from a watch (a context manager)."""
+
+    def __init__(self, ns: Namespace, name: str, resource_version: str) -> None:
+        self.statuses: list[dict[str, Any]] = []
+        self._watch = watch.Watch()
+        custom = client.CustomObjectsApi(ns.api)
+
+        def run() -> None:
+            with contextlib.suppress(Exception):  # a closed stream, after stop()
+                for event in self._watch.stream(
+                    custom.list_namespaced_custom_object, GROUP, VERSION, ns.name, PLURAL,
+                    field_selector=f"metadata.name={name}", resource_version=resource_version,
+                    timeout_seconds=120,
+                ):  # fmt: skip
+                    if event["type"] == "MODIFIED":
+                        self.statuses.append(dict(event["object"].get("status") or {}))
+
+        self._thread = threading.Thread(target=run, daemon=True)
+
+    def __enter__(self) -> TargetWrites:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._watch.stop()
+
+
+def test_status_counts_wait_for_the_interval_conditions_do_not(
+    ns: Namespace, operator_factory: Any
+) -> None:
+    """Counts and revision are a summary, patched at most once per STATUS_INTERVAL_MS (a status
+    patch costs the apiserver as much as the ConfigMap write); conditions are written at once."""
+    operator_factory(env={"KUBERESOLVER_STATUS_INTERVAL_MS": "10000"})
+    ns.service("summary")
+    ns.make_slice("summary", "summary-1", [ep(pod_ip(90))])
+    ns.create_target("summary", {"service": "summary"})
+    ns.wait_addresses("summary", {f"{pod_ip(90)}:50051"})
+    until(lambda: ns.get_target("summary").get("status", {}).get("readyEndpoints") == 1,
+          timeout_s=30, message="the first status")  # fmt: skip
+    version = ns.get_target("summary")["metadata"]["resourceVersion"]
+
+    with TargetWrites(ns, "summary", version) as writes:
+        for n in range(2, 6):  # four endpoint changes, each published before the next
+            ns.make_slice("summary", "summary-1", [ep(pod_ip(90 + i)) for i in range(n)])
+            ns.wait_addresses("summary", {f"{pod_ip(90 + i)}:50051" for i in range(n)})
+        published = ns.get_configmap("summary")
+        assert published is not None
+        revision = decode(published.data[ENDPOINTS_KEY]).revision
+        # At most the one trailing patch when the interval ends, never one per change.
+        assert len(writes.statuses) <= 1, writes.statuses
+        until(
+            lambda: ns.get_target("summary")["status"].get("revision") == revision,
+            timeout_s=30,
+            message="the status catches up with the ConfigMap",
+        )
+        assert ns.get_target("summary")["status"]["readyEndpoints"] == 5
+
+        # Losing every ready endpoint changes Ready: written at once, not after the interval.
+        ns.make_slice("summary", "summary-1", [ep(pod_ip(90), ready=False)])
+        until(
+            lambda: condition(ns.get_target("summary"), "Ready").get("status") == "False",
+            timeout_s=5,
+            message="Ready=False well before the 10 s interval",
+        )

@@ -38,6 +38,10 @@ def loaded_after(module: str) -> list[str]:
         "kuberesolver.target",
         "kuberesolver.operator",
         "kuberesolver.projector",
+        "kuberesolver.xds_server",
+        "kuberesolver.xds_server.bootstrap",
+        "kuberesolver.xds_server.settings",
+        "kuberesolver.xds_server.auth",
     ],
 )
 def test_import_is_light(module: str) -> None:

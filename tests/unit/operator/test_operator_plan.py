@@ -32,7 +32,13 @@ from kuberesolver.operator.reconcile import (
 from kuberesolver.operator.render import RenderError, render_in_process
 from kuberesolver.operator.settings import Settings, SettingsError
 from kuberesolver.operator.spec import SpecError, parse_spec
-from kuberesolver.operator.status import build_status, condition, merge_conditions, status_changed
+from kuberesolver.operator.status import (
+    build_status,
+    condition,
+    merge_conditions,
+    status_changed,
+    summary_only,
+)
 from kuberesolver.snapshot import ENDPOINTS_KEY, Endpoint, decode
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -145,6 +151,25 @@ def test_status_counts_keep_old_values_when_unknown() -> None:
     assert st2["lastUpdateTime"] == "2026-01-01T00:05:00Z"
     assert status_changed(old, st2)
     assert not status_changed({**old, **st}, st)
+
+
+def test_summary_changes_may_wait_state_changes_may_not() -> None:
+    def status(ready: int, reason: str = "Published", generation: int = 1, cm: str = "cm") -> Any:
+        return build_status(
+            {}, [condition("Ready", ready > 0, reason, f"{ready} ready"),
+                 condition("ServiceFound", True, "ServiceFound")],
+            generation=generation, now=T1, configmap_name=cm,
+            ready_endpoints=ready, total_endpoints=ready, revision=ready, updated=True,
+        )  # fmt: skip
+
+    base = status(3)
+    assert summary_only(base, status(5))  # counts, revision, message: a summary
+    assert summary_only(base, base)
+    assert not summary_only(base, status(0, "NoReadyEndpoints"))  # Ready flips
+    assert not summary_only(base, status(3, "Other"))  # a reason
+    assert not summary_only(base, status(3, generation=2))  # a new generation
+    assert not summary_only(base, status(3, cm="other"))  # another ConfigMap
+    assert not summary_only({}, base)  # the first status
 
 
 # --- plan ----------------------------------------------------------------------------------------

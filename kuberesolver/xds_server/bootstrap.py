@@ -1,0 +1,97 @@
+"""The grpc xDS bootstrap that sends a client's ``xds://<authority>/...`` targets to our server.
+
+Standard library only. gRFC A47 (federation) decides the names: a channel on
+``xds://<authority>/<name>`` looks ``<authority>`` up in the bootstrap's
+``authorities`` and asks that authority's servers for the Listener
+``xdstp://<authority>/envoy.config.listener.v3.Listener/<name>`` (the
+authority's ``client_listener_resource_name_template``, written out here
+though it is also grpc's default). Every ``xdstp://`` name the server returns
+(the Cluster, the ClusterLoadAssignment) must carry an authority the bootstrap
+lists, or grpc refuses to fetch it. The top-level ``xds_servers`` must exist
+even when every target names an authority; it points at the same server.
+
+Transport security (``channel_creds``): ``insecure``, or ``tls`` with files
+(gRFC A65: ``ca_certificate_file``, and ``certificate_file`` with
+``private_key_file`` for mutual TLS).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+__all__ = [
+    "DEFAULT_AUTHORITY",
+    "LISTENER_TEMPLATE",
+    "build_bootstrap",
+    "dumps",
+]
+
+DEFAULT_AUTHORITY: Final = "xds.kuberesolver.io"
+"""The operator's authority: unlike the in-process ``kuberesolver``, a domain name of ours."""
+
+LISTENER_TEMPLATE: Final = "xdstp://{authority}/envoy.config.listener.v3.Listener/%s"
+"""A47's listener name template; ``%s`` is the target's path (``<name>.<namespace>``)."""
+
+
+def _channel_creds(
+    ca_file: str | None, cert_file: str | None, key_file: str | None
+) -> list[dict[str, Any]]:
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("a client certificate needs both its certificate and its key file")
+    if ca_file is None and cert_file is None:
+        return [{"type": "insecure"}]
+    config: dict[str, str] = {}
+    if ca_file is not None:
+        config["ca_certificate_file"] = ca_file
+    if cert_file is not None and key_file is not None:
+        config["certificate_file"] = cert_file
+        config["private_key_file"] = key_file
+    return [{"type": "tls", "config": config}]
+
+
+def build_bootstrap(
+    server_uri: str,
+    authority: str = DEFAULT_AUTHORITY,
+    *,
+    node_id: str = "kuberesolver-client",
+    node_cluster: str = "",
+    zone: str = "",
+    ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    extra_authorities: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A bootstrap whose ``authority`` (and top-level server) is our ADS server at ``server_uri``.
+
+    ``server_uri`` is a grpc target (``host:port``, ``dns:///host:port``).
+    ``ValueError`` for an empty URI or authority, or half a client certificate.
+    """
+    if not server_uri.strip():
+        raise ValueError("the xDS server URI is empty")
+    if not authority or "/" in authority or "%" in authority:
+        raise ValueError(
+            f"the authority must be a non-empty name without '/' or '%': {authority!r}"
+        )
+    server = {
+        "server_uri": server_uri,
+        "channel_creds": _channel_creds(ca_file, cert_file, key_file),
+        "server_features": ["xds_v3"],
+    }
+    node: dict[str, Any] = {"id": node_id}
+    if node_cluster:
+        node["cluster"] = node_cluster
+    if zone:
+        node["locality"] = {"zone": zone}
+    authorities: dict[str, Any] = {k: dict(v) for k, v in (extra_authorities or {}).items()}
+    authorities[authority] = {
+        "xds_servers": [server],
+        "client_listener_resource_name_template": LISTENER_TEMPLATE.format(authority=authority),
+    }
+    return {"xds_servers": [server], "node": node, "authorities": authorities}
+
+
+def dumps(bootstrap: Mapping[str, Any]) -> str:
+    """The bootstrap as the file grpc reads (``GRPC_XDS_BOOTSTRAP``)."""
+    return json.dumps(bootstrap, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,392 @@
+"""A state-of-the-world ADS server on grpc.aio, serving an :class:`~.store.XdsStore`.
+
+grpc's xDS clients (grpcio, grpc-go, grpc-java) open one ADS stream per
+channel target (grpc >= 1.62 / grpc-go >= 1.66) and subscribe, per type, to
+the names they need: the Listener of ``xds://<authority>/<name>``, then the
+Cluster its route names, then the ClusterLoadAssignment the Cluster names.
+
+What a stream is sent (state of the world, as the xDS protocol allows it):
+
+- Listener and Cluster responses carry every subscribed resource that exists
+  (a name left out is deleted at the client), and go out only when that set
+  changes for this stream;
+- ClusterLoadAssignment responses carry only the CLAs that changed for this
+  stream (EDS is not a full-state type);
+- a store change reaches only the streams subscribed to a changed name.
+
+A NACK (a request whose ``error_detail`` is set) is logged and counted
+(``kuberesolver_xds_nacks_total``). The resources it blames (named in grpc's
+message, else all that changed) are remembered as refused by that stream: the
+stream is served its last accepted version of them until they change again,
+and never the refused content twice. The others in that response count as
+accepted, as grpc keeps the valid resources of a refused response (gRFC A46).
+
+Wildcard subscriptions (an empty name list) get nothing: every resource must
+be asked for by name. Delta xDS is not offered (UNIMPLEMENTED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import any_pb2  # type: ignore[import-untyped]
+
+from kuberesolver.xds_resources import CLUSTER_TYPE, LISTENER_TYPE, TYPES
+from kuberesolver.xds_server.metrics import XdsMetrics, short_type
+from kuberesolver.xds_server.store import Changes, XdsStore
+
+__all__ = ["AdsServer", "StreamInfo", "server_credentials"]
+
+log = logging.getLogger("kuberesolver.xds_server")
+
+_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    # ADS streams live for hours: ping idle clients so a vanished one is noticed
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # and let clients ping us as often as grpc's own xDS clients may
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+]
+
+_MAX_PENDING = 16
+"""Unanswered responses remembered per stream and type (grpc answers each one in turn)."""
+
+_FULL_STATE = frozenset({LISTENER_TYPE, CLUSTER_TYPE})
+"""The types whose every response carries the whole subscribed set."""
+
+
+def server_credentials(
+    cert_file: str | Path, key_file: str | Path, client_ca_file: str | Path | None = None
+) -> grpc.ServerCredentials:
+    """TLS server credentials from PEM files; with ``client_ca_file``, clients must present
+    a certificate it signed (mutual TLS)."""
+    cert = Path(cert_file).read_bytes()
+    key = Path(key_file).read_bytes()
+    ca = Path(client_ca_file).read_bytes() if client_ca_file is not None else None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """One open stream, for tests and debugging. Types are short names (``Listener``)."""
+
+    peer: str
+    node_id: str
+    zone: str
+    """The client's zone (its bootstrap's ``node.locality.zone``): its own zone comes first."""
+    subscribed: dict[str, frozenset[str]]
+    responses: dict[str, int]
+    acked: dict[str, str]
+    """The last version the client accepted, by type."""
+    nacks: int
+
+
+@dataclass
+class _TypeState:
+    names: frozenset[str] = frozenset()
+    sent: dict[str, any_pb2.Any] = field(default_factory=dict)
+    """What the client holds, as far as we know: the last sent (or accepted) version."""
+    good: dict[str, any_pb2.Any] = field(default_factory=dict)
+    """The last version the client accepted, by name."""
+    refused: dict[str, bytes] = field(default_factory=dict)
+    """Content the client refused, by name: never sent to it again."""
+    pending: dict[int, dict[str, any_pb2.Any]] = field(default_factory=dict)
+    """Responses not yet answered, by nonce."""
+    dirty: bool = False
+    full: bool = False
+    """Send the full subscribed set (Listener, Cluster) even if it looks unchanged."""
+    version: int = 0
+    responses: int = 0
+    acked: str = ""
+
+
+@dataclass(eq=False)
+class _Stream:
+    peer: str
+    node_id: str = ""
+    zone: str = ""
+    types: dict[str, _TypeState] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
+    nacks: int = 0
+
+
+class AdsServer:
+    """Serves ``store`` over ADS on ``address``; :meth:`start` then :meth:`stop`, in one loop."""
+
+    def __init__(self, store: XdsStore, *, metrics: XdsMetrics | None = None) -> None:
+        self.store = store
+        self.metrics = metrics if metrics is not None else XdsMetrics()
+        self.port = 0
+        self._lock = threading.Lock()  # guards _streams and their state: streams() reads it
+        self._streams: set[_Stream] = set()
+        self._nonce = itertools.count(1)
+        self._server: grpc.aio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unlisten: Any = None
+
+    async def start(
+        self, address: str = "127.0.0.1:0", credentials: grpc.ServerCredentials | None = None
+    ) -> int:
+        """Listen on ``address`` (TLS with ``credentials``, else insecure); returns the port."""
+        if self._server is not None:
+            return self.port
+        self._loop = asyncio.get_running_loop()
+        server = grpc.aio.server(options=_OPTIONS)
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Servicer(self), server)
+        if credentials is None:
+            self.port = server.add_insecure_port(address)
+        else:
+            self.port = server.add_secure_port(address, credentials)
+        await server.start()
+        self._server = server
+        self._unlisten = self.store.listen(self._on_change)
+        log.info("xDS server of authority %s on port %d", self.store.authority, self.port)
+        return self.port
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop serving: open streams end (their clients reconnect elsewhere)."""
+        server, self._server = self._server, None
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            stream.closed = True
+            stream.wake.set()
+        if server is not None:
+            await server.stop(grace_s)
+
+    def streams(self) -> list[StreamInfo]:
+        """The open streams (callable from any thread)."""
+        with self._lock:
+            return [
+                StreamInfo(
+                    peer=s.peer,
+                    node_id=s.node_id,
+                    zone=s.zone,
+                    subscribed={short_type(t): st.names for t, st in s.types.items()},
+                    responses={short_type(t): st.responses for t, st in s.types.items()},
+                    acked={short_type(t): st.acked for t, st in s.types.items()},
+                    nacks=s.nacks,
+                )
+                for s in self._streams
+            ]
+
+    def pending(self) -> int:
+        """Responses sent and not yet answered, over every stream and type."""
+        with self._lock:
+            return sum(len(st.pending) for s in self._streams for st in s.types.values())
+
+    # -- store changes -----------------------------------------------------
+
+    def _on_change(self, changes: Changes) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing to serve
+            loop.call_soon_threadsafe(self._dispatch, changes)
+
+    def _dispatch(self, changes: Changes) -> None:
+        with self._lock:
+            for stream in self._streams:
+                woken = False
+                for type_url, names in changes.items():
+                    st = stream.types.get(type_url)
+                    if st is not None and not st.names.isdisjoint(names):
+                        st.dirty = woken = True
+                if woken:
+                    stream.wake.set()
+
+    # -- one stream --------------------------------------------------------
+
+    async def serve(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        stream = _Stream(peer=context.peer())
+        with self._lock:
+            self._streams.add(stream)
+        self.metrics.streams.inc()
+        reader = asyncio.create_task(self._read(stream, context))
+        try:
+            while True:
+                await stream.wake.wait()
+                stream.wake.clear()
+                if stream.closed:
+                    break
+                with self._lock:
+                    responses = list(self._responses(stream))
+                for response in responses:
+                    if stream.closed:
+                        break
+                    await context.write(response)
+                    self.metrics.responses.labels(short_type(response.type_url)).inc()
+        finally:
+            reader.cancel()
+            with self._lock:
+                self._streams.discard(stream)
+            self.metrics.streams.dec()
+
+    async def _read(self, stream: _Stream, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        try:
+            while True:
+                request = await context.read()
+                if request is grpc.aio.EOF:
+                    break
+                with self._lock:
+                    self._on_request(stream, request)
+        except (grpc.RpcError, asyncio.CancelledError):
+            pass
+        except Exception:  # a bug of ours: end the stream, the client reconnects
+            log.exception("ADS stream from %s failed", stream.peer)
+        finally:
+            stream.closed = True
+            stream.wake.set()
+
+    def _on_request(self, stream: _Stream, request: discovery_pb2.DiscoveryRequest) -> None:
+        if request.HasField("node"):  # grpc sends it on the first request only
+            stream.node_id = request.node.id
+            stream.zone = request.node.locality.zone
+        type_url = request.type_url
+        if type_url not in TYPES:
+            log.debug("%s asked for unknown type %s", stream.peer, type_url)
+            return
+        st = stream.types.setdefault(type_url, _TypeState())
+        nonce = int(request.response_nonce) if request.response_nonce.isdigit() else 0
+        answered = st.pending.pop(nonce, None)
+        if answered is not None:
+            for older in [n for n in st.pending if n < nonce]:
+                del st.pending[older]
+            if request.HasField("error_detail"):
+                self._refused(stream, type_url, st, answered, request)
+            else:
+                self._accepted(type_url, st, answered, request.version_info)
+        names = frozenset(request.resource_names)
+        if names != st.names:
+            for gone in st.names - names:
+                st.sent.pop(gone, None)
+                st.good.pop(gone, None)
+                st.refused.pop(gone, None)
+            st.names = names
+            st.dirty = True
+            st.full = type_url in _FULL_STATE
+            stream.wake.set()
+
+    def _accepted(
+        self, type_url: str, st: _TypeState, answered: dict[str, any_pb2.Any], version: str
+    ) -> None:
+        if type_url in _FULL_STATE:
+            st.good = dict(answered)
+        else:
+            st.good.update(answered)
+        st.acked = version
+        self.metrics.acks.labels(short_type(type_url)).inc()
+
+    def _refused(
+        self,
+        stream: _Stream,
+        type_url: str,
+        st: _TypeState,
+        answered: dict[str, any_pb2.Any],
+        request: discovery_pb2.DiscoveryRequest,
+    ) -> None:
+        message = request.error_detail.message
+        blamed = {n for n in answered if n in message} or {
+            n for n, a in answered.items() if n not in st.good or st.good[n].value != a.value
+        }
+        for name, packed in answered.items():
+            if name not in blamed:
+                st.good[name] = packed
+                continue
+            st.refused[name] = packed.value
+            if name in st.good:
+                st.sent[name] = st.good[name]
+            else:
+                st.sent.pop(name, None)
+        stream.nacks += 1
+        self.metrics.nacks.labels(short_type(type_url)).inc()
+        log.warning(
+            "xDS client %s (node %r) refused %s version %s (%s), keeping version %s: %s",
+            stream.peer,
+            stream.node_id,
+            short_type(type_url),
+            st.version,
+            ", ".join(sorted(blamed)) or "-",
+            request.version_info or "none",
+            message,
+        )
+
+    def _responses(self, stream: _Stream) -> Iterator[discovery_pb2.DiscoveryResponse]:
+        for type_url in TYPES:
+            st = stream.types.get(type_url)
+            if st is None or not st.dirty:
+                continue
+            st.dirty = False
+            offer: dict[str, any_pb2.Any] = {}
+            current = self.store.resources(type_url, sorted(st.names), zone=stream.zone)
+            for name, packed in current.items():
+                if st.refused.get(name) == packed.value:
+                    if name in st.good:  # refused before: keep the last good one
+                        offer[name] = st.good[name]
+                    continue
+                st.refused.pop(name, None)  # changed since: try again
+                offer[name] = packed
+            if type_url in _FULL_STATE:
+                same = offer.keys() == st.sent.keys() and all(
+                    st.sent[n].value == a.value for n, a in offer.items()
+                )
+                if same and not st.full:
+                    continue
+                st.full = False
+                send = offer
+                st.sent = dict(offer)
+            else:
+                send = {
+                    n: a
+                    for n, a in offer.items()
+                    if n not in st.sent or st.sent[n].value != a.value
+                }
+                if not send:
+                    continue
+                st.sent.update(send)
+            st.version += 1
+            st.responses += 1
+            nonce = next(self._nonce)
+            st.pending[nonce] = dict(send)
+            while len(st.pending) > _MAX_PENDING:  # a client that never answers
+                del st.pending[next(iter(st.pending))]
+            yield discovery_pb2.DiscoveryResponse(
+                version_info=str(st.version),
+                type_url=type_url,
+                nonce=str(nonce),
+                resources=[send[n] for n in sorted(send)],
+            )
+
+
+class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(self, server: AdsServer) -> None:
+        self._server = server
+
+    async def StreamAggregatedResources(
+        self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        await self._server.serve(context)
+
+    async def DeltaAggregatedResources(
+        self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "kuberesolver serves state-of-the-world ADS only"
+        )

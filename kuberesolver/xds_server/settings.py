@@ -1,0 +1,73 @@
+"""The xDS server's settings, from the environment (standard library only).
+
+``KUBERESOLVER_XDS_ADDRESS``
+    Where to listen (``[::]:18000``); unset or empty: no xDS server.
+``KUBERESOLVER_XDS_AUTHORITY``
+    The federation authority the resources are named under (default
+    ``xds.kuberesolver.io``); clients dial ``xds://<authority>/<name>.<namespace>``.
+``KUBERESOLVER_XDS_CERT_FILE`` / ``KUBERESOLVER_XDS_KEY_FILE``
+    The serving certificate and key (PEM); both or neither (plaintext).
+``KUBERESOLVER_XDS_CLIENT_CA_FILE``
+    With it, clients must present a certificate this CA signed (mutual TLS).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from kuberesolver.xds_server.bootstrap import DEFAULT_AUTHORITY
+
+__all__ = ["ENV", "XdsSettings"]
+
+ENV: Final = {
+    "address": "KUBERESOLVER_XDS_ADDRESS",
+    "authority": "KUBERESOLVER_XDS_AUTHORITY",
+    "cert_file": "KUBERESOLVER_XDS_CERT_FILE",
+    "key_file": "KUBERESOLVER_XDS_KEY_FILE",
+    "client_ca_file": "KUBERESOLVER_XDS_CLIENT_CA_FILE",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class XdsSettings:
+    address: str = ""
+    """Where to listen; ``""``: the xDS server is off."""
+    authority: str = DEFAULT_AUTHORITY
+    cert_file: str = ""
+    key_file: str = ""
+    client_ca_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.address)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.cert_file)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> XdsSettings:
+        """Read :data:`ENV`; ``ValueError`` naming the variable for an unusable combination."""
+        e = os.environ if env is None else env
+        values = {field: e.get(name, "").strip() for field, name in ENV.items()}
+        settings = cls(
+            address=values["address"],
+            authority=values["authority"] or DEFAULT_AUTHORITY,
+            cert_file=values["cert_file"],
+            key_file=values["key_file"],
+            client_ca_file=values["client_ca_file"],
+        )
+        if bool(settings.cert_file) != bool(settings.key_file):
+            raise ValueError(f"set both {ENV['cert_file']} and {ENV['key_file']}, or neither")
+        if settings.client_ca_file and not settings.tls:
+            raise ValueError(
+                f"{ENV['client_ca_file']} needs TLS: set {ENV['cert_file']} and {ENV['key_file']}"
+            )
+        if "/" in settings.authority or "%" in settings.authority:
+            raise ValueError(f"{ENV['authority']} must not hold '/' or '%': {settings.authority!r}")
+        if settings.address and ":" not in settings.address:
+            raise ValueError(f"{ENV['address']} must be HOST:PORT, got {settings.address!r}")
+        return settings
