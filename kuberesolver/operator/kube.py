@@ -16,6 +16,7 @@ from typing import Any, Final
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from kuberesolver.endpointslices import SERVICE_NAME_LABEL
 from kuberesolver.kubeconfig import load_client
 from kuberesolver.operator.spec import GROUP, PLURAL, VERSION
 
@@ -42,6 +43,7 @@ class Kube:
         self._api = api
         self._core = client.CoreV1Api(api)
         self._custom = client.CustomObjectsApi(api)
+        self._discovery = client.DiscoveryV1Api(api)
         self._leases = client.CoordinationV1Api(api)
         self._admission = client.AdmissionregistrationV1Api(api)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kuberesolver-api")
@@ -108,6 +110,21 @@ class Kube:
             name,
             namespace,
         )
+
+    async def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._read(
+            f"get Service {namespace}/{name}", self._core.read_namespaced_service, name, namespace
+        )
+
+    async def list_service_slices(self, namespace: str, service: str) -> list[dict[str, Any]]:
+        """The EndpointSlices of one Service (a consistent read, not a cache)."""
+        result = await self._call(
+            f"list EndpointSlices of {namespace}/{service}",
+            self._discovery.list_namespaced_endpoint_slice,
+            namespace,
+            label_selector=f"{SERVICE_NAME_LABEL}={service}",
+        )
+        return list(result.get("items") or [])
 
     async def get_grpctarget(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A GrpcTarget read from the API (not from an index), or ``None`` if absent."""

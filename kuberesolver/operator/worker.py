@@ -13,9 +13,10 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from kuberesolver.endpointslices import ServiceView, SliceView, service_view, slice_view
 from kuberesolver.operator.configmap import build_configmap, controller_uid, is_owned_by
 from kuberesolver.operator.events import build_event
-from kuberesolver.operator.hub import TargetKey, Trigger
+from kuberesolver.operator.hub import ServiceKey, TargetKey, Trigger
 from kuberesolver.operator.kube import ApiError
 from kuberesolver.operator.reconcile import (
     Plan,
@@ -64,6 +65,7 @@ class TargetWorker:
         self.ready_before: str | None = None  # the Ready status this worker last reported
         self.sent_status: Mapping[str, Any] | None = None  # the last status handed to the lane
         self.loaded = False  # whether a ConfigMap was ever looked for
+        self.confirmed = False  # whether a missing Service or slice was checked with the API
         self.status_at = -float("inf")  # loop time of the last status handed to the lane
         self.status_timer: asyncio.TimerHandle | None = None
 
@@ -99,6 +101,8 @@ class TargetWorker:
         svc_key = (raw_spec.get("serviceNamespace") or self.namespace, raw_spec.get("service", ""))
         self.runtime.hub.follow(self.key, svc_key)
         service, slices = self.runtime.store.lookup(svc_key)
+        if not self.confirmed and (service is None or not slices):
+            service, slices = await self._confirm(svc_key, service, slices)
         cm_name = raw_spec.get("configMapName") or self.name
         if first_wake is None:
             # A periodic resync, not a change: re-read the ConfigMap, so that
@@ -133,6 +137,23 @@ class TargetWorker:
         if isinstance(written, WriteFailed) and written.retry:
             raise RetryLater(written.message)
         self.last_error = None
+
+    async def _confirm(
+        self, key: ServiceKey, service: ServiceView | None, slices: list[SliceView]
+    ) -> tuple[ServiceView | None, list[SliceView]]:
+        """A new target's first plan, when the watches show no Service or no slices: read them.
+
+        Watches of different resources are not ordered: a GrpcTarget created
+        with its Service can be seen first, and an empty snapshot published for
+        a Service that exists. One consistent read settles it; later changes
+        come by the watches.
+        """
+        self.confirmed = True
+        got = await self.runtime.kube.get_service(*key)
+        if got is None:
+            return service, slices
+        items = await self.runtime.kube.list_service_slices(*key)
+        return service_view(got), [slice_view(s) for s in sorted(items, key=_name)]
 
     def _kept(self) -> bool:
         return self.configmap is not None and is_owned_by(self.configmap, self.uid)
@@ -289,6 +310,10 @@ class TargetWorker:
             now=datetime.datetime.now(datetime.UTC),
         )
         self.runtime.post_event(event)
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
 
 
 def _labels_differ(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
