@@ -88,9 +88,9 @@ class Runtime:
         self._closed = False
 
     def _service_changed(self, key: tuple[str, str]) -> None:
-        self.hub.wake_service(key)
-        if self.xds is not None:
+        if self.xds is not None:  # first: its put is queued before the ConfigMap loops wake
             self.xds.wake_service(key)
+        self.hub.wake_service(key)
 
     def leading(self) -> bool:
         return self.elector.leading
