@@ -17,6 +17,9 @@ a missing Service serves an empty CLA, like the ConfigMap. Nothing is planned
 before the first list of Services and EndpointSlices (half a world is not the
 truth). A deleted GrpcTarget is removed at once.
 
+With ``KUBERESOLVER_XDS_AUTH=token`` a client sees only the targets whose
+ConfigMap its ServiceAccount may ``get`` (:mod:`.xds_auth`); the others are absent.
+
 Settings: ``KUBERESOLVER_XDS_*`` (:mod:`kuberesolver.xds_server.settings`);
 ``KUBERESOLVER_XDS_ADDRESS`` unset means no server, and grpc is never imported.
 """
@@ -85,6 +88,7 @@ class XdsFeed:
         self._flush: asyncio.Handle | None = None
         self._synced = False
         self._sync_task: asyncio.Task[None] | None = None
+        self._auth_api: Any = None
         self.puts = 0
         """Targets put into the store (for tests and debugging)."""
 
@@ -103,10 +107,18 @@ class XdsFeed:
                 self.settings.key_file,
                 self.settings.client_ca_file or None,
             )
+        if self.settings.auth == "token":
+            from kuberesolver.kubeconfig import load_client
+            from kuberesolver.operator.xds_auth import KubeAuthorizer
+
+            self._auth_api, _ = load_client(pool_maxsize=4)
+            self.server.authorizer = KubeAuthorizer(
+                self._auth_api, self.configmap, self.settings.audience
+            )
         port = await self.server.start(self.settings.address, credentials)
         self._sync_task = asyncio.create_task(self._first_sync(), name="kuberesolver-xds-sync")
         _log.info(
-            "serving xDS on %s (port %d, %s), authority %s: xds://%s/<target>.<namespace>",
+            "serving xDS on %s (port %d, %s, auth %s), authority %s: xds://%s/<target>.<namespace>",
             self.settings.address,
             port,
             "mutual TLS"
@@ -114,6 +126,7 @@ class XdsFeed:
             else "TLS"
             if self.settings.tls
             else "plaintext",
+            self.settings.auth,
             self.settings.authority,
             self.settings.authority,
         )
@@ -128,6 +141,8 @@ class XdsFeed:
             self._flush.cancel()
             self._flush = None
         await self.server.stop(grace_s)
+        if self._auth_api is not None:
+            self._auth_api.close()
 
     async def _first_sync(self) -> None:
         await self.services.wait_synced(*_SYNCED)
