@@ -295,10 +295,9 @@ class AdsServer:
         loop = asyncio.get_running_loop()
         stream.token = bearer_token(context.invocation_metadata())
         expires = token_expiry(stream.token) if stream.token else None
-        if expires is not None:  # then the client must come back with its renewed token
-            stream.timers["expiry"] = loop.call_later(
-                max(0.0, expires - time.time()), self._expired, stream
-            )
+        left = expires - time.time() if expires is not None else 0.0
+        if left > 0:  # then the client must come back with its renewed token
+            stream.timers["expiry"] = loop.call_later(left, self._expired, stream)
         stream.timers["recheck"] = loop.call_later(self.recheck_s, self._recheck, stream)
 
     def _expired(self, stream: _Stream) -> None:
