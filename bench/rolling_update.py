@@ -4,7 +4,8 @@ Real control plane, the operator under its own RBAC, a real kube-proxy
 (nftables) in a private network namespace (run as root), the projector as the
 client's ServiceAccount. The harness is ``testenv.rollout`` (shared with
 tests/e2e/test_rolling_update.py): five Pods replaced one by one (maxSurge 1,
-maxUnavailable 0; each old server stops gracefully after a 1 s preStop), with
+maxUnavailable 0; after a 1 s preStop each old server drains, then stops:
+kuberesolver.server.DrainableServer), with
 ``--rate`` calls per second (1 s deadline, no wait_for_ready) throughout.
 
 Settings, one namespace each, in one run:

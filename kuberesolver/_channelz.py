@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["Subchannel", "endpoint_key", "parse_address", "subchannel", "top_channels"]
+__all__ = [
+    "Subchannel",
+    "endpoint_key",
+    "parse_address",
+    "server_connections",
+    "subchannel",
+    "top_channels",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +109,56 @@ def endpoint_key(address: str, port: int) -> str:
     if ip.version == 6:
         return f"[{ip.compressed}]:{port}"
     return f"{ip}:{port}"
+
+
+def _socket_address(servicer: Any, pb: Any, socket_id: int) -> str | None:
+    context = _Context()
+    found = servicer.GetSocket(pb.GetSocketRequest(socket_id=socket_id), context)
+    if found is None or not found.socket.local.HasField("tcpip_address"):
+        return None
+    tcpip = found.socket.local.tcpip_address
+    try:
+        ip = ipaddress.ip_address(bytes(tcpip.ip_address))
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return endpoint_key(str(ip), int(tcpip.port))
+
+
+def server_connections(address: str) -> int | None:
+    """Open connections of this process's server listening on ``address`` (``ip:port``).
+
+    None when no server listens there (it stopped, or channelz is off).
+    """
+    servicer, pb = _channelz()
+    start = 0
+    while True:
+        context = _Context()
+        page = servicer.GetServers(pb.GetServersRequest(start_server_id=start), context)
+        if page is None:
+            return None
+        for server in page.server:
+            listening = {
+                _socket_address(servicer, pb, int(r.socket_id)) for r in server.listen_socket
+            }
+            if address in listening:
+                return _count_sockets(servicer, pb, int(server.ref.server_id))
+        if page.end or not page.server:
+            return None
+        start = int(page.server[-1].ref.server_id) + 1
+
+
+def _count_sockets(servicer: Any, pb: Any, server_id: int) -> int | None:
+    count, start = 0, 0
+    while True:
+        context = _Context()
+        page = servicer.GetServerSockets(
+            pb.GetServerSocketsRequest(server_id=server_id, start_socket_id=start), context
+        )
+        if page is None:
+            return None
+        count += len(page.socket_ref)
+        if page.end or not page.socket_ref:
+            return count
+        start = int(page.socket_ref[-1].socket_id) + 1

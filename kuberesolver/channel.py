@@ -166,6 +166,11 @@ class _Registry:
         self._lock = threading.RLock()
         self._ads: AdsServer | None = None
         self._dirs: dict[Path | str, _WatchedDir] = {}
+        self._server_acks = threading.Condition(self._lock)
+        self._server_acked: dict[str, int] = {}
+        """Per server Listener (kuberesolver.server): the last version grpc accepted."""
+        self._servers = 0
+        """Drainable servers made and not yet stopped: they keep the xDS server up."""
 
     @property
     def ads(self) -> AdsServer | None:
@@ -300,8 +305,48 @@ class _Registry:
                 return wd
         return None
 
+    def hold_for_server(self) -> None:
+        """A drainable server is being made: the xDS server and the bootstrap first.
+
+        grpc reads the bootstrap as it makes the server; the xDS server stays
+        up until :meth:`retire_server_listeners` for that server.
+        """
+        with self._lock:
+            self._ensure_ads()
+            self._servers += 1
+
+    def publish_server_listeners(self, listeners: dict[str, Any]) -> int:
+        """Serve drainable servers' Listeners (by name); returns the version to await."""
+        with self._lock:
+            ads = self._ensure_ads()
+            for name in listeners:
+                self._server_acked.setdefault(name, -1)
+            return ads.publish({LISTENER_TYPE: listeners})[LISTENER_TYPE]
+
+    def await_server_listeners(self, names: Sequence[str], version: int, timeout_s: float) -> bool:
+        """Wait until grpc's xDS server client accepted ``version`` (or later) of ``names``."""
+        with self._server_acks:
+            return self._server_acks.wait_for(
+                lambda: all(self._server_acked.get(n, -1) >= version for n in names),
+                timeout=timeout_s,
+            )
+
+    def retire_server_listeners(self, names: Sequence[str]) -> None:
+        """Forget a stopped server's Listeners (kept while grpc still subscribes)."""
+        with self._lock:
+            self._servers -= 1
+            for name in names:
+                self._server_acked.pop(name, None)
+            if self._ads is not None:
+                self._ads.remove({LISTENER_TYPE: list(names)})
+
     def _on_ack(self, type_url: str, names: frozenset[str], version: int) -> None:
         with self._lock:
+            ours = names & self._server_acked.keys() if type_url == LISTENER_TYPE else set()
+            for name in ours:
+                self._server_acked[name] = max(self._server_acked[name], version)
+            if ours:
+                self._server_acks.notify_all()
             wd = self._owner(names)
             if wd is None:
                 return
@@ -379,7 +424,8 @@ class _Registry:
         self._maybe_stop_ads()
 
     def _maybe_stop_ads(self) -> None:
-        """Stop the xDS server once no channel is left and grpc's xDS clients hung up.
+        """Stop the xDS server once no channel and no drainable server is left and grpc's
+        xDS clients hung up.
 
         Stopping it while grpc still holds an ADS stream would put grpc's
         connection to it into reconnect backoff, and the next channel's first
@@ -387,7 +433,7 @@ class _Registry:
         """
         with self._lock:
             ads = self._ads
-            if self._dirs or ads is None or not ads.running or ads.stream_count:
+            if self._dirs or self._servers or ads is None or not ads.running or ads.stream_count:
                 return
             ads.stop()
         log.debug("no channels left: xDS server stopped")

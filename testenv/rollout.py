@@ -10,7 +10,9 @@ maxUnavailable 0 does:
 1. a new Pod becomes Ready;
 2. an old Pod turns terminating (deleted with a grace period);
 3. once its EndpointSlice says so, and after ``pre_stop_s`` (a preStop hook),
-   the old server stops gracefully (in-flight calls finish);
+   the old server drains and stops (:class:`kuberesolver.server.DrainableServer`:
+   a GOAWAY while it still serves sends clients elsewhere, even those whose
+   endpoint list is stale; then in-flight calls finish);
 4. the old Pod is deleted.
 
 Clients compared (``client=``):
@@ -45,6 +47,7 @@ from typing import Any, Literal
 import grpc
 from kubernetes import client
 
+from kuberesolver.server import DrainableServer
 from testenv.controlplane import ControlPlane
 from testenv.kube import apply_object, documents, service_account_token
 from testenv.kube_proxy import NODE_NAME
@@ -62,7 +65,7 @@ Client = Literal["kuberesolver", "static_list", "new_channel"]
 
 
 class PodServer:
-    """A gRPC server on a pod IP (grpc's default settings); remembers its first call."""
+    """A gRPC server on a pod IP that drains before it stops (kuberesolver.server)."""
 
     def __init__(self, name: str, ip: str) -> None:
         self.name = name
@@ -71,13 +74,12 @@ class PodServer:
         self.calls = 0
         self.peers: set[str] = set()
         self._lock = threading.Lock()
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        self._server = DrainableServer(futures.ThreadPoolExecutor(max_workers=8))
         handler = grpc.method_handlers_generic_handler(
             "rollout.Greeter", {"SayHello": grpc.unary_unary_rpc_method_handler(self._hello)}
         )
         self._server.add_generic_rpc_handlers((handler,))
-        if self._server.add_insecure_port(f"{ip}:{PORT}") == 0:
-            raise OSError(f"cannot listen on {ip}:{PORT}")
+        self._server.add_insecure_port(f"{ip}:{PORT}")
         self._server.start()
 
     def _hello(self, request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -92,9 +94,13 @@ class PodServer:
         with self._lock:
             return len(self.peers)
 
-    def stop(self, grace_s: float | None = 5.0) -> None:
-        """Stop gracefully: no new calls, in-flight ones finish (within ``grace_s``)."""
-        self._server.stop(grace_s).wait()
+    def drain_and_stop(self, drain_timeout_s: float = 10.0, grace_s: float = 5.0) -> bool:
+        """What the pod does on SIGTERM: clients leave first, then in-flight calls finish."""
+        return self._server.drain_and_stop(drain_timeout_s, grace_s)
+
+    def stop(self) -> None:
+        """Stop at once (the end of a run)."""
+        self._server.stop(None).wait()
 
 
 @dataclass
@@ -111,19 +117,8 @@ class RolloutResult:
     """Connections the servers accepted beyond one per Pod that got traffic."""
     rollout_s: float = 0.0
     server_stops: int = 0
-
-    @property
-    def cancelled_by_server_stop(self) -> int:
-        """CANCELLED calls: a grpc Python server cancels calls that arrive as it stops.
-
-        grpc core kills the calls it has received but not yet handed to the
-        Python handler when ``server.stop(grace)`` begins; the client sees
-        CANCELLED (no retry applies). It happens only while a client still
-        sends to a stopping server (a stale endpoint list), with any channel:
-        a plain ``127.0.0.1:port`` channel under 6 threads of load saw 17 in 20
-        stops. At most a few per stop.
-        """
-        return self.failures.get("CANCELLED", 0)
+    undrained_stops: int = 0
+    """Old servers that still had connections when their drain timed out."""
 
     @property
     def rps(self) -> float:
@@ -148,6 +143,7 @@ class RolloutResult:
             "ready_to_first_rpc_ms_p99": self.ready_percentile(99),
             "reconnects": self.reconnects,
             "failures_by_code": dict(sorted(self.failures.items())),
+            "undrained_stops": self.undrained_stops,
         }
 
 
@@ -324,8 +320,11 @@ class _World:
         create_pod(self.api, self.namespace, name, ip, NODE_NAME, {"app": SERVICE})
         return name, time.monotonic()
 
-    def retire(self, name: str, pre_stop_s: float) -> None:
-        """Steps 2-4 for one old Pod: terminating, its server stops gracefully, deleted."""
+    def retire(self, name: str, pre_stop_s: float) -> bool:
+        """Steps 2-4 for one old Pod: terminating, its server drains and stops, deleted.
+
+        Returns whether the drain ended with no connection left.
+        """
         ip = self.servers[name].ip
         self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=30)
         until(
@@ -334,8 +333,9 @@ class _World:
             timeout_s=30,
         )
         time.sleep(pre_stop_s)  # the preStop hook every zero-downtime Deployment has
-        self.servers[name].stop()
+        drained = self.servers[name].drain_and_stop()  # SIGTERM
         self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
+        return drained
 
     def _ready_in_slices(self) -> set[str]:
         addresses = slice_addresses(self.api, self.namespace, SERVICE)
@@ -343,7 +343,7 @@ class _World:
 
     def stop(self) -> None:
         for server in self.servers.values():
-            server.stop(grace_s=None)
+            server.stop()
 
 
 def _moved(doc: dict[str, Any], namespace: str) -> dict[str, Any]:
@@ -427,11 +427,12 @@ def run_rollout(
             try:
                 rollout_start = time.monotonic()
                 ready_at: dict[str, float] = {}
+                undrained = 0
                 for name in old:
                     new, at = world.add_pod()
                     ready_at[new] = at
                     log(f"{namespace}: {new} Ready; retiring {name}")
-                    world.retire(name, pre_stop_s)
+                    undrained += not world.retire(name, pre_stop_s)
                 rollout_s = time.monotonic() - rollout_start
                 new_ips = {world.servers[n].ip for n in ready_at}
                 # Until the client reaches every new Pod, at most lag + settle_timeout_s
@@ -456,6 +457,7 @@ def run_rollout(
             duration_s=load.stopped_at - load.started_at,
             rollout_s=rollout_s,
             server_stops=len(ready_at),
+            undrained_stops=undrained,
         )
         for name, at in ready_at.items():
             first = world.servers[name].first_call_at

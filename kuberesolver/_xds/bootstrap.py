@@ -12,6 +12,9 @@ ADS server, so ``xds://kuberesolver/<name>`` channels are ours and every other
   in ``GRPC_XDS_BOOTSTRAP_CONFIG`` (dropping ``GRPC_XDS_BOOTSTRAP``, which grpc
   would otherwise prefer). Its own servers, node and authorities are untouched.
 - An existing authority named ``kuberesolver`` that is not ours is an error.
+- The server Listener template (``server_listener_resource_name_template``,
+  for :mod:`kuberesolver.server`) names Listeners under our authority, unless
+  the application's bootstrap has a template of its own.
 - A bootstrap we installed (found again after a restart, or inherited by a
   child process through the environment) is rebuilt from the application's
   original, which it carries under ``kuberesolver_installed``.
@@ -29,6 +32,7 @@ import os
 from typing import Any, Final
 
 from kuberesolver._xds.resources import AUTHORITY
+from kuberesolver._xds.serving import SERVER_LISTENER_TEMPLATE
 
 __all__ = ["ENV_CONFIG", "ENV_FILE", "build_bootstrap", "install_bootstrap", "merge_bootstrap"]
 
@@ -63,6 +67,7 @@ def build_bootstrap(uri: str) -> dict[str, Any]:
         "xds_servers": [_server(uri)],
         "node": {"id": f"{_MARK}-{os.getpid()}", "cluster": _MARK, "metadata": {_MARK: True}},
         "authorities": {AUTHORITY: _authority(uri)},
+        "server_listener_resource_name_template": SERVER_LISTENER_TEMPLATE,
     }
 
 
@@ -79,6 +84,8 @@ def merge_bootstrap(existing: dict[str, Any], uri: str) -> dict[str, Any]:
     merged["authorities"] = authorities
     if not merged.get("xds_servers"):
         merged["xds_servers"] = [_server(uri)]
+    # only for kuberesolver.server's drainable servers; an application's own stays
+    merged.setdefault("server_listener_resource_name_template", SERVER_LISTENER_TEMPLATE)
     return merged
 
 

@@ -60,6 +60,14 @@ Metrics (:mod:`.metrics`): ``kuberesolver_operator_targets``,
 Optional admission webhook (:mod:`.webhook`, ``KUBERESOLVER_WEBHOOK_PORT``):
 Pods labelled ``kuberesolver.io/inject: "true"`` and annotated
 ``kuberesolver.io/targets: "a,b"`` get those GrpcTargets' ConfigMaps mounted.
+Its TLS (:mod:`.webhook_tls`, :mod:`.webhook_certs`): by default a CA and a
+serving certificate in Secret ``kuberesolver-webhook-tls``, rotated by the
+Lease leader, which patches the CA bundle into the configuration; every
+replica reloads a renewed certificate without a restart.
+``KUBERESOLVER_WEBHOOK_TLS`` (``self`` | ``files``),
+``KUBERESOLVER_WEBHOOK_CERT_DIR``, ``KUBERESOLVER_WEBHOOK_CERT_LIFETIME_S``
+(90 days), ``KUBERESOLVER_WEBHOOK_CA_LIFETIME_S`` (10 years),
+``KUBERESOLVER_WEBHOOK_TLS_CHECK_S`` (60).
 
 High availability: run two replicas; both watch, and only the holder of the
 ``coordination.k8s.io`` Lease writes (:mod:`.leader`). The other takes over

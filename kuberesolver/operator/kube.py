@@ -1,4 +1,5 @@
-"""The few API calls the operator makes itself: ConfigMaps, status, Events and its Lease.
+"""The few API calls the operator makes itself: ConfigMaps, status, Events, its Lease and
+the webhook's TLS Secret and CA bundle.
 
 kopf watches; these calls write. They use the kubernetes client (sync) on a
 small thread pool, with raw JSON in and out (no model objects), and the same
@@ -42,6 +43,7 @@ class Kube:
         self._core = client.CoreV1Api(api)
         self._custom = client.CustomObjectsApi(api)
         self._leases = client.CoordinationV1Api(api)
+        self._admission = client.AdmissionregistrationV1Api(api)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kuberesolver-api")
 
     def close(self) -> None:
@@ -159,3 +161,32 @@ class Kube:
 
     async def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._replace("Lease", self._leases.replace_namespaced_lease, body)
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._read(
+            f"get Secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace
+        )
+
+    async def create_secret(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._create("Secret", self._core.create_namespaced_secret, body)
+
+    async def replace_secret(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._replace("Secret", self._core.replace_namespaced_secret, body)
+
+    async def get_mutating_webhook(self, name: str) -> dict[str, Any] | None:
+        return await self._read(
+            f"get MutatingWebhookConfiguration {name}",
+            self._admission.read_mutating_webhook_configuration,
+            name,
+        )
+
+    async def patch_mutating_webhook(self, name: str, ops: list[dict[str, Any]]) -> None:
+        """A JSON patch (``ops``) on one MutatingWebhookConfiguration."""
+        await self._call(
+            f"patch MutatingWebhookConfiguration {name}",
+            self._admission.patch_mutating_webhook_configuration,
+            name,
+            ops,
+            field_manager=FIELD_MANAGER,
+            _content_type="application/json-patch+json",
+        )

@@ -1,7 +1,7 @@
 """Leader election with a ``coordination.k8s.io`` Lease, as Kubernetes' own controllers do.
 
 Every replica watches GrpcTargets, Services and EndpointSlices (warm
-indexes); only the holder of the Lease writes. Each replica reads the Lease
+views); only the holder of the Lease writes. Each replica reads the Lease
 every ``retry_s``:
 
 - absent: create it, holding it;

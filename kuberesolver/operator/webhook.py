@@ -8,12 +8,14 @@ gets, per target, one read-only ConfigMap volume mounted in every container at
 (subPath mounts are never updated). Nothing else changes. An unknown target
 leaves the Pod unchanged, with a warning in the admission response.
 
-The webhook is off unless ``KUBERESOLVER_WEBHOOK_PORT`` is set; it serves TLS
-from ``KUBERESOLVER_WEBHOOK_CERT_DIR`` (``tls.crt``, ``tls.key``: a Secret
-mounted by the Deployment, issued and renewed by cert-manager, see
-manifests/optional/webhook.yaml), on ``KUBERESOLVER_WEBHOOK_ADDR`` (default
-all interfaces). The
-MutatingWebhookConfiguration is static (manifests/optional/webhook.yaml,
+The webhook is off unless ``KUBERESOLVER_WEBHOOK_PORT`` is set; it listens on
+``KUBERESOLVER_WEBHOOK_ADDR`` (default all interfaces). TLS (:mod:`.webhook_tls`):
+by default the operator manages it itself (a CA and a serving certificate in
+Secret ``kuberesolver-webhook-tls``, rotated by the Lease leader, its CA bundle
+patched into the MutatingWebhookConfiguration); with
+``KUBERESOLVER_WEBHOOK_CERT_DIR`` it serves the files there (e.g. issued by
+cert-manager). Either way a renewed certificate is served without a restart.
+The MutatingWebhookConfiguration itself is static (manifests/webhook.yaml,
 ``failurePolicy: Ignore``, a short timeout): kopf's managed configuration is
 rewritten by every replica and removed on shutdown. Both replicas serve
 admission; GrpcTargets are read from the API, not from an index (a standby
@@ -25,16 +27,30 @@ GrpcTargets and hands kopf the transformation.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import os
+import shutil
+import ssl
+import tempfile
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import kopf
 
 from kuberesolver.operator.kube import Kube
+from kuberesolver.operator.webhook_tls import (
+    CertKeeper,
+    ReloadingServer,
+    TlsSettings,
+    TlsSettingsError,
+    placeholder,
+    write_pair,
+)
 
 __all__ = [
     "INJECT_LABEL",
@@ -145,24 +161,51 @@ def webhook_port() -> int:
 
 
 async def webhook_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Serve admission over TLS on ``KUBERESOLVER_WEBHOOK_PORT``."""
+    """Serve admission over TLS on ``KUBERESOLVER_WEBHOOK_PORT``, the certificate kept current."""
     port = webhook_port()
-    memo["webhook_kube"] = Kube(workers=2)
-    cert_dir = os.environ.get("KUBERESOLVER_WEBHOOK_CERT_DIR", "/etc/kuberesolver/webhook")
-    settings.admission.server = kopf.WebhookServer(
+    try:
+        tls = TlsSettings.from_env()
+    except TlsSettingsError as exc:
+        raise kopf.PermanentError(f"bad setting: {exc}") from exc
+    kube = memo["webhook_kube"] = Kube(workers=2)
+
+    def leading() -> bool:
+        runtime = memo.get("runtime")  # handlers.py's Runtime, which holds the Lease
+        return bool(runtime is not None and runtime.leading())
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    keeper = CertKeeper(tls, kube if tls.mode == "self" else None, leading, context)
+    # kopf loads a certificate file into the context when its server starts: give it a
+    # throwaway one that never changes (a changed file makes kopf restart the server);
+    # the keeper loads the real one right after (ReloadingServer).
+    boot = memo["webhook_boot_dir"] = tempfile.mkdtemp(prefix="kuberesolver-webhook-")
+    certfile, pkeyfile = write_pair(Path(boot), placeholder(tls.names))
+    server = kopf.WebhookServer(
         addr=os.environ.get("KUBERESOLVER_WEBHOOK_ADDR") or None,
         port=port,
-        certfile=os.path.join(cert_dir, "tls.crt"),
-        pkeyfile=os.path.join(cert_dir, "tls.key"),
+        context=context,
+        certfile=str(certfile),
+        pkeyfile=str(pkeyfile),
     )
+    settings.admission.server = ReloadingServer(server, keeper)
     settings.admission.managed = None  # a static MutatingWebhookConfiguration (see above)
-    _log.info("admission webhook %s on port %d", WEBHOOK_ID, port)
+    memo["webhook_keeper"] = keeper
+    memo["webhook_tls_task"] = asyncio.create_task(keeper.run(), name="kuberesolver-webhook-tls")
+    _log.info("admission webhook %s on port %d, TLS: %s", WEBHOOK_ID, port, tls.mode)
 
 
 async def webhook_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task: asyncio.Task[None] | None = memo.get("webhook_tls_task")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     kube: Kube | None = memo.get("webhook_kube")
     if kube is not None:
         kube.close()
+    boot: str | None = memo.get("webhook_boot_dir")
+    if boot is not None:
+        shutil.rmtree(boot, ignore_errors=True)
 
 
 async def pod_mutate(

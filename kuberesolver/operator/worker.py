@@ -174,8 +174,23 @@ class TargetWorker:
             return WriteFailed("NotLeading", "this replica no longer leads", retry=False)
         try:
             if current is None:
-                self.configmap = await kube.create_configmap(desired)
-                self.runtime.metrics.configmap_writes.labels("create").inc()
+                try:
+                    self.configmap = await kube.create_configmap(desired)
+                except ApiError as exc:
+                    if exc.status != 409:
+                        raise
+                    # It exists after all (a target never published before): read it, go on.
+                    current = self.configmap = await kube.get_configmap(
+                        self.namespace, target.configmap_name
+                    )
+                    if current is None:
+                        raise
+                    if is_owned_by(current, self.uid):  # ours: its revision is the baseline
+                        self.configmap_name = None
+                        return WriteFailed("ConfigMapConflict", f"{name} exists; re-reading", True)
+                else:
+                    self.runtime.metrics.configmap_writes.labels("create").inc()
+            if current is None:
                 wrote = True
             elif not is_owned_by(current, self.uid):
                 owner = controller_uid(current)

@@ -9,7 +9,9 @@ operator runs as a local process under the chart's ServiceAccount token.
 from __future__ import annotations
 
 import filecmp
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,7 +122,7 @@ def test_helm_install_then_the_operator_publishes(
     "values",
     [
         "",
-        "--set webhook.enabled=true --set webhook.caBundle=Y2E= --set replicas=3"
+        "--set webhook.enabled=false --set replicas=3"
         " --set 'watchNamespaces={shop,kuberesolver-system}' --set metrics.port=9100",
         "--set podDisruptionBudget.enabled=false --set networkPolicy.enabled=false"
         " --set metrics.service.enabled=false --set topologySpread=false",
@@ -147,6 +149,25 @@ def test_the_chart_renders_the_kustomize_base(user: UserShell) -> None:
     chart = objects(user.run(TEMPLATE).stdout, drop_helm_labels=True)
     base = objects(user.run("kubectl kustomize manifests/").stdout)
     del base[("Namespace", "", "kuberesolver-system")]  # helm --create-namespace makes it
+    assert sorted(chart) == sorted(base)
+    for key, obj in base.items():
+        assert chart[key] == obj, key
+
+
+def test_the_chart_with_cert_manager_renders_the_cert_manager_component(
+    user: UserShell, tmp_path: Path
+) -> None:
+    """webhook.tls.mode=certManager is manifests/ with manifests/optional/cert-manager."""
+    chart = objects(
+        user.run(f"{TEMPLATE} --set webhook.tls.mode=certManager").stdout, drop_helm_labels=True
+    )
+    here = os.path.relpath(ROOT / "manifests", tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [{here}]\ncomponents: [{here}/optional/cert-manager]\n"
+    )
+    base = objects(user.run(f"kubectl kustomize {tmp_path}").stdout)
+    del base[("Namespace", "", "kuberesolver-system")]
     assert sorted(chart) == sorted(base)
     for key, obj in base.items():
         assert chart[key] == obj, key

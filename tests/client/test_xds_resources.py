@@ -152,6 +152,16 @@ def test_bootstrap_merge_keeps_the_applications_own() -> None:
         bootstrap.merge_bootstrap(merged, "unix:/tmp/y.sock")
 
 
+def test_bootstrap_names_server_listeners_under_our_authority_unless_the_app_does() -> None:
+    """kuberesolver.server's Listeners; an application's own template is kept."""
+    template = "server_listener_resource_name_template"
+    ours = bootstrap.build_bootstrap("unix:/tmp/x.sock")[template]
+    assert ours.startswith(f"xdstp://{AUTHORITY}/envoy.config.listener.v3.Listener/")
+    assert bootstrap.merge_bootstrap({"node": {"id": "app"}}, "unix:/tmp/x.sock")[template] == ours
+    theirs = {"node": {"id": "app"}, template: "grpc/server?xds.resource.listening_address=%s"}
+    assert bootstrap.merge_bootstrap(theirs, "unix:/tmp/x.sock")[template] == theirs[template]
+
+
 def test_install_merges_a_bootstrap_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "bootstrap.json"
     path.write_text(json.dumps({"xds_servers": [{"server_uri": "td:443"}], "node": {"id": "app"}}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from kubernetes import client
 from testenv.kube import apply, documents
 from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
+from testenv.tools import tools_dir
 from testenv.wait import until
 from tests.operator.helpers import (
     create_target,
@@ -109,13 +111,59 @@ def test_manifests_apply_to_the_real_apiserver(admin_api: client.ApiClient) -> N
     assert "--standalone" in container.args  # the Lease elects the writer, not kopf peering
 
 
-def test_rbac_has_no_wildcards_and_no_secrets() -> None:
+def test_rbac_has_no_wildcards_and_only_its_own_secret() -> None:
+    """Secrets: only the webhook's TLS Secret, in the operator's namespace (a Role), by
+    name for everything but create (which the authorizer cannot limit by name)."""
     for doc in documents(ROOT / "manifests" / "rbac.yaml"):
         for rule in doc.get("rules", []):
             assert "*" not in rule.get("verbs", []), rule
             assert "*" not in rule.get("resources", []), rule
-            assert "secrets" not in rule.get("resources", []), rule
             assert "delete" not in rule.get("verbs", []), rule
+            assert "list" not in rule["verbs"] or "secrets" not in rule["resources"], rule
+            if "secrets" in rule.get("resources", []):
+                assert doc["kind"] == "Role", doc["metadata"]
+                assert doc["metadata"]["namespace"] == "kuberesolver-system"
+                assert rule["resources"] == ["secrets"]
+                if rule.get("verbs") != ["create"]:
+                    assert rule["resourceNames"] == ["kuberesolver-webhook-tls"], rule
+                    assert set(rule["verbs"]) <= {"get", "update"}, rule
+            if "mutatingwebhookconfigurations" in rule.get("resources", []):
+                assert rule["resourceNames"] == ["kuberesolver-mounts"], rule
+                assert set(rule["verbs"]) <= {"get", "patch"}, rule
+
+
+def test_the_cert_manager_component_hands_tls_to_cert_manager(tmp_path: Path) -> None:
+    """manifests/optional/cert-manager: files mode, the Secret mounted, caBundle injected,
+    and no Secret or webhook-configuration rights left."""
+    kubectl = tools_dir() / "kubectl"
+    here = Path(os.path.relpath(ROOT / "manifests", tmp_path))
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [{here}]\ncomponents: [{here}/optional/cert-manager]\n"
+    )
+    out = subprocess.run(
+        [str(kubectl), "kustomize", str(tmp_path)], capture_output=True, text=True, check=True
+    ).stdout
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out) if d}
+    container = docs[("Deployment", "kuberesolver-operator")]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KUBERESOLVER_WEBHOOK_TLS"] == "files"
+    assert {"name": "webhook-tls", "mountPath": env["KUBERESOLVER_WEBHOOK_CERT_DIR"],
+            "readOnly": True} in container["volumeMounts"]  # fmt: skip
+    config = docs[("MutatingWebhookConfiguration", "kuberesolver-mounts")]
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        "kuberesolver-system/kuberesolver-webhook"
+    )
+    assert docs[("Certificate", "kuberesolver-webhook")]["spec"]["secretName"] == (
+        "kuberesolver-webhook-tls"
+    )
+    for doc in docs.values():
+        for rule in doc.get("rules", []):
+            assert "secrets" not in rule["resources"], rule
+            assert "mutatingwebhookconfigurations" not in rule["resources"], rule
+    assert ("Role", "kuberesolver-operator-webhook-tls") not in docs
 
 
 def test_dockerfile_is_slim_non_root_and_lint_clean() -> None:

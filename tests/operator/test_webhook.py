@@ -1,7 +1,7 @@
 """The mounts webhook, called by the real apiserver at https://127.0.0.1:PORT with a test CA.
 
 The operator serves it under its own RBAC; the configuration is the shipped
-static one (manifests/optional/webhook.yaml) with the Service reference swapped for a
+static one (manifests/webhook.yaml) with the Service reference swapped for a
 URL. Pods are created through the apiserver; their admitted spec is checked
 against a twin Pod that the webhook never sees.
 """
@@ -54,7 +54,7 @@ def webhook(
         name="webhook",
     )
     config = next(
-        d for d in documents(ROOT / "manifests/optional/webhook.yaml")
+        d for d in documents(ROOT / "manifests/webhook.yaml")
         if d["kind"] == "MutatingWebhookConfiguration"
     )  # fmt: skip
     config = copy.deepcopy(config)
