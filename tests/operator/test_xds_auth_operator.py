@@ -3,7 +3,8 @@
 A real operator (manifests/rbac.yaml) serves xDS over TLS with ``KUBERESOLVER_XDS_AUTH=token``.
 Real grpcio ``xds://`` clients present ServiceAccount tokens as gRFC A97 call credentials
 (``call_creds: jwt_token_file`` in the bootstrap, ``GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS``).
-A ServiceAccount allowed to ``get`` the target's ConfigMap reaches the backend; one without
+A ServiceAccount allowed to ``get`` the target's ConfigMap reaches the backend (from grpcio
+and from grpc-go); one without
 a RoleBinding, a token of another audience, an expired token, one from another namespace
 and a client whose grpc does not send its token see the target as absent.
 """
@@ -25,6 +26,7 @@ from kubernetes import client
 from kuberesolver.xds_server.auth import DEFAULT_AUDIENCE
 from testenv import ControlPlane
 from testenv.controlplane import free_port
+from testenv.grpc_go import xds_client
 from testenv.kube import create_namespace
 from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
@@ -125,6 +127,7 @@ def test_only_a_service_account_that_may_read_the_configmap_sees_the_target(
                 control_plane, admin_api, namespace, "reader", time.time() + 600
             ),
             "not-sent": token(admin_api, namespace, "reader", DEFAULT_AUDIENCE),
+            "reader-in-go": token(admin_api, namespace, "reader", DEFAULT_AUDIENCE),
         }
         target = f"xds://{AUTHORITY}/t.{namespace}"
 
@@ -141,11 +144,12 @@ def test_only_a_service_account_that_may_read_the_configmap_sees_the_target(
                 monkeypatch.delenv(CALL_CREDS_ENV, raising=False)
             else:
                 monkeypatch.setenv(CALL_CREDS_ENV, "true")
-            c = Client(bootstrap, [target])
+            command = (str(xds_client()),) if who.endswith("-in-go") else ()
+            c = Client(bootstrap, [target], command)
             clients.append(c)
             return c
 
-        allowed = {who: start(who) for who in ("reader", "signed-like-expired")}
+        allowed = {who: start(who) for who in ("reader", "signed-like-expired", "reader-in-go")}
         for who, c in allowed.items():
             until(
                 lambda c=c: c.calls(5)["counts"] == {"b1": 5},
@@ -157,7 +161,7 @@ def test_only_a_service_account_that_may_read_the_configmap_sees_the_target(
             assert got["counts"] == {}, (who, got)
             assert got["errors"], (who, got)
             assert f"(node '{who}') may not see {namespace}/t" in op.log_text(), who
-        assert backend.calls >= 10  # the allowed ones only
+        assert backend.calls >= 15  # the allowed ones only
     finally:
         backend.stop()
         client.CoreV1Api(admin_api).delete_namespace(other, propagation_policy="Background")
