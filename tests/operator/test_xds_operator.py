@@ -119,3 +119,19 @@ def test_every_replica_serves_xds_and_a_leader_kill_costs_its_clients_nothing(
     assert snapshot is not None
     assert [e.address for e in snapshot.endpoints] == [pod_ip(192)]
     assert configmap_writes(standby) == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"KUBERESOLVER_XDS_AUTH": "token"}, "KUBERESOLVER_XDS_AUTH=token needs TLS"),
+        ({"KUBERESOLVER_XDS_CERT_FILE": "/nonexistent/tls.crt",
+          "KUBERESOLVER_XDS_KEY_FILE": "/nonexistent/tls.key"}, "cannot serve xDS"),
+    ],
+)  # fmt: skip
+def test_a_bad_xds_setting_stops_the_operator_with_its_reason(
+    operator_factory: Callable[..., OperatorProcess], env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(RuntimeError, match="exited") as failed:
+        operator_factory({"KUBERESOLVER_XDS_ADDRESS": f"127.0.0.1:{free_port()}", **env})
+    assert message in str(failed.value)
