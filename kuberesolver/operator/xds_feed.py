@@ -13,9 +13,14 @@ EndpointSlice change, or a new GrpcTarget version, marks the targets it
 concerns; they are planned and put into the store once per turn of the event
 loop (a burst of events already queued is one put, nothing waits on a timer).
 An invalid spec or an unknown port keeps the last good resources (or none);
-a missing Service serves an empty CLA, like the ConfigMap. Nothing is planned
-before the first list of Services and EndpointSlices (half a world is not the
-truth). A deleted GrpcTarget is removed at once.
+a missing Service serves an empty CLA, like the ConfigMap. A deleted
+GrpcTarget is removed at once.
+
+Half a world is not the truth: nothing is planned before the first list of
+Services and EndpointSlices, and the server answers no stream until every
+GrpcTarget that existed at start (listed once) has come through kopf's events,
+or ``ready_timeout_s`` has passed. A client that reconnects to a replica that
+has just started is answered late, never told that its target does not exist.
 
 With ``KUBERESOLVER_XDS_AUTH=token`` a client sees only the targets whose
 ConfigMap its ServiceAccount may ``get`` (:mod:`.xds_auth`); the others are absent.
@@ -29,14 +34,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kuberesolver.operator.hub import ServiceKey, TargetKey
 from kuberesolver.operator.informer import ServiceStore
 from kuberesolver.operator.reconcile import InvalidSpec, PortNotFound, Published, plan
-from kuberesolver.operator.spec import plain
+from kuberesolver.operator.spec import GROUP, PLURAL, VERSION, plain
+from kuberesolver.retry import backoff_s
 from kuberesolver.xds_server.settings import XdsSettings
 
 if TYPE_CHECKING:
@@ -73,6 +79,9 @@ class XdsFeed:
         settings: XdsSettings,
         services: ServiceStore,
         registry: CollectorRegistry | None = None,
+        *,
+        list_targets: Callable[[], Awaitable[list[TargetKey]]] | None = None,
+        ready_timeout_s: float = 30.0,
     ) -> None:
         from kuberesolver.xds_server.metrics import XdsMetrics
         from kuberesolver.xds_server.server import AdsServer
@@ -88,7 +97,13 @@ class XdsFeed:
         self._flush: asyncio.Handle | None = None
         self._synced = False
         self._sync_task: asyncio.Task[None] | None = None
-        self._auth_api: Any = None
+        self._api: Any = None
+        self._list_targets = list_targets or self._list_from_api
+        self._ready_timeout_s = ready_timeout_s
+        self._awaited: set[TargetKey] | None = None
+        """GrpcTargets listed at start and not yet seen through kopf (``None``: not listed)."""
+        self._seen: set[TargetKey] = set()
+        self._all_seen = asyncio.Event()
         self.puts = 0
         """Targets put into the store (for tests and debugging)."""
 
@@ -108,13 +123,12 @@ class XdsFeed:
                 self.settings.client_ca_file or None,
             )
         if self.settings.auth == "token":
-            from kuberesolver.kubeconfig import load_client
             from kuberesolver.operator.xds_auth import KubeAuthorizer
 
-            self._auth_api, _ = load_client(pool_maxsize=4)
             self.server.authorizer = KubeAuthorizer(
-                self._auth_api, self.configmap, self.settings.audience
+                self._client(), self.configmap, self.settings.audience
             )
+        self.server.hold()
         port = await self.server.start(self.settings.address, credentials)
         self._sync_task = asyncio.create_task(self._first_sync(), name="kuberesolver-xds-sync")
         _log.info(
@@ -141,13 +155,63 @@ class XdsFeed:
             self._flush.cancel()
             self._flush = None
         await self.server.stop(grace_s)
-        if self._auth_api is not None:
-            self._auth_api.close()
+        if self._api is not None:
+            self._api.close()
+
+    def _client(self) -> Any:
+        if self._api is None:
+            from kuberesolver.kubeconfig import load_client
+
+            self._api, _ = load_client(pool_maxsize=4)
+        return self._api
+
+    async def _list_from_api(self) -> list[TargetKey]:
+        from kubernetes import client
+
+        api: Any = client.CustomObjectsApi(self._client())
+        listed: Mapping[str, Any] = await asyncio.to_thread(
+            api.list_cluster_custom_object, GROUP, VERSION, PLURAL, _request_timeout=30
+        )
+        keys: list[TargetKey] = []
+        for item in listed.get("items") or []:
+            meta: Mapping[str, Any] = item.get("metadata") or {}
+            keys.append((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
+        return keys
 
     async def _first_sync(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._ready_timeout_s
+        failures = 0
+        while self._awaited is None and loop.time() < deadline:
+            try:
+                self._awaited = set(await self._list_targets()) - self._seen
+            except Exception as exc:  # the API is away: try again, serve at the deadline
+                failures += 1
+                _log.warning("xDS: listing GrpcTargets failed (%s); retrying", exc)
+                await asyncio.sleep(min(backoff_s(failures), max(0.0, deadline - loop.time())))
+        if self._awaited is not None and not self._awaited:
+            self._all_seen.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_seen.wait(), max(0.0, deadline - loop.time()))
+        if self._awaited:
+            _log.warning(
+                "xDS: %d GrpcTargets listed at start not seen after %.0f s; serving anyway",
+                len(self._awaited),
+                self._ready_timeout_s,
+            )
         await self.services.wait_synced(*_SYNCED)
         self._synced = True
-        self._mark(self._targets)
+        self._dirty.update(self._targets)
+        self._put_dirty()
+        self.server.release()
+        _log.info("xDS: serving %d GrpcTargets", len(self.store.keys()))
+
+    def _saw(self, key: TargetKey) -> None:
+        self._seen.add(key)
+        if self._awaited is not None:
+            self._awaited.discard(key)
+            if not self._awaited:
+                self._all_seen.set()
 
     # --- what changes ---------------------------------------------------------------------
 
@@ -159,6 +223,7 @@ class XdsFeed:
 
     def observe(self, key: TargetKey, uid: str, body: Mapping[str, Any]) -> None:
         """A GrpcTarget was listed, added or modified."""
+        self._saw(key)
         spec = plain(body.get("spec") or {})
         target = self._targets.get(key)
         if target is not None and target.uid == uid and target.spec == spec:
@@ -174,6 +239,7 @@ class XdsFeed:
 
     def forget(self, key: TargetKey, uid: str) -> None:
         """A GrpcTarget was deleted: its resources go at once."""
+        self._saw(key)
         target = self._targets.get(key)
         if target is None or (uid and target.uid != uid):
             return
@@ -208,6 +274,8 @@ class XdsFeed:
             self._flush = asyncio.get_running_loop().call_soon(self._put_dirty)
 
     def _put_dirty(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
         self._flush = None
         dirty, self._dirty = self._dirty, set()
         for key in sorted(dirty):

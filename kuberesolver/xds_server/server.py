@@ -174,6 +174,8 @@ class AdsServer:
         self.authorizer = authorizer
         """Set before :meth:`start`; ``None``: every client sees every target."""
         self.recheck_s = recheck_s
+        self._released = asyncio.Event()
+        self._released.set()
         self.port = 0
         self._lock = threading.Lock()  # guards _streams and their state: streams() reads it
         self._streams: set[_Stream] = set()
@@ -201,6 +203,21 @@ class AdsServer:
         log.info("xDS server of authority %s on port %d", self.store.authority, self.port)
         return self.port
 
+    def hold(self) -> None:
+        """Answer no stream until :meth:`release` (the host's view is not complete yet:
+        an answer now would tell clients that their resources do not exist)."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    @property
+    def held(self) -> bool:
+        return not self._released.is_set()
+
+    async def wait_released(self) -> None:
+        await self._released.wait()
+
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop serving: open streams end (their clients reconnect elsewhere)."""
         server, self._server = self._server, None
@@ -212,6 +229,7 @@ class AdsServer:
         for stream in streams:
             stream.closed = True
             stream.wake.set()
+        self._released.set()
         if server is not None:
             await server.stop(grace_s)
 
@@ -269,6 +287,8 @@ class AdsServer:
         try:
             while True:
                 await stream.wake.wait()
+                if not self._released.is_set():
+                    await self._released.wait()
                 stream.wake.clear()
                 if stream.closed:
                     break

@@ -120,6 +120,15 @@ def test_every_replica_serves_xds_and_a_leader_kill_costs_its_clients_nothing(
     assert [e.address for e in snapshot.endpoints] == [pod_ip(192)]
     assert configmap_writes(standby) == 0
 
+    # A replica started now lists the GrpcTargets, and answers once kopf has shown them.
+    late_port = free_port()
+    late = operator_factory(xds_env(late_port), name="late")
+    of_late = clients(write_bootstrap(tmp_path / "late.json", f"127.0.0.1:{late_port}"), target)
+    until(lambda: reaches(of_late, "b3"), timeout_s=60, message="b3 from the late replica")
+    until(lambda: "xDS: serving 1 GrpcTargets" in late.log_text(), timeout_s=10)
+    assert "not seen after" not in late.log_text()
+    assert "listing GrpcTargets failed" not in late.log_text()
+
 
 @pytest.mark.parametrize(
     ("env", "message"),

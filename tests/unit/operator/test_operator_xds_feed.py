@@ -48,6 +48,11 @@ class World:
     def __init__(self) -> None:
         self.feed: XdsFeed | None = None
         self.services = ServiceStore(self.wake)
+        self.listed: list[tuple[str, str]] = []
+        """The GrpcTargets that exist at start (the feed lists them once)."""
+
+    async def list_targets(self) -> list[tuple[str, str]]:
+        return list(self.listed)
 
     def wake(self, key: tuple[str, str]) -> None:
         if self.feed is not None:
@@ -58,13 +63,22 @@ class World:
         self.services.replace_slices({})
 
 
+async def started(w: World, ready_timeout_s: float = 30.0) -> World:
+    w.feed = XdsFeed(
+        XdsSettings(address="127.0.0.1:0"),
+        w.services,
+        list_targets=w.list_targets,
+        ready_timeout_s=ready_timeout_s,
+    )
+    await w.feed.start()
+    return w
+
+
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
-    w = World()
-    w.feed = XdsFeed(XdsSettings(address="127.0.0.1:0"), w.services)
-    await w.feed.start()
+    w = await started(World())
     yield w
-    await w.feed.stop(0)
+    await feed(w).stop(0)
 
 
 def feed(w: World) -> XdsFeed:
@@ -189,3 +203,51 @@ async def test_a_status_write_plans_nothing_and_a_new_service_is_followed(world:
     for _ in range(20):
         await asyncio.sleep(0)
     assert f.puts == puts
+
+
+async def test_no_stream_is_answered_until_the_targets_listed_at_start_are_seen() -> None:
+    w = World()
+    w.listed = [(NS, "t"), (NS, "gone")]
+    f = feed(await started(w))
+    try:
+        w.sync()
+        w.services.set_service((NS, "s"), svc("s"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert f.server.held  # kopf has not shown the listed targets yet
+        f.observe((NS, "t"), "u1", target("s"))
+        f.forget((NS, "gone"), "u9")  # deleted since the list: seen too
+        await until(lambda: not f.server.held)
+        assert addresses(w) == []  # served in the same turn as the release
+    finally:
+        await f.stop(0)
+
+
+async def test_a_listed_target_never_seen_holds_the_server_only_until_the_timeout() -> None:
+    w = World()
+    w.listed = [(NS, "never")]
+    f = feed(await started(w, ready_timeout_s=0.2))
+    try:
+        w.sync()
+        await asyncio.wait_for(f.server.wait_released(), timeout=10)
+    finally:
+        await f.stop(0)
+
+
+async def test_a_failing_list_is_retried_and_the_server_released_at_the_deadline() -> None:
+    w = World()
+    calls = 0
+
+    async def failing() -> list[tuple[str, str]]:
+        nonlocal calls
+        calls += 1
+        raise OSError("the apiserver is away")
+
+    w.list_targets = failing  # type: ignore[method-assign]
+    f = feed(await started(w, ready_timeout_s=0.5))
+    try:
+        w.sync()
+        await asyncio.wait_for(f.server.wait_released(), timeout=10)
+        assert calls >= 1
+    finally:
+        await f.stop(0)
