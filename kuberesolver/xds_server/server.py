@@ -264,8 +264,12 @@ class AdsServer:
             loop.call_soon_threadsafe(self._dispatch, changes)
 
     def _dispatch(self, changes: Changes) -> None:
+        changed_keys = {k for names in changes.values() for k in map(key_of, names) if k}
         with self._lock:
             for stream in self._streams:
+                for key in changed_keys:  # a no for a target that was not there yet: ask again
+                    if stream.decisions.get(key) is False:
+                        del stream.decisions[key]
                 woken = False
                 for type_url, names in changes.items():
                     st = stream.types.get(type_url)

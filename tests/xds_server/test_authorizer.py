@@ -35,20 +35,22 @@ def jwt(subject: str) -> str:
 
 
 class Table:
-    """Grants by (token, key); records what it was asked."""
+    """Grants by (token, key), for targets the store serves (as the operator's authorizer
+    knows only the targets it serves); records what it was asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: XdsStore) -> None:
+        self.store = store
         self.grants: set[tuple[str, Key]] = set()
         self.asked: list[tuple[str, Key]] = []
 
     async def allowed(self, token: str, key: Key) -> bool:
         self.asked.append((token, key))
-        return (token, key) in self.grants
+        return (token, key) in self.grants and self.store.get(key) is not None
 
 
 @pytest.fixture
-def table() -> Table:
-    return Table()
+def table(store: XdsStore) -> Table:
+    return Table(store)
 
 
 @pytest.fixture
@@ -101,3 +103,36 @@ def test_a_stream_sees_what_its_token_may_see_and_follows_grants(
         client.close()
         b1.stop()
         b2.stop()
+
+
+def test_a_target_created_after_the_client_asked_is_served_without_waiting_for_a_recheck(
+    store: XdsStore,
+    table: Table,
+    guarded: tuple[ServerThread, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server, ca = guarded
+    server.server.recheck_s = 3600  # only the target's arrival may change the answer
+    b1 = Backend("127.0.0.2", "b1")
+    token = jwt("me")
+    (tmp_path / "token").write_text(token)
+    table.grants.add((token, ("ns", "late")))
+    bootstrap = write_bootstrap(
+        tmp_path / "b.json",
+        server.uri,
+        "--ca-file",
+        str(ca),
+        "--token-file",
+        str(tmp_path / "token"),
+    )
+    monkeypatch.setenv("GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS", "true")
+    client = Client(bootstrap, [f"xds://{AUTHORITY}/late.ns"])
+    try:
+        assert client.calls(1)["counts"] == {}  # the channel subscribes: not there yet
+        assert (token, ("ns", "late")) in table.asked
+        store.put(("ns", "late"), make_snapshot([b1.endpoint()]))
+        until(lambda: client.calls(2)["counts"] == {"b1": 2}, timeout_s=30, message="late")
+    finally:
+        client.close()
+        b1.stop()
