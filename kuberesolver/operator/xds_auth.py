@@ -6,7 +6,9 @@ token (the client's projected ServiceAccount token, our audience) goes to a
 TokenReview; the identity it names goes to a SubjectAccessReview: may it
 ``get`` the target's ConfigMap? So the RBAC that guards the mounted file
 guards the stream. Decisions are cached (:class:`~kuberesolver.xds_server.auth.DecisionCache`:
-30 s for a yes, 5 s for a no, never past the token's expiry). The bodies and
+30 s for a yes, 5 s for a no, never past the token's expiry), and so is who a
+token belongs to (5 minutes, never past its expiry): a recheck of an open
+stream costs one SubjectAccessReview, not a TokenReview too. The bodies and
 their answers are the pure parts in :mod:`kuberesolver.xds_server.auth`;
 the API calls run on a thread. An API failure is not cached: the server
 counts it as a no and asks again at its next recheck.
@@ -18,9 +20,13 @@ The operator's ServiceAccount needs ``create`` on ``tokenreviews`` and
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from kubernetes import client
 
@@ -29,15 +35,20 @@ from kuberesolver.xds_server.auth import (
     DEFAULT_AUDIENCE,
     Decision,
     DecisionCache,
+    Identity,
     access_allowed,
     access_review,
     reviewed_identity,
+    token_expiry,
     token_review,
 )
 
 __all__ = ["KubeAuthorizer"]
 
 _log = logging.getLogger("kuberesolver.operator.xds")
+
+_IDENTITY_TTL_S: Final = 300.0
+_MAX_IDENTITIES: Final = 10_000
 
 
 class KubeAuthorizer:
@@ -58,6 +69,8 @@ class KubeAuthorizer:
         self.cache = cache if cache is not None else DecisionCache()
         self.reviews = 0
         """TokenReviews sent (for tests: the cache saves them)."""
+        self._identities: OrderedDict[bytes, tuple[float, Identity]] = OrderedDict()
+        self._lock = threading.Lock()
 
     async def allowed(self, token: str, key: TargetKey) -> bool:
         namespace = key[0]
@@ -72,13 +85,30 @@ class KubeAuthorizer:
                 _log.info("xDS: %s/%s refused: %s", namespace, key[1], cached.reason)
         return cached.allowed
 
-    def _decide(self, token: str, namespace: str, configmap: str) -> Decision:
+    def _identity(self, token: str) -> Identity:
+        """Who ``token`` belongs to (cached); ``PermissionError`` saying why no one."""
+        digest = hashlib.sha256(token.encode()).digest()
+        now = time.time()
+        with self._lock:
+            found = self._identities.get(digest)
+            if found is not None and found[0] > now:
+                return found[1]
         self.reviews += 1
         review: dict[str, Any] = self._api.sanitize_for_serialization(
             self._authn.create_token_review(token_review(token, self.audience))
         )
+        identity = reviewed_identity(review, self.audience)
+        expires = min(now + _IDENTITY_TTL_S, token_expiry(token) or float("inf"))
+        with self._lock:
+            self._identities[digest] = (expires, identity)
+            self._identities.move_to_end(digest)
+            while len(self._identities) > _MAX_IDENTITIES:
+                self._identities.popitem(last=False)
+        return identity
+
+    def _decide(self, token: str, namespace: str, configmap: str) -> Decision:
         try:
-            identity = reviewed_identity(review, self.audience)
+            identity = self._identity(token)
         except PermissionError as exc:
             return Decision(False, str(exc))
         answer: dict[str, Any] = self._api.sanitize_for_serialization(

@@ -23,11 +23,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from kubernetes import client
 
+from kuberesolver.operator.xds_auth import KubeAuthorizer
 from kuberesolver.xds_server.auth import DEFAULT_AUDIENCE
 from testenv import ControlPlane
 from testenv.controlplane import free_port
 from testenv.grpc_go import xds_client
-from testenv.kube import create_namespace
+from testenv.kube import api_client, create_namespace
 from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
 from testenv.pki import CertificateAuthority
@@ -165,3 +166,30 @@ def test_only_a_service_account_that_may_read_the_configmap_sees_the_target(
     finally:
         backend.stop()
         client.CoreV1Api(admin_api).delete_namespace(other, propagation_policy="Background")
+
+
+async def test_the_authorizer_reviews_as_the_operator_and_caches_who_a_token_is(
+    admin_api: client.ApiClient, namespace: str, operator_kubeconfig: Path
+) -> None:
+    """KubeAuthorizer with the operator's own ServiceAccount (manifests/rbac.yaml): a yes
+    for the ConfigMap the reader may get, a no for another and for a target not served;
+    one TokenReview per token, whatever the number of targets."""
+    service_account(admin_api, namespace, "reader")
+    service_account(admin_api, namespace, "stranger")
+    may_read_configmap(admin_api, namespace, "reader")
+    configmaps = {(namespace, "t"): CONFIGMAP, (namespace, "u"): "another-configmap"}
+    api = api_client(operator_kubeconfig)
+    try:
+        auth = KubeAuthorizer(api, configmaps.get)
+        reader = token(admin_api, namespace, "reader", DEFAULT_AUDIENCE)
+        assert await auth.allowed(reader, (namespace, "t")) is True
+        assert await auth.allowed(reader, (namespace, "u")) is False
+        assert await auth.allowed(reader, (namespace, "not-served")) is False
+        assert await auth.allowed(reader, (namespace, "t")) is True
+        assert auth.reviews == 1
+        stranger = token(admin_api, namespace, "stranger", DEFAULT_AUDIENCE)
+        assert await auth.allowed(stranger, (namespace, "t")) is False
+        assert await auth.allowed("", (namespace, "t")) is False
+        assert auth.reviews == 2
+    finally:
+        api.close()
