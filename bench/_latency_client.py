@@ -4,7 +4,9 @@ Not a benchmark itself (make bench skips ``_*`` files): bench/direct_latency.py
 prints the json line.
 
 ``--mode api``: direct mode (the API watched as the client's ServiceAccount);
-``--mode file``: the operator path (the projected snapshot under ``--dir``).
+``--mode file``: the operator path (the projected snapshot under ``--dir``);
+``--mode xds``: plain ``grpc.insecure_channel`` on an ``xds://`` target (the
+operator's ADS server, by the bootstrap ``GRPC_XDS_BOOTSTRAP`` names): no kuberesolver code.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ METHOD = "/demo.Greeter/SayHello"
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=("api", "file"), required=True)
+    parser.add_argument("--mode", choices=("api", "file", "xds"), required=True)
     parser.add_argument("--target", required=True)
     parser.add_argument("--id", required=True)
     parser.add_argument("--server", default="")
@@ -41,6 +43,8 @@ def main() -> None:
         )
         kuberesolver.register(kuberesolver.Builder(k8s))
         channel = kuberesolver.insecure_channel(args.target)
+    elif args.mode == "xds":
+        channel = grpc.insecure_channel(args.target)
     else:
         channel = kuberesolver.insecure_channel(args.target, snapshot_dir=args.dir)
     print("ready", flush=True)

@@ -202,6 +202,9 @@ def _bootstrap_parser(sub: Any) -> None:
     b.add_argument("--ca-file", help="TLS: the CA that signed the server's certificate")
     b.add_argument("--cert-file", help="mutual TLS: the client's certificate")
     b.add_argument("--key-file", help="mutual TLS: the client's private key")
+    b.add_argument("--token-file", help="gRFC A97 call credentials: the projected "
+                   "ServiceAccount token (needs --ca-file, and "
+                   "GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS=true in the client)")  # fmt: skip
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
@@ -217,6 +220,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
                 ca_file=args.ca_file,
                 cert_file=args.cert_file,
                 key_file=args.key_file,
+                token_file=args.token_file,
             )
         )
     except ValueError as exc:

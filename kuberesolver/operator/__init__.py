@@ -69,6 +69,12 @@ replica reloads a renewed certificate without a restart.
 (90 days), ``KUBERESOLVER_WEBHOOK_CA_LIFETIME_S`` (10 years),
 ``KUBERESOLVER_WEBHOOK_TLS_CHECK_S`` (60).
 
+Optional xDS server (:mod:`.xds_feed`, ``KUBERESOLVER_XDS_ADDRESS``): every
+replica serves the GrpcTargets over ADS from its own watches, as
+``xds://xds.kuberesolver.io/<name>.<namespace>`` for grpc clients in any language;
+with ``KUBERESOLVER_XDS_AUTH=token`` a client sees only the targets whose
+ConfigMap its ServiceAccount may read (:mod:`.xds_auth`).
+
 High availability: run two replicas; both watch, and only the holder of the
 ``coordination.k8s.io`` Lease writes (:mod:`.leader`). The other takes over
 when the Lease is released (a clean exit) or expires (8 s by default).

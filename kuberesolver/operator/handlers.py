@@ -29,6 +29,7 @@ from kuberesolver.operator.render_pool import RenderPool
 from kuberesolver.operator.runtime import Runtime
 from kuberesolver.operator.settings import Settings, SettingsError
 from kuberesolver.operator.spec import GROUP, PLURAL, VERSION, plain
+from kuberesolver.xds_server.settings import XdsSettings
 
 __all__ = [
     "grpctarget_event",
@@ -64,7 +65,8 @@ def _runtime(memo: kopf.Memo) -> Runtime | None:
 async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     try:
         ours = Settings.resolve()
-    except SettingsError as exc:
+        xds = XdsSettings.from_env()
+    except (SettingsError, ValueError) as exc:
         raise kopf.PermanentError(f"bad setting: {exc}") from exc
     settings.posting.enabled = False  # our Events are posted by the leader (worker.py)
     settings.posting.reporting_component = REPORTER
@@ -88,9 +90,14 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
     except RuntimeError as exc:  # renders will try again, and say so in the targets' status
         _log.error("%s", exc)
     # ConfigMap writes: enough in flight that a slow apiserver answer delays no other target.
-    runtime = Runtime(ours, Kube(workers=16), metrics, renderer=pool.render)
+    runtime = Runtime(ours, Kube(workers=16), metrics, renderer=pool.render, xds=xds)
     memo["runtime"] = runtime
     runtime.start()
+    if runtime.xds is not None:  # every replica serves xDS (xds_feed.py)
+        try:
+            await runtime.xds.start()
+        except (OSError, RuntimeError) as exc:
+            raise kopf.PermanentError(f"cannot serve xDS on {xds.address}: {exc}") from exc
     _log.info(
         "kuberesolver operator starting as %s: debounce %d ms, metrics port %d, Lease %s/%s",
         ours.identity,
@@ -138,5 +145,9 @@ async def grpctarget_event(
     if type == "DELETED":
         runtime.targets.forget(key, uid)
         runtime.metrics.forget_target(key[0], name)
+        if runtime.xds is not None:
+            runtime.xds.forget(key, uid)
     else:
         runtime.targets.observe(key, uid, plain(body))
+        if runtime.xds is not None:
+            runtime.xds.observe(key, uid, body)

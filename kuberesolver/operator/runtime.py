@@ -8,6 +8,8 @@
 - :class:`~kuberesolver.operator.leader.LeaderElector`: the Lease; the loops
   run only while this replica holds it.
 - the renderer of templates (:data:`~kuberesolver.operator.reconcile.Renderer`).
+- :class:`~kuberesolver.operator.xds_feed.XdsFeed` (``KUBERESOLVER_XDS_ADDRESS``
+  set): the ADS server every replica runs, fed by the same watches.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kuberesolver.kubeconfig import load_client
 from kuberesolver.operator.hub import Hub, TargetKey, Trigger, run_coalesced
@@ -28,6 +30,10 @@ from kuberesolver.operator.render import render_in_process
 from kuberesolver.operator.settings import Settings
 from kuberesolver.operator.status_writer import StatusWriter
 from kuberesolver.operator.targets import Entry, Targets
+from kuberesolver.xds_server.settings import XdsSettings
+
+if TYPE_CHECKING:
+    from kuberesolver.operator.xds_feed import XdsFeed
 
 __all__ = ["Runtime"]
 
@@ -43,13 +49,19 @@ class Runtime:
         kube: Kube,
         metrics: Metrics,
         renderer: Renderer = render_in_process,
+        xds: XdsSettings | None = None,
     ) -> None:
         self.settings = settings
         self.kube = kube
         self.metrics = metrics
         self.renderer = renderer
         self.hub = Hub()
-        self.store = ServiceStore(self.hub.wake_service)
+        self.store = ServiceStore(self._service_changed)
+        self.xds: XdsFeed | None = None
+        if xds is not None and xds.enabled:  # grpc is imported only then
+            from kuberesolver.operator.xds_feed import XdsFeed
+
+            self.xds = XdsFeed(xds, self.store, metrics.registry)
         self._reflectors: list[Reflector] = []
         self._watch_api: Any = None
         self.targets = Targets(self.hub, self._run_target)
@@ -74,6 +86,11 @@ class Runtime:
         self._elector_task: asyncio.Task[None] | None = None
         self._posts: set[asyncio.Task[None]] = set()
         self._closed = False
+
+    def _service_changed(self, key: tuple[str, str]) -> None:
+        if self.xds is not None:  # first: its put is queued before the ConfigMap loops wake
+            self.xds.wake_service(key)
+        self.hub.wake_service(key)
 
     def leading(self) -> bool:
         return self.elector.leading
@@ -137,6 +154,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._elector_task
         await self.targets.close()
+        if self.xds is not None:
+            await self.xds.stop()
         await self.status.close()
         for reflector in self._reflectors:
             reflector.stop()

@@ -6,6 +6,8 @@
 - :mod:`.bootstrap`: the grpc xDS bootstrap that points clients at it (standard
   library only, for ``python -m kuberesolver bootstrap``).
 - :mod:`.metrics`: its Prometheus metrics.
+- :mod:`.auth`: who may see a target (TokenReview and SubjectAccessReview bodies,
+  the decision cache); the host hands :class:`~.server.AdsServer` an ``authorizer``.
 
 Importing this package loads nothing heavy; its modules do (grpc, xds-protos,
 prometheus-client), except :mod:`.bootstrap`, :mod:`.settings` and :mod:`.auth`.

@@ -13,6 +13,12 @@ even when every target names an authority; it points at the same server.
 Transport security (``channel_creds``): ``insecure``, or ``tls`` with files
 (gRFC A65: ``ca_certificate_file``, and ``certificate_file`` with
 ``private_key_file`` for mutual TLS).
+
+Who the client is (``call_creds``, gRFC A97): ``jwt_token_file``, the
+client's projected ServiceAccount token, sent as ``authorization: Bearer``
+on the ADS stream. grpc reads the field only with
+``GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS=true`` (grpcio 1.85 and grpc-go
+>= 1.77 have it) and sends it only over TLS.
 """
 
 from __future__ import annotations
@@ -61,12 +67,15 @@ def build_bootstrap(
     ca_file: str | None = None,
     cert_file: str | None = None,
     key_file: str | None = None,
+    token_file: str | None = None,
     extra_authorities: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A bootstrap whose ``authority`` (and top-level server) is our ADS server at ``server_uri``.
 
     ``server_uri`` is a grpc target (``host:port``, ``dns:///host:port``).
-    ``ValueError`` for an empty URI or authority, or half a client certificate.
+    ``token_file``: A97 call credentials (needs TLS: ``ca_file``).
+    ``ValueError`` for an empty URI or authority, half a client certificate, or a
+    token without TLS.
     """
     if not server_uri.strip():
         raise ValueError("the xDS server URI is empty")
@@ -74,11 +83,17 @@ def build_bootstrap(
         raise ValueError(
             f"the authority must be a non-empty name without '/' or '%': {authority!r}"
         )
-    server = {
+    if token_file is not None and ca_file is None:
+        raise ValueError("a token file needs TLS (grpc sends call credentials only over TLS)")
+    server: dict[str, Any] = {
         "server_uri": server_uri,
         "channel_creds": _channel_creds(ca_file, cert_file, key_file),
         "server_features": ["xds_v3"],
     }
+    if token_file is not None:
+        server["call_creds"] = [
+            {"type": "jwt_token_file", "config": {"jwt_token_file": token_file}}
+        ]
     node: dict[str, Any] = {"id": node_id}
     if node_cluster:
         node["cluster"] = node_cluster

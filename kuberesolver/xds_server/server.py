@@ -23,6 +23,15 @@ accepted, as grpc keeps the valid resources of a refused response (gRFC A46).
 
 Wildcard subscriptions (an empty name list) get nothing: every resource must
 be asked for by name. Delta xDS is not offered (UNIMPLEMENTED).
+
+With an :class:`Authorizer` (issue 12 §2), a stream sees only the targets its
+client may see: the ``authorization: Bearer <token>`` its grpc sends on the
+stream (gRFC A97 call credentials) is asked about each target it subscribes
+to, and a target it may not see is absent (left out of the full state, never
+sent). Nothing of a type is sent while a decision for one of its subscribed
+targets is pending (the client keeps what it has). Decisions are asked again
+every ``recheck_s`` (the authorizer caches them), and the stream ends when
+its token expires (its ``exp``), so the client comes back with its renewed token.
 """
 
 from __future__ import annotations
@@ -32,20 +41,22 @@ import contextlib
 import itertools
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2  # type: ignore[import-untyped]
 
 from kuberesolver.xds_resources import CLUSTER_TYPE, LISTENER_TYPE, TYPES
+from kuberesolver.xds_server.auth import token_expiry
 from kuberesolver.xds_server.metrics import XdsMetrics, short_type
-from kuberesolver.xds_server.store import Changes, XdsStore
+from kuberesolver.xds_server.store import Changes, Key, XdsStore, key_of
 
-__all__ = ["AdsServer", "StreamInfo", "server_credentials"]
+__all__ = ["AdsServer", "Authorizer", "StreamInfo", "bearer_token", "server_credentials"]
 
 log = logging.getLogger("kuberesolver.xds_server")
 
@@ -64,6 +75,22 @@ _MAX_PENDING = 16
 
 _FULL_STATE = frozenset({LISTENER_TYPE, CLUSTER_TYPE})
 """The types whose every response carries the whole subscribed set."""
+
+
+class Authorizer(Protocol):
+    """Decides whether the holder of ``token`` may see target ``key`` (``""``: no token)."""
+
+    async def allowed(self, token: str, key: Key) -> bool: ...
+
+
+def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+    """The token of an ``authorization: Bearer <token>`` header; ``""`` without one."""
+    for name, value in metadata or ():
+        if name.lower() == "authorization" and isinstance(value, str):
+            scheme, _, token = value.strip().partition(" ")
+            if scheme.lower() == "bearer":
+                return token.strip()
+    return ""
 
 
 def server_credentials(
@@ -122,14 +149,33 @@ class _Stream:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
     nacks: int = 0
+    token: str = ""
+    decisions: dict[Key, bool] = field(default_factory=dict)
+    """Which targets this client may see (with an authorizer); absent: not decided yet."""
+    checking: set[asyncio.Task[None]] = field(default_factory=set)
+    pending_keys: set[Key] = field(default_factory=set)
+    timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    """``expiry`` (the token's) and ``recheck``."""
 
 
 class AdsServer:
     """Serves ``store`` over ADS on ``address``; :meth:`start` then :meth:`stop`, in one loop."""
 
-    def __init__(self, store: XdsStore, *, metrics: XdsMetrics | None = None) -> None:
+    def __init__(
+        self,
+        store: XdsStore,
+        *,
+        metrics: XdsMetrics | None = None,
+        authorizer: Authorizer | None = None,
+        recheck_s: float = 30.0,
+    ) -> None:
         self.store = store
         self.metrics = metrics if metrics is not None else XdsMetrics()
+        self.authorizer = authorizer
+        """Set before :meth:`start`; ``None``: every client sees every target."""
+        self.recheck_s = recheck_s
+        self._released = asyncio.Event()
+        self._released.set()
         self.port = 0
         self._lock = threading.Lock()  # guards _streams and their state: streams() reads it
         self._streams: set[_Stream] = set()
@@ -157,6 +203,21 @@ class AdsServer:
         log.info("xDS server of authority %s on port %d", self.store.authority, self.port)
         return self.port
 
+    def hold(self) -> None:
+        """Answer no stream until :meth:`release` (the host's view is not complete yet:
+        an answer now would tell clients that their resources do not exist)."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    @property
+    def held(self) -> bool:
+        return not self._released.is_set()
+
+    async def wait_released(self) -> None:
+        await self._released.wait()
+
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop serving: open streams end (their clients reconnect elsewhere)."""
         server, self._server = self._server, None
@@ -168,6 +229,7 @@ class AdsServer:
         for stream in streams:
             stream.closed = True
             stream.wake.set()
+        self._released.set()
         if server is not None:
             await server.stop(grace_s)
 
@@ -202,8 +264,12 @@ class AdsServer:
             loop.call_soon_threadsafe(self._dispatch, changes)
 
     def _dispatch(self, changes: Changes) -> None:
+        changed_keys = {k for names in changes.values() for k in map(key_of, names) if k}
         with self._lock:
             for stream in self._streams:
+                for key in changed_keys:  # a no for a target that was not there yet: ask again
+                    if stream.decisions.get(key) is False:
+                        del stream.decisions[key]
                 woken = False
                 for type_url, names in changes.items():
                     st = stream.types.get(type_url)
@@ -216,6 +282,8 @@ class AdsServer:
 
     async def serve(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         stream = _Stream(peer=context.peer())
+        if self.authorizer is not None:
+            self._guard(stream, context)
         with self._lock:
             self._streams.add(stream)
         self.metrics.streams.inc()
@@ -223,6 +291,8 @@ class AdsServer:
         try:
             while True:
                 await stream.wake.wait()
+                if not self._released.is_set():
+                    await self._released.wait()
                 stream.wake.clear()
                 if stream.closed:
                     break
@@ -235,9 +305,69 @@ class AdsServer:
                     self.metrics.responses.labels(short_type(response.type_url)).inc()
         finally:
             reader.cancel()
+            for timer in stream.timers.values():
+                timer.cancel()
+            for task in list(stream.checking):
+                task.cancel()
             with self._lock:
                 self._streams.discard(stream)
             self.metrics.streams.dec()
+
+    # -- who may see what (with an authorizer) -------------------------------
+
+    def _guard(self, stream: _Stream, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        stream.token = bearer_token(context.invocation_metadata())
+        expires = token_expiry(stream.token) if stream.token else None
+        left = expires - time.time() if expires is not None else 0.0
+        if left > 0:  # then the client must come back with its renewed token
+            stream.timers["expiry"] = loop.call_later(left, self._expired, stream)
+        stream.timers["recheck"] = loop.call_later(self.recheck_s, self._recheck, stream)
+
+    def _expired(self, stream: _Stream) -> None:
+        log.info("xDS client %s: its token expired; ending the stream", stream.peer)
+        stream.closed = True
+        stream.wake.set()
+
+    def _recheck(self, stream: _Stream) -> None:
+        with self._lock:
+            stream.decisions.clear()
+            for st in stream.types.values():
+                st.dirty = True
+        stream.wake.set()
+        loop = asyncio.get_running_loop()
+        stream.timers["recheck"] = loop.call_later(self.recheck_s, self._recheck, stream)
+
+    def _undecided(self, stream: _Stream, names: frozenset[str]) -> bool:
+        """Start the checks this stream still needs for ``names``; whether any is pending."""
+        waiting = False
+        for key in {k for k in map(key_of, names) if k is not None}:
+            if key in stream.decisions:
+                continue
+            waiting = True
+            if key not in stream.pending_keys:
+                stream.pending_keys.add(key)
+                task = asyncio.get_running_loop().create_task(self._check(stream, key))
+                stream.checking.add(task)
+                task.add_done_callback(stream.checking.discard)
+        return waiting
+
+    async def _check(self, stream: _Stream, key: Key) -> None:
+        assert self.authorizer is not None
+        try:
+            allowed = await self.authorizer.allowed(stream.token, key)
+        except Exception:  # a failed check is a no, retried at the next recheck
+            log.exception("xDS client %s: checking %s/%s failed", stream.peer, *key)
+            allowed = False
+        if not allowed:
+            log.info("xDS client %s (node %r) may not see %s/%s", stream.peer, stream.node_id, *key)
+        with self._lock:
+            stream.pending_keys.discard(key)
+            stream.decisions[key] = allowed
+            for st in stream.types.values():
+                if any(key_of(n) == key for n in st.names):
+                    st.dirty = True
+        stream.wake.set()
 
     async def _read(self, stream: _Stream, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         try:
@@ -336,6 +466,11 @@ class AdsServer:
             st.dirty = False
             offer: dict[str, any_pb2.Any] = {}
             current = self.store.resources(type_url, sorted(st.names), zone=stream.zone)
+            if self.authorizer is not None:
+                if self._undecided(stream, st.names):
+                    st.dirty = True  # answered once every decision is in
+                    continue
+                current = {n: a for n, a in current.items() if _allowed(stream, n)}
             for name, packed in current.items():
                 if st.refused.get(name) == packed.value:
                     if name in st.good:  # refused before: keep the last good one
@@ -373,6 +508,11 @@ class AdsServer:
                 nonce=str(nonce),
                 resources=[send[n] for n in sorted(send)],
             )
+
+
+def _allowed(stream: _Stream, name: str) -> bool:
+    key = key_of(name)
+    return key is not None and stream.decisions.get(key, False)
 
 
 class _Servicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]

@@ -9,6 +9,14 @@
     The serving certificate and key (PEM); both or neither (plaintext).
 ``KUBERESOLVER_XDS_CLIENT_CA_FILE``
     With it, clients must present a certificate this CA signed (mutual TLS).
+``KUBERESOLVER_XDS_AUTH``
+    ``none`` (default): every client sees every target. ``token``: a client
+    presents its projected ServiceAccount token (gRFC A97 call credentials,
+    ``authorization: Bearer``) and sees only the targets whose ConfigMap its
+    ServiceAccount may ``get`` (:mod:`.auth`); needs TLS, as grpc sends call
+    credentials only over a secure channel.
+``KUBERESOLVER_XDS_AUDIENCE``
+    The audience the tokens must carry (default ``xds.kuberesolver.io``).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from kuberesolver.xds_server.auth import DEFAULT_AUDIENCE
 from kuberesolver.xds_server.bootstrap import DEFAULT_AUTHORITY
 
 __all__ = ["ENV", "XdsSettings"]
@@ -28,6 +37,8 @@ ENV: Final = {
     "cert_file": "KUBERESOLVER_XDS_CERT_FILE",
     "key_file": "KUBERESOLVER_XDS_KEY_FILE",
     "client_ca_file": "KUBERESOLVER_XDS_CLIENT_CA_FILE",
+    "auth": "KUBERESOLVER_XDS_AUTH",
+    "audience": "KUBERESOLVER_XDS_AUDIENCE",
 }
 
 
@@ -39,6 +50,9 @@ class XdsSettings:
     cert_file: str = ""
     key_file: str = ""
     client_ca_file: str = ""
+    auth: str = "none"
+    """``none`` or ``token`` (ServiceAccount tokens, TokenReview and SubjectAccessReview)."""
+    audience: str = DEFAULT_AUDIENCE
 
     @property
     def enabled(self) -> bool:
@@ -59,7 +73,16 @@ class XdsSettings:
             cert_file=values["cert_file"],
             key_file=values["key_file"],
             client_ca_file=values["client_ca_file"],
+            auth=values["auth"] or "none",
+            audience=values["audience"] or DEFAULT_AUDIENCE,
         )
+        if settings.auth not in ("none", "token"):
+            raise ValueError(f"{ENV['auth']} must be 'none' or 'token', got {settings.auth!r}")
+        if settings.auth == "token" and not settings.tls:
+            raise ValueError(
+                f"{ENV['auth']}=token needs TLS (grpc sends call credentials only over a "
+                f"secure channel): set {ENV['cert_file']} and {ENV['key_file']}"
+            )
         if bool(settings.cert_file) != bool(settings.key_file):
             raise ValueError(f"set both {ENV['cert_file']} and {ENV['key_file']}, or neither")
         if settings.client_ca_file and not settings.tls:

@@ -40,7 +40,7 @@ from kuberesolver.xds_resources import (
 )
 from kuberesolver.xds_server.bootstrap import DEFAULT_AUTHORITY
 
-__all__ = ["Changes", "Key", "XdsStore", "resource_name"]
+__all__ = ["Changes", "Key", "XdsStore", "key_of", "resource_name"]
 
 log = logging.getLogger("kuberesolver.xds_server")
 
@@ -55,6 +55,14 @@ def resource_name(key: Key) -> str:
     """The name after the type in every resource of ``key``: ``<name>.<namespace>``."""
     namespace, name = key
     return f"{name}.{namespace}"
+
+
+def key_of(resource: str) -> Key | None:
+    """The key whose resources include ``resource`` (an ``xdstp://`` name), by its last part
+    ``<name>.<namespace>`` (a namespace holds no dot); ``None`` for a name not of that form."""
+    last = resource.rsplit("/", 1)[-1]
+    name, dot, namespace = last.rpartition(".")
+    return (namespace, name) if dot and name and namespace else None
 
 
 class XdsStore:
