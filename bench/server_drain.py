@@ -34,6 +34,7 @@ import grpc
 from _common import emit, options
 
 from kuberesolver.server import DrainableServer
+from testenv.rollout import Load
 
 METHOD = "/bench.Drain/Hello"
 
@@ -94,45 +95,6 @@ class _AioServer:
         self._run(self._server.stop(grace_s))
 
 
-class _Load:
-    """Threads calling the current channel at a steady rate; failures by status code."""
-
-    def __init__(self, threads: int, rate: float) -> None:
-        self.call: Callable[..., bytes] | None = None
-        self.ok = 0
-        self.failures: dict[str, int] = {}
-        self._period_s = threads / rate
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def start(self) -> None:
-        for t in self._threads:
-            t.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join()
-
-    def _run(self) -> None:
-        next_at = time.monotonic()
-        while not self._stop.is_set():
-            call = self.call
-            if call is not None:
-                try:
-                    call(b"", timeout=1.0)
-                except grpc.RpcError as exc:
-                    code = exc.code().name if isinstance(exc, grpc.Call) else "ERROR"
-                    with self._lock:
-                        self.failures[code] = self.failures.get(code, 0) + 1
-                else:
-                    with self._lock:
-                        self.ok += 1
-            next_at = max(next_at + self._period_s, time.monotonic() - self._period_s)
-            self._stop.wait(max(0.0, next_at - time.monotonic()))
-
-
 def _channel(ports: list[int]) -> grpc.Channel:
     config = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
     return grpc.insecure_channel(
@@ -149,9 +111,9 @@ def measure(
     **load: Any,
 ) -> dict[str, Any]:
     stable = _plain(base)
-    runner = _Load(**load)
-    runner.start()
-    channels: list[grpc.Channel] = []
+    channels: list[grpc.Channel] = [_channel([base])]
+    current = [channels[0].unary_unary(METHOD)]  # the channel the load calls, swapped per stop
+    runner = Load(lambda: current[0], rate_per_s=load["rate"], threads=load["threads"]).start()
     drained = 0
     stop_s: list[float] = []
     try:
@@ -161,7 +123,7 @@ def measure(
             call = channel.unary_unary(METHOD)
             for _ in range(10):  # both subchannels connected before the load moves here
                 call(b"", timeout=5, wait_for_ready=True)
-            runner.call = call
+            current[0] = call
             channels.append(channel)
             time.sleep(0.3)  # load on both servers: the stop happens under load
             began = time.monotonic()
