@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from kuberesolver.operator.xds_inject import XdsInjection, plan_xds
 from kuberesolver.xds_server.store import XdsStore
 from testenv.wait import until
 from tests.client._support import Backend, make_snapshot
@@ -69,9 +71,41 @@ def test_kubernetes_target_through_the_operator_follows_the_store(
     until(lambda: only(client, {"b2"}), timeout_s=10, message="b1 draining")
 
 
-def test_without_a_bootstrap_naming_the_operator_the_channel_is_refused() -> None:
-    import subprocess
+class InlineClient(Client):
+    """A ``_library_client.py`` process with the environment the webhook injects."""
 
+    def __init__(self, injected: dict[str, str], targets: list[str]) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GRPC_XDS_BOOTSTRAP")}
+        env.update(injected, KUBERESOLVER_SOURCE="operator", KUBERESOLVER_XDS_AUTHORITY=AUTHORITY)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(LIBRARY_CLIENT), *targets],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert json.loads(self._line()) == {"ready": True}
+
+
+def test_the_bootstrap_the_webhook_injects_serves_a_kubernetes_target(
+    store: XdsStore, xds: ServerThread, backends: Callable[..., Backend]
+) -> None:
+    """The webhook's plan for a plaintext operator, its GRPC_XDS_BOOTSTRAP_CONFIG inline."""
+    b1 = backends("127.0.0.2", "b1")
+    store.put(GREETER, make_snapshot([b1.endpoint()]))
+    pod = {"spec": {"containers": [{"name": "app"}]}}
+    plan, warnings = plan_xds(pod, "ns", XdsInjection(server_uri=xds.uri, authority=AUTHORITY))
+    assert plan is not None
+    assert warnings == []
+    client = InlineClient(dict(plan.env), ["kubernetes:///greeter.ns:grpc"])
+    try:
+        json.loads(client._line())
+        assert client.calls(10) == {"counts": {"b1": 10}, "errors": []}
+    finally:
+        client.close()
+
+
+def test_without_a_bootstrap_naming_the_operator_the_channel_is_refused() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRPC_XDS_BOOTSTRAP")}
     env["KUBERESOLVER_SOURCE"] = "operator"
     code = (
