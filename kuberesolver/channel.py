@@ -49,7 +49,7 @@ from kuberesolver._xds.resources import (
 )
 from kuberesolver._xds.server import AdsServer
 from kuberesolver._xds.via_operator import authority as operator_authority
-from kuberesolver._xds.via_operator import check_bootstrap, xds_target
+from kuberesolver._xds.via_operator import ensure_bootstrap, xds_target
 from kuberesolver.direct.builder import builder_or_default, choose_source
 from kuberesolver.direct.watcher import ApiWatcher
 from kuberesolver.policies import normalize_policy
@@ -602,7 +602,7 @@ def via_operator(target: str, kwargs: ChannelArgs) -> tuple[str, str, list[tuple
         target, namespace=kwargs.get("namespace"), namespace_file=settings.namespace_file
     )
     xds_authority = operator_authority()
-    check_bootstrap(xds_authority)
+    ensure_bootstrap(xds_authority)
     name = kwargs.get("server_name") or kwargs.get("authority") or parsed.server_name
     return xds_target(parsed, xds_authority), name, list(settings.channel_options())
 

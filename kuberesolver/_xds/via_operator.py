@@ -10,6 +10,13 @@ The target's port is not used: the GrpcTarget's ``spec.port`` decides it.
 grpc must have a bootstrap naming the authority (``GRPC_XDS_BOOTSTRAP`` or
 ``GRPC_XDS_BOOTSTRAP_CONFIG``): the webhook injects one into Pods annotated
 ``kuberesolver.io/xds: "true"``; ``python -m kuberesolver bootstrap`` writes one.
+Else, with ``KUBERESOLVER_XDS_SERVER`` (the operator's xDS Service, ``HOST:PORT``),
+the library adds the authority to the process's bootstrap itself
+(:func:`ensure_bootstrap`): plaintext, or TLS with
+``KUBERESOLVER_XDS_SERVER_CA_FILE``, plus gRFC A97 call credentials with
+``KUBERESOLVER_XDS_TOKEN_FILE`` (and then
+``GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS=true``, unless set). grpc reads
+its bootstrap when the first ``xds:`` channel starts, so this must happen first.
 The authority is ``KUBERESOLVER_XDS_AUTHORITY``, default ``xds.kuberesolver.io``
 (the operator's default). Standard library only.
 """
@@ -18,18 +25,36 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any, Final
 
-from kuberesolver._xds.bootstrap import ENV_CONFIG, ENV_FILE
+from kuberesolver._xds.bootstrap import ENV_CONFIG, ENV_FILE, add_authority
 from kuberesolver.target import ParsedTarget
 
-__all__ = ["DEFAULT_AUTHORITY", "ENV_AUTHORITY", "authority", "check_bootstrap", "xds_target"]
+__all__ = [
+    "DEFAULT_AUTHORITY",
+    "ENV_AUTHORITY",
+    "ENV_SERVER",
+    "ENV_SERVER_CA_FILE",
+    "ENV_TOKEN_FILE",
+    "authority",
+    "authority_entry",
+    "check_bootstrap",
+    "ensure_bootstrap",
+    "xds_target",
+]
 
 DEFAULT_AUTHORITY: Final = "xds.kuberesolver.io"
 """The operator's default authority (kuberesolver.xds_server.bootstrap, which the client
 may not import)."""
 ENV_AUTHORITY: Final = "KUBERESOLVER_XDS_AUTHORITY"
+ENV_SERVER: Final = "KUBERESOLVER_XDS_SERVER"
+ENV_SERVER_CA_FILE: Final = "KUBERESOLVER_XDS_SERVER_CA_FILE"
+ENV_TOKEN_FILE: Final = "KUBERESOLVER_XDS_TOKEN_FILE"
+CALL_CREDS_ENV: Final = "GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS"
+
+_lock = threading.Lock()
 
 
 def authority(env: Mapping[str, str] | None = None) -> str:
@@ -69,7 +94,8 @@ def check_bootstrap(xds_authority: str, env: Mapping[str, str] | None = None) ->
     how = (
         'the admission webhook injects one into Pods labelled kuberesolver.io/inject: "true" '
         'and annotated kuberesolver.io/xds: "true"; or write one with '
-        "`python -m kuberesolver bootstrap --server HOST:PORT` and set GRPC_XDS_BOOTSTRAP"
+        "`python -m kuberesolver bootstrap --server HOST:PORT` and set GRPC_XDS_BOOTSTRAP; "
+        f"or set {ENV_SERVER}=HOST:PORT and the library adds it"
     )
     if bootstrap is None:
         raise ValueError(
@@ -82,3 +108,54 @@ def check_bootstrap(xds_authority: str, env: Mapping[str, str] | None = None) ->
             f"source='operator': the xDS bootstrap ({where}) has no authority "
             f"{xds_authority!r} (set {ENV_AUTHORITY} if the operator uses another): {how}"
         )
+
+
+def authority_entry(
+    xds_authority: str, server_uri: str, ca_file: str = "", token_file: str = ""
+) -> dict[str, Any]:
+    """The bootstrap's ``authorities`` entry for the operator at ``server_uri`` (the same
+    server as ``python -m kuberesolver bootstrap`` writes)."""
+    if token_file and not ca_file:
+        raise ValueError(
+            f"{ENV_TOKEN_FILE} needs TLS ({ENV_SERVER_CA_FILE}): grpc sends call "
+            "credentials only over TLS"
+        )
+    creds: dict[str, Any] = (
+        {"type": "tls", "config": {"ca_certificate_file": ca_file}}
+        if ca_file
+        else {"type": "insecure"}
+    )
+    server: dict[str, Any] = {
+        "server_uri": server_uri,
+        "channel_creds": [creds],
+        "server_features": ["xds_v3"],
+    }
+    if token_file:
+        server["call_creds"] = [
+            {"type": "jwt_token_file", "config": {"jwt_token_file": token_file}}
+        ]
+    return {
+        "xds_servers": [server],
+        "client_listener_resource_name_template": (
+            f"xdstp://{xds_authority}/envoy.config.listener.v3.Listener/%s"
+        ),
+    }
+
+
+def ensure_bootstrap(xds_authority: str) -> None:
+    """:func:`check_bootstrap`, else add the authority from ``KUBERESOLVER_XDS_SERVER``."""
+    with _lock:
+        try:
+            check_bootstrap(xds_authority)
+            return
+        except ValueError:
+            server = os.environ.get(ENV_SERVER, "").strip()
+            if not server:
+                raise
+        token_file = os.environ.get(ENV_TOKEN_FILE, "").strip()
+        entry = authority_entry(
+            xds_authority, server, os.environ.get(ENV_SERVER_CA_FILE, "").strip(), token_file
+        )
+        add_authority(xds_authority, entry)
+        if token_file:
+            os.environ.setdefault(CALL_CREDS_ENV, "true")

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from kuberesolver._xds.bootstrap import add_authority, install_bootstrap
 from kuberesolver._xds.via_operator import (
     DEFAULT_AUTHORITY,
     authority,
+    authority_entry,
     check_bootstrap,
+    ensure_bootstrap,
     xds_target,
 )
 from kuberesolver.direct.builder import choose_source
@@ -57,3 +62,75 @@ def test_no_bootstrap_or_another_authority_is_refused_saying_how(tmp_path: Path)
         check_bootstrap("xds.kuberesolver.io", {"GRPC_XDS_BOOTSTRAP_CONFIG": "{"})
     with pytest.raises(ValueError, match="cannot read the xDS bootstrap"):
         check_bootstrap("x", {"GRPC_XDS_BOOTSTRAP": str(tmp_path / "missing.json")})
+
+
+SERVER = "kuberesolver-xds.kuberesolver-system.svc:18000"
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in (
+        "GRPC_XDS_BOOTSTRAP",
+        "GRPC_XDS_BOOTSTRAP_CONFIG",
+        "GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS",
+        "KUBERESOLVER_XDS_SERVER",
+        "KUBERESOLVER_XDS_SERVER_CA_FILE",
+        "KUBERESOLVER_XDS_TOKEN_FILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def published() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(os.environ["GRPC_XDS_BOOTSTRAP_CONFIG"])
+    return loaded
+
+
+def test_the_entry_is_what_the_bootstrap_command_writes() -> None:
+    entry = authority_entry("xds.kuberesolver.io", SERVER, "/ca.crt", "/token")
+    written = server_bootstrap.build_bootstrap(SERVER, ca_file="/ca.crt")
+    expected = written["authorities"]["xds.kuberesolver.io"]
+    expected["xds_servers"][0]["call_creds"] = [
+        {"type": "jwt_token_file", "config": {"jwt_token_file": "/token"}}
+    ]
+    assert entry == expected
+    with pytest.raises(ValueError, match="needs TLS"):
+        authority_entry("a", SERVER, "", "/token")
+
+
+def test_with_the_server_setting_the_library_adds_the_authority(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ValueError, match="KUBERESOLVER_XDS_SERVER=HOST:PORT"):
+        ensure_bootstrap("xds.kuberesolver.io")
+    clean_env.setenv("KUBERESOLVER_XDS_SERVER", SERVER)
+    clean_env.setenv("KUBERESOLVER_XDS_SERVER_CA_FILE", "/ca.crt")
+    clean_env.setenv("KUBERESOLVER_XDS_TOKEN_FILE", "/token")
+    ensure_bootstrap("xds.kuberesolver.io")
+    boot = published()
+    assert boot["authorities"]["xds.kuberesolver.io"] == authority_entry(
+        "xds.kuberesolver.io", SERVER, "/ca.crt", "/token"
+    )
+    assert boot["xds_servers"][0]["server_uri"] == SERVER
+    assert os.environ["GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS"] == "true"
+    ensure_bootstrap("xds.kuberesolver.io")  # named now: nothing more
+    assert published() == boot
+
+
+def test_the_added_authority_and_the_in_process_one_keep_each_other(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    # the in-process server's bootstrap first, then the operator's authority ...
+    install_bootstrap("127.0.0.1:1111")
+    add_authority("xds.kuberesolver.io", authority_entry("xds.kuberesolver.io", SERVER))
+    install_bootstrap("127.0.0.1:2222")  # a later install (e.g. a restarted in-process server)
+    boot = published()
+    assert set(boot["authorities"]) == {"kuberesolver", "xds.kuberesolver.io"}
+    assert boot["authorities"]["kuberesolver"]["xds_servers"][0]["server_uri"] == "127.0.0.1:2222"
+    # ... and the other way round
+    clean_env.delenv("GRPC_XDS_BOOTSTRAP_CONFIG")
+    add_authority("xds.kuberesolver.io", authority_entry("xds.kuberesolver.io", SERVER))
+    install_bootstrap("127.0.0.1:3333")
+    boot = published()
+    assert set(boot["authorities"]) == {"kuberesolver", "xds.kuberesolver.io"}
+    assert boot["xds_servers"][0]["server_uri"] == SERVER

@@ -105,6 +105,19 @@ def test_the_bootstrap_the_webhook_injects_serves_a_kubernetes_target(
         client.close()
 
 
+def test_with_no_bootstrap_the_server_setting_has_the_library_add_one(
+    store: XdsStore, xds: ServerThread, backends: Callable[..., Backend]
+) -> None:
+    b1 = backends("127.0.0.2", "b1")
+    store.put(GREETER, make_snapshot([b1.endpoint()]))
+    client = InlineClient({"KUBERESOLVER_XDS_SERVER": xds.uri}, ["kubernetes:///greeter.ns:grpc"])
+    try:
+        json.loads(client._line())
+        assert client.calls(10) == {"counts": {"b1": 10}, "errors": []}
+    finally:
+        client.close()
+
+
 def test_without_a_bootstrap_naming_the_operator_the_channel_is_refused() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRPC_XDS_BOOTSTRAP")}
     env["KUBERESOLVER_SOURCE"] = "operator"
