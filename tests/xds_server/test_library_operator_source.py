@@ -33,8 +33,9 @@ def library_clients(
     monkeypatch.setenv("KUBERESOLVER_DIR", str(tmp_path / "no-snapshots-here"))
     started: list[Client] = []
 
-    def make(*targets: str) -> Client:
-        c = Client(bootstrap, list(targets), (sys.executable, str(LIBRARY_CLIENT)))
+    def make(*targets: str, aio: bool = False) -> Client:
+        command = (sys.executable, str(LIBRARY_CLIENT), *(["--aio"] if aio else []))
+        c = Client(bootstrap, list(targets), command)
         started.append(c)
         return c
 
@@ -48,17 +49,19 @@ def only(client: Client, names: set[str], n: int = 20) -> bool:
     return not result["errors"] and set(result["counts"]) == names
 
 
+@pytest.mark.parametrize("aio", [False, True], ids=["sync", "aio"])
 def test_kubernetes_target_through_the_operator_follows_the_store(
     store: XdsStore,
     xds: ServerThread,
     library_clients: Callable[..., Client],
     backends: Callable[..., Backend],
+    aio: bool,
 ) -> None:
     b1, b2 = backends("127.0.0.2", "b1"), backends("127.0.0.3", "b2")
     store.put(GREETER, make_snapshot([b1.endpoint()]))
-    client = library_clients("kubernetes:///greeter.ns:grpc")
+    client = library_clients("kubernetes:///greeter.ns:grpc", aio=aio)
     info = json.loads(client._line())
-    assert info["types"] == ["Channel"]
+    assert info["types"] == ["kuberesolver.aio.Channel" if aio else "kuberesolver.channel.Channel"]
     assert info["grpc"] == [True]
     assert "follows the operator's xDS" in info["snapshots"][0]
     assert client.calls(20) == {"counts": {"b1": 20}, "errors": []}
