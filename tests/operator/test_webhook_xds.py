@@ -10,6 +10,7 @@ else beyond a twin Pod the webhook never sees.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from testenv import ControlPlane, free_port
 from testenv.kube import apply_object, documents
 from testenv.operator_process import OperatorProcess
 from testenv.wait import until
+from tests.operator.helpers import create_target
 from tests.operator.test_webhook import INJECT, create, pod, recreate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +43,20 @@ def xds_webhook(
     tmp_path: Path,
 ) -> Iterator[OperatorProcess]:
     """An operator serving the webhook and TLS xDS on 127.0.0.1 (certificates from the test CA)."""
+    with serving(control_plane, admin_api, operator_factory, tmp_path, xds=True) as op:
+        yield op
+
+
+@contextlib.contextmanager
+def serving(
+    control_plane: ControlPlane,
+    admin_api: client.ApiClient,
+    operator_factory: Callable[..., OperatorProcess],
+    tmp_path: Path,
+    *,
+    xds: bool,
+) -> Iterator[OperatorProcess]:
+    """An operator serving the webhook (and with ``xds`` TLS xDS), registered with the apiserver."""
     webhook_dir = tmp_path / "webhook-tls"
     xds_dir = tmp_path / "xds-tls"
     for directory, name in ((webhook_dir, "webhook"), (xds_dir, "xds")):
@@ -51,18 +67,19 @@ def xds_webhook(
         (directory / "tls.key").write_bytes(files.key.read_bytes())
     (xds_dir / "ca.crt").write_bytes(control_plane.ca.cert_path.read_bytes())
     port = free_port()
-    op = operator_factory(
-        env={
-            "KUBERESOLVER_WEBHOOK_PORT": str(port),
-            "KUBERESOLVER_WEBHOOK_ADDR": "127.0.0.1",
-            "KUBERESOLVER_WEBHOOK_CERT_DIR": str(webhook_dir),
+    env = {
+        "KUBERESOLVER_WEBHOOK_PORT": str(port),
+        "KUBERESOLVER_WEBHOOK_ADDR": "127.0.0.1",
+        "KUBERESOLVER_WEBHOOK_CERT_DIR": str(webhook_dir),
+        "KUBERESOLVER_LEASE_NAMESPACE": "kuberesolver-system",
+    }
+    if xds:
+        env |= {
             "KUBERESOLVER_XDS_ADDRESS": f"127.0.0.1:{free_port()}",
             "KUBERESOLVER_XDS_CERT_FILE": str(xds_dir / "tls.crt"),
             "KUBERESOLVER_XDS_KEY_FILE": str(xds_dir / "tls.key"),
-            "KUBERESOLVER_LEASE_NAMESPACE": "kuberesolver-system",
-        },
-        name="xdswebhook",
-    )
+        }
+    op = operator_factory(env=env, name="xdswebhook" if xds else "webhook")
     config = next(
         d for d in documents(ROOT / "manifests/webhook.yaml")
         if d["kind"] == "MutatingWebhookConfiguration"
@@ -152,3 +169,35 @@ def test_annotated_pod_gets_the_bootstrap_token_and_ca_and_nothing_else(
     assert any("'own' sets GRPC_XDS_BOOTSTRAP" in w for w in warnings), warnings
     twin, _ = create(admin_api, namespace, annotated("twin", {}))
     assert without_xds(admitted) == twin["spec"]
+
+
+@pytest.fixture
+def webhook_without_xds(
+    control_plane: ControlPlane,
+    admin_api: client.ApiClient,
+    operator_factory: Callable[..., OperatorProcess],
+    tmp_path: Path,
+) -> Iterator[OperatorProcess]:
+    """The webhook of an operator that serves no xDS."""
+    with serving(control_plane, admin_api, operator_factory, tmp_path, xds=False) as op:
+        yield op
+
+
+def test_an_operator_without_xds_warns_and_still_mounts_the_targets(
+    webhook_without_xds: OperatorProcess, admin_api: client.ApiClient, namespace: str
+) -> None:
+    create_target(admin_api, namespace, "greeter", {"service": "greeter"})
+    body = pod("client", INJECT, {"kuberesolver.io/targets": "greeter", **XDS})
+
+    def mounted() -> tuple[Any, list[str]] | None:
+        admitted, warnings = recreate(admin_api, namespace, body)
+        return (admitted, warnings) if len(admitted["spec"]["volumes"]) > 1 else None
+
+    found = until(mounted, timeout_s=60, message="the webhook to answer")
+    assert found is not None
+    admitted, warnings = found
+    assert [v["name"] for v in admitted["spec"]["volumes"]] == ["scratch", "kuberesolver-greeter"]
+    for c in admitted["spec"]["containers"]:
+        assert "env" not in c
+    assert "kuberesolver.io/xds-ca" not in admitted["metadata"]["annotations"]
+    assert any("does not serve xDS" in w for w in warnings), warnings
