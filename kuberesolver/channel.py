@@ -48,6 +48,8 @@ from kuberesolver._xds.resources import (
     unapplied_service_config_keys,
 )
 from kuberesolver._xds.server import AdsServer
+from kuberesolver._xds.via_operator import authority as operator_authority
+from kuberesolver._xds.via_operator import ensure_bootstrap, xds_target
 from kuberesolver.direct.builder import builder_or_default, choose_source
 from kuberesolver.direct.watcher import ApiWatcher
 from kuberesolver.policies import normalize_policy
@@ -583,11 +585,31 @@ def passthrough_options(
     return channel_options(options, name, secure) if name else list(options or ())
 
 
-def open_lease(target: str, kwargs: ChannelArgs) -> tuple[Lease, str]:
-    """Acquire ``target`` for one channel: its lease and the name for TLS and ``:authority``."""
+def _check_kwargs(kwargs: ChannelArgs) -> None:
     unknown = set(kwargs) - set(ChannelArgs.__annotations__)
     if unknown:
         raise TypeError(f"unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+
+
+def via_operator(target: str, kwargs: ChannelArgs) -> tuple[str, str, list[tuple[str, Any]]] | None:
+    """For ``source="operator"``: the ``xds:`` target, the ``:authority`` name and the default
+    options; ``None`` for the other sources. No lease: the operator serves the resources."""
+    _check_kwargs(kwargs)
+    settings = resolve_from(kwargs)
+    if settings.source is None or settings.source.strip().lower() != "operator":
+        return None
+    parsed = parse_target(
+        target, namespace=kwargs.get("namespace"), namespace_file=settings.namespace_file
+    )
+    xds_authority = operator_authority()
+    ensure_bootstrap(xds_authority)
+    name = kwargs.get("server_name") or kwargs.get("authority") or parsed.server_name
+    return xds_target(parsed, xds_authority), name, list(settings.channel_options())
+
+
+def open_lease(target: str, kwargs: ChannelArgs) -> tuple[Lease, str]:
+    """Acquire ``target`` for one channel: its lease and the name for TLS and ``:authority``."""
+    _check_kwargs(kwargs)
     authority = kwargs.get("authority")
     server_name = kwargs.get("server_name")
     if authority is not None:
@@ -635,6 +657,10 @@ def open_channel(
     """
     if not is_kuberesolver_target(target):
         return None, make(target, passthrough_options(options, kwargs, secure))
+    operator = via_operator(target, kwargs)
+    if operator is not None:
+        to, name, defaults = operator
+        return None, make(to, channel_options(options, name, secure, defaults))
     lease, name = open_lease(target, kwargs)
     try:
         return lease, make(
@@ -698,6 +724,11 @@ class LeasedChannel:
         return self._held()
 
     def _held(self) -> Lease:
+        if self._lease is None and is_kuberesolver_target(self._target):
+            raise LookupError(
+                f"{self._target!r} follows the operator's xDS (source='operator'): the "
+                "operator holds its endpoints, so the channel has no snapshot"
+            )
         if self._lease is None:
             raise LookupError(
                 f"{self._target!r} is not a kuberesolver target: grpc resolves it as it is, "

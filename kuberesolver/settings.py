@@ -32,7 +32,8 @@
   default 10000, 0 leaves grpc's defaults (none). Servers answer pings faster
   than ``grpc.http2.min_ping_interval_without_data_ms`` (5 minutes by default)
   with GOAWAY once no data flows: set that server option to at most this value.
-- ``source`` (``KUBERESOLVER_SOURCE``): ``file`` or ``api`` (direct mode);
+- ``source`` (``KUBERESOLVER_SOURCE``): ``file``, ``api`` (direct mode) or
+  ``operator`` (the operator's xDS, :mod:`kuberesolver._xds.via_operator`);
   unset means the rule in :mod:`kuberesolver.direct.builder`.
 
 ``debounce_ms`` and ``poll_interval_ms`` belong to the watch of a snapshot
@@ -121,7 +122,8 @@ class ChannelArgs(TypedDict, total=False):
     namespace_file: str | os.PathLike[str] | None
     pick_metrics: bool | None
     source: str | None
-    """``"file"`` or ``"api"`` (direct mode); see :mod:`kuberesolver.direct.builder`."""
+    """``"file"``, ``"api"`` (direct mode) or ``"operator"`` (the operator's xDS); see
+    :mod:`kuberesolver.direct.builder`."""
     cluster_ip_fallback: bool | None
     """Send calls through the Service's ClusterIPs while no listed endpoint answers."""
     failover_timeout_ms: int | None

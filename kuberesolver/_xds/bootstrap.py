@@ -34,7 +34,14 @@ from typing import Any, Final
 from kuberesolver._xds.resources import AUTHORITY
 from kuberesolver._xds.serving import SERVER_LISTENER_TEMPLATE
 
-__all__ = ["ENV_CONFIG", "ENV_FILE", "build_bootstrap", "install_bootstrap", "merge_bootstrap"]
+__all__ = [
+    "ENV_CONFIG",
+    "ENV_FILE",
+    "add_authority",
+    "build_bootstrap",
+    "install_bootstrap",
+    "merge_bootstrap",
+]
 
 log = logging.getLogger("kuberesolver.xds")
 
@@ -134,3 +141,49 @@ def install_bootstrap(uri: str) -> dict[str, Any]:
     bootstrap[_MARKER_KEY] = {"pid": os.getpid(), "base": existing}
     os.environ[ENV_CONFIG] = json.dumps(bootstrap, sort_keys=True)
     return bootstrap
+
+
+def add_authority(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Publish the process's bootstrap with the authority ``name`` (``entry``) added: for
+    ``source="operator"`` when no bootstrap names the operator. Returns it.
+
+    A bootstrap we installed gets it in its base too, so a later
+    :func:`install_bootstrap` keeps it. With no bootstrap at all, ``entry``'s
+    servers are also the top-level ones (grpc requires some).
+    """
+    raw = _raw_current()
+    bootstrap: dict[str, Any] = (
+        dict(raw) if raw is not None else {"node": {"id": f"{_MARK}-{os.getpid()}"}}
+    )
+    bootstrap["authorities"] = {**(bootstrap.get("authorities") or {}), name: entry}
+    if not bootstrap.get("xds_servers"):
+        bootstrap["xds_servers"] = entry["xds_servers"]
+    marker = bootstrap.get(_MARKER_KEY)
+    if isinstance(marker, dict):
+        base: dict[str, Any] = dict(marker.get("base") or {"node": bootstrap.get("node", {})})
+        base["authorities"] = {**(base.get("authorities") or {}), name: entry}
+        if not base.get("xds_servers"):
+            base["xds_servers"] = entry["xds_servers"]
+        bootstrap[_MARKER_KEY] = {**marker, "base": base}
+    if os.environ.pop(ENV_FILE, None) is not None:
+        log.info("replaced %s by the merged bootstrap in %s", ENV_FILE, ENV_CONFIG)
+    os.environ[ENV_CONFIG] = json.dumps(bootstrap, sort_keys=True)
+    return bootstrap
+
+
+def _raw_current() -> dict[str, Any] | None:
+    """The bootstrap grpc would read now, as it is (``_current`` gives its base)."""
+    path = os.environ.get(ENV_FILE)
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return dict(json.load(f))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read the xDS bootstrap {ENV_FILE}={path}: {exc}") from exc
+    text = os.environ.get(ENV_CONFIG)
+    if text:
+        try:
+            return dict(json.loads(text))
+        except ValueError as exc:
+            raise ValueError(f"{ENV_CONFIG} is not valid JSON: {exc}") from exc
+    return None

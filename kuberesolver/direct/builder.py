@@ -6,9 +6,10 @@ Go's kuberesolver, in Python names::
     kuberesolver.register_in_cluster_with_schema("k8s")  # RegisterInClusterWithSchema("k8s")
     kuberesolver.register(kuberesolver.Builder(client))  # resolver.Register(NewBuilder(...))
 
-**Which source a channel uses** (file or API), decided in this order:
+**Which source a channel uses** (file, API or operator), decided in this order:
 
-1. the channel's ``source=`` argument (``"file"`` or ``"api"``), else
+1. the channel's ``source=`` argument (``"file"``, ``"api"`` or ``"operator"``:
+   the operator's xDS, :mod:`kuberesolver._xds.via_operator`), else
 2. the ``KUBERESOLVER_SOURCE`` environment variable, else
 3. ``"api"`` when the target's scheme was registered for direct mode, else
 4. ``"file"``: the operator's snapshot under the snapshot directory.
@@ -37,8 +38,8 @@ __all__ = [
     "unregister",
 ]
 
-Source = Literal["file", "api"]
-SOURCES: Final = ("file", "api")
+Source = Literal["file", "api", "operator"]
+SOURCES: Final = ("file", "api", "operator")
 
 _lock = threading.Lock()
 _builders: dict[str, Builder] = {}
@@ -103,7 +104,9 @@ def choose_source(scheme: str, source: str | None) -> Source:
     if source:
         value = source.strip().lower()
         if value not in SOURCES:
-            raise ValueError(f"source must be 'file' or 'api', got {source!r}")
+            raise ValueError(f"source must be 'file', 'api' or 'operator', got {source!r}")
+        if value == "operator":
+            return "operator"
         return "api" if value == "api" else "file"
     return "api" if builder_for(scheme) is not None else "file"
 

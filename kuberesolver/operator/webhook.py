@@ -23,6 +23,10 @@ replica's indexes are paused).
 
 :func:`plan_mounts` and :func:`inject` are pure; the handler only reads the
 GrpcTargets and hands kopf the transformation.
+
+The same handler injects the xDS bootstrap into a Pod annotated
+``kuberesolver.io/xds: "true"`` (:mod:`.xds_inject`: the environment variable,
+and under TLS the projected token and CA), when this operator serves xDS.
 """
 
 from __future__ import annotations
@@ -51,12 +55,21 @@ from kuberesolver.operator.webhook_tls import (
     placeholder,
     write_pair,
 )
+from kuberesolver.operator.xds_inject import (
+    XDS_ANNOTATION,
+    InjectSettings,
+    XdsPlan,
+    inject_xds,
+    plan_xds,
+    wants_xds,
+)
 
 __all__ = [
     "INJECT_LABEL",
     "MOUNT_ROOT",
     "TARGETS_ANNOTATION",
     "WEBHOOK_ID",
+    "XDS_ANNOTATION",
     "Mount",
     "inject",
     "parse_targets",
@@ -144,8 +157,12 @@ def inject(pod: MutableMapping[str, Any], mounts: Sequence[Mount]) -> None:
                 existing.append({"name": m.volume, "mountPath": m.path, "readOnly": True})
 
 
-def _transform(mounts: Sequence[Mount], body: MutableMapping[str, Any]) -> None:
+def _transform(
+    mounts: Sequence[Mount], xds: XdsPlan | None, body: MutableMapping[str, Any]
+) -> None:
     inject(body, mounts)
+    if xds is not None:
+        inject_xds(body, xds)
 
 
 def webhook_port() -> int:
@@ -190,6 +207,7 @@ async def webhook_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_:
     settings.admission.server = ReloadingServer(server, keeper)
     settings.admission.managed = None  # a static MutatingWebhookConfiguration (see above)
     memo["webhook_keeper"] = keeper
+    memo["webhook_xds"] = InjectSettings.from_env()
     memo["webhook_tls_task"] = asyncio.create_task(keeper.run(), name="kuberesolver-webhook-tls")
     _log.info("admission webhook %s on port %d, TLS: %s", WEBHOOK_ID, port, tls.mode)
 
@@ -212,15 +230,32 @@ async def pod_mutate(
     body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: kopf.Memo, **_: Any
 ) -> None:
     namespace = body.metadata.namespace or ""
-    names = parse_targets(str(body.metadata.annotations.get(TARGETS_ANNOTATION, "")))
+    annotations = body.metadata.annotations
+    names = parse_targets(str(annotations.get(TARGETS_ANNOTATION, "")))
     kube: Kube | None = memo.get("webhook_kube")
-    if not names or kube is None:
-        return
-    targets = {name: await kube.get_grpctarget(namespace, name) for name in names}
-    mounts, problems = plan_mounts(namespace, names, targets)
+    mounts: list[Mount] = []
+    if names and kube is not None:
+        targets = {name: await kube.get_grpctarget(namespace, name) for name in names}
+        mounts, problems = plan_mounts(namespace, names, targets)
+        warnings.extend(problems)
+    xds, problems = _plan_xds(body, namespace, memo.get("webhook_xds"))
     warnings.extend(problems)
-    if mounts:
-        patch.fns.append(functools.partial(_transform, mounts))
+    if mounts or xds is not None:
+        patch.fns.append(functools.partial(_transform, mounts, xds))
+
+
+def _plan_xds(
+    body: kopf.Body, namespace: str, settings: InjectSettings | None
+) -> tuple[XdsPlan | None, list[str]]:
+    wanted, problems = wants_xds(body.metadata.annotations)
+    if not wanted:
+        return None, problems
+    try:
+        config = (settings or InjectSettings.from_env()).injection()
+    except ValueError as exc:
+        _log.warning("%s: no xDS bootstrap for a Pod in %s: %s", XDS_ANNOTATION, namespace, exc)
+        return None, [f"{XDS_ANNOTATION}: no xDS bootstrap added: {exc}"]
+    return plan_xds(body, namespace, config)
 
 
 def register() -> None:
@@ -233,7 +268,6 @@ def register() -> None:
         id=WEBHOOK_ID,
         operation="CREATE",
         labels={INJECT_LABEL: "true"},
-        annotations={TARGETS_ANNOTATION: kopf.PRESENT},
         ignore_failures=True,
         persistent=True,
     )(pod_mutate)

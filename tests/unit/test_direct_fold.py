@@ -105,7 +105,7 @@ def test_the_source_rule() -> None:
     finally:
         unregister("dm-test")
     assert choose_source("dm-test", None) == "file"
-    with pytest.raises(ValueError, match="'file' or 'api'"):
+    with pytest.raises(ValueError, match="'file', 'api' or 'operator'"):
         choose_source("kubernetes", "dns")
 
 

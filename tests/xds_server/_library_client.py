@@ -1,0 +1,90 @@
+"""A kuberesolver client in its own process: ``python _library_client.py [--aio] TARGET...``.
+
+Like ``_client.py`` (same protocol), but each channel is
+``kuberesolver.insecure_channel(TARGET)`` (or ``kuberesolver.aio``'s) on a
+``kubernetes:///`` target; the source (``KUBERESOLVER_SOURCE=operator``) and the
+bootstrap come from the environment. After the ready line, one more line says
+what each channel is and whether it has a snapshot (an operator-sourced one has none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections import Counter
+from typing import Any
+
+import grpc
+
+import kuberesolver
+import kuberesolver.aio
+
+UNARY = "/kr.test.Echo/Unary"
+
+
+def describe(channels: list[Any]) -> None:
+    snapshots: list[Any] = []
+    for ch in channels:
+        try:
+            snapshots.append(ch.snapshot.revision)
+        except LookupError as exc:
+            snapshots.append(str(exc))
+    print(json.dumps({"ready": True}), flush=True)
+    print(json.dumps({
+        "types": [f"{type(ch).__module__}.{type(ch).__name__}" for ch in channels],
+        "snapshots": snapshots,
+        "grpc": [isinstance(ch, grpc.Channel | grpc.aio.Channel) for ch in channels],
+    }), flush=True)  # fmt: skip
+
+
+def answer(counts: Counter[str], errors: list[str]) -> None:
+    print(json.dumps({"counts": dict(counts), "errors": errors[:3]}), flush=True)
+
+
+async def main_aio(targets: list[str]) -> None:
+    channels = [kuberesolver.aio.insecure_channel(t) for t in targets]
+    calls = [ch.unary_unary(UNARY) for ch in channels]
+    describe(channels)
+    loop = asyncio.get_running_loop()
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        index, n = (int(x) for x in line.split())
+        counts: Counter[str] = Counter()
+        errors: list[str] = []
+        for _ in range(n):
+            try:
+                reply = await calls[index](b"", timeout=5, wait_for_ready=True)
+                counts[reply.decode().split("|")[0]] += 1
+            except grpc.RpcError as exc:  # stop at the first: a failing call waits 5 s
+                errors.append(f"{exc.code().name}: {exc.details()}")
+                break
+        answer(counts, errors)
+    for ch in channels:
+        await ch.close()
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--aio"]:
+        asyncio.run(main_aio(sys.argv[2:]))
+        return
+    channels = [kuberesolver.insecure_channel(t) for t in sys.argv[1:]]
+    calls = [ch.unary_unary(UNARY) for ch in channels]
+    describe(channels)
+    for line in sys.stdin:
+        index, n = (int(x) for x in line.split())
+        counts: Counter[str] = Counter()
+        errors: list[str] = []
+        for _ in range(n):
+            try:
+                reply = calls[index](b"", timeout=5, wait_for_ready=True)
+                counts[reply.decode().split("|")[0]] += 1
+            except grpc.RpcError as exc:  # stop at the first: a failing call waits 5 s
+                errors.append(f"{exc.code().name}: {exc.details()}")
+                break
+        answer(counts, errors)
+    for ch in channels:
+        ch.close()
+
+
+if __name__ == "__main__":
+    main()
