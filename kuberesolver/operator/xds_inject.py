@@ -192,23 +192,14 @@ def bootstrap_for(config: XdsInjection, namespace: str) -> dict[str, Any]:
     """The bootstrap of an injected client (the same as ``python -m kuberesolver bootstrap``
     writes, with ``--ca-file`` and A97 ``call_creds`` on the projected token under TLS)."""
     ca_file = f"{TOKEN_DIR}/{CA_FILE}" if config.tls else None
-    bootstrap = build_bootstrap(
+    return build_bootstrap(
         config.server_uri,
         config.authority,
         node_id=f"kuberesolver-injected.{namespace}",
         node_cluster=namespace,
         ca_file=ca_file,
+        token_file=f"{TOKEN_DIR}/{TOKEN_FILE}" if config.tls else None,
     )
-    if config.tls:
-        call_creds = [
-            {"type": "jwt_token_file", "config": {"jwt_token_file": f"{TOKEN_DIR}/{TOKEN_FILE}"}}
-        ]
-        for server in [
-            *bootstrap["xds_servers"],
-            *bootstrap["authorities"][config.authority]["xds_servers"],
-        ]:
-            server["call_creds"] = call_creds
-    return bootstrap
 
 
 def _volume(config: XdsInjection) -> dict[str, Any]:
