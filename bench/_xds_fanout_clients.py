@@ -2,11 +2,12 @@
 
 ``python _xds_fanout_clients.py URI AUTHORITY STREAMS TARGETS``: stream ``i``
 subscribes, as grpc's own client does, to the Listener, Cluster and
-ClusterLoadAssignment of target ``i % TARGETS`` and ACKs every response. It
-prints ``ready`` once every stream holds its first CLA, then records when
-each later CLA arrives, keyed by (target, the first endpoint's port: the
-change's id). Each stdin line ``count`` is answered with how many arrived;
-when stdin closes it prints them all as one JSON line.
+ClusterLoadAssignment of target ``i % TARGETS`` (``gt-<i>.bench``) and ACKs
+every response. It prints ``ready`` once every stream holds its first CLA;
+from then on, for each endpoint address a CLA adds, it records when the
+stream had sent the ACK of that CLA, keyed ``<target>:<address>``. Each stdin
+line ``count`` is answered with how many were recorded; when stdin closes it
+prints them all as one JSON line.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import sys
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 
 import grpc
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -25,15 +27,27 @@ LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 CLA = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 STREAMS_PER_CHANNEL = 100
+SYNC_TIMEOUT_S = 600  # then exit: the bench reads no ``ready`` and says so
 
 
 def names(authority: str, target: int) -> dict[str, str]:
-    name = f"t{target}.bench"
+    name = f"gt-{target}.bench"
     return {
         LISTENER: f"xdstp://{authority}/envoy.config.listener.v3.Listener/{name}",
         CLUSTER: f"xdstp://{authority}/envoy.config.cluster.v3.Cluster/{name}",
         CLA: f"xdstp://{authority}/envoy.config.endpoint.v3.ClusterLoadAssignment/{name}",
     }
+
+
+def addresses(response: discovery_pb2.DiscoveryResponse) -> set[str]:
+    """Every endpoint address in a CLA response (all localities and priorities)."""
+    found: set[str] = set()
+    for packed in response.resources:
+        cla = endpoint_pb2.ClusterLoadAssignment()
+        packed.Unpack(cla)
+        for locality in cla.endpoints:
+            found.update(e.endpoint.address.socket_address.address for e in locality.lb_endpoints)
+    return found
 
 
 async def stream(
@@ -51,24 +65,26 @@ async def stream(
         requests.put_nowait(discovery_pb2.DiscoveryRequest(
             type_url=type_url, resource_names=[wanted[type_url]], node=node))  # fmt: skip
 
-    async def send() -> discovery_pb2.DiscoveryRequest:
+    async def send() -> AsyncIterator[discovery_pb2.DiscoveryRequest]:
         while True:
             yield await requests.get()
 
-    call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources(send())
+    known: set[str] = set()
+    call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources(
+        send(), wait_for_ready=True
+    )
     async for response in call:
-        if response.type_url == CLA:
-            at = time.monotonic()
-            for packed in response.resources:
-                cla = endpoint_pb2.ClusterLoadAssignment()
-                packed.Unpack(cla)
-                port = cla.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value
-                if ready.is_set():
-                    seen[f"{target}:{port}"].append(at)
-            synced.set()
         requests.put_nowait(discovery_pb2.DiscoveryRequest(
             type_url=response.type_url, resource_names=[wanted[response.type_url]],
             version_info=response.version_info, response_nonce=response.nonce))  # fmt: skip
+        if response.type_url == CLA:
+            acked = time.monotonic()
+            now = addresses(response)
+            if ready.is_set():
+                for address in now - known:
+                    seen[f"{target}:{address}"].append(acked)
+            known = now
+            synced.set()
 
 
 async def main(uri: str, authority: str, streams: int, targets: int) -> None:
@@ -87,7 +103,7 @@ async def main(uri: str, authority: str, streams: int, targets: int) -> None:
         )
         for i in range(streams)
     ]
-    await asyncio.gather(*(e.wait() for e in synced))
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in synced)), SYNC_TIMEOUT_S)
     ready.set()
     print("ready", flush=True)
     loop = asyncio.get_running_loop()

@@ -1,146 +1,270 @@
-"""The operator-side xDS server's fan-out: a store change to every subscribed client's copy.
+"""The operator's xDS fan-out: an EndpointSlice change to every subscribed client's ACK.
 
-Server only, for now: the operator does not host the server yet, so the time
-runs from ``XdsStore.put`` (where the operator will hand over a published
-snapshot) to the arrival of the changed CLA at each subscribed stream, whose
-ACK follows at once. The clients are simulated (raw ADS streams in one asyncio
-process, subscribing as grpc does); the server runs in this process, on its
-own loop, and is what the RSS and CPU figures measure.
+Issue 12 §5. A real control plane; the operator as its own process, under its
+own RBAC, serving ADS (``KUBERESOLVER_XDS_ADDRESS``, plaintext, no token
+check) beside its ConfigMaps. The world is bench/operator_scale.py's: 200
+GrpcTargets over 200 selectorless Services, each with one EndpointSlice of 50
+endpoints that the bench writes. 1,000 simulated xDS clients (5 streams per
+target, bench/_xds_fanout_clients.py: raw ADS streams in one asyncio process,
+subscribing and ACKing as grpc does) hold the Listener, Cluster and CLA of
+their target.
 
-Two phases in one run, the same churn (``--rate`` changes/s for
-``--seconds``, round-robin over the targets, each one new endpoint address: no
-change is superseded before it is delivered):
+Churn: ``--rate`` slice patches per second (20) for ``--seconds`` (30),
+round-robin over the Services, each swapping one endpoint for a fresh address
+(so no change is superseded before it is delivered). A change's latency runs
+from sending its patch to the moment the last of its target's streams has
+received a CLA holding the new address and sent the ACK.
 
-- ``baseline``: one stream per target (``--targets`` streams);
-- ``fanout``: ``--streams`` streams over the same targets.
+Baseline, same run (``--standalone 1``, the default): the same streams and
+churn against the ADS server alone, in this process, fed by ``XdsStore.put``
+(no apiserver, no watch, no planning); ``ratio_p99`` is operator / standalone.
 
-Last line: ``{"fanout": {...}, "baseline": {...}, "ratio_p99": fanout/baseline,
-"goal_p99_ms": 100, "goal_rss_mib": 300}``, each phase with ``p50_ms``,
-``p99_ms`` (per change, the slowest of its streams), ``missing`` (deliveries
-that never came), ``server_rss_mib`` (this process's RSS at the phase's end;
-the second phase runs in the same process) and ``server_cpu_s`` (this
-process's CPU time during the churn).
+Last line: ``p50_ms``, ``p99_ms``, ``operator_rss_mib`` (the operator
+process's peak RSS, sampled through the sync and churn), ``operator_cpu_s``
+(its CPU seconds from the first patch to the last delivery), ``streams``,
+``targets``, ``changes``, ``missing`` (deliveries that never came within
+30 s), ``initial_sync_s`` (operator start to every stream holding its first
+CLA), ``goals`` (``p99_ms`` <= 100 at 20 changes/s, ``operator_rss_mib``
+<= 300, and whether both were ``met``), ``standalone`` and ``ratio_p99``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
-import random
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import emit, options, percentile
+import psutil
+from _common import emit, options, percentile
+from kubernetes import client
+from operator_scale import NS, address, cpu_s, create_world, done, slice_body
+
+from kuberesolver.operator.settings import DEFAULTS
 from kuberesolver.snapshot import Endpoint, Snapshot, TargetRef
+from kuberesolver.xds_server.bootstrap import DEFAULT_AUTHORITY
 from kuberesolver.xds_server.server import AdsServer
 from kuberesolver.xds_server.store import XdsStore
+from testenv import ControlPlane
+from testenv.controlplane import free_port
+from testenv.kube import api_client, apply, service_account_token
+from testenv.operator_process import OperatorProcess
+from testenv.wait import WaitTimeout, until
 
-AUTHORITY = "xds.bench.kuberesolver.io"
+ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = Path(__file__).with_name("_xds_fanout_clients.py")
-ENDPOINTS = 50  # per target, as in bench/operator_scale.py's tier 1
+GOALS = {"p99_ms": 100, "operator_rss_mib": 300}
 
 
-def snapshot(target: int, port: int, revision: int) -> Snapshot:
-    """Target ``target``: a first endpoint whose port is the change's id, then 49 fixed ones."""
-    first = Endpoint(f"10.1.{target // 250}.{target % 250 + 1}", port)
-    rest = tuple(Endpoint(f"10.2.{target % 250}.{i + 1}", 8080) for i in range(ENDPOINTS - 1))
-    return Snapshot(
-        TargetRef(f"t{target}", "bench", "grpc", "grpc", 8080), revision, (first, *rest)
-    )
+class Clients:
+    """The simulated ADS streams, in their own process; returns once every stream has synced."""
+
+    def __init__(self, uri: str, streams: int, targets: int) -> None:
+        self.streams, self.targets = streams, targets
+        self.proc = subprocess.Popen(
+            [sys.executable, str(CLIENTS), uri, DEFAULT_AUTHORITY, str(streams), str(targets)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        if self._line() != "ready":
+            raise RuntimeError("the simulated xDS clients did not sync")
+
+    def _line(self, ask: str | None = None) -> str:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        if ask is not None:
+            self.proc.stdin.write(ask + "\n")
+            self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def measure(self, sent: dict[str, float]) -> dict[str, Any]:
+        """Wait (up to 30 s) for every change at every stream of its target; the latencies."""
+        n, k = self.targets, self.streams
+        expected = {key: k // n + (int(key.split(":")[0]) < k % n) for key in sent}
+        with contextlib.suppress(WaitTimeout):
+            until(lambda: int(self._line("count")) >= sum(expected.values()), timeout_s=30)
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        seen: dict[str, list[float]] = json.loads(self._line())
+        self.proc.wait(30)
+        latencies, missing = [], 0
+        for key, at in sent.items():
+            acks = seen.get(key, [])
+            missing += max(0, expected[key] - len(acks))
+            if len(acks) >= expected[key]:
+                latencies.append((max(acks) - at) * 1000)
+        return {
+            "p50_ms": round(percentile(latencies, 50), 1),
+            "p99_ms": round(percentile(latencies, 99), 1),
+            "changes": len(sent),
+            "missing": missing,
+        }
 
 
-def phase(streams: int, targets: int, rate: float, seconds: float) -> dict[str, Any]:
-    store = XdsStore(AUTHORITY)
-    for t in range(targets):
-        store.put(("bench", f"t{t}"), snapshot(t, 1, 1))
+def initial(targets: int, endpoints: int) -> list[list[str]]:
+    return [[address(s, i) for i in range(endpoints)] for s in range(targets)]
+
+
+def churn(
+    change: Callable[[int, list[str]], None],
+    live: list[list[str]],
+    rate: float,
+    seconds: float,
+    tick: Callable[[], None] = lambda: None,
+) -> dict[str, float]:
+    """``rate`` changes/s, round-robin; when each was sent, keyed ``<target>:<fresh address>``."""
+    n, m = len(live), len(live[0])
+    serial = [m] * n
+    sent: dict[str, float] = {}
+
+    def one(key: str, s: int, addresses: list[str]) -> None:
+        sent[key] = time.monotonic()
+        change(s, addresses)
+
+    pending: list[Future[None]] = []
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(8) as senders:
+        for k in range(int(rate * seconds)):
+            time.sleep(max(0.0, t0 + k / rate - time.monotonic()))
+            s = k % n
+            fresh = address(s, serial[s])
+            serial[s] += 1
+            live[s][(k // n) % m] = fresh
+            pending.append(senders.submit(one, f"{s}:{fresh}", s, list(live[s])))
+            if k % 20 == 0:
+                tick()
+    for f in pending:
+        f.result()
+    return sent
+
+
+def standalone(
+    streams: int, targets: int, endpoints: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    """The baseline: the ADS server alone, in this process, fed by ``XdsStore.put``."""
+    live, revisions = initial(targets, endpoints), itertools.count(1)
+    store = XdsStore(DEFAULT_AUTHORITY)
+
+    def put(s: int, addresses: list[str]) -> None:
+        ref = TargetRef(f"svc-{s}", NS, "grpc", "grpc", 50051)
+        store.put(
+            (NS, f"gt-{s}"),
+            Snapshot(ref, next(revisions), tuple(Endpoint(a, 50051) for a in addresses)),
+        )
+
+    for s in range(targets):
+        put(s, live[s])
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
     server = AdsServer(store)
     port = asyncio.run_coroutine_threadsafe(server.start("127.0.0.1:0"), loop).result(30)
-    clients = subprocess.Popen(
-        [sys.executable, str(CLIENTS), f"127.0.0.1:{port}", AUTHORITY, str(streams), str(targets)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert clients.stdout is not None
-    assert clients.stdin is not None
-    if clients.stdout.readline().strip() != "ready":
-        raise RuntimeError("the simulated clients did not sync")
-    me = psutil.Process()
-    cpu0 = sum(me.cpu_times()[:2])
-    offset = random.Random(12).randrange(targets)
-    puts: dict[str, float] = {}
-    revisions = [1] * targets
-    start = time.monotonic()
-    for i in range(int(rate * seconds)):
-        time.sleep(max(0.0, start + i / rate - time.monotonic()))  # pacing the load
-        t = (offset + i) % targets
-        revisions[t] += 1
-        change_port = 10_000 + i
-        puts[f"{t}:{change_port}"] = time.monotonic()
-        store.put(("bench", f"t{t}"), snapshot(t, change_port, revisions[t]))
-    expected = {key: streams // targets + (int(key.split(":")[0]) < streams % targets)
-                for key in puts}  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _arrived(clients) < sum(expected.values()):
-        time.sleep(0.05)
-    cpu = sum(me.cpu_times()[:2]) - cpu0
-    rss = me.memory_info().rss / 2**20
-    clients.stdin.close()
-    seen: dict[str, list[float]] = json.loads(clients.stdout.readline())
-    clients.wait(30)
-    asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(30)
-    loop.call_soon_threadsafe(loop.stop)
-    latencies, missing = [], 0
-    for key, put_at in puts.items():
-        arrivals = seen.get(key, [])
-        missing += max(0, expected[key] - len(arrivals))
-        if arrivals:
-            latencies.append((max(arrivals) - put_at) * 1000)
-    return {
-        "streams": streams,
-        "targets": targets,
-        "changes": len(puts),
-        "p50_ms": round(percentile(latencies, 50), 2),
-        "p99_ms": round(percentile(latencies, 99), 2),
-        "missing": missing,
-        "server_rss_mib": round(rss, 1),
-        "server_cpu_s": round(cpu, 2),
-    }
+    try:
+        clients = Clients(f"127.0.0.1:{port}", streams, targets)
+        me = psutil.Process()
+        cpu0 = cpu_s(me)
+        result = clients.measure(churn(put, live, rate, seconds))
+        result["server_cpu_s"] = round(cpu_s(me) - cpu0, 2)
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+    return result
 
 
-def _arrived(clients: subprocess.Popen[str]) -> int:
-    """How many changed CLAs the simulated clients have received so far."""
-    assert clients.stdin is not None
-    assert clients.stdout is not None
-    clients.stdin.write("count\n")
-    clients.stdin.flush()
-    return int(clients.stdout.readline())
+def through_operator(
+    streams: int, targets: int, endpoints: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    """The real path: slice patch -> apiserver -> the operator's watch, plan and ADS server."""
+    live = initial(targets, endpoints)
+    with ControlPlane() as cp:
+        admin = api_client(cp.admin_kubeconfig)
+        apply(admin, ROOT / "crds", ROOT / "manifests/namespace.yaml", ROOT / "manifests/rbac.yaml")
+        token = service_account_token(admin, "kuberesolver-system", "kuberesolver-operator")
+        client.CoreV1Api(admin).create_namespace({"metadata": {"name": NS}})
+        create_world(admin, targets, endpoints, live)
+        discovery = client.DiscoveryV1Api(admin)
+        xds = f"127.0.0.1:{free_port()}"
+        op = OperatorProcess(
+            cp.token_kubeconfig("operator", token, "kuberesolver-system"),
+            {
+                "KUBERESOLVER_XDS_ADDRESS": xds,
+                "KUBERESOLVER_DEBOUNCE_MS": str(DEFAULTS.debounce_ms),
+            },
+            name="xds-fanout",
+            quiet=True,
+        )
+        t0 = time.monotonic()
+        op.start()
+        assert op.popen is not None
+        proc = psutil.Process(op.popen.pid)
+        peak = [0]
+
+        def tick() -> None:
+            peak[0] = max(peak[0], proc.memory_info().rss)
+
+        def patch(s: int, addresses: list[str]) -> None:
+            done(discovery.patch_namespaced_endpoint_slice(
+                f"svc-{s}-bench", NS, {"endpoints": slice_body(s, addresses)["endpoints"]},
+                _preload_content=False,
+            ))  # fmt: skip
+
+        try:
+            clients = Clients(xds, streams, targets)
+            initial_sync_s = time.monotonic() - t0
+            tick()
+            print(
+                f"synced in {initial_sync_s:.1f} s; churn {rate}/s for {seconds} s", file=sys.stderr
+            )
+            cpu0 = cpu_s(proc)
+            result = clients.measure(churn(patch, live, rate, seconds, tick))
+            tick()
+            result |= {
+                "operator_cpu_s": round(cpu_s(proc) - cpu0, 2),
+                "operator_rss_mib": round(peak[0] / 2**20, 1),
+                "initial_sync_s": round(initial_sync_s, 1),
+            }
+        except Exception:
+            print(op.log_tail(), file=sys.stderr)
+            raise
+        finally:
+            op.stop()
+        op.log_path.unlink(missing_ok=True)
+        admin.close()
+    return result
 
 
 def main() -> None:
-    args = options(__doc__, streams=(int, 1000), targets=(int, 200), rate=(float, 20.0),
-                   seconds=(float, 15.0))  # fmt: skip
-    baseline = phase(args.targets, args.targets, args.rate, args.seconds)
-    print(f"baseline: {baseline}", file=sys.stderr)
-    fanout = phase(args.streams, args.targets, args.rate, args.seconds)
-    emit(
-        {
-            "fanout": fanout,
-            "baseline": baseline,
-            "ratio_p99": round(fanout["p99_ms"] / baseline["p99_ms"], 2),
-            "goal_p99_ms": 100,
-            "goal_rss_mib": 300,
-            "path": "XdsStore.put -> CLA at each subscribed stream (no operator yet)",
-        }
+    args = options(__doc__, streams=(int, 1000), targets=(int, 200), endpoints=(int, 50),
+                   rate=(float, 20.0), seconds=(float, 30.0), standalone=(int, 1))  # fmt: skip
+    shape = (args.streams, args.targets, args.endpoints, args.rate, args.seconds)
+    base = standalone(*shape) if args.standalone else None
+    if base is not None:
+        print(f"standalone: {json.dumps(base)}", file=sys.stderr)
+    result = through_operator(*shape)
+    met = (
+        result["p99_ms"] <= GOALS["p99_ms"]
+        and result["operator_rss_mib"] <= GOALS["operator_rss_mib"]
     )
+    result |= {
+        "streams": args.streams,
+        "targets": args.targets,
+        "endpoints_per_target": args.endpoints,
+        "rate_per_s": args.rate,
+        "goals": {**GOALS, "met": met and result["missing"] == 0},
+    }
+    if base is not None:
+        result["standalone"] = base
+        result["ratio_p99"] = round(result["p99_ms"] / max(base["p99_ms"], 0.1), 2)
+    emit(result)
 
 
 if __name__ == "__main__":
