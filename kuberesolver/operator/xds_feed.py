@@ -36,7 +36,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from kuberesolver.operator.hub import ServiceKey, TargetKey
 from kuberesolver.operator.informer import ServiceStore
@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     from kuberesolver.xds_server.store import XdsStore
 
 __all__ = ["XdsFeed"]
+
+_RELIST_S: Final = 2.0
+"""How often the start-up wait lists the GrpcTargets again (some may be gone by then)."""
 
 _log = logging.getLogger("kuberesolver.operator.xds")
 
@@ -191,8 +194,17 @@ class XdsFeed:
                 await asyncio.sleep(min(backoff_s(failures), max(0.0, deadline - loop.time())))
         if self._awaited is not None and not self._awaited:
             self._all_seen.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._all_seen.wait(), max(0.0, deadline - loop.time()))
+        while not self._all_seen.is_set() and loop.time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._all_seen.wait(), min(_RELIST_S, max(0.0, deadline - loop.time()))
+                )
+            if self._awaited and not self._all_seen.is_set():
+                # One deleted between the list and kopf's own list never comes: list again.
+                with contextlib.suppress(Exception):
+                    self._awaited &= set(await self._list_targets())
+                if not self._awaited:
+                    self._all_seen.set()
         if self._awaited:
             _log.warning(
                 "xDS: %d GrpcTargets listed at start not seen after %.0f s; serving anyway",
