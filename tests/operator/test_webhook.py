@@ -9,6 +9,7 @@ against a twin Pod that the webhook never sees.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,6 +54,15 @@ def webhook(
         },
         name="webhook",
     )
+    with registered(admin_api, control_plane, port):
+        yield op
+
+
+@contextlib.contextmanager
+def registered(
+    admin_api: client.ApiClient, control_plane: ControlPlane, port: int
+) -> Iterator[None]:
+    """The shipped MutatingWebhookConfiguration, calling https://127.0.0.1:PORT with the test CA."""
     config = next(
         d for d in documents(ROOT / "manifests/webhook.yaml")
         if d["kind"] == "MutatingWebhookConfiguration"
@@ -64,10 +74,12 @@ def webhook(
         path = hook["clientConfig"]["service"]["path"]
         hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca_bundle}
     apply_object(admin_api, config)
-    yield op
-    client.AdmissionregistrationV1Api(admin_api).delete_mutating_webhook_configuration(
-        config["metadata"]["name"]
-    )
+    try:
+        yield
+    finally:
+        client.AdmissionregistrationV1Api(admin_api).delete_mutating_webhook_configuration(
+            config["metadata"]["name"]
+        )
 
 
 def pod(name: str, labels: dict[str, str], annotations: dict[str, str]) -> dict[str, Any]:

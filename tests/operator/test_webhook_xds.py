@@ -9,7 +9,6 @@ else beyond a twin Pod the webhook never sees.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import copy
 import json
@@ -21,11 +20,10 @@ import pytest
 from kubernetes import client
 
 from testenv import ControlPlane, free_port
-from testenv.kube import apply_object, documents
 from testenv.operator_process import OperatorProcess
 from testenv.wait import until
 from tests.operator.helpers import create_target
-from tests.operator.test_webhook import INJECT, create, pod, recreate
+from tests.operator.test_webhook import INJECT, create, pod, recreate, registered
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_DIR = "/var/run/secrets/kuberesolver"
@@ -80,21 +78,8 @@ def serving(
             "KUBERESOLVER_XDS_KEY_FILE": str(xds_dir / "tls.key"),
         }
     op = operator_factory(env=env, name="xdswebhook" if xds else "webhook")
-    config = next(
-        d for d in documents(ROOT / "manifests/webhook.yaml")
-        if d["kind"] == "MutatingWebhookConfiguration"
-    )  # fmt: skip
-    config = copy.deepcopy(config)
-    config["metadata"]["annotations"] = {}
-    ca_bundle = base64.b64encode(control_plane.ca.cert_path.read_bytes()).decode()
-    for hook in config["webhooks"]:
-        path = hook["clientConfig"]["service"]["path"]
-        hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca_bundle}
-    apply_object(admin_api, config)
-    yield op
-    client.AdmissionregistrationV1Api(admin_api).delete_mutating_webhook_configuration(
-        config["metadata"]["name"]
-    )
+    with registered(admin_api, control_plane, port):
+        yield op
 
 
 def without_xds(admitted: dict[str, Any]) -> dict[str, Any]:
