@@ -30,6 +30,7 @@ from typing import Any, Final, NotRequired, TypeAlias, TypedDict
 from kuberesolver.snapshot import Endpoint, EndpointFields
 
 __all__ = [
+    "MANAGED_BY_LABEL",
     "SERVICE_NAME_LABEL",
     "PortError",
     "ServicePort",
@@ -38,11 +39,21 @@ __all__ = [
     "build_endpoints",
     "pick_family",
     "resolve_port",
+    "resource_revision",
     "service_view",
     "slice_view",
 ]
 
 SERVICE_NAME_LABEL: Final = "kubernetes.io/service-name"
+MANAGED_BY_LABEL: Final = "endpointslice.kubernetes.io/managed-by"
+
+
+def resource_revision(value: object) -> int:
+    """A ``resourceVersion`` as a number (an etcd revision); 0 when it is not one."""
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
 
 
 class PortError(LookupError):
@@ -65,6 +76,8 @@ class ServiceView(TypedDict):
     annotations: dict[str, str]
     clusterIPs: NotRequired[list[str]]
     """Its virtual IPs; absent for a headless Service."""
+    publishNotReadyAddresses: NotRequired[bool]
+    """Present (true) only when the Service publishes not-ready addresses."""
 
 
 EndpointView: TypeAlias = EndpointFields
@@ -77,6 +90,10 @@ class SliceView(TypedDict):
     addressType: str
     ports: list[PortView]
     endpoints: list[EndpointView]
+    managedBy: NotRequired[str]
+    """Its ``endpointslice.kubernetes.io/managed-by`` label, when it has one."""
+    revision: NotRequired[int]
+    """Its ``resourceVersion`` as a number (see :func:`resource_revision`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +126,8 @@ def service_view(body: Mapping[str, Any]) -> ServiceView:
     ips = [str(ip) for ip in spec.get("clusterIPs") or [spec.get("clusterIP")] if ip]
     if ips and ips != ["None"]:
         view["clusterIPs"] = ips
+    if spec.get("publishNotReadyAddresses"):
+        view["publishNotReadyAddresses"] = True
     return view
 
 
@@ -147,12 +166,18 @@ def slice_view(body: Mapping[str, Any]) -> SliceView:
                 "pod": pod or None,
             }
         )
-    return {
+    view: SliceView = {
         "name": meta.get("name") or "",
         "addressType": body.get("addressType") or "",
         "ports": ports,
         "endpoints": endpoints,
     }
+    managed_by = (meta.get("labels") or {}).get(MANAGED_BY_LABEL)
+    if managed_by:
+        view["managedBy"] = str(managed_by)
+    if meta.get("resourceVersion"):
+        view["revision"] = resource_revision(meta["resourceVersion"])
+    return view
 
 
 def resolve_port(service: ServiceView, requested: int | str) -> ServicePort:

@@ -22,7 +22,14 @@ import pytest
 from kubernetes import client
 
 from testenv import ControlPlane, ensure_binaries
-from testenv.kube import admin_session, apply, create_namespace, service_account_token
+from testenv.kube import (
+    admin_session,
+    apply,
+    apply_object,
+    create_namespace,
+    documents,
+    service_account_token,
+)
 from testenv.kube_proxy import KubeProxy
 from testenv.netns import enter_private_network
 
@@ -66,13 +73,18 @@ def admin_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 @pytest.fixture(scope="session")
 def installed(admin_api: client.ApiClient) -> list[str]:
-    """The CRDs and the operator's Namespace and RBAC from manifests/, applied."""
-    return apply(
+    """The CRDs and the operator's Namespace and RBAC from manifests/ (with the xDS
+    feed's, from optional/xds.yaml), applied."""
+    applied = apply(
         admin_api,
         CRDS,
         MANIFESTS / "namespace.yaml",
         MANIFESTS / "rbac.yaml",
     )
+    for doc in documents(MANIFESTS / "optional/xds.yaml"):
+        if doc["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+            applied.append(apply_object(admin_api, doc))
+    return applied
 
 
 @pytest.fixture(scope="session")

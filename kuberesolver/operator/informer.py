@@ -47,9 +47,10 @@ from kuberesolver.endpointslices import (
     slice_view,
 )
 from kuberesolver.operator.hub import ServiceKey
+from kuberesolver.operator.pod_readiness import PodView, overlay, pod_view
 from kuberesolver.retry import backoff_s
 
-__all__ = ["Reflector", "ServiceStore", "service_reflectors"]
+__all__ = ["Reflector", "ServiceStore", "pod_reflector", "service_reflectors"]
 
 _log = logging.getLogger("kuberesolver.operator")
 
@@ -66,18 +67,92 @@ class ServiceStore:
     """The compact views of every Service and EndpointSlice; event-loop only.
 
     ``wake(service_key)`` is called for every Service whose views changed.
+    With ``wake_pods``, the store also keeps the Pods' readiness
+    (:mod:`~kuberesolver.operator.pod_readiness`, fed by :func:`pod_reflector`)
+    and calls ``wake_pods(service_key)`` for every Service listing a Pod whose
+    readiness changed; :meth:`lookup_live` reads the slices with it.
     """
 
-    def __init__(self, wake: Callable[[ServiceKey], object]) -> None:
+    def __init__(
+        self,
+        wake: Callable[[ServiceKey], object],
+        wake_pods: Callable[[ServiceKey], object] | None = None,
+    ) -> None:
         self._wake = wake
+        self._wake_pods = wake_pods
         self._services: dict[ServiceKey, ServiceView] = {}
         self._slices: dict[ServiceKey, dict[str, SliceView]] = {}
         self._slice_owner: dict[ObjectKey, ServiceKey] = {}
         self._synced: dict[str, asyncio.Event] = {}
+        self._pods: dict[str, dict[str, PodView]] = {}
+        """Pod views by namespace, then name (only with ``wake_pods``)."""
+        self._listed_in: dict[ObjectKey, dict[ServiceKey, int]] = {}
+        """Pod -> the Services whose slices list it (with how many entries)."""
 
     def lookup(self, key: ServiceKey) -> tuple[ServiceView | None, list[SliceView]]:
         slices = self._slices.get(key)
         return self._services.get(key), [slices[n] for n in sorted(slices)] if slices else []
+
+    def lookup_live(self, key: ServiceKey) -> tuple[ServiceView | None, list[SliceView]]:
+        """:meth:`lookup`, with each endpoint's conditions from its Pod where that is newer."""
+        service, slices = self.lookup(key)
+        pods = self._pods.get(key[0])
+        if not pods or not slices:
+            return service, slices
+        publish = bool(service and service.get("publishNotReadyAddresses"))
+        return service, overlay(slices, pods, publish)
+
+    @property
+    def pods(self) -> int:
+        return sum(len(p) for p in self._pods.values())
+
+    # --- Pods (readiness only) ----------------------------------------------------------------
+
+    def set_pod(self, key: ObjectKey, view: PodView | None) -> None:
+        """Pod ``key`` now has ``view`` (``None``: deleted, or without an IP)."""
+        if self._wake_pods is None:
+            return
+        namespace, name = key
+        pods = self._pods.get(namespace)
+        before = pods.get(name) if pods else None
+        if view is None:
+            if before is None:
+                return
+            assert pods is not None
+            del pods[name]
+            if not pods:
+                del self._pods[namespace]
+        else:
+            self._pods.setdefault(namespace, {})[name] = view  # its revision, always
+            if before is not None and (before.ready, before.deleting, before.ips) == (
+                view.ready,
+                view.deleting,
+                view.ips,
+            ):
+                return
+        for service in self._listed_in.get(key, ()):
+            self._wake_pods(service)
+
+    def replace_pods(self, views: Mapping[ObjectKey, PodView]) -> None:
+        for namespace, pods in list(self._pods.items()):
+            for name in [n for n in pods if (namespace, n) not in views]:
+                self.set_pod((namespace, name), None)
+        for key, view in views.items():
+            self.set_pod(key, view)
+        self.mark_synced("pods")
+
+    def _index(self, service: ServiceKey, view: SliceView | None, step: int) -> None:
+        if self._wake_pods is None or view is None:
+            return
+        for ep in view["endpoints"]:
+            if ep["pod"]:
+                pod = (service[0], ep["pod"])
+                counts = self._listed_in.setdefault(pod, {})
+                counts[service] = counts.get(service, 0) + step
+                if counts[service] <= 0:
+                    del counts[service]
+                    if not counts:
+                        del self._listed_in[pod]
 
     def __len__(self) -> int:
         return len(self._services)
@@ -130,7 +205,7 @@ class ServiceStore:
         owner = self._slice_owner.get(obj)
         if owner is not None and (owner != service or view is None):
             slices = self._slices.get(owner, {})
-            slices.pop(obj[1], None)
+            self._index(owner, slices.pop(obj[1], None), -1)
             if not slices:
                 self._slices.pop(owner, None)
             del self._slice_owner[obj]
@@ -138,8 +213,11 @@ class ServiceStore:
         if service is None or view is None:
             return
         slices = self._slices.setdefault(service, {})
-        if slices.get(obj[1]) == view and owner == service:
+        before = slices.get(obj[1])
+        if before == view and owner == service:
             return
+        self._index(service, before, -1)
+        self._index(service, view, +1)
         slices[obj[1]] = view
         self._slice_owner[obj] = service
         self._wake(service)
@@ -358,3 +436,29 @@ def service_reflectors(
             label_selector=SERVICE_NAME_LABEL,
         ),
     ]
+
+
+def pod_reflector(
+    api: client.ApiClient, store: ServiceStore, loop: asyncio.AbstractEventLoop
+) -> Reflector:
+    """The reflector that keeps the Pods' readiness in ``store`` (not started); Pods
+    without an IP are in no slice and are dropped on its thread."""
+
+    def decode_pod(obj: Mapping[str, Any]) -> tuple[ObjectKey, PodView | None]:
+        return _key(obj), pod_view(obj)
+
+    def pods_listed(items: list[tuple[ObjectKey, PodView | None]]) -> None:
+        store.replace_pods({k: v for k, v in items if v is not None})
+
+    def pod_event(kind: str, item: tuple[ObjectKey, PodView | None]) -> None:
+        key, view = item
+        store.set_pod(key, None if kind == "DELETED" else view)
+
+    return Reflector(
+        "pods",
+        client.CoreV1Api(api).list_pod_for_all_namespaces,
+        loop=loop,
+        on_list=pods_listed,
+        on_event=pod_event,
+        decode=decode_pod,
+    )

@@ -9,7 +9,8 @@
   run only while this replica holds it.
 - the renderer of templates (:data:`~kuberesolver.operator.reconcile.Renderer`).
 - :class:`~kuberesolver.operator.xds_feed.XdsFeed` (``KUBERESOLVER_XDS_ADDRESS``
-  set): the ADS server every replica runs, fed by the same watches.
+  set): the ADS server every replica runs, fed by the same watches and, unless
+  ``KUBERESOLVER_XDS_POD_READINESS=false``, by a watch of the Pods' readiness.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from kuberesolver.kubeconfig import load_client
 from kuberesolver.operator.hub import Hub, TargetKey, Trigger, run_coalesced
-from kuberesolver.operator.informer import Reflector, ServiceStore, service_reflectors
+from kuberesolver.operator.informer import (
+    Reflector,
+    ServiceStore,
+    pod_reflector,
+    service_reflectors,
+)
 from kuberesolver.operator.kube import ApiError, Kube
 from kuberesolver.operator.leader import LeaderElector
 from kuberesolver.operator.metrics import Metrics
@@ -56,7 +62,10 @@ class Runtime:
         self.metrics = metrics
         self.renderer = renderer
         self.hub = Hub()
-        self.store = ServiceStore(self._service_changed)
+        pod_readiness = xds is not None and xds.enabled and xds.pod_readiness
+        self.store = ServiceStore(
+            self._service_changed, self._pods_changed if pod_readiness else None
+        )
         self.xds: XdsFeed | None = None
         if xds is not None and xds.enabled:  # grpc is imported only then
             from kuberesolver.operator.xds_feed import XdsFeed
@@ -92,6 +101,10 @@ class Runtime:
             self.xds.wake_service(key)
         self.hub.wake_service(key)
 
+    def _pods_changed(self, key: tuple[str, str]) -> None:
+        if self.xds is not None:  # only the xDS feed reads Pods (ConfigMaps follow the slices)
+            self.xds.wake_service(key)
+
     def leading(self) -> bool:
         return self.elector.leading
 
@@ -103,6 +116,10 @@ class Runtime:
             self._reflectors = service_reflectors(
                 self._watch_api, self.store, asyncio.get_running_loop()
             )
+            if self.xds is not None and self.xds.settings.pod_readiness:
+                self._reflectors.append(
+                    pod_reflector(self._watch_api, self.store, asyncio.get_running_loop())
+                )
             for reflector in self._reflectors:
                 reflector.start()
         if self._elector_task is None:

@@ -8,7 +8,11 @@ the GrpcTarget events kopf delivers. Only the leader writes ConfigMaps; a
 failover changes nothing for an xDS client, whose stream stays on its replica.
 
 Each target's snapshot comes from the same pure
-:func:`~kuberesolver.operator.reconcile.plan` as its ConfigMap. A Service or
+:func:`~kuberesolver.operator.reconcile.plan` as its ConfigMap, with one
+difference: an endpoint's conditions are read from its Pod where the Pod is
+newer than the slice (:mod:`~kuberesolver.operator.pod_readiness`;
+``KUBERESOLVER_XDS_POD_READINESS``), so a Pod turning Ready is served before
+kube-controller-manager has rewritten the slice. A Service or
 EndpointSlice change, or a new GrpcTarget version, marks the targets it
 concerns; they are planned and put into the store once per turn of the event
 loop (a burst of events already queued is one put, nothing waits on a timer).
@@ -299,7 +303,7 @@ class XdsFeed:
                     _log.exception("%s/%s: not served over xDS", *key)
 
     def _put(self, key: TargetKey, target: _Target) -> None:
-        service, slices = self.services.lookup(target.service)
+        service, slices = self.services.lookup_live(target.service)
         the_plan = plan(key[1], key[0], target.spec, service, slices, target.published)
         if isinstance(the_plan, InvalidSpec | PortNotFound):
             self._problem(key, target, the_plan.message)

@@ -17,6 +17,11 @@
     credentials only over a secure channel.
 ``KUBERESOLVER_XDS_AUDIENCE``
     The audience the tokens must carry (default ``xds.kuberesolver.io``).
+``KUBERESOLVER_XDS_POD_READINESS``
+    ``true`` (default): the operator also watches Pods and serves an endpoint's
+    readiness from its Pod as soon as the Pod's status changes, before
+    kube-controller-manager rewrites the EndpointSlice (needs ``list``/``watch``
+    on pods: ``manifests/optional/xds.yaml``). ``false``: the slices only.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ ENV: Final = {
     "client_ca_file": "KUBERESOLVER_XDS_CLIENT_CA_FILE",
     "auth": "KUBERESOLVER_XDS_AUTH",
     "audience": "KUBERESOLVER_XDS_AUDIENCE",
+    "pod_readiness": "KUBERESOLVER_XDS_POD_READINESS",
 }
 
 
@@ -53,6 +59,8 @@ class XdsSettings:
     auth: str = "none"
     """``none`` or ``token`` (ServiceAccount tokens, TokenReview and SubjectAccessReview)."""
     audience: str = DEFAULT_AUDIENCE
+    pod_readiness: bool = True
+    """Serve readiness from the Pods as well as the EndpointSlices (the operator's feed)."""
 
     @property
     def enabled(self) -> bool:
@@ -75,6 +83,7 @@ class XdsSettings:
             client_ca_file=values["client_ca_file"],
             auth=values["auth"] or "none",
             audience=values["audience"] or DEFAULT_AUDIENCE,
+            pod_readiness=_flag(ENV["pod_readiness"], values["pod_readiness"], default=True),
         )
         if settings.auth not in ("none", "token"):
             raise ValueError(f"{ENV['auth']} must be 'none' or 'token', got {settings.auth!r}")
@@ -94,3 +103,13 @@ class XdsSettings:
         if settings.address and ":" not in settings.address:
             raise ValueError(f"{ENV['address']} must be HOST:PORT, got {settings.address!r}")
         return settings
+
+
+def _flag(name: str, value: str, *, default: bool) -> bool:
+    if not value:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={value!r} is not a boolean (use 1/true/yes/on or 0/false/no/off)")

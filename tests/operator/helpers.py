@@ -142,8 +142,10 @@ def make_slice(
     endpoints: list[dict[str, Any]],
     ports: list[dict[str, Any]] | None = None,
     address_type: str = "IPv4",
+    managed_by: str = "tests.kuberesolver.io",
 ) -> None:
-    """An EndpointSlice written by the test itself (as another controller would)."""
+    """An EndpointSlice written by the test itself (as another controller would, or, with
+    ``managed_by`` ``endpointslice-controller.k8s.io``, under that controller's name)."""
     body = {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
@@ -151,7 +153,7 @@ def make_slice(
             "name": name,
             "labels": {
                 "kubernetes.io/service-name": service,
-                "endpointslice.kubernetes.io/managed-by": "tests.kuberesolver.io",
+                "endpointslice.kubernetes.io/managed-by": managed_by,
             },
         },
         "addressType": address_type,
