@@ -1,6 +1,6 @@
 """From a pod marked Ready to the first RPC that reaches it: the operator's xDS vs files vs Go.
 
-Issue 12 §5. One control plane, one Service, four clients calling side by side
+Issue 12 §5. One control plane, one Service, five clients calling side by side
 (each its own process):
 
 - ``grpcio_xds``: plain ``grpc.insecure_channel("xds://xds.kuberesolver.io/greeter.bench")``
@@ -14,6 +14,13 @@ Issue 12 §5. One control plane, one Service, four clients calling side by side
 - ``go_kuberesolver``: Go's sercand/kuberesolver v6 watching the apiserver
   itself (bench/go/kuberesolver-client), a call every millisecond.
 
+- ``grpcio_xds_slices_only``: as ``grpcio_xds``, through a second operator
+  replica with ``KUBERESOLVER_XDS_POD_READINESS=false``, which serves readiness
+  from the EndpointSlices alone (what the Pod watch is worth).
+
+Both operator replicas run under manifests/rbac.yaml plus optional/xds.yaml's
+Pod watch rule.
+
 Each round adds a pod (not ready), waits for its slice entry, then marks it
 Ready and times, on the backends' clock, the first call of each client that
 reaches its IP; then the pod is deleted. The backends are one gRPC server on
@@ -21,7 +28,8 @@ every pod IP in a private network namespace; the Python and Go-kuberesolver
 clients tag their calls (metadata ``x-client``), grpc-go's calls another method.
 
 Last line: ``{"grpcio_xds": {"p50_ms", "p99_ms"}, "grpc_go_xds": {...},
-"file_path": {...}, "go_kuberesolver": {...}, "ratios": {...}, "rounds"}``;
+"file_path": {...}, "go_kuberesolver": {...}, "grpcio_xds_slices_only": {...},
+"ratios": {...}, "rounds"}``;
 ``ratios`` holds each path's p50 and p99 over Go kuberesolver's (goal for
 both xDS paths: <= 1.0). Option ``--rounds`` (default 20).
 """
@@ -63,7 +71,7 @@ from testenv.wait import until
 from testenv.workloads import create_node, create_pod, create_service, set_pod_status
 
 ROOT = Path(__file__).resolve().parent.parent
-CLIENTS = ("grpcio_xds", "grpc_go_xds", "file_path", "go_kuberesolver")
+CLIENTS = ("grpcio_xds", "grpc_go_xds", "file_path", "go_kuberesolver", "grpcio_xds_slices_only")
 BASELINE = "go_kuberesolver"
 
 
@@ -161,6 +169,9 @@ def main() -> None:
         admin = api_client(cp.admin_kubeconfig)
         core = client.CoreV1Api(admin)
         apply(admin, ROOT / "crds", ROOT / "manifests/namespace.yaml", ROOT / "manifests/rbac.yaml")
+        for doc in documents(ROOT / "manifests/optional/xds.yaml"):  # the feed's Pod watch
+            if doc["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+                apply_object(admin, doc)
         create_namespace(admin, NS)
         for path in ("direct-mode-rbac.yaml", "projector-sidecar.yaml", "greeter.yaml"):
             for doc in documents(ROOT / "manifests/examples" / path):
@@ -181,8 +192,22 @@ def main() -> None:
             name="bench",
         )
         op.start()
+        slices_port = free_port()
+        op_slices = OperatorProcess(
+            cp.token_kubeconfig("operator-slices", op_token, "kuberesolver-system"),
+            env={
+                "KUBERESOLVER_XDS_ADDRESS": f"127.0.0.1:{slices_port}",
+                "KUBERESOLVER_XDS_POD_READINESS": "false",
+            },
+            name="bench-slices",
+        )
+        op_slices.start()
         bootstrap = work / "xds-bootstrap.json"
         bootstrap.write_text(dumps(build_bootstrap(f"127.0.0.1:{xds_port}", node_id="bench")))
+        bootstrap_slices = work / "xds-bootstrap-slices.json"
+        bootstrap_slices.write_text(
+            dumps(build_bootstrap(f"127.0.0.1:{slices_port}", node_id="bench-slices"))
+        )
         xds_target = f"xds://{DEFAULT_AUTHORITY}/greeter.{NS}"
         token = work / "go.token"
         token.write_text(service_account_token(admin, NS, "greeter-direct-client"))
@@ -212,6 +237,11 @@ def main() -> None:
                 [sys.executable, client_py, "--mode=xds", f"--target={xds_target}",
                  "--id=grpcio_xds"],
                 work / "grpcio-xds.log", {"GRPC_XDS_BOOTSTRAP": str(bootstrap)},
+            ))  # fmt: skip
+            procs.append(start(
+                [sys.executable, client_py, "--mode=xds", f"--target={xds_target}",
+                 "--id=grpcio_xds_slices_only"],
+                work / "grpcio-xds-slices.log", {"GRPC_XDS_BOOTSTRAP": str(bootstrap_slices)},
             ))  # fmt: skip
             procs.append(start(
                 [str(go_binary), f"--server={cp.server}", f"--ca={cp.ca.cert_path}",
@@ -265,6 +295,7 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     p.kill()
             op.stop()
+            op_slices.stop()
             backends.server.stop(None)
 
     result: dict[str, Any] = {"rounds": args.rounds}
