@@ -88,7 +88,7 @@ def test_a_pod_turning_ready_is_served_before_its_slice_says_so(
     make_slice(admin_api, namespace, "svc", "svc-other",
                [pod_ep(namespace, "other", pod_ip(203), ready=False)])  # fmt: skip
     create_target(admin_api, namespace, "t", {"service": "svc", "port": "grpc"})
-    wait_published(admin_api, namespace, "t", {pod_ip(201)})
+    wait_published(admin_api, namespace, "t", {pod_ip(n) for n in (201, 202, 203)})
     boot = write_bootstrap(tmp_path / "boot.json", f"127.0.0.1:{port}")
     c = Client(boot, [f"xds://{AUTHORITY}/t.{namespace}"])
     try:
