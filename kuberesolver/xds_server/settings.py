@@ -17,6 +17,12 @@
     credentials only over a secure channel.
 ``KUBERESOLVER_XDS_AUDIENCE``
     The audience the tokens must carry (default ``xds.kuberesolver.io``).
+``KUBERESOLVER_XDS_METHOD_TIMEOUTS``
+    Who is served the service config's ``methodConfig`` timeouts (as each
+    route's ``max_stream_duration``). ``auto`` (default): every client but
+    grpc's C core (grpcio, C++), which ends such calls 1-2 s early
+    (grpc/grpc#34547), known by the ``user_agent_name`` of its xDS node;
+    ``all``; ``none``.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Final
 from kuberesolver.xds_server.auth import DEFAULT_AUDIENCE
 from kuberesolver.xds_server.bootstrap import DEFAULT_AUTHORITY
 
-__all__ = ["ENV", "XdsSettings"]
+__all__ = ["ENV", "METHOD_TIMEOUTS", "XdsSettings"]
 
 ENV: Final = {
     "address": "KUBERESOLVER_XDS_ADDRESS",
@@ -39,7 +45,10 @@ ENV: Final = {
     "client_ca_file": "KUBERESOLVER_XDS_CLIENT_CA_FILE",
     "auth": "KUBERESOLVER_XDS_AUTH",
     "audience": "KUBERESOLVER_XDS_AUDIENCE",
+    "method_timeouts": "KUBERESOLVER_XDS_METHOD_TIMEOUTS",
 }
+
+METHOD_TIMEOUTS: Final = ("auto", "all", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,8 @@ class XdsSettings:
     auth: str = "none"
     """``none`` or ``token`` (ServiceAccount tokens, TokenReview and SubjectAccessReview)."""
     audience: str = DEFAULT_AUDIENCE
+    method_timeouts: str = "auto"
+    """``auto`` (every client but grpc's C core), ``all`` or ``none``."""
 
     @property
     def enabled(self) -> bool:
@@ -75,7 +86,13 @@ class XdsSettings:
             client_ca_file=values["client_ca_file"],
             auth=values["auth"] or "none",
             audience=values["audience"] or DEFAULT_AUDIENCE,
+            method_timeouts=values["method_timeouts"].lower() or "auto",
         )
+        if settings.method_timeouts not in METHOD_TIMEOUTS:
+            raise ValueError(
+                f"{ENV['method_timeouts']} must be 'auto', 'all' or 'none', "
+                f"got {values['method_timeouts']!r}"
+            )
         if settings.auth not in ("none", "token"):
             raise ValueError(f"{ENV['auth']} must be 'none' or 'token', got {settings.auth!r}")
         if settings.auth == "token" and not settings.tls:
