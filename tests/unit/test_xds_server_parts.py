@@ -331,6 +331,7 @@ def test_the_store_keeps_a_listener_with_the_method_timeouts() -> None:
     store.remove(key)
     assert not store.timed(key)
     assert store.resources(LISTENER_TYPE, [listener], timeouts=True) == {}
+    assert not store._timed  # nothing kept of a target that went
 
 
 @pytest.mark.parametrize(
