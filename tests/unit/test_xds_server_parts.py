@@ -337,11 +337,11 @@ def test_the_store_keeps_a_listener_with_the_method_timeouts() -> None:
 @pytest.mark.parametrize(
     ("name", "version", "applies"),
     [
-        ("gRPC Go", "1.83.2", True),
-        ("gRPC Java", "1.75.0", True),
+        ("gRPC Go", "1.83.2", True),  # measured, as grpcio's below
+        ("gRPC Java", "1.75.0", True),  # from its source, not measured
         ("envoy", "1.36.0", True),  # any other named client: it applies them, or ignores them
-        ("gRPC C-core linux Python", "1.85.0", False),  # grpcio
-        ("gRPC C-core linux", "1.85.0", False),  # C++
+        ("gRPC C-core linux Python", "C-core 58.0.0 Python 1.85.4", False),  # grpcio 1.85.4
+        ("gRPC C-core linux", "C-core 58.0.0", False),  # C++ (from its source, not measured)
         ("gRPC C-core", "", False),
         ("", "", False),  # nameless: the safe side
         ("  ", "1.0", False),
