@@ -47,7 +47,7 @@ from kuberesolver.operator.informer import ServiceStore
 from kuberesolver.operator.reconcile import InvalidSpec, PortNotFound, Published, plan
 from kuberesolver.operator.spec import GROUP, PLURAL, VERSION, plain
 from kuberesolver.retry import backoff_s
-from kuberesolver.xds_server.settings import XdsSettings
+from kuberesolver.xds_server.settings import ENV, XdsSettings
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -76,6 +76,8 @@ class _Target:
     """The ConfigMap its readers may ``get`` (the name the last good spec gave)."""
     problem: str = ""
     """The last reason it could not be planned (logged once)."""
+    timeouts_noted: bool = False
+    """Whether the note that its method timeouts are withheld from some clients was logged."""
 
 
 class XdsFeed:
@@ -97,7 +99,11 @@ class XdsFeed:
         self.settings = settings
         self.services = services
         self.store: XdsStore = XdsStore(settings.authority)
-        self.server: AdsServer = AdsServer(self.store, metrics=XdsMetrics(registry))
+        self.server: AdsServer = AdsServer(
+            self.store,
+            metrics=XdsMetrics(registry),
+            method_timeouts=settings.method_timeouts,
+        )
         self._targets: dict[TargetKey, _Target] = {}
         self._followers: dict[ServiceKey, set[TargetKey]] = {}
         self._dirty: set[TargetKey] = set()
@@ -318,6 +324,20 @@ class XdsFeed:
         target.configmap = the_plan.target.configmap_name or key[1]
         target.problem = ""
         self.puts += 1
+        mode = self.settings.method_timeouts
+        if not target.timeouts_noted and mode != "all" and self.store.timed(key):
+            target.timeouts_noted = True  # once per target: the streams come and go
+            _log.warning(
+                "%s/%s: xDS: its methodConfig timeouts are not served to %s (%s=%s)",
+                key[0],
+                key[1],
+                "grpc C-core clients (grpcio, C++), which end such calls 1-2 s early, "
+                "grpc/grpc#34547; set the deadline on the call there"
+                if mode == "auto"
+                else "any client",
+                ENV["method_timeouts"],
+                mode,
+            )
 
     def _problem(self, key: TargetKey, target: _Target, message: str) -> None:
         if message != target.problem:

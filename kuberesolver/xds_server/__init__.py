@@ -16,7 +16,8 @@ How a host (the operator) runs it, on its own event loop::
 
     settings = XdsSettings.from_env()              # KUBERESOLVER_XDS_*
     store = XdsStore(settings.authority)
-    server = AdsServer(store, metrics=XdsMetrics(registry))
+    server = AdsServer(store, metrics=XdsMetrics(registry),
+                       method_timeouts=settings.method_timeouts)  # auto: not to C core
     creds = server_credentials(settings.cert_file, settings.key_file,
                                settings.client_ca_file or None) if settings.tls else None
     await server.start(settings.address, creds)

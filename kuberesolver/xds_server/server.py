@@ -32,6 +32,13 @@ sent). Nothing of a type is sent while a decision for one of its subscribed
 targets is pending (the client keeps what it has). Decisions are asked again
 every ``recheck_s`` (the authorizer caches them), and the stream ends when
 its token expires (its ``exp``), so the client comes back with its renewed token.
+
+Method timeouts (``method_timeouts``): with ``auto`` (the default) a stream
+whose client applies a route's ``max_stream_duration`` correctly is served the
+Listeners that carry the service config's ``methodConfig`` timeouts, and the
+others the plain ones; the client is known by the ``user_agent_name`` of the
+node it sends first (:func:`applies_stream_duration`). ``all`` and ``none``
+serve every stream the one or the other.
 """
 
 from __future__ import annotations
@@ -54,9 +61,17 @@ from google.protobuf import any_pb2  # type: ignore[import-untyped]
 from kuberesolver.xds_resources import CLUSTER_TYPE, LISTENER_TYPE, TYPES
 from kuberesolver.xds_server.auth import token_expiry
 from kuberesolver.xds_server.metrics import XdsMetrics, short_type
+from kuberesolver.xds_server.settings import METHOD_TIMEOUTS
 from kuberesolver.xds_server.store import Changes, Key, XdsStore, key_of
 
-__all__ = ["AdsServer", "Authorizer", "StreamInfo", "bearer_token", "server_credentials"]
+__all__ = [
+    "AdsServer",
+    "Authorizer",
+    "StreamInfo",
+    "applies_stream_duration",
+    "bearer_token",
+    "server_credentials",
+]
 
 log = logging.getLogger("kuberesolver.xds_server")
 
@@ -75,6 +90,23 @@ _MAX_PENDING = 16
 
 _FULL_STATE = frozenset({LISTENER_TYPE, CLUSTER_TYPE})
 """The types whose every response carries the whole subscribed set."""
+
+
+def applies_stream_duration(user_agent_name: str, user_agent_version: str = "") -> bool:
+    """Whether the xDS client that sent this node applies a route's ``max_stream_duration``
+    as the deadline it should be.
+
+    grpc's C core (grpcio, C++, Ruby, PHP; it sends ``gRPC C-core <platform> ...``)
+    ends such calls 1-2 s early in every version so far (grpc/grpc#34547: its
+    timestamps count from a whole second, the call's start from the exact clock),
+    so it is not served them. Every other named client is: grpc-go (``gRPC Go``)
+    and grpc-java (``gRPC Java``) apply them correctly, and a client that does
+    not implement them ignores them. A node without a name is not (the safe side:
+    a call that is not cut short still ends at the deadline its caller set).
+    ``user_agent_version`` is for the C core release that fixes it (none yet).
+    """
+    name = user_agent_name.strip()
+    return bool(name) and not name.startswith("gRPC C-core")
 
 
 class Authorizer(Protocol):
@@ -114,6 +146,10 @@ class StreamInfo:
     node_id: str
     zone: str
     """The client's zone (its bootstrap's ``node.locality.zone``): its own zone comes first."""
+    user_agent: str
+    """The node's ``user_agent_name`` and ``user_agent_version`` (``gRPC Go 1.83.2``)."""
+    timeouts: bool
+    """Whether it is served the method timeouts (``max_stream_duration``)."""
     subscribed: dict[str, frozenset[str]]
     responses: dict[str, int]
     acked: dict[str, str]
@@ -145,6 +181,8 @@ class _Stream:
     peer: str
     node_id: str = ""
     zone: str = ""
+    user_agent: str = ""
+    timeouts: bool = False
     types: dict[str, _TypeState] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
@@ -168,8 +206,15 @@ class AdsServer:
         metrics: XdsMetrics | None = None,
         authorizer: Authorizer | None = None,
         recheck_s: float = 30.0,
+        method_timeouts: str = "auto",
     ) -> None:
+        if method_timeouts not in METHOD_TIMEOUTS:
+            raise ValueError(
+                f"method_timeouts must be one of {METHOD_TIMEOUTS}: {method_timeouts!r}"
+            )
         self.store = store
+        self.method_timeouts = method_timeouts
+        """``auto``: to the clients :func:`applies_stream_duration` names; ``all``; ``none``."""
         self.metrics = metrics if metrics is not None else XdsMetrics()
         self.authorizer = authorizer
         """Set before :meth:`start`; ``None``: every client sees every target."""
@@ -241,6 +286,8 @@ class AdsServer:
                     peer=s.peer,
                     node_id=s.node_id,
                     zone=s.zone,
+                    user_agent=s.user_agent,
+                    timeouts=s.timeouts,
                     subscribed={short_type(t): st.names for t, st in s.types.items()},
                     responses={short_type(t): st.responses for t, st in s.types.items()},
                     acked={short_type(t): st.acked for t, st in s.types.items()},
@@ -281,7 +328,7 @@ class AdsServer:
     # -- one stream --------------------------------------------------------
 
     async def serve(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        stream = _Stream(peer=context.peer())
+        stream = _Stream(peer=context.peer(), timeouts=self.method_timeouts == "all")
         if self.authorizer is not None:
             self._guard(stream, context)
         with self._lock:
@@ -389,6 +436,10 @@ class AdsServer:
         if request.HasField("node"):  # grpc sends it on the first request only
             stream.node_id = request.node.id
             stream.zone = request.node.locality.zone
+            agent, version = request.node.user_agent_name, request.node.user_agent_version
+            stream.user_agent = f"{agent} {version}".strip()
+            if self.method_timeouts == "auto":
+                stream.timeouts = applies_stream_duration(agent, version)
         type_url = request.type_url
         if type_url not in TYPES:
             log.debug("%s asked for unknown type %s", stream.peer, type_url)
@@ -465,7 +516,9 @@ class AdsServer:
                 continue
             st.dirty = False
             offer: dict[str, any_pb2.Any] = {}
-            current = self.store.resources(type_url, sorted(st.names), zone=stream.zone)
+            current = self.store.resources(
+                type_url, sorted(st.names), zone=stream.zone, timeouts=stream.timeouts
+            )
             if self.authorizer is not None:
                 if self._undecided(stream, st.names):
                     st.dirty = True  # answered once every decision is in

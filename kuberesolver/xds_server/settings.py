@@ -22,6 +22,12 @@
     readiness from its Pod as soon as the Pod's status changes, before
     kube-controller-manager rewrites the EndpointSlice (needs ``list``/``watch``
     on pods: ``manifests/optional/xds.yaml``). ``false``: the slices only.
+``KUBERESOLVER_XDS_METHOD_TIMEOUTS``
+    Who is served the service config's ``methodConfig`` timeouts (as each
+    route's ``max_stream_duration``). ``auto`` (default): every client but
+    grpc's C core (grpcio, C++), which ends such calls 1-2 s early
+    (grpc/grpc#34547), known by the ``user_agent_name`` of its xDS node;
+    ``all``; ``none``.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from typing import Final
 from kuberesolver.xds_server.auth import DEFAULT_AUDIENCE
 from kuberesolver.xds_server.bootstrap import DEFAULT_AUTHORITY
 
-__all__ = ["ENV", "XdsSettings"]
+__all__ = ["ENV", "METHOD_TIMEOUTS", "XdsSettings"]
 
 ENV: Final = {
     "address": "KUBERESOLVER_XDS_ADDRESS",
@@ -45,7 +51,10 @@ ENV: Final = {
     "auth": "KUBERESOLVER_XDS_AUTH",
     "audience": "KUBERESOLVER_XDS_AUDIENCE",
     "pod_readiness": "KUBERESOLVER_XDS_POD_READINESS",
+    "method_timeouts": "KUBERESOLVER_XDS_METHOD_TIMEOUTS",
 }
+
+METHOD_TIMEOUTS: Final = ("auto", "all", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +70,8 @@ class XdsSettings:
     audience: str = DEFAULT_AUDIENCE
     pod_readiness: bool = True
     """Serve readiness from the Pods as well as the EndpointSlices (the operator's feed)."""
+    method_timeouts: str = "auto"
+    """``auto`` (every client but grpc's C core), ``all`` or ``none``."""
 
     @property
     def enabled(self) -> bool:
@@ -84,7 +95,13 @@ class XdsSettings:
             auth=values["auth"] or "none",
             audience=values["audience"] or DEFAULT_AUDIENCE,
             pod_readiness=_flag(ENV["pod_readiness"], values["pod_readiness"], default=True),
+            method_timeouts=values["method_timeouts"].lower() or "auto",
         )
+        if settings.method_timeouts not in METHOD_TIMEOUTS:
+            raise ValueError(
+                f"{ENV['method_timeouts']} must be 'auto', 'all' or 'none', "
+                f"got {values['method_timeouts']!r}"
+            )
         if settings.auth not in ("none", "token"):
             raise ValueError(f"{ENV['auth']} must be 'none' or 'token', got {settings.auth!r}")
         if settings.auth == "token" and not settings.tls:

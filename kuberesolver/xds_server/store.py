@@ -16,6 +16,14 @@ Zones: the shared CLA makes each zone a locality. A client whose bootstrap
 names its zone (``node.locality.zone``) is served a variant that puts its own
 zone first and fails over to the others (:meth:`XdsStore.resources` with
 ``zone``), built on first use and kept until the target changes.
+
+Method timeouts: a target whose service config sets a ``methodConfig``
+``timeout`` also gets a Listener variant that carries it as each route's
+``max_stream_duration`` (:meth:`XdsStore.resources` with ``timeouts``),
+built with the plain one in ``put``. The server serves it to the clients that
+apply it correctly; grpc's C core (grpcio, C++) ends such calls 1-2 s early
+(grpc/grpc#34547) and gets the plain one. ``put`` reports the Listener when
+either version changed.
 """
 
 from __future__ import annotations
@@ -30,9 +38,11 @@ from google.protobuf import any_pb2  # type: ignore[import-untyped]
 from google.protobuf.message import Message  # type: ignore[import-untyped]
 
 from kuberesolver.policies import DEFAULT_MAX_ATTEMPTS
+from kuberesolver.service_config import method_rules
 from kuberesolver.snapshot import Snapshot
 from kuberesolver.xds_resources import (
     ENDPOINT_TYPE,
+    LISTENER_TYPE,
     TYPES,
     ResourceSpec,
     build_resources,
@@ -73,17 +83,17 @@ class XdsStore:
         authority: str = DEFAULT_AUTHORITY,
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        method_timeouts: bool = False,
     ) -> None:
         self.authority = authority
         self._max_attempts = max_attempts
-        self._method_timeouts = method_timeouts
         self._lock = threading.Lock()
         self._targets: dict[Key, tuple[Snapshot, Mapping[str, Any]]] = {}
         self._resources: dict[str, dict[str, any_pb2.Any]] = {t: {} for t in TYPES}
         self._names: dict[Key, dict[str, str]] = {}
         self._zoned: dict[str, dict[str, any_pb2.Any]] = {}
         """Per CLA name: the variants that prefer a zone, by zone."""
+        self._timed: dict[str, any_pb2.Any] = {}
+        """Per Listener name: the variant with the method timeouts (targets that set any)."""
         self._cla_keys: dict[str, Key] = {}
         self._listeners: list[Callable[[Changes], None]] = []
 
@@ -107,7 +117,6 @@ class XdsStore:
             namespace=snapshot.target.namespace,
             authority=self.authority,
             max_attempts=self._max_attempts,
-            method_timeouts=self._method_timeouts,
         )
 
     def listener(self, key: Key) -> str:
@@ -125,7 +134,12 @@ class XdsStore:
         if service_config is not None:
             snapshot = dataclasses.replace(snapshot, service_config=dict(service_config))
         try:
-            packed = _pack(build_resources(self.spec(key, snapshot), snapshot))
+            spec = self.spec(key, snapshot)
+            packed = _pack(build_resources(spec, snapshot))
+            timed = None
+            if _has_timeouts(snapshot.service_config):
+                timed_spec = dataclasses.replace(spec, method_timeouts=True)
+                timed = _pack({LISTENER_TYPE: build_resources(timed_spec, snapshot)[LISTENER_TYPE]})
         except (ValueError, TypeError) as exc:  # e.g. a port out of range: keep the last good
             raise ValueError(
                 f"{resource_name(key)} revision {snapshot.revision}: cannot build its xDS "
@@ -138,6 +152,16 @@ class XdsStore:
             for type_url, by_name in packed.items():
                 table = self._resources[type_url]
                 changed = {n for n, a in by_name.items() if _bytes(table.get(n)) != a.value}
+                if type_url == LISTENER_TYPE:  # and the variant clients with timeouts get
+                    new = timed[LISTENER_TYPE] if timed is not None else by_name
+                    changed.update(
+                        n for n, a in new.items()
+                        if _bytes(self._timed.get(n, table.get(n))) != a.value
+                    )  # fmt: skip
+                    for n in by_name:
+                        self._timed.pop(n, None)
+                    if timed is not None:
+                        self._timed.update(timed[LISTENER_TYPE])
                 if type_url == ENDPOINT_TYPE and (
                     old is None or old[0].endpoints != snapshot.endpoints
                 ):
@@ -161,6 +185,7 @@ class XdsStore:
             for type_url, name in names.items():
                 if self._resources[type_url].pop(name, None) is not None:
                     changes[type_url] = frozenset({name})
+            self._timed.pop(names.get(LISTENER_TYPE, ""), None)
             cla = names.get(ENDPOINT_TYPE)
             if cla is not None:
                 self._zoned.pop(cla, None)
@@ -177,13 +202,22 @@ class XdsStore:
         with self._lock:
             return self._targets.get(key)
 
+    def timed(self, key: Key) -> bool:
+        """Whether ``key``'s service config sets a method timeout (its Listener has a variant)."""
+        with self._lock:
+            names = self._names.get(key, {})
+            return names.get(LISTENER_TYPE, "") in self._timed
+
     def resources(
-        self, type_url: str, names: Iterable[str], zone: str = ""
+        self, type_url: str, names: Iterable[str], zone: str = "", timeouts: bool = False
     ) -> dict[str, any_pb2.Any]:
         """The resources of ``type_url`` among ``names`` that exist (packed, do not modify);
-        with ``zone``, the CLAs are the variants that prefer it."""
+        with ``zone``, the CLAs are the variants that prefer it; with ``timeouts``, the
+        Listeners carry the method timeouts as ``max_stream_duration``."""
         with self._lock:
             table = self._resources.get(type_url, {})
+            if timeouts and type_url == LISTENER_TYPE:
+                return {n: self._timed.get(n, table[n]) for n in names if n in table}
             if not zone or type_url != ENDPOINT_TYPE:
                 return {n: table[n] for n in names if n in table}
             return {n: self._zone_variant(n, zone) for n in names if n in table}
@@ -220,6 +254,10 @@ def _pack(built: Mapping[str, Mapping[str, Message]]) -> dict[str, dict[str, any
             packed[type_url][name] = any_pb2.Any()
             packed[type_url][name].Pack(message)
     return packed
+
+
+def _has_timeouts(service_config: Mapping[str, Any]) -> bool:
+    return any(rule.timeout_ns is not None for rule in method_rules(service_config))
 
 
 def _bytes(packed: any_pb2.Any | None) -> bytes | None:

@@ -30,6 +30,7 @@ from kuberesolver.xds_resources import (
     listener_name,
 )
 from kuberesolver.xds_server.bootstrap import DEFAULT_AUTHORITY, LISTENER_TEMPLATE, build_bootstrap
+from kuberesolver.xds_server.server import AdsServer, applies_stream_duration
 from kuberesolver.xds_server.settings import XdsSettings
 from kuberesolver.xds_server.store import XdsStore
 
@@ -272,6 +273,91 @@ def test_a_snapshot_that_cannot_be_served_keeps_the_last_good() -> None:
     assert len(heard) == 1
 
 
+# -- method timeouts -------------------------------------------------------------------
+
+
+def timed_config(timeout: str) -> dict[str, Any]:
+    return {"methodConfig": [{"name": [{"service": "kr.test.Echo"}], "timeout": timeout}]}
+
+
+def durations_ms(packed: Any) -> list[int | None]:
+    """Each route's ``max_stream_duration`` (ms; ``None``: none) in a packed Listener."""
+    listener, manager = listener_pb2.Listener(), hcm_pb2.HttpConnectionManager()
+    packed.Unpack(listener)
+    listener.api_listener.api_listener.Unpack(manager)
+    return [
+        r.route.max_stream_duration.max_stream_duration.ToMilliseconds()
+        if r.route.HasField("max_stream_duration")
+        else None
+        for r in manager.route_config.virtual_hosts[0].routes
+    ]
+
+
+def test_the_store_keeps_a_listener_with_the_method_timeouts() -> None:
+    store = XdsStore(AUTH)
+    key, other = ("ns", "greeter"), ("ns", "plain")
+    listener = store.listener(key)
+    first = store.put(key, snap(Endpoint("10.0.0.1", 1)), timed_config("1s"))
+    store.put(other, snap(Endpoint("10.0.0.2", 1)))
+    assert set(first) == {LISTENER_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE}
+    assert store.timed(key)
+    assert not store.timed(other)
+
+    def served(timeouts: bool, name: str = listener) -> list[int | None]:
+        return durations_ms(store.resources(LISTENER_TYPE, [name], timeouts=timeouts)[name])
+
+    assert served(False) == [None, None]  # the service's route, then the default one
+    assert served(True) == [1000, None]
+    assert served(True, store.listener(other)) == served(False, store.listener(other)) == [None]
+    cla = listener.replace("listener.v3.Listener", "endpoint.v3.ClusterLoadAssignment")
+    assert store.resources(ENDPOINT_TYPE, [cla], timeouts=True).keys() == {cla}
+
+    # a change of the timeout alone leaves the plain Listener as it was, and is reported
+    before = store.resources(LISTENER_TYPE, [listener])[listener].value
+    changed = store.put(key, snap(Endpoint("10.0.0.1", 1), revision=2), timed_config("2s"))
+    assert changed == {LISTENER_TYPE: frozenset({listener})}
+    assert store.resources(LISTENER_TYPE, [listener])[listener].value == before
+    assert served(True) == [2000, None]
+    assert store.put(key, snap(Endpoint("10.0.0.1", 1), revision=3), timed_config("2s")) == {}
+
+    # the timeout goes: the variant goes, and that is reported too
+    no_timeout = {"methodConfig": [{"name": [{"service": "kr.test.Echo"}]}]}
+    gone = store.put(key, snap(Endpoint("10.0.0.1", 1), revision=4), no_timeout)
+    assert gone == {LISTENER_TYPE: frozenset({listener})}
+    assert not store.timed(key)
+    assert served(True) == served(False) == [None, None]
+
+    store.put(key, snap(Endpoint("10.0.0.1", 1), revision=5), timed_config("1s"))
+    store.remove(key)
+    assert not store.timed(key)
+    assert store.resources(LISTENER_TYPE, [listener], timeouts=True) == {}
+    assert not store._timed  # nothing kept of a target that went
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "applies"),
+    [
+        ("gRPC Go", "1.83.2", True),  # measured, as grpcio's below
+        ("gRPC Java", "1.75.0", True),  # from its source, not measured
+        ("envoy", "1.36.0", True),  # any other named client: it applies them, or ignores them
+        ("gRPC C-core linux Python", "C-core 58.0.0 Python 1.85.4", False),  # grpcio 1.85.4
+        ("gRPC C-core linux", "C-core 58.0.0", False),  # C++ (from its source, not measured)
+        ("gRPC C-core", "", False),
+        ("", "", False),  # nameless: the safe side
+        ("  ", "1.0", False),
+    ],
+)
+def test_only_clients_that_end_calls_in_time_get_method_timeouts(
+    name: str, version: str, applies: bool
+) -> None:
+    assert applies_stream_duration(name, version) is applies
+
+
+def test_the_server_refuses_an_unknown_timeouts_mode() -> None:
+    with pytest.raises(ValueError, match="method_timeouts must be one of"):
+        AdsServer(XdsStore(AUTH), method_timeouts="some")
+
+
 # -- settings -------------------------------------------------------------------------
 
 
@@ -288,6 +374,10 @@ def test_settings_from_the_environment() -> None:
         }
     )
     assert (s.enabled, s.tls, s.address, s.authority) == (True, True, "[::]:18000", AUTH)
+    assert s.method_timeouts == "auto"
+    for value, mode in [("all", "all"), (" None ", "none"), ("AUTO", "auto"), ("", "auto")]:
+        env = {"KUBERESOLVER_XDS_METHOD_TIMEOUTS": value}
+        assert XdsSettings.from_env(env).method_timeouts == mode
 
 
 @pytest.mark.parametrize(
@@ -298,6 +388,10 @@ def test_settings_from_the_environment() -> None:
         ({"KUBERESOLVER_XDS_CLIENT_CA_FILE": "/ca"}, "needs TLS"),
         ({"KUBERESOLVER_XDS_AUTHORITY": "a/b"}, "must not hold"),
         ({"KUBERESOLVER_XDS_ADDRESS": "18000"}, "HOST:PORT"),
+        (
+            {"KUBERESOLVER_XDS_METHOD_TIMEOUTS": "go"},
+            "KUBERESOLVER_XDS_METHOD_TIMEOUTS must be 'auto', 'all' or 'none', got 'go'",
+        ),
     ],
 )
 def test_unusable_settings_name_their_variable(env: dict[str, str], problem: str) -> None:

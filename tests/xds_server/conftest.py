@@ -32,12 +32,17 @@ CLIENT = Path(__file__).with_name("_client.py")
 class ServerThread:
     """An :class:`AdsServer` on a loop of its own, on 127.0.0.1."""
 
-    def __init__(self, store: XdsStore, credentials: grpc.ServerCredentials | None = None) -> None:
+    def __init__(
+        self,
+        store: XdsStore,
+        credentials: grpc.ServerCredentials | None = None,
+        method_timeouts: str = "auto",
+    ) -> None:
         self.store = store
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="xds-loop", daemon=True)
         self.thread.start()
-        self.server = AdsServer(store)
+        self.server = AdsServer(store, method_timeouts=method_timeouts)
         self.port = self.run(self.server.start("127.0.0.1:0", credentials))
 
     def run(self, coro: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -259,3 +260,48 @@ def test_a_client_in_a_zone_prefers_it_and_fails_over(
         until(lambda: only(in_b, {"b"}), timeout_s=10, message="back to zone b")
     finally:
         in_b.close()
+
+
+TIMEOUT_1S = {"methodConfig": [{"name": [{"service": "kr.test.Echo"}], "timeout": "1s"}]}
+
+
+def test_grpcio_is_not_served_method_timeouts(
+    store: XdsStore,
+    xds: ServerThread,
+    clients: Callable[..., Client],
+    backends: Callable[..., Backend],
+) -> None:
+    b1 = backends("127.0.0.2", "b1")
+    store.put(GREETER, make_snapshot([b1.endpoint()]), TIMEOUT_1S)
+    client = clients(TARGET)
+    assert only(client, {"b1"}, n=1)
+    info = until(lambda: settled(xds, store.listener(GREETER)), timeout_s=10)
+    assert info.user_agent.startswith("gRPC C-core")  # grpcio: "gRPC C-core linux Python"
+    assert not info.timeouts
+    b1.delay_s = 2.5  # past the 1 s timeout: grpc would end the call early (grpc/grpc#34547)
+    assert client.calls(1) == {"counts": {"b1": 1}, "errors": []}
+
+
+def test_with_timeouts_for_all_grpcio_ends_the_call_early(
+    store: XdsStore, backends: Callable[..., Backend], tmp_path: Path
+) -> None:
+    b1 = backends("127.0.0.2", "b1")
+    b1.delay_s = 2.5
+    store.put(GREETER, make_snapshot([b1.endpoint()]), TIMEOUT_1S)
+    xds = ServerThread(store, method_timeouts="all")
+    try:
+        client = Client(write_bootstrap(tmp_path / "all.json", xds.uri), [TARGET])
+        try:
+            started = time.monotonic()
+            result = client.calls(1)
+            elapsed = time.monotonic() - started
+            info = until(lambda: settled(xds, store.listener(GREETER)), timeout_s=10)
+        finally:
+            client.close()
+    finally:
+        xds.stop()
+    assert result["counts"] == {}
+    assert result["errors"][0].startswith("DEADLINE_EXCEEDED"), result
+    assert elapsed < 2.5, elapsed  # the served timeout ended it, not the call's own 5 s
+    print(f"grpcio with timeouts served: DEADLINE_EXCEEDED after {elapsed:.3f} s (timeout 1 s)")
+    assert info.timeouts

@@ -251,3 +251,34 @@ async def test_a_failing_list_is_retried_and_the_server_released_at_the_deadline
         assert calls >= 1
     finally:
         await f.stop(0)
+
+
+async def test_withheld_method_timeouts_are_logged_once_per_target(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    f = feed(world)
+    assert f.server.method_timeouts == "auto"
+    world.sync()
+    world.services.set_service((NS, "s"), svc("s"))
+    timed = {"methodConfig": [{"name": [{"service": "kr.test.Echo"}], "timeout": "1s"}]}
+    f.observe((NS, "t"), "u1", target("s", serviceConfig=timed))
+    f.observe((NS, "plain"), "u2", target("s"))
+    await until(lambda: addresses(world) == [] and f.store.get((NS, "plain")) is not None)
+    world.services.set_slice((NS, "s-1"), (NS, "s"), slc("s-1", "10.0.0.1"))
+    await until(lambda: addresses(world) == ["10.0.0.1"])  # put again: no second line
+    withheld = [
+        r.getMessage() for r in caplog.records if "timeouts are not served" in r.getMessage()
+    ]
+    assert withheld == [
+        "ns/t: xDS: its methodConfig timeouts are not served to grpc C-core clients (grpcio, "
+        "C++), which end such calls 1-2 s early, grpc/grpc#34547; set the deadline on the call "
+        "there (KUBERESOLVER_XDS_METHOD_TIMEOUTS=auto)"
+    ]
+
+
+async def test_the_method_timeouts_setting_reaches_the_server() -> None:
+    for mode in ("all", "none"):
+        f = XdsFeed(
+            XdsSettings(address="127.0.0.1:0", method_timeouts=mode), ServiceStore(lambda _: None)
+        )
+        assert f.server.method_timeouts == mode
