@@ -30,7 +30,7 @@ from tests.operator.helpers import (
     snapshot_of,
     wait_published,
 )
-from tests.operator.test_ha import leader_of, lease_holder
+from tests.operator.test_ha import LEASE, leader_of, lease_holder
 from tests.xds_server.conftest import AUTHORITY, Client, write_bootstrap
 
 pytestmark = pytest.mark.integration
@@ -75,7 +75,18 @@ def reaches(c: Client, name: str) -> bool:
     return bool(got["counts"] == {name: 10})
 
 
+def _free_the_lease(api: client.ApiClient) -> None:
+    """Delete the Lease the killed leader holds for 120 s, so the next test's replica leads."""
+    namespace, name = LEASE
+    try:
+        client.CoordinationV1Api(api).delete_namespaced_lease(name, namespace)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
 def test_every_replica_serves_xds_and_a_leader_kill_costs_its_clients_nothing(
+    request: pytest.FixtureRequest,
     admin_api: client.ApiClient,
     namespace: str,
     operator_factory: Callable[..., OperatorProcess],
@@ -112,6 +123,7 @@ def test_every_replica_serves_xds_and_a_leader_kill_costs_its_clients_nothing(
     assert configmap_writes(standby) == 0  # it served the change from its own watches
 
     leader.kill()  # SIGKILL: the Lease stays held by the dead leader
+    request.addfinalizer(lambda: _free_the_lease(admin_api))  # for the tests after this one
     make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(193), ready=True)])
     for c in (of_standby, go_of_standby):
         until(lambda c=c: reaches(c, "b3"), timeout_s=30, message="b3 from the standby")
