@@ -247,7 +247,7 @@ def method_rules(service_config: Mapping[str, Any]) -> list[MethodRule]:
 
 
 TIMEOUT_NOT_APPLIED: Final = (
-    "timeout (grpcio ends such calls about 1.3 s early, grpc/grpc#34547: set it on the call)"
+    "timeout (grpcio ends such calls 1-2 s early, grpc/grpc#34547: set it on the call)"
 )
 
 

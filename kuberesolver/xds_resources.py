@@ -170,7 +170,7 @@ class ResourceSpec:
     cluster_ip_fallback: bool = True
     method_timeouts: bool = False
     """Serve ``methodConfig`` timeouts as ``max_stream_duration``: off by default, since
-    grpcio ends such calls about 1.3 s early (grpc/grpc#34547, still in 1.85)."""
+    grpcio ends such calls 1-2 s early (grpc/grpc#34547, still in 1.85)."""
 
 
 def _xdstp(authority: str, kind: str, name: str) -> str:

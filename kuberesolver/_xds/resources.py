@@ -84,7 +84,7 @@ class ChannelSpec:
     """Serve the snapshot's ClusterIPs as the lowest priority (see :func:`build_endpoints`)."""
     method_timeouts: bool = False
     """Serve ``methodConfig`` timeouts as ``max_stream_duration``. Off for grpcio, which
-    ends such calls about 1.3 s early (grpc/grpc#34547, still in 1.85); the same for
+    ends such calls 1-2 s early (grpc/grpc#34547, still in 1.85); the same for
     every channel of a process, so not part of :attr:`name`."""
 
     @property

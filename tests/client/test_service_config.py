@@ -85,7 +85,7 @@ def test_timeouts_are_not_served_to_grpcio_and_the_warning_says_why(
     with kuberesolver.insecure_channel(TARGET, snapshot_dir=root) as ch:
         # grpcio would end this 1 s call at once (0.3 s of work): it is left to the caller
         assert ch.unary_unary(UNARY)(b"", timeout=5) == b"a||0"
-    assert "methodConfig[0].timeout (grpcio ends such calls about 1.3 s early" in caplog.text
+    assert "methodConfig[0].timeout (grpcio ends such calls 1-2 s early" in caplog.text
 
 
 def test_served_timeouts_end_calls_most_specific_first_but_grpcio_ends_them_early(
