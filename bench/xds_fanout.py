@@ -61,7 +61,7 @@ from kuberesolver.xds_server.server import AdsServer
 from kuberesolver.xds_server.store import XdsStore
 from testenv import ControlPlane
 from testenv.controlplane import free_port
-from testenv.kube import api_client, apply, apply_object, documents, service_account_token
+from testenv.kube import api_client, apply, apply_cluster_rbac, service_account_token
 from testenv.operator_process import OperatorProcess
 from testenv.wait import WaitTimeout, until
 
@@ -194,9 +194,7 @@ def through_operator(
     with ControlPlane() as cp:
         admin = api_client(cp.admin_kubeconfig)
         apply(admin, ROOT / "crds", ROOT / "manifests/namespace.yaml", ROOT / "manifests/rbac.yaml")
-        for doc in documents(ROOT / "manifests/optional/xds.yaml"):  # the feed's Pod watch
-            if doc["kind"] in ("ClusterRole", "ClusterRoleBinding"):
-                apply_object(admin, doc)
+        apply_cluster_rbac(admin, ROOT / "manifests/optional/xds.yaml")  # the feed's Pod watch
         token = service_account_token(admin, "kuberesolver-system", "kuberesolver-operator")
         client.CoreV1Api(admin).create_namespace({"metadata": {"name": NS}})
         create_world(admin, targets, endpoints, live)

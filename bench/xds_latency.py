@@ -60,6 +60,7 @@ from testenv.grpc_go import xds_client
 from testenv.kube import (
     api_client,
     apply,
+    apply_cluster_rbac,
     apply_object,
     create_namespace,
     documents,
@@ -169,9 +170,7 @@ def main() -> None:
         admin = api_client(cp.admin_kubeconfig)
         core = client.CoreV1Api(admin)
         apply(admin, ROOT / "crds", ROOT / "manifests/namespace.yaml", ROOT / "manifests/rbac.yaml")
-        for doc in documents(ROOT / "manifests/optional/xds.yaml"):  # the feed's Pod watch
-            if doc["kind"] in ("ClusterRole", "ClusterRoleBinding"):
-                apply_object(admin, doc)
+        apply_cluster_rbac(admin, ROOT / "manifests/optional/xds.yaml")  # the feed's Pod watch
         create_namespace(admin, NS)
         for path in ("direct-mode-rbac.yaml", "projector-sidecar.yaml", "greeter.yaml"):
             for doc in documents(ROOT / "manifests/examples" / path):

@@ -65,6 +65,13 @@ def apply(api: client.ApiClient, *paths: Path, namespace: str | None = None) -> 
     return applied
 
 
+def apply_cluster_rbac(api: client.ApiClient, path: Path) -> list[str]:
+    """Server-side apply only the ClusterRoles and ClusterRoleBindings of ``path`` (e.g. the
+    operator's extra grant in manifests/optional/xds.yaml, without its Service)."""
+    kinds = ("ClusterRole", "ClusterRoleBinding")
+    return [apply_object(api, d) for d in documents(path) if d["kind"] in kinds]
+
+
 def apply_object(api: client.ApiClient, obj: dict[str, Any], namespace: str | None = None) -> str:
     """Server-side apply one object; returns ``kind/name``."""
     resource = until(

@@ -25,9 +25,8 @@ from testenv import ControlPlane, ensure_binaries
 from testenv.kube import (
     admin_session,
     apply,
-    apply_object,
+    apply_cluster_rbac,
     create_namespace,
-    documents,
     service_account_token,
 )
 from testenv.kube_proxy import KubeProxy
@@ -81,10 +80,7 @@ def installed(admin_api: client.ApiClient) -> list[str]:
         MANIFESTS / "namespace.yaml",
         MANIFESTS / "rbac.yaml",
     )
-    for doc in documents(MANIFESTS / "optional/xds.yaml"):
-        if doc["kind"] in ("ClusterRole", "ClusterRoleBinding"):
-            applied.append(apply_object(admin_api, doc))
-    return applied
+    return applied + apply_cluster_rbac(admin_api, MANIFESTS / "optional/xds.yaml")
 
 
 @pytest.fixture(scope="session")

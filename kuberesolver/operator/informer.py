@@ -103,6 +103,11 @@ class ServiceStore:
         return service, overlay(slices, pods, publish)
 
     @property
+    def tracks_pods(self) -> bool:
+        """Whether it keeps the Pods' readiness (it was given ``wake_pods``)."""
+        return self._wake_pods is not None
+
+    @property
     def pods(self) -> int:
         return sum(len(p) for p in self._pods.values())
 

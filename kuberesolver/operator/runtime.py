@@ -116,7 +116,7 @@ class Runtime:
             self._reflectors = service_reflectors(
                 self._watch_api, self.store, asyncio.get_running_loop()
             )
-            if self.xds is not None and self.xds.settings.pod_readiness:
+            if self.store.tracks_pods:
                 self._reflectors.append(
                     pod_reflector(self._watch_api, self.store, asyncio.get_running_loop())
                 )

@@ -45,6 +45,7 @@ from kuberesolver.xds_resources import (
     LISTENER_TYPE,
     TYPES,
     ResourceSpec,
+    build_listener,
     build_resources,
     listener_name,
 )
@@ -139,7 +140,9 @@ class XdsStore:
             timed = None
             if _has_timeouts(snapshot.service_config):
                 timed_spec = dataclasses.replace(spec, method_timeouts=True)
-                timed = _pack({LISTENER_TYPE: build_resources(timed_spec, snapshot)[LISTENER_TYPE]})
+                timed = _pack(
+                    {LISTENER_TYPE: {self.listener(key): build_listener(timed_spec, snapshot)}}
+                )
         except (ValueError, TypeError) as exc:  # e.g. a port out of range: keep the last good
             raise ValueError(
                 f"{resource_name(key)} revision {snapshot.revision}: cannot build its xDS "
