@@ -65,6 +65,13 @@ class ServerThread:
         self.loop.close()
 
 
+def acked_all(info: StreamInfo) -> bool:
+    """Whether the stream has every type and has acked every response it was sent."""
+    return len(info.responses) == 3 and all(
+        info.acked.get(t) == str(n) for t, n in info.responses.items()
+    )
+
+
 class Client:
     """A client process with one channel per target: grpcio's ``grpc.insecure_channel``
     (``_client.py``), or ``command`` (grpc-go's, same protocol)."""

@@ -15,7 +15,7 @@ from kuberesolver.xds_server.store import XdsStore
 from testenv.grpc_go import xds_client
 from testenv.wait import until
 from tests.client._support import Backend, make_snapshot
-from tests.xds_server.conftest import AUTHORITY, Client, ServerThread
+from tests.xds_server.conftest import AUTHORITY, Client, ServerThread, acked_all
 
 GREETER = ("ns", "greeter")
 TARGET = f"xds://{AUTHORITY}/greeter.ns"
@@ -66,10 +66,7 @@ def settled_as(xds: ServerThread, listener: str, agent: str, listeners: int) -> 
     acked every response and got ``listeners`` Listeners."""
     for info in xds.server.streams():
         if listener in info.subscribed.get("Listener", ()) and info.user_agent.startswith(agent):
-            acked = len(info.responses) == 3 and all(
-                info.acked.get(t) == str(n) for t, n in info.responses.items()
-            )
-            return info if acked and info.responses["Listener"] == listeners else None
+            return info if acked_all(info) and info.responses["Listener"] == listeners else None
     return None
 
 

@@ -17,7 +17,7 @@ from kuberesolver.xds_server.server import StreamInfo
 from kuberesolver.xds_server.store import XdsStore
 from testenv.wait import until
 from tests.client._support import Backend, make_snapshot
-from tests.xds_server.conftest import AUTHORITY, Client, ServerThread, write_bootstrap
+from tests.xds_server.conftest import AUTHORITY, Client, ServerThread, acked_all, write_bootstrap
 
 GREETER = ("ns", "greeter")
 OTHER = ("ns", "other")
@@ -48,11 +48,7 @@ def only(client: Client, names: set[str], index: int = 0, n: int = 20) -> bool:
 def settled(xds: ServerThread, listener: str) -> StreamInfo | None:
     """The stream subscribed to ``listener`` once it has every type and has acked every response."""
     info = xds.stream_for(listener)
-    if info is None or len(info.responses) < 3:
-        return None
-    if any(info.acked.get(t) != str(n) for t, n in info.responses.items()):
-        return None
-    return info
+    return info if info is not None and acked_all(info) else None
 
 
 def routed(xds: ServerThread, listener: str) -> StreamInfo | None:
