@@ -12,6 +12,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/versions.env"
 cache=${KUBERESOLVER_TESTENV_CACHE:-$HOME/.cache/kuberesolver-testenv}
 bin="$cache/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION/bin"
+# One build at a time per cache: concurrent runs (parallel test workers, two
+# checkouts) wait for the first and then find its binaries.
+mkdir -p "$cache"
+exec 9>"$cache/.build.lock"
+flock 9
 bash "$here/build-tools.sh" "$bin"  # kubectl and helm, each only when missing
 
 mkdir -p "$bin"
