@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 import kuberesolver
-from kuberesolver.projector.atomic_writer import write_atomic
-from kuberesolver.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, encode, load
-from kuberesolver.target import parse_target
-from kuberesolver.watch import SnapshotNotFound, SnapshotWatcher, locate
+from kuberesolver.client.sources.file import SnapshotNotFound, SnapshotWatcher, locate
+from kuberesolver.client.target import parse_target
+from kuberesolver.core.atomic_writer import write_atomic
+from kuberesolver.core.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, encode, load
 from testenv.wait import until
 from tests.client._support import make_snapshot, publish
 
@@ -211,7 +211,7 @@ def test_bad_updates_are_logged_and_the_last_good_is_kept(
     until(lambda: logged in caplog.text, timeout_s=10)
     assert w.snapshot.revision == 1
     assert rec.revisions() == []
-    records = [r for r in caplog.records if r.name == "kuberesolver.watch"]
+    records = [r for r in caplog.records if r.name == "kuberesolver.client.sources.file"]
     assert records
     assert all(r.levelno == logging.ERROR for r in records)
     # and a good one afterwards is applied
