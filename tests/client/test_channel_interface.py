@@ -105,7 +105,7 @@ def test_user_code_type_checks_under_mypy_strict(tmp_path: Path, bad: bool) -> N
         timeout=300,
     )
     text = out.stdout
-    assert 'Revealed type is "kuberesolver.aio.Channel"' in text, text
+    assert 'Revealed type is "kuberesolver.client.aio.Channel"' in text, text
     assert 'Revealed type is "kuberesolver.client.channel.Channel"' in text, text
     assert 'Revealed type is "kuberesolver.core.snapshot.Snapshot"' in text, text
     errors = [line for line in text.splitlines() if ": error:" in line]

@@ -211,7 +211,7 @@ def test_bad_updates_are_logged_and_the_last_good_is_kept(
     until(lambda: logged in caplog.text, timeout_s=10)
     assert w.snapshot.revision == 1
     assert rec.revisions() == []
-    records = [r for r in caplog.records if r.name == "kuberesolver.client.sources.file"]
+    records = [r for r in caplog.records if r.name == "kuberesolver.watch"]
     assert records
     assert all(r.levelno == logging.ERROR for r in records)
     # and a good one afterwards is applied

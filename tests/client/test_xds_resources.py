@@ -10,7 +10,7 @@ from envoy.config.core.v3 import health_check_pb2 as hc
 
 from kuberesolver.client.settings import resolve
 from kuberesolver.core.snapshot import Endpoint
-from kuberesolver.xds import bootstrap
+from kuberesolver.xds import bootstrap_inprocess as bootstrap
 from kuberesolver.xds.channel_resources import (
     AUTHORITY,
     ChannelSpec,

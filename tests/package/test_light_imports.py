@@ -64,7 +64,9 @@ def test_lazy_names_resolve() -> None:
         _ = kuberesolver.no_such_name  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("path", ["direct.register", "aio.insecure_channel", "server.DrainableServer"])
+@pytest.mark.parametrize(
+    "path", ["direct.register", "aio.insecure_channel", "server.DrainableServer"]
+)
 def test_submodules_are_reached_from_the_bare_package(path: str) -> None:
     """``import kuberesolver`` then ``kuberesolver.aio.insecure_channel``: lazy, yet there."""
     module, attr = path.split(".")

@@ -62,7 +62,7 @@ def test_kubernetes_target_through_the_operator_follows_the_store(
     client = library_clients("kubernetes:///greeter.ns:grpc", aio=aio)
     info = json.loads(client._line())
     assert info["types"] == [
-        "kuberesolver.aio.Channel" if aio else "kuberesolver.client.channel.Channel"
+        "kuberesolver.client.aio.Channel" if aio else "kuberesolver.client.channel.Channel"
     ]
     assert info["grpc"] == [True]
     assert "follows the operator's xDS" in info["snapshots"][0]

@@ -2,7 +2,7 @@
 
 No snapshot file and no in-process xDS server: the channel is grpc's own on
 ``xds://<authority>/<service>.<namespace>``, served by the operator
-(kuberesolver/xds_server). The mapping assumes the GrpcTarget is named after
+(:mod:`kuberesolver.xds.ads_aio`). The mapping assumes the GrpcTarget is named after
 its Service (as the README's examples do) and lives in the Service's
 namespace: ``kubernetes:///greeter.shop:grpc`` -> ``xds://xds.kuberesolver.io/greeter.shop``.
 The target's port is not used: the GrpcTarget's ``spec.port`` decides it.
@@ -46,8 +46,8 @@ __all__ = [
 ]
 
 DEFAULT_AUTHORITY: Final = "xds.kuberesolver.io"
-"""The operator's default authority (kuberesolver.xds.bootstrap, which the client
-may not import)."""
+"""The operator's default authority: the same value as
+:data:`kuberesolver.xds.bootstrap.DEFAULT_AUTHORITY`, still defined twice."""
 ENV_AUTHORITY: Final = "KUBERESOLVER_XDS_AUTHORITY"
 ENV_SERVER: Final = "KUBERESOLVER_XDS_SERVER"
 ENV_SERVER_CA_FILE: Final = "KUBERESOLVER_XDS_SERVER_CA_FILE"
