@@ -46,7 +46,7 @@ def _resource(call: ast.Call | None) -> str:
 
 def test_only_read_only_handlers_and_each_named_resource_then_event() -> None:
     registered: dict[str, str] = {}
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         for name, kind, call in _kopf_decorators(ast.parse(path.read_text(), str(path))):
             assert kind in READ_ONLY, f"{path.name}: {name} uses kopf.{kind} (writes or finalizes)"
             resource = _resource(call)
@@ -62,9 +62,10 @@ def test_only_read_only_handlers_and_each_named_resource_then_event() -> None:
 
 
 def test_foreign_resources_are_not_kopfs() -> None:
-    """Services and EndpointSlices are watched by the operator's own reflectors (informer.py),
-    which only list and watch: kopf's per-object machinery costs minutes at 100,000 endpoints."""
-    for path in sorted(PACKAGE.glob("*.py")):
+    """Services and EndpointSlices are watched by the operator's own reflectors
+    (runtime/informer.py), which only list and watch: kopf's per-object machinery costs
+    minutes at 100,000 endpoints."""
+    for path in sorted(PACKAGE.rglob("*.py")):
         for name, _, call in _kopf_decorators(ast.parse(path.read_text(), str(path))):
             assert _resource(call) not in ("services", "endpointslices"), f"{path.name}: {name}"
 

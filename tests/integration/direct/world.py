@@ -17,7 +17,7 @@ from kubernetes import client
 from testenv.netns import pod_ip
 from testenv.workloads import create_node, create_pod
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RBAC = ROOT / "manifests/examples/direct-mode-rbac.yaml"
 SA = "greeter-direct-client"
 PORT = 50051

@@ -30,7 +30,7 @@ from tests.integration.operator.helpers import (
     wait_published,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from testenv import ControlPlane
 from testenv.kube import apply_object, documents, service_account_token
 from testenv.wait import until
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.integration
 

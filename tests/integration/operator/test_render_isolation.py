@@ -35,7 +35,7 @@ from tests.integration.operator.helpers import (
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LATENCY_BOUND_MS = 500
 """A change is usually published in tens of milliseconds; a render on the event loop stalls it
 for the whole render (here: forever)."""

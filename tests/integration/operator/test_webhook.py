@@ -24,7 +24,7 @@ from testenv.operator_process import OperatorProcess
 from testenv.wait import until
 from tests.integration.operator.helpers import create_target
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MOUNT_ROOT = "/var/run/kuberesolver"
 
 pytestmark = pytest.mark.integration

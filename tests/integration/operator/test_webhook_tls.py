@@ -32,7 +32,7 @@ from tests.adoption._kubelet import run_pod
 from tests.integration.operator.helpers import create_target
 from tests.integration.operator.test_webhook import INJECT, MOUNT_ROOT, pod, recreate
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SYSTEM = "kuberesolver-system"
 SECRET = "kuberesolver-webhook-tls"
 CONFIGURATION = "kuberesolver-mounts"

@@ -25,7 +25,7 @@ from testenv.wait import until
 from tests.integration.operator.helpers import create_target
 from tests.integration.operator.test_webhook import INJECT, create, pod, recreate, registered
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TOKEN_DIR = "/var/run/secrets/kuberesolver"
 XDS = {"kuberesolver.io/xds": "true"}
 ADDED_ENV = ("GRPC_XDS_BOOTSTRAP_CONFIG", "GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS")
