@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
+# one folder per component; none of them needs the control plane or root
+UNIT_TESTS := tests/core tests/kube tests/xds tests/client tests/operator tests/projector tests/package tests/testenv
 
 .PHONY: install controlplane demo test test-unit lint bench package clean
 
@@ -25,7 +27,7 @@ test: install controlplane  ## the whole suite: unit, client, integration and en
 	$(PY) -m pytest
 
 test-unit: install  ## only what needs no control plane
-	$(PY) -m pytest tests/unit tests/client tests/xds_server
+	$(PY) -m pytest $(UNIT_TESTS)
 
 lint: install  ## ruff and mypy strict
 	$(VENV)/bin/ruff check kuberesolver tests testenv bench demo

@@ -1,6 +1,6 @@
 """From a pod marked Ready to the first RPC that reaches it: the operator's xDS vs files vs Go.
 
-Issue 12 §5. One control plane, one Service, five clients calling side by side
+One control plane, one Service, five clients calling side by side
 (each its own process):
 
 - ``grpcio_xds``: plain ``grpc.insecure_channel("xds://xds.kuberesolver.io/greeter.bench")``
@@ -53,7 +53,7 @@ from _common import emit, percentile
 from direct_latency import NS, PORT, go_client, in_namespace, slice_has, start
 from kubernetes import client
 
-from kuberesolver.xds_server.bootstrap import DEFAULT_AUTHORITY, build_bootstrap, dumps
+from kuberesolver.xds.bootstrap import DEFAULT_AUTHORITY, build_bootstrap, dumps
 from testenv import ControlPlane, ensure_binaries
 from testenv.controlplane import free_port
 from testenv.grpc_go import xds_client

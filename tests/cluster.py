@@ -1,11 +1,12 @@
-"""The real control plane, for the folders whose tests need one (integration, operator, e2e).
+"""The real control plane, for the folders whose tests need one (integration, e2e, adoption).
 
 Each of those folders' ``conftest.py`` calls :func:`configure` from its
 ``pytest_configure``: the first call finds or builds the binaries while the
 network is reachable, moves the test process into its private network
 namespace (see testenv/netns.py) and registers this module's fixtures, once
-for the whole session. The unit and client tests never load it: they run as
-an ordinary user, without binaries and without a network namespace.
+for the whole session. The component folders (core, client, xds, operator, ...)
+never load it: they run as an ordinary user, without binaries and without a
+network namespace.
 
 The control plane starts once per session, only when a test asks for it. It is
 never skipped: a missing binary is built.

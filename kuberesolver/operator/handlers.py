@@ -1,11 +1,11 @@
 """The kopf handlers: a few lines each, over :mod:`.runtime` and the pure modules.
 
 - ``operator_startup`` / ``operator_cleanup``: create the
-  :class:`~kuberesolver.operator.runtime.Runtime` (which takes part in the
+  :class:`~kuberesolver.operator.runtime.runtime.Runtime` (which takes part in the
   Lease election) and close it.
 - Services and EndpointSlices are not kopf's: the runtime's own watches
-  (:mod:`.informer`) keep them, far cheaper at 100,000 endpoints.
-- ``grpctarget_event`` tells :class:`~kuberesolver.operator.targets.Targets`
+  (:mod:`.runtime.informer`) keep them, far cheaper at 100,000 endpoints.
+- ``grpctarget_event`` tells :class:`~kuberesolver.operator.runtime.targets.Targets`
   of every GrpcTarget version and deletion; the operator's own task per
   target (while this replica holds the Lease) plans and writes.
 
@@ -22,14 +22,14 @@ from typing import Any
 
 import kopf
 
-from kuberesolver.operator.events import REPORTER
-from kuberesolver.operator.kube import Kube
-from kuberesolver.operator.metrics import Metrics
-from kuberesolver.operator.render_pool import RenderPool
-from kuberesolver.operator.runtime import Runtime
+from kuberesolver.operator.logic.spec import GROUP, PLURAL, VERSION, plain
+from kuberesolver.operator.runtime.events import REPORTER
+from kuberesolver.operator.runtime.kube import Kube
+from kuberesolver.operator.runtime.metrics import Metrics
+from kuberesolver.operator.runtime.runtime import Runtime
+from kuberesolver.operator.sandbox.render_pool import RenderPool
 from kuberesolver.operator.settings import Settings, SettingsError
-from kuberesolver.operator.spec import GROUP, PLURAL, VERSION, plain
-from kuberesolver.xds_server.settings import XdsSettings
+from kuberesolver.xds.settings import XdsSettings
 
 __all__ = [
     "grpctarget_event",

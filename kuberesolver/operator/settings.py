@@ -31,7 +31,7 @@ Every setting carries its unit in its name. The environment variables are:
     and process id; the Deployment passes the Pod's name).
 ``KUBERESOLVER_RENDER_WORKERS``
     How many worker processes render the GrpcTargets' templates (default 2).
-    Templates never run in the operator's own process (:mod:`.render_pool`).
+    Templates never run in the operator's own process (:mod:`.sandbox.render_pool`).
 ``KUBERESOLVER_RENDER_CPU_S``
     The CPU time one render may use, in whole seconds (default 2); past it
     the worker is killed and the target gets ``Rendered=False, RenderTimeout``.

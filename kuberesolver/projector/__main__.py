@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from kuberesolver.kubeconfig import load_client
+from kuberesolver.kube.kubeconfig import load_client
 from kuberesolver.projector.configmap_watch import ConfigMapProjector
 
 _MISSING_EXTRA = (

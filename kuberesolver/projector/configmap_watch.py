@@ -7,7 +7,7 @@ selector ``metadata.name=<name>``.
 Behaviour:
 
 - each ADDED or MODIFIED version is written with
-  :func:`~kuberesolver.projector.atomic_writer.write_atomic` (nothing is
+  :func:`~kuberesolver.core.atomic_writer.write_atomic` (nothing is
   written when the content is the same);
 - a deleted or absent ConfigMap leaves the directory as it was (as kubelet
   does): never an empty projection because something went missing;
@@ -33,9 +33,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from kuberesolver.projector.atomic_writer import write_atomic
+from kuberesolver.core.atomic_writer import write_atomic
+from kuberesolver.core.backoff import backoff_s
 from kuberesolver.projector.lag import Lagged
-from kuberesolver.retry import backoff_s
 
 __all__ = ["ConfigMapProjector", "files_of"]
 
