@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from kubernetes import client
 
 from testenv.node import Node
@@ -13,9 +14,10 @@ from tests.node.workloads import http_get, pod_with_config_map
 
 # kubelet re-reads a Pod's ConfigMaps on each pod sync: every syncFrequency (plus
 # jitter) once the Pod has settled. Well above that:
-REFRESH_BOUND_S = 4 * SYNC_FREQUENCY_S
+REFRESH_BOUND_S = 3 * SYNC_FREQUENCY_S
 
 
+@pytest.mark.timeout(SYNC_FREQUENCY_S + 2 * REFRESH_BOUND_S)  # the edits' bounds, and the Pod's
 def test_a_config_map_edit_reaches_the_file_in_the_running_container(
     one_node: list[Node], node_api: client.ApiClient, node_namespace: str
 ) -> None:
