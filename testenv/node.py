@@ -324,21 +324,20 @@ class Node(Started):
 
     def stop(self) -> None:
         """Drain, stop kubelet and containerd, end what is left of the node, clean up."""
-        if self.containerd is None and self.kubelet is None:
-            return
-        with contextlib.suppress(Exception):
-            self._drain()
-        if self.containerd is not None and self.containerd.alive():
-            self._container_ids |= set(self._ctr("containers", "ls", "-q").stdout.split())
-        for proc in (self.kubelet, self.containerd):
-            if proc is not None:
-                proc.stop()
-        self.kubelet = self.containerd = None
-        self._end_processes()
-        self._remove_cgroups()
-        with contextlib.suppress(Exception):
-            self._delete_node_object()
-        if self._link_exists():
+        if self.containerd is not None or self.kubelet is not None:
+            with contextlib.suppress(Exception):
+                self._drain()
+            if self.containerd is not None and self.containerd.alive():
+                self._container_ids |= set(self._ctr("containers", "ls", "-q").stdout.split())
+            for proc in (self.kubelet, self.containerd):
+                if proc is not None:
+                    proc.stop()
+            self.kubelet = self.containerd = None
+            self._end_processes()
+            self._remove_cgroups()
+            with contextlib.suppress(Exception):
+                self._delete_node_object()
+        if self._link_exists():  # also after a start() that failed before containerd ran
             _run("ip", "link", "del", self.layout.bridge)
 
     def _drain(self, timeout_s: float = 60.0) -> None:
