@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -104,7 +105,9 @@ def write_archive(binary: Path, repository: str, directory: Path) -> Image:
         **{f"blobs/sha256/{d.removeprefix('sha256:')}": (b, 0o644) for d, b in blobs.items()},
     }
     directory.mkdir(parents=True, exist_ok=True)
-    partial = archive.with_suffix(".partial")
+    partial = archive.with_suffix(
+        f".{os.getpid()}.partial"
+    )  # concurrent sessions each write theirs
     partial.write_bytes(layer_tar(files))
     partial.replace(archive)
     return Image(name, archive)
