@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # one folder per component; none of them needs the control plane or root
 UNIT_TESTS := tests/core tests/kube tests/xds tests/client tests/operator tests/projector tests/package tests/testenv
 
-.PHONY: install controlplane demo test test-unit lint bench package clean
+.PHONY: install controlplane demo test test-unit test-node lint bench package clean
 
 install: $(STAMP)  ## a .venv with the package, its extras and the dev tools (idempotent)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[operator,metrics,direct]' --group dev
 	touch $(STAMP)
 
-controlplane:  ## build (or find) the cached kube-apiserver, kube-controller-manager and etcd
+controlplane:  ## build (or find) the cached control plane, kubelet, kube-scheduler and the node's images
 	bash testenv/build.sh
 
 demo: install controlplane  ## control plane + operator + real gRPC backends + a client, shown working
@@ -28,6 +28,9 @@ test: install controlplane  ## the whole suite: unit, client, integration and en
 
 test-unit: install  ## only what needs no control plane
 	$(PY) -m pytest $(UNIT_TESTS)
+
+test-node: install controlplane  ## only the real-node tests (containerd and kubelet run real Pods)
+	$(PY) -m pytest tests/node
 
 lint: install  ## ruff and mypy strict
 	$(VENV)/bin/ruff check kuberesolver tests testenv bench demo

@@ -12,7 +12,7 @@ modfile=$(cd "$here" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VER
 
 cd "$here/kubernetes"
 {
-  echo "// Wrapper module: builds kube-apiserver, kube-controller-manager and kube-proxy for tests."
+  echo "// Wrapper module: builds kube-apiserver, kube-controller-manager, kube-proxy, kube-scheduler and kubelet for tests."
   echo "module kuberesolver.local/testenv/kubernetes"
   echo
   grep -E '^go ' "$modfile"
@@ -23,6 +23,8 @@ cd "$here/kubernetes"
   echo "	k8s.io/kubernetes/cmd/kube-apiserver"
   echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
   echo "	k8s.io/kubernetes/cmd/kube-proxy"
+  echo "	k8s.io/kubernetes/cmd/kube-scheduler"
+  echo "	k8s.io/kubernetes/cmd/kubelet"
   echo ")"
   echo
   echo "replace ("
