@@ -3,9 +3,13 @@
 - :mod:`.resources`: the Listener, RouteConfiguration, Cluster and
   ClusterLoadAssignment builders, shared by both servers;
   :mod:`.channel_resources`: the client's channel spec and its resource names.
+- :mod:`.ads_core`: the ADS protocol of one stream, without I/O (subscriptions,
+  versions, nonces, ACK and NACK per resource); both servers are transports on it.
+- :mod:`.bootstrap`: the one bootstrap builder (standard library only).
 - :mod:`.ads_inprocess`: the client's in-process ADS server (sync grpc, on a
   private unix socket), that feeds grpc's own xDS client;
-  :mod:`.bootstrap_inprocess`: the process-wide bootstrap that points at it;
+  :mod:`.bootstrap_inprocess`: publishes the process-wide bootstrap that points
+  at it (and the operator's authority, for ``source="operator"``);
   :mod:`.serving`: the server-side Listener of :mod:`kuberesolver.server`;
   :mod:`.orca`: backend load reports.
 - :mod:`.ads_aio`: the operator's ADS server on grpc.aio, for grpc clients in any
@@ -13,8 +17,7 @@
   keyed by ``(namespace, name)``), :mod:`.metrics`, :mod:`.settings`,
   :mod:`.auth` (who may see a target: TokenReview and SubjectAccessReview
   bodies, the decision cache; the host hands :class:`~.ads_aio.AdsServer` an
-  ``authorizer``) and :mod:`.bootstrap` (the bootstrap that points clients at
-  it, for ``python -m kuberesolver bootstrap`` and the webhook).
+  ``authorizer``); :data:`.bootstrap.DEFAULT_AUTHORITY` is its authority.
 
 Importing this package loads nothing heavy; its modules do (grpc, xds-protos,
 prometheus-client), except :mod:`.bootstrap`, :mod:`.settings` and :mod:`.auth`

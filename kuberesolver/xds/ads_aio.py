@@ -14,12 +14,9 @@ What a stream is sent (state of the world, as the xDS protocol allows it):
   stream (EDS is not a full-state type);
 - a store change reaches only the streams subscribed to a changed name.
 
-A NACK (a request whose ``error_detail`` is set) is logged and counted
-(``kuberesolver_xds_nacks_total``). The resources it blames (named in grpc's
-message, else all that changed) are remembered as refused by that stream: the
-stream is served its last accepted version of them until they change again,
-and never the refused content twice. The others in that response count as
-accepted, as grpc keeps the valid resources of a refused response (gRFC A46).
+The protocol of each stream (subscriptions, nonces, what to send, ACK and NACK
+per resource) is :class:`~.ads_core.AdsStream`'s. A NACK is logged and counted
+(``kuberesolver_xds_nacks_total``).
 
 Wildcard subscriptions (an empty name list) get nothing: every resource must
 be asked for by name. Delta xDS is not offered (UNIMPLEMENTED).
@@ -45,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import threading
 import time
@@ -56,11 +52,11 @@ from typing import Any, Protocol
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
-from google.protobuf import any_pb2  # type: ignore[import-untyped]
 
+from kuberesolver.xds.ads_core import AdsStream, Answer
 from kuberesolver.xds.auth import token_expiry
 from kuberesolver.xds.metrics import XdsMetrics, short_type
-from kuberesolver.xds.resources import CLUSTER_TYPE, LISTENER_TYPE, TYPES
+from kuberesolver.xds.resources import TYPES
 from kuberesolver.xds.settings import METHOD_TIMEOUTS
 from kuberesolver.xds.store import Changes, Key, XdsStore, key_of
 
@@ -84,12 +80,6 @@ _OPTIONS = [
     # and let clients ping us as often as grpc's own xDS clients may
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
 ]
-
-_MAX_PENDING = 16
-"""Unanswered responses remembered per stream and type (grpc answers each one in turn)."""
-
-_FULL_STATE = frozenset({LISTENER_TYPE, CLUSTER_TYPE})
-"""The types whose every response carries the whole subscribed set."""
 
 
 def applies_stream_duration(user_agent_name: str, user_agent_version: str = "") -> bool:
@@ -157,25 +147,6 @@ class StreamInfo:
     nacks: int
 
 
-@dataclass
-class _TypeState:
-    names: frozenset[str] = frozenset()
-    sent: dict[str, any_pb2.Any] = field(default_factory=dict)
-    """What the client holds, as far as we know: the last sent (or accepted) version."""
-    good: dict[str, any_pb2.Any] = field(default_factory=dict)
-    """The last version the client accepted, by name."""
-    refused: dict[str, bytes] = field(default_factory=dict)
-    """Content the client refused, by name: never sent to it again."""
-    pending: dict[int, dict[str, any_pb2.Any]] = field(default_factory=dict)
-    """Responses not yet answered, by nonce."""
-    dirty: bool = False
-    full: bool = False
-    """Send the full subscribed set (Listener, Cluster) even if it looks unchanged."""
-    version: int = 0
-    responses: int = 0
-    acked: str = ""
-
-
 @dataclass(eq=False)
 class _Stream:
     peer: str
@@ -183,10 +154,9 @@ class _Stream:
     zone: str = ""
     user_agent: str = ""
     timeouts: bool = False
-    types: dict[str, _TypeState] = field(default_factory=dict)
+    core: AdsStream = field(default_factory=AdsStream)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
-    nacks: int = 0
     token: str = ""
     decisions: dict[Key, bool] = field(default_factory=dict)
     """Which targets this client may see (with an authorizer); absent: not decided yet."""
@@ -224,7 +194,6 @@ class AdsServer:
         self.port = 0
         self._lock = threading.Lock()  # guards _streams and their state: streams() reads it
         self._streams: set[_Stream] = set()
-        self._nonce = itertools.count(1)
         self._server: grpc.aio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unlisten: Any = None
@@ -288,10 +257,10 @@ class AdsServer:
                     zone=s.zone,
                     user_agent=s.user_agent,
                     timeouts=s.timeouts,
-                    subscribed={short_type(t): st.names for t, st in s.types.items()},
-                    responses={short_type(t): st.responses for t, st in s.types.items()},
-                    acked={short_type(t): st.acked for t, st in s.types.items()},
-                    nacks=s.nacks,
+                    subscribed={short_type(t): st.names for t, st in s.core.types.items()},
+                    responses={short_type(t): st.responses for t, st in s.core.types.items()},
+                    acked={short_type(t): st.acked for t, st in s.core.types.items()},
+                    nacks=s.core.nacks,
                 )
                 for s in self._streams
             ]
@@ -299,7 +268,7 @@ class AdsServer:
     def pending(self) -> int:
         """Responses sent and not yet answered, over every stream and type."""
         with self._lock:
-            return sum(len(st.pending) for s in self._streams for st in s.types.values())
+            return sum(s.core.pending() for s in self._streams)
 
     # -- store changes -----------------------------------------------------
 
@@ -317,12 +286,8 @@ class AdsServer:
                 for key in changed_keys:  # a no for a target that was not there yet: ask again
                     if stream.decisions.get(key) is False:
                         del stream.decisions[key]
-                woken = False
-                for type_url, names in changes.items():
-                    st = stream.types.get(type_url)
-                    if st is not None and not st.names.isdisjoint(names):
-                        st.dirty = woken = True
-                if woken:
+                woken = [stream.core.changed(t, names) for t, names in changes.items()]
+                if any(woken):
                     stream.wake.set()
 
     # -- one stream --------------------------------------------------------
@@ -379,8 +344,8 @@ class AdsServer:
     def _recheck(self, stream: _Stream) -> None:
         with self._lock:
             stream.decisions.clear()
-            for st in stream.types.values():
-                st.dirty = True
+            for type_url in TYPES:
+                stream.core.touch(type_url)
         stream.wake.set()
         loop = asyncio.get_running_loop()
         stream.timers["recheck"] = loop.call_later(self.recheck_s, self._recheck, stream)
@@ -411,9 +376,9 @@ class AdsServer:
         with self._lock:
             stream.pending_keys.discard(key)
             stream.decisions[key] = allowed
-            for st in stream.types.values():
-                if any(key_of(n) == key for n in st.names):
-                    st.dirty = True
+            for type_url in TYPES:
+                if any(key_of(n) == key for n in stream.core.subscribed(type_url)):
+                    stream.core.touch(type_url)
         stream.wake.set()
 
     async def _read(self, stream: _Stream, context: grpc.aio.ServicerContext[Any, Any]) -> None:
@@ -440,127 +405,44 @@ class AdsServer:
             stream.user_agent = f"{agent} {version}".strip()
             if self.method_timeouts == "auto":
                 stream.timeouts = applies_stream_duration(agent, version)
-        type_url = request.type_url
-        if type_url not in TYPES:
-            log.debug("%s asked for unknown type %s", stream.peer, type_url)
+        if request.type_url not in TYPES:
+            log.debug("%s asked for unknown type %s", stream.peer, request.type_url)
             return
-        st = stream.types.setdefault(type_url, _TypeState())
-        nonce = int(request.response_nonce) if request.response_nonce.isdigit() else 0
-        answered = st.pending.pop(nonce, None)
-        if answered is not None:
-            for older in [n for n in st.pending if n < nonce]:
-                del st.pending[older]
-            if request.HasField("error_detail"):
-                self._refused(stream, type_url, st, answered, request)
-            else:
-                self._accepted(type_url, st, answered, request.version_info)
-        names = frozenset(request.resource_names)
-        if names != st.names:
-            for gone in st.names - names:
-                st.sent.pop(gone, None)
-                st.good.pop(gone, None)
-                st.refused.pop(gone, None)
-            st.names = names
-            st.dirty = True
-            st.full = type_url in _FULL_STATE
+        answer = stream.core.receive(request)
+        if answer is not None:
+            self._answered(stream, answer)
+        if stream.core.dirty():
             stream.wake.set()
 
-    def _accepted(
-        self, type_url: str, st: _TypeState, answered: dict[str, any_pb2.Any], version: str
-    ) -> None:
-        if type_url in _FULL_STATE:
-            st.good = dict(answered)
-        else:
-            st.good.update(answered)
-        st.acked = version
-        self.metrics.acks.labels(short_type(type_url)).inc()
-
-    def _refused(
-        self,
-        stream: _Stream,
-        type_url: str,
-        st: _TypeState,
-        answered: dict[str, any_pb2.Any],
-        request: discovery_pb2.DiscoveryRequest,
-    ) -> None:
-        message = request.error_detail.message
-        blamed = {n for n in answered if n in message} or {
-            n for n, a in answered.items() if n not in st.good or st.good[n].value != a.value
-        }
-        for name, packed in answered.items():
-            if name not in blamed:
-                st.good[name] = packed
-                continue
-            st.refused[name] = packed.value
-            if name in st.good:
-                st.sent[name] = st.good[name]
-            else:
-                st.sent.pop(name, None)
-        stream.nacks += 1
-        self.metrics.nacks.labels(short_type(type_url)).inc()
+    def _answered(self, stream: _Stream, answer: Answer) -> None:
+        kind = short_type(answer.type_url)
+        if not answer.nack:
+            self.metrics.acks.labels(kind).inc()
+            return
+        self.metrics.nacks.labels(kind).inc()
         log.warning(
-            "xDS client %s (node %r) refused %s version %s (%s), keeping version %s: %s",
+            "xDS client %s (node %r) refused %s version %s (%s); the rest of it stands: %s",
             stream.peer,
             stream.node_id,
-            short_type(type_url),
-            st.version,
-            ", ".join(sorted(blamed)) or "-",
-            request.version_info or "none",
-            message,
+            kind,
+            answer.version,
+            ", ".join(sorted(answer.refused)) or "-",
+            answer.message,
         )
 
     def _responses(self, stream: _Stream) -> Iterator[discovery_pb2.DiscoveryResponse]:
-        for type_url in TYPES:
-            st = stream.types.get(type_url)
-            if st is None or not st.dirty:
-                continue
-            st.dirty = False
-            offer: dict[str, any_pb2.Any] = {}
+        for type_url in stream.core.dirty():
+            names = stream.core.subscribed(type_url)
+            if self.authorizer is not None and self._undecided(stream, names):
+                continue  # answered once every decision is in (the type stays dirty)
             current = self.store.resources(
-                type_url, sorted(st.names), zone=stream.zone, timeouts=stream.timeouts
+                type_url, sorted(names), zone=stream.zone, timeouts=stream.timeouts
             )
             if self.authorizer is not None:
-                if self._undecided(stream, st.names):
-                    st.dirty = True  # answered once every decision is in
-                    continue
                 current = {n: a for n, a in current.items() if _allowed(stream, n)}
-            for name, packed in current.items():
-                if st.refused.get(name) == packed.value:
-                    if name in st.good:  # refused before: keep the last good one
-                        offer[name] = st.good[name]
-                    continue
-                st.refused.pop(name, None)  # changed since: try again
-                offer[name] = packed
-            if type_url in _FULL_STATE:
-                same = offer.keys() == st.sent.keys() and all(
-                    st.sent[n].value == a.value for n, a in offer.items()
-                )
-                if same and not st.full:
-                    continue
-                st.full = False
-                send = offer
-                st.sent = dict(offer)
-            else:
-                send = {
-                    n: a
-                    for n, a in offer.items()
-                    if n not in st.sent or st.sent[n].value != a.value
-                }
-                if not send:
-                    continue
-                st.sent.update(send)
-            st.version += 1
-            st.responses += 1
-            nonce = next(self._nonce)
-            st.pending[nonce] = dict(send)
-            while len(st.pending) > _MAX_PENDING:  # a client that never answers
-                del st.pending[next(iter(st.pending))]
-            yield discovery_pb2.DiscoveryResponse(
-                version_info=str(st.version),
-                type_url=type_url,
-                nonce=str(nonce),
-                resources=[send[n] for n in sorted(send)],
-            )
+            response = stream.core.respond(type_url, current)
+            if response is not None:
+                yield response
 
 
 def _allowed(stream: _Stream, name: str) -> bool:

@@ -5,12 +5,14 @@ resources :mod:`kuberesolver.xds.channel_resources` builds. grpc (since 1.62) ke
 one xDS client per channel target, so there is one ADS stream per distinct
 kuberesolver target (channel spec) in use; each costs two threads here.
 
-Protocol notes (state of the world): every response for a type carries all the
-subscribed resources of that type that exist; a resource left out of an LDS or
-CDS response is deleted. A NACK (a request with ``error_detail``) is logged as
-an error, reported to :attr:`AdsServer.on_nack` and not answered: grpc keeps
-the last version it accepted, and the refused one stays refused until the
-resources change.
+The protocol of each stream is :class:`~.ads_core.AdsStream`'s. Versions are
+counted per type over the whole server, so :meth:`AdsServer.publish` can say
+which version to await; a publish that changes a type sends every stream
+subscribed to that type the whole subscribed set again, with the new version.
+A NACK refuses only the resources it blames: they are logged as an error and
+reported to :attr:`AdsServer.on_nack`, the rest of that response to
+:attr:`AdsServer.on_ack`; grpc keeps the last version it accepted of the
+refused ones, and they are not sent again until they change.
 
 A removed resource is kept until no stream subscribes to it any more: grpc
 unsubscribes when its last channel of a target closes, and deleting first
@@ -19,7 +21,6 @@ would make grpc's xDS client log that the resource does not exist.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import queue
@@ -36,6 +37,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2  # type: ignore[import-untyped]
 from google.protobuf.message import Message  # type: ignore[import-untyped]
 
+from kuberesolver.xds.ads_core import AdsStream
 from kuberesolver.xds.channel_resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
 
 __all__ = ["AdsServer"]
@@ -47,19 +49,12 @@ _MAX_STREAMS = 1024
 _MAX_UNIX_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 
 
-@dataclass
-class _Subscription:
-    names: frozenset[str] = frozenset()
-    sent_version: int = -1
-    sent_names: frozenset[str] | None = None
-
-
 @dataclass(eq=False)
 class _Stream:
     outbox: queue.SimpleQueue[discovery_pb2.DiscoveryResponse | None] = field(
         default_factory=queue.SimpleQueue
     )
-    subs: dict[str, _Subscription] = field(default_factory=dict)
+    core: AdsStream = field(default_factory=AdsStream)
 
 
 class AdsServer:
@@ -79,7 +74,6 @@ class AdsServer:
         """Called (on a stream's thread) with the type, the resource names, the version
         refused and grpc's message when grpc's xDS client refuses a response."""
         self._retired: dict[str, set[str]] = {t: set() for t in _TYPES}
-        self._nonce = itertools.count(1)
         self._own_dir = socket_dir is None
         self._dir: str | None = None
         self.socket_path: str | None = None
@@ -200,9 +194,7 @@ class AdsServer:
                 continue
             wanted: set[str] = set()
             for stream in self._streams:
-                sub = stream.subs.get(type_url)
-                if sub is not None:
-                    wanted.update(sub.names)
+                wanted.update(stream.core.subscribed(type_url))
             table = self._resources[type_url]
             for name in retired - wanted:
                 table.pop(name, None)
@@ -213,54 +205,40 @@ class AdsServer:
     def _push_locked(self, type_urls: list[str]) -> None:
         for stream in self._streams:
             for type_url in type_urls:
-                sub = stream.subs.get(type_url)
-                if sub is not None:
-                    self._respond_locked(stream, type_url, sub)
+                stream.core.touch(type_url, full=True)
+            self._flush_locked(stream)
 
-    def _respond_locked(self, stream: _Stream, type_url: str, sub: _Subscription) -> None:
-        table = self._resources[type_url]
-        present = frozenset(n for n in sub.names if n in table)
-        version = self._versions[type_url]
-        if sub.sent_version == version and sub.sent_names == present:
-            return
-        sub.sent_version = version
-        sub.sent_names = present
-        response = discovery_pb2.DiscoveryResponse(
-            version_info=str(version),
-            type_url=type_url,
-            nonce=str(next(self._nonce)),
-            resources=[table[n] for n in sorted(present)],
-        )
-        stream.outbox.put(response)
+    def _flush_locked(self, stream: _Stream) -> None:
+        for type_url in stream.core.dirty():
+            table = self._resources[type_url]
+            current = {n: table[n] for n in stream.core.subscribed(type_url) if n in table}
+            response = stream.core.respond(type_url, current, str(self._versions[type_url]))
+            if response is not None:
+                stream.outbox.put(response)
 
     def _on_request(self, stream: _Stream, request: discovery_pb2.DiscoveryRequest) -> None:
-        type_url = request.type_url
-        if type_url not in self._resources:
-            log.debug("ignoring a request for unknown type %s", type_url)
+        if request.type_url not in self._resources:
+            log.debug("ignoring a request for unknown type %s", request.type_url)
             return
-        nack = request.HasField("error_detail")
         with self._lock:
-            sub = stream.subs.setdefault(type_url, _Subscription())
-            answered = sub.sent_names or frozenset()
-            answered_version = sub.sent_version
-            sub.names = frozenset(request.resource_names)
+            answer = stream.core.receive(request)
             self._purge_locked()
-            if not nack:
-                self._respond_locked(stream, type_url, sub)
-        if nack:
-            message = request.error_detail.message
+            self._flush_locked(stream)
+        if answer is None:
+            return
+        version = int(answer.version) if answer.version.isdigit() else -1
+        if answer.nack:
             log.error(
                 "grpc's xDS client refused %s version %d (%s): %s",
-                type_url.rsplit(".", 1)[-1],
-                answered_version,
-                ", ".join(sorted(answered)) or "-",
-                message,
+                answer.type_url.rsplit(".", 1)[-1],
+                version,
+                ", ".join(sorted(answer.refused)) or "-",
+                answer.message,
             )
             if self.on_nack is not None:
-                self.on_nack(type_url, answered, answered_version, message)
-        elif request.response_nonce and answered and self.on_ack is not None:
-            version = request.version_info
-            self.on_ack(type_url, answered, int(version) if version.isdigit() else answered_version)
+                self.on_nack(answer.type_url, answer.refused, version, answer.message)
+        if answer.accepted and self.on_ack is not None:
+            self.on_ack(answer.type_url, answer.accepted, version)
 
     def _serve_stream(
         self, requests: Iterator[discovery_pb2.DiscoveryRequest], context: Any

@@ -1,5 +1,9 @@
-"""The grpc xDS bootstrap that sends a client's ``xds://<authority>/...`` targets to our server.
+"""The one builder of grpc xDS bootstraps: an authority that sends ``xds://<authority>/...``
+targets to an ADS server of ours.
 
+Used for the operator's server (``python -m kuberesolver bootstrap``, the
+webhook, library mode ``source="operator"``) and for the client's in-process
+server (:mod:`.bootstrap_inprocess` publishes it in the process's environment).
 Standard library only. gRFC A47 (federation) decides the names: a channel on
 ``xds://<authority>/<name>`` looks ``<authority>`` up in the bootstrap's
 ``authorities`` and asks that authority's servers for the Listener
@@ -30,12 +34,15 @@ from typing import Any, Final
 __all__ = [
     "DEFAULT_AUTHORITY",
     "LISTENER_TEMPLATE",
+    "authority_entry",
     "build_bootstrap",
     "dumps",
+    "xds_server",
 ]
 
 DEFAULT_AUTHORITY: Final = "xds.kuberesolver.io"
-"""The operator's authority: unlike the in-process ``kuberesolver``, a domain name of ours."""
+"""The operator's authority (its one definition): unlike the in-process ``kuberesolver``,
+a domain name of ours."""
 
 LISTENER_TEMPLATE: Final = "xdstp://{authority}/envoy.config.listener.v3.Listener/%s"
 """A47's listener name template; ``%s`` is the target's path (``<name>.<namespace>``)."""
@@ -57,6 +64,48 @@ def _channel_creds(
     return [{"type": "tls", "config": config}]
 
 
+def xds_server(
+    server_uri: str,
+    *,
+    ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    token_file: str | None = None,
+) -> dict[str, Any]:
+    """One ``xds_servers`` entry: ``server_uri`` (a grpc target), plaintext or TLS, and A97
+    call credentials with ``token_file`` (needs TLS: ``ca_file``).
+
+    ``ValueError`` for an empty URI, half a client certificate, or a token without TLS.
+    """
+    if not server_uri.strip():
+        raise ValueError("the xDS server URI is empty")
+    if token_file is not None and ca_file is None:
+        raise ValueError("a token file needs TLS (grpc sends call credentials only over TLS)")
+    server: dict[str, Any] = {
+        "server_uri": server_uri,
+        "channel_creds": _channel_creds(ca_file, cert_file, key_file),
+        "server_features": ["xds_v3"],
+    }
+    if token_file is not None:
+        server["call_creds"] = [
+            {"type": "jwt_token_file", "config": {"jwt_token_file": token_file}}
+        ]
+    return server
+
+
+def authority_entry(authority: str, server: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``authorities`` entry that sends ``authority``'s targets to ``server``
+    (an :func:`xds_server` entry). ``ValueError`` for a name grpc cannot use."""
+    if not authority or "/" in authority or "%" in authority:
+        raise ValueError(
+            f"the authority must be a non-empty name without '/' or '%': {authority!r}"
+        )
+    return {
+        "xds_servers": [dict(server)],
+        "client_listener_resource_name_template": LISTENER_TEMPLATE.format(authority=authority),
+    }
+
+
 def build_bootstrap(
     server_uri: str,
     authority: str = DEFAULT_AUTHORITY,
@@ -72,38 +121,19 @@ def build_bootstrap(
 ) -> dict[str, Any]:
     """A bootstrap whose ``authority`` (and top-level server) is our ADS server at ``server_uri``.
 
-    ``server_uri`` is a grpc target (``host:port``, ``dns:///host:port``).
-    ``token_file``: A97 call credentials (needs TLS: ``ca_file``).
-    ``ValueError`` for an empty URI or authority, half a client certificate, or a
-    token without TLS.
+    ``ValueError`` as :func:`xds_server` and :func:`authority_entry` raise it.
     """
-    if not server_uri.strip():
-        raise ValueError("the xDS server URI is empty")
-    if not authority or "/" in authority or "%" in authority:
-        raise ValueError(
-            f"the authority must be a non-empty name without '/' or '%': {authority!r}"
-        )
-    if token_file is not None and ca_file is None:
-        raise ValueError("a token file needs TLS (grpc sends call credentials only over TLS)")
-    server: dict[str, Any] = {
-        "server_uri": server_uri,
-        "channel_creds": _channel_creds(ca_file, cert_file, key_file),
-        "server_features": ["xds_v3"],
-    }
-    if token_file is not None:
-        server["call_creds"] = [
-            {"type": "jwt_token_file", "config": {"jwt_token_file": token_file}}
-        ]
+    server = xds_server(
+        server_uri, ca_file=ca_file, cert_file=cert_file, key_file=key_file, token_file=token_file
+    )
+    entry = authority_entry(authority, server)
     node: dict[str, Any] = {"id": node_id}
     if node_cluster:
         node["cluster"] = node_cluster
     if zone:
         node["locality"] = {"zone": zone}
     authorities: dict[str, Any] = {k: dict(v) for k, v in (extra_authorities or {}).items()}
-    authorities[authority] = {
-        "xds_servers": [server],
-        "client_listener_resource_name_template": LISTENER_TEMPLATE.format(authority=authority),
-    }
+    authorities[authority] = entry
     return {"xds_servers": [server], "node": node, "authorities": authorities}
 
 

@@ -31,6 +31,7 @@ import logging
 import os
 from typing import Any, Final
 
+from kuberesolver.xds.bootstrap import authority_entry, build_bootstrap, xds_server
 from kuberesolver.xds.channel_resources import AUTHORITY
 from kuberesolver.xds.serving import SERVER_LISTENER_TEMPLATE
 
@@ -38,9 +39,9 @@ __all__ = [
     "ENV_CONFIG",
     "ENV_FILE",
     "add_authority",
-    "build_bootstrap",
     "install_bootstrap",
     "merge_bootstrap",
+    "own_bootstrap",
 ]
 
 log = logging.getLogger("kuberesolver.xds")
@@ -51,31 +52,14 @@ _MARK: Final = "kuberesolver"
 _MARKER_KEY: Final = "kuberesolver_installed"
 
 
-def _server(uri: str) -> dict[str, Any]:
-    return {
-        "server_uri": uri,
-        "channel_creds": [{"type": "insecure"}],
-        "server_features": ["xds_v3"],
-    }
-
-
-def _authority(uri: str) -> dict[str, Any]:
-    return {
-        "xds_servers": [_server(uri)],
-        "client_listener_resource_name_template": (
-            f"xdstp://{AUTHORITY}/envoy.config.listener.v3.Listener/%s"
-        ),
-    }
-
-
-def build_bootstrap(uri: str) -> dict[str, Any]:
+def own_bootstrap(uri: str) -> dict[str, Any]:
     """A bootstrap with only our ADS server, for a process that had none."""
-    return {
-        "xds_servers": [_server(uri)],
-        "node": {"id": f"{_MARK}-{os.getpid()}", "cluster": _MARK, "metadata": {_MARK: True}},
-        "authorities": {AUTHORITY: _authority(uri)},
-        "server_listener_resource_name_template": SERVER_LISTENER_TEMPLATE,
-    }
+    bootstrap = build_bootstrap(
+        uri, AUTHORITY, node_id=f"{_MARK}-{os.getpid()}", node_cluster=_MARK
+    )
+    bootstrap["node"]["metadata"] = {_MARK: True}
+    bootstrap["server_listener_resource_name_template"] = SERVER_LISTENER_TEMPLATE
+    return bootstrap
 
 
 def merge_bootstrap(existing: dict[str, Any], uri: str) -> dict[str, Any]:
@@ -87,10 +71,11 @@ def merge_bootstrap(existing: dict[str, Any], uri: str) -> dict[str, Any]:
             f"the process's xDS bootstrap already defines an authority {AUTHORITY!r}; "
             "kuberesolver needs that name for its own in-process xDS server"
         )
-    authorities[AUTHORITY] = _authority(uri)
+    server = xds_server(uri)
+    authorities[AUTHORITY] = authority_entry(AUTHORITY, server)
     merged["authorities"] = authorities
     if not merged.get("xds_servers"):
-        merged["xds_servers"] = [_server(uri)]
+        merged["xds_servers"] = [server]
     # only for kuberesolver.server's drainable servers; an application's own stays
     merged.setdefault("server_listener_resource_name_template", SERVER_LISTENER_TEMPLATE)
     return merged
@@ -127,7 +112,7 @@ def install_bootstrap(uri: str) -> dict[str, Any]:
     """Publish a bootstrap that routes authority ``kuberesolver`` to ``uri``. Returns it."""
     existing = _current()
     if existing is None:
-        bootstrap = build_bootstrap(uri)
+        bootstrap = own_bootstrap(uri)
     else:
         bootstrap = merge_bootstrap(existing, uri)
         log.info(

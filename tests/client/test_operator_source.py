@@ -11,9 +11,7 @@ import pytest
 
 from kuberesolver.client.sources.api.builder import choose_source
 from kuberesolver.client.sources.operator import (
-    DEFAULT_AUTHORITY,
     authority,
-    authority_entry,
     check_bootstrap,
     ensure_bootstrap,
     xds_target,
@@ -23,9 +21,15 @@ from kuberesolver.xds import bootstrap as server_bootstrap
 from kuberesolver.xds.bootstrap_inprocess import add_authority, install_bootstrap
 
 
+def authority_entry(name: str, server: str, ca_file: str = "", token_file: str = "") -> Any:
+    built = server_bootstrap.xds_server(
+        server, ca_file=ca_file or None, token_file=token_file or None
+    )
+    return server_bootstrap.authority_entry(name, built)
+
+
 def test_the_default_authority_is_the_operators() -> None:
-    assert DEFAULT_AUTHORITY == server_bootstrap.DEFAULT_AUTHORITY
-    assert authority({}) == DEFAULT_AUTHORITY
+    assert authority({}) == server_bootstrap.DEFAULT_AUTHORITY
     assert authority({"KUBERESOLVER_XDS_AUTHORITY": " xds.example "}) == "xds.example"
     with pytest.raises(ValueError, match="must not hold"):
         authority({"KUBERESOLVER_XDS_AUTHORITY": "a/b"})
@@ -86,16 +90,12 @@ def published() -> dict[str, Any]:
     return loaded
 
 
-def test_the_entry_is_what_the_bootstrap_command_writes() -> None:
-    entry = authority_entry("xds.kuberesolver.io", SERVER, "/ca.crt", "/token")
-    written = server_bootstrap.build_bootstrap(SERVER, ca_file="/ca.crt")
-    expected = written["authorities"]["xds.kuberesolver.io"]
-    expected["xds_servers"][0]["call_creds"] = [
-        {"type": "jwt_token_file", "config": {"jwt_token_file": "/token"}}
-    ]
-    assert entry == expected
-    with pytest.raises(ValueError, match="needs TLS"):
-        authority_entry("a", SERVER, "", "/token")
+def test_a_token_without_tls_names_the_settings(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("KUBERESOLVER_XDS_SERVER", SERVER)
+    clean_env.setenv("KUBERESOLVER_XDS_TOKEN_FILE", "/token")
+    with pytest.raises(ValueError, match=r"KUBERESOLVER_XDS_SERVER_CA_FILE.*needs TLS"):
+        ensure_bootstrap("xds.kuberesolver.io")
+    assert "GRPC_XDS_BOOTSTRAP_CONFIG" not in os.environ
 
 
 def test_with_the_server_setting_the_library_adds_the_authority(

@@ -131,7 +131,7 @@ def test_spec_names_are_distinct_per_option() -> None:
 
 
 def test_bootstrap_of_our_own() -> None:
-    b = bootstrap.build_bootstrap("unix:/tmp/x.sock")
+    b = bootstrap.own_bootstrap("unix:/tmp/x.sock")
     assert b["xds_servers"][0]["server_uri"] == "unix:/tmp/x.sock"
     assert AUTHORITY in b["authorities"]
 
@@ -155,7 +155,7 @@ def test_bootstrap_merge_keeps_the_applications_own() -> None:
 def test_bootstrap_names_server_listeners_under_our_authority_unless_the_app_does() -> None:
     """kuberesolver.server's Listeners; an application's own template is kept."""
     template = "server_listener_resource_name_template"
-    ours = bootstrap.build_bootstrap("unix:/tmp/x.sock")[template]
+    ours = bootstrap.own_bootstrap("unix:/tmp/x.sock")[template]
     assert ours.startswith(f"xdstp://{AUTHORITY}/envoy.config.listener.v3.Listener/")
     assert bootstrap.merge_bootstrap({"node": {"id": "app"}}, "unix:/tmp/x.sock")[template] == ours
     theirs = {"node": {"id": "app"}, template: "grpc/server?xds.resource.listening_address=%s"}

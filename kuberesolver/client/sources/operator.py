@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from kuberesolver.client.target import ParsedTarget
+from kuberesolver.xds.bootstrap import DEFAULT_AUTHORITY, authority_entry, xds_server
 from kuberesolver.xds.bootstrap_inprocess import ENV_CONFIG, ENV_FILE, add_authority
 
 __all__ = [
@@ -39,15 +40,11 @@ __all__ = [
     "ENV_SERVER_CA_FILE",
     "ENV_TOKEN_FILE",
     "authority",
-    "authority_entry",
     "check_bootstrap",
     "ensure_bootstrap",
     "xds_target",
 ]
 
-DEFAULT_AUTHORITY: Final = "xds.kuberesolver.io"
-"""The operator's default authority: the same value as
-:data:`kuberesolver.xds.bootstrap.DEFAULT_AUTHORITY`, still defined twice."""
 ENV_AUTHORITY: Final = "KUBERESOLVER_XDS_AUTHORITY"
 ENV_SERVER: Final = "KUBERESOLVER_XDS_SERVER"
 ENV_SERVER_CA_FILE: Final = "KUBERESOLVER_XDS_SERVER_CA_FILE"
@@ -110,38 +107,6 @@ def check_bootstrap(xds_authority: str, env: Mapping[str, str] | None = None) ->
         )
 
 
-def authority_entry(
-    xds_authority: str, server_uri: str, ca_file: str = "", token_file: str = ""
-) -> dict[str, Any]:
-    """The bootstrap's ``authorities`` entry for the operator at ``server_uri`` (the same
-    server as ``python -m kuberesolver bootstrap`` writes)."""
-    if token_file and not ca_file:
-        raise ValueError(
-            f"{ENV_TOKEN_FILE} needs TLS ({ENV_SERVER_CA_FILE}): grpc sends call "
-            "credentials only over TLS"
-        )
-    creds: dict[str, Any] = (
-        {"type": "tls", "config": {"ca_certificate_file": ca_file}}
-        if ca_file
-        else {"type": "insecure"}
-    )
-    server: dict[str, Any] = {
-        "server_uri": server_uri,
-        "channel_creds": [creds],
-        "server_features": ["xds_v3"],
-    }
-    if token_file:
-        server["call_creds"] = [
-            {"type": "jwt_token_file", "config": {"jwt_token_file": token_file}}
-        ]
-    return {
-        "xds_servers": [server],
-        "client_listener_resource_name_template": (
-            f"xdstp://{xds_authority}/envoy.config.listener.v3.Listener/%s"
-        ),
-    }
-
-
 def ensure_bootstrap(xds_authority: str) -> None:
     """:func:`check_bootstrap`, else add the authority from ``KUBERESOLVER_XDS_SERVER``."""
     with _lock:
@@ -153,9 +118,16 @@ def ensure_bootstrap(xds_authority: str) -> None:
             if not server:
                 raise
         token_file = os.environ.get(ENV_TOKEN_FILE, "").strip()
-        entry = authority_entry(
-            xds_authority, server, os.environ.get(ENV_SERVER_CA_FILE, "").strip(), token_file
-        )
+        ca_file = os.environ.get(ENV_SERVER_CA_FILE, "").strip()
+        try:
+            entry = authority_entry(
+                xds_authority,
+                xds_server(server, ca_file=ca_file or None, token_file=token_file or None),
+            )
+        except ValueError as exc:
+            raise ValueError(
+                f"{ENV_SERVER}, {ENV_SERVER_CA_FILE}, {ENV_TOKEN_FILE}: {exc}"
+            ) from exc
         add_authority(xds_authority, entry)
         if token_file:
             os.environ.setdefault(CALL_CREDS_ENV, "true")
