@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: install controlplane demo test test-unit lint bench package clean
+.PHONY: install controlplane images demo test test-unit lint bench package clean
 
 install: $(STAMP)  ## a .venv with the package, its extras and the dev tools (idempotent)
 
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 
 controlplane:  ## build (or find) the cached kube-apiserver, kube-controller-manager and etcd
 	bash testenv/build.sh
+
+images: install  ## the operator, projector and test images (buildah, no registry), cached as OCI archives
+	$(PY) -m testenv.images
 
 demo: install controlplane  ## control plane + operator + real gRPC backends + a client, shown working
 	$(PY) -m demo
