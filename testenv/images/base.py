@@ -8,8 +8,10 @@ the image is re-imported from it when buildah's storage lacks it.
 The recipe, and why: the ``essential`` variant (``minbase`` less apt, which
 nothing in the images uses); the merged-/usr hook instead of the ``usrmerge``
 package (which would bring perl); no manual pages, docs or translations; no
-device nodes (the runtime mounts /dev). ``python3`` is all the runtime needs;
-the build stage needs no more: its venv is made ``--without-pip`` and filled by
+device nodes (the runtime mounts /dev). The runtime needs ``python3``, and
+``libstdc++6`` for the C++ core of grpcio's manylinux wheel (which may link
+the C and C++ runtimes only, and the ``essential`` set has no C++ one). The
+build stage needs no more: its venv is made ``--without-pip`` and filled by
 pip run from its wheel in the wheelhouse, so neither ``python3-venv`` nor
 ``python3-pip`` is installed.
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 from testenv.images._cache import cache_dir, digest, locked
 
 SUITE = "bookworm"
-PACKAGES = ("python3",)
+PACKAGES = ("python3", "libstdc++6")
 PYTHON_VERSION = "3.11"
 """The python3 of ``SUITE``: the wheelhouse is made for it."""
 GLIBC = (2, 36)
@@ -92,10 +94,11 @@ def image_exists(ref: str) -> bool:
 def _bootstrap(rootfs: Path) -> None:
     print(f"bootstrapping the base image from Debian's packages into {rootfs}", file=sys.stderr)
     partial = rootfs.with_suffix(f".partial-{os.getpid()}")
+    log = rootfs.with_suffix(".log")
     try:
-        with partial.open("wb") as out:
+        with partial.open("wb") as out, log.open("wb") as err:
             strap = subprocess.Popen(
-                ["mmdebstrap", "--quiet", *MMDEBSTRAP_ARGS, SUITE, "-"], stdout=subprocess.PIPE
+                ["mmdebstrap", *MMDEBSTRAP_ARGS, SUITE, "-"], stdout=subprocess.PIPE, stderr=err
             )
             assert strap.stdout is not None
             subprocess.run(
@@ -103,7 +106,8 @@ def _bootstrap(rootfs: Path) -> None:
             )
             strap.stdout.close()
             if strap.wait() != 0:
-                raise subprocess.CalledProcessError(strap.returncode, "mmdebstrap")
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+                raise RuntimeError(f"mmdebstrap failed ({log}):\n{tail}")
         partial.rename(rootfs)
     finally:
         partial.unlink(missing_ok=True)
