@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: install controlplane images demo test test-unit lint bench package clean
+.PHONY: install controlplane images dist demo test test-unit lint bench package clean
 
 install: $(STAMP)  ## a .venv with the package, its extras and the dev tools (idempotent)
 
@@ -20,6 +20,9 @@ controlplane:  ## build (or find) the cached kube-apiserver, kube-controller-man
 
 images: install  ## the operator, projector and test images (buildah, no registry), cached as OCI archives
 	$(PY) -m testenv.images
+
+dist: install controlplane  ## wheel, sdist, both images (OCI archives), the packaged chart, an SBOM per image; sizes and sha256
+	$(PY) -m testenv.dist
 
 demo: install controlplane  ## control plane + operator + real gRPC backends + a client, shown working
 	$(PY) -m demo

@@ -10,7 +10,6 @@ buildah's storage.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -102,6 +101,7 @@ def ensure_images(names: Iterable[str] | None = None) -> dict[str, BuiltImage]:
                 image = BuiltImage(spec.name, spec.repository, key[:16], archive_path(spec, key))
                 if not image.archive.is_file():
                     _build(spec, context, image, the_base, version)
+                    _prune(spec)
                 built[spec.name] = image
     return built
 
@@ -216,10 +216,19 @@ def _build(spec: Spec, context: Path, image: BuiltImage, the_base: base.Base, ve
     print(f"built {image.ref} in {time.monotonic() - start:.0f} s", file=sys.stderr)
 
 
-def inspect(ref: str) -> dict[str, object]:
-    """buildah's view of an image in its storage (its OCI config under ``OCIv1``)."""
-    out = subprocess.run(
-        ["buildah", "inspect", "--type", "image", ref], check=True, capture_output=True, text=True
-    ).stdout
-    found: dict[str, object] = json.loads(out)
-    return found
+KEEP = 3
+"""Archives (and tags) kept per image: other worktrees' sources may still want theirs."""
+
+
+def _prune(spec: Spec) -> None:
+    """Drop all but the ``KEEP`` newest archives of the image, their tags and dangling layers."""
+    archives = sorted(
+        (cache_dir() / "oci").glob(f"{spec.name}-*.tar"), key=lambda p: p.stat().st_mtime
+    )
+    for old in archives[:-KEEP]:
+        old.unlink(missing_ok=True)
+        tag = old.name.removeprefix(f"{spec.name}-").removesuffix(".tar")
+        subprocess.run(
+            ["buildah", "rmi", f"{spec.repository}:{tag}"], capture_output=True, check=False
+        )
+    subprocess.run(["buildah", "rmi", "--prune"], capture_output=True, check=False)
