@@ -13,7 +13,8 @@ For the operator and projector images and the test backend and client images
   - projector: projecting one ConfigMap (under the Role of
     manifests/examples/projector-sidecar.yaml), once the file is written;
   - backend: serving, once a Health check answers;
-  - client: calling the backend once a second (its lowest load), after 5 calls.
+  - client: calling the backend once a second through a ``kubernetes:///`` target
+    (a snapshot file, as kubelet mounts it), after 5 calls.
 
 ``base_mib`` is the local Debian base all four share. The last line is one
 JSON object: ``{"<image>": {"size_mib": ..., "packages_mib": ..., "rss_idle_mib":
@@ -208,11 +209,24 @@ def backend_and_client_rss(backend: BuiltImage, client: BuiltImage, work: Path) 
     with running(backend.ref, entrypoint(backend.ref), "/app/backend.py", serving, env) as pid:
         found["backend"] = settled_rss_mib(pid)
         log = work / "client.log"
-        env = {"TARGET": f"127.0.0.1:{port}", "RATE": "1"}
+        snapshots = work / "snapshots"
+        subprocess.run(
+            [sys.executable, "-m", "kuberesolver", "snapshot", str(snapshots), "greeter.demo",
+             f"127.0.0.1:{port}"],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        subprocess.run(["chmod", "-R", "a+rX", str(snapshots)], check=True)
+        env = {
+            "TARGET": "kubernetes:///greeter.demo:grpc",
+            "KUBERESOLVER_DIR": "/snapshots",
+            "RATE": "1",
+        }
         with contextlib.ExitStack() as stack:
             cid = stack.enter_context(container(client.ref))
             out = stack.enter_context(log.open("wb"))
-            proc = start(cid, entrypoint(client.ref), out, env=env, network="host")
+            volumes = [f"{snapshots}:/snapshots:ro"]
+            proc = start(cid, entrypoint(client.ref), out, env=env, volumes=volumes, network="host")
             stack.callback(proc.wait, 30)
             stack.callback(lambda: os.kill(process_in(proc, "/app/client.py"), signal.SIGTERM))
             until(
