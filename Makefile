@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # one folder per component; none of them needs the control plane or root
 UNIT_TESTS := tests/core tests/kube tests/xds tests/client tests/operator tests/projector tests/package tests/testenv
 
-.PHONY: install controlplane demo test test-unit test-node lint bench package clean
+.PHONY: install controlplane images dist demo test test-unit test-node lint bench package clean
 
 install: $(STAMP)  ## a .venv with the package, its extras and the dev tools (idempotent)
 
@@ -19,6 +19,12 @@ $(STAMP): pyproject.toml
 
 controlplane:  ## build (or find) the cached control plane, kubelet, kube-scheduler and the node's images
 	bash testenv/build.sh
+
+images: install  ## the operator, projector and test images (buildah, no registry), cached as OCI archives
+	$(PY) -m testenv.images
+
+dist: install controlplane  ## wheel, sdist, both images (OCI archives), the packaged chart, an SBOM per image; sizes and sha256
+	$(PY) -m testenv.dist
 
 demo: install controlplane  ## control plane + operator + real gRPC backends + a client, shown working
 	$(PY) -m demo
