@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: install controlplane demo test test-unit lint bench package clean
+.PHONY: install controlplane demo test test-unit lint bench package chart-docs clean
 
 install: $(STAMP)  ## a .venv with the package, its extras and the dev tools (idempotent)
 
@@ -41,6 +41,9 @@ bench: install controlplane  ## every benchmark; each prints one JSON object on 
 
 package: install  ## sdist and wheel, twine check, then the wheel in a clean venv
 	PY=$(PY) .ci/package-check
+
+chart-docs:  ## regenerate charts/kuberesolver/README.md from its values.yaml (helm-docs)
+	"$$(bash testenv/build.sh | tail -n 1)/helm-docs" --chart-search-root charts --sort-values-order file
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
