@@ -122,7 +122,7 @@ def test_every_feature_runs_under_the_charts_rbac(
     token = until(lambda: service_account_token(fresh_admin, NS, f"{FULL}-operator"),
                   timeout_s=30, message="the release's ServiceAccount token")  # fmt: skip
     kubeconfig = fresh_control_plane.token_kubeconfig("operator", token, namespace=NS)
-    env = operator_env(fresh_admin, tmp_path / "xds", CertificateAuthority(tmp_path / "ca"))
+    env = operator_env(fresh_admin, tmp_path / "xds", CertificateAuthority(tmp_path))
     assert env["KUBERESOLVER_XDS_POD_READINESS"] == "true"
     assert env["KUBERESOLVER_XDS_AUTH"] == "token"
     with OperatorProcess(kubeconfig, env=env, name="chart-live") as op:
