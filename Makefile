@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # one folder per component; none of them needs the control plane or root
 UNIT_TESTS := tests/core tests/kube tests/xds tests/client tests/operator tests/projector tests/package tests/testenv
 
-.PHONY: install controlplane images dist demo test test-unit test-node lint bench package clean
+.PHONY: install controlplane images dist demo test test-unit test-node lint bench package chart-docs clean
 
 install: $(STAMP)  ## a .venv with the package, its extras and the dev tools (idempotent)
 
@@ -52,6 +52,9 @@ bench: install controlplane  ## every benchmark; each prints one JSON object on 
 
 package: install  ## sdist and wheel, twine check, then the wheel in a clean venv
 	PY=$(PY) .ci/package-check
+
+chart-docs:  ## regenerate charts/kuberesolver/README.md from its values.yaml (helm-docs)
+	"$$(bash testenv/build.sh | tail -n 1)/helm-docs" --chart-search-root charts --sort-values-order file
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -194,7 +194,8 @@ def through_operator(
     with ControlPlane() as cp:
         admin = api_client(cp.admin_kubeconfig)
         apply(admin, ROOT / "crds", ROOT / "manifests/namespace.yaml", ROOT / "manifests/rbac.yaml")
-        apply_cluster_rbac(admin, ROOT / "manifests/optional/xds.yaml")  # the feed's Pod watch
+        # The feed's Pod watch.
+        apply_cluster_rbac(admin, ROOT / "manifests/optional/xds-pod-readiness")
         token = service_account_token(admin, "kuberesolver-system", "kuberesolver-operator")
         client.CoreV1Api(admin).create_namespace({"metadata": {"name": NS}})
         create_world(admin, targets, endpoints, live)

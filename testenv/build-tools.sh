@@ -40,3 +40,12 @@ if [[ ! -x $bin/helm ]]; then
       -o "$bin/.helm.$$.partial" helm.sh/helm/v4/cmd/helm && mv "$bin/.helm.$$.partial" "$bin/helm") >&2
   echo "helm built in $(( $(date +%s) - start )) s" >&2
 fi
+
+if [[ ! -x $bin/helm-docs ]]; then
+  # The chart's README is generated from its values.yaml (make chart-docs).
+  start=$(date +%s)
+  echo "building helm-docs $HELM_DOCS_VERSION (~1-3 min cold)" >&2
+  GOBIN="$bin" nice -n 10 go install -trimpath -ldflags "-s -w" \
+    "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION" >&2
+  echo "helm-docs built in $(( $(date +%s) - start )) s" >&2
+fi

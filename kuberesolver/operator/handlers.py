@@ -93,7 +93,7 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
     runtime = Runtime(ours, Kube(workers=16), metrics, renderer=pool.render, xds=xds)
     memo["runtime"] = runtime
     runtime.start()
-    if runtime.xds is not None:  # every replica serves xDS (xds_feed.py)
+    if runtime.xds is not None:  # every replica serves xDS (kuberesolver/operator/xds/feed.py)
         try:
             await runtime.xds.start()
         except (OSError, RuntimeError) as exc:

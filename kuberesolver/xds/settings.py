@@ -21,7 +21,7 @@
     ``true`` (default): the operator also watches Pods and serves an endpoint's
     readiness from its Pod as soon as the Pod's status changes, before
     kube-controller-manager rewrites the EndpointSlice (needs ``list``/``watch``
-    on pods: ``manifests/optional/xds.yaml``). ``false``: the slices only.
+    on pods: ``manifests/optional/xds/``). ``false``: the slices only.
 ``KUBERESOLVER_XDS_METHOD_TIMEOUTS``
     Who is served the service config's ``methodConfig`` timeouts (as each
     route's ``max_stream_duration``). ``auto`` (default): every client but

@@ -43,7 +43,9 @@ def test_the_sdist_carries_what_a_user_installs_from(dist: Path) -> None:
     (sdist,) = dist.glob("*.tar.gz")
     with tarfile.open(sdist) as tar:
         names = {m.name.split("/", 1)[1] for m in tar.getmembers() if "/" in m.name}
-        chart_crd = tar.getmember(f"{sdist.name[:-7]}/charts/kuberesolver/crds/grpctarget.yaml")
+        chart_crd = tar.getmember(
+            f"{sdist.name[:-7]}/charts/kuberesolver/files/crds/grpctarget.yaml"
+        )
         assert chart_crd.isfile()  # the chart's link to crds/ becomes the file itself
     for path in (
         "LICENSE", "Dockerfile", ".dockerignore", "constraints.txt", "README.md",

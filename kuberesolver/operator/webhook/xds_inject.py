@@ -74,7 +74,7 @@ TOKEN_EXPIRATION_S: Final = 600
 """The projected token's lifetime: the shortest Kubernetes allows; kubelet renews it at 80 %."""
 DEFAULT_SERVICE: Final = "kuberesolver-xds"
 DEFAULT_XDS_PORT: Final = 18000
-"""The port of Service ``kuberesolver-xds`` (manifests/optional/xds.yaml)."""
+"""The port of Service ``kuberesolver-xds`` (manifests/optional/xds/)."""
 
 
 def default_server(operator_namespace: str) -> str:

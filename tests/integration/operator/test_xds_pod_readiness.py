@@ -1,6 +1,6 @@
 """The xDS feed serves a Pod turning Ready from the Pod itself, before its EndpointSlice says so
 (KUBERESOLVER_XDS_POD_READINESS, on by default): a real operator under manifests/ RBAC
-(with optional/xds.yaml's), a real grpcio ``xds://`` client, real backends on pod IPs.
+(with optional/xds-pod-readiness's), a real grpcio ``xds://`` client, real backends on pod IPs.
 
 The slices here are written by the test under kube-controller-manager's own managed-by
 label, for a Service without a selector, which that controller never syncs: so a slice
