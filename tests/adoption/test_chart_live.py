@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from kuberesolver.operator.xds_auth import KubeAuthorizer
+from kuberesolver.operator.xds.auth import KubeAuthorizer
 from testenv import ControlPlane
 from testenv.controlplane import free_port
 from testenv.kube import api_client, apply_object, service_account_token
