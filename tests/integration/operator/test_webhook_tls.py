@@ -38,7 +38,11 @@ SECRET = "kuberesolver-webhook-tls"
 CONFIGURATION = "kuberesolver-mounts"
 PORT = 9443
 LIFETIME_S = 30  # renewed once less than a third is left: about 20 s after issue
-LABELS = {"app.kubernetes.io/name": "kuberesolver-operator"}
+# The operator Pods' labels, as the webhook Service of manifests/webhook.yaml selects them.
+LABELS = {
+    "app.kubernetes.io/name": "kuberesolver-operator",
+    "app.kubernetes.io/instance": "kuberesolver",
+}
 
 pytestmark = pytest.mark.integration
 
