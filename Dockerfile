@@ -3,7 +3,7 @@
 #   docker build -t kuberesolver-operator:0.1.0 .                       the operator (default)
 #   docker build --target projector -t kuberesolver-projector:0.1.0 .   the projector sidecar
 #
-# The projector image has the kubernetes client only: no kopf, no Jinja2.
+# The projector image has httpx and PyYAML only: no kubernetes client, no kopf, no Jinja2.
 # Every dependency is pinned by constraints.txt.
 
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
