@@ -14,10 +14,13 @@ never skipped: a missing binary is built.
 
 from __future__ import annotations
 
+import json
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -102,3 +105,17 @@ def namespace(admin_api: client.ApiClient, installed: list[str]) -> Iterator[str
     name = create_namespace(admin_api, f"t-{uuid.uuid4().hex[:10]}")
     yield name
     client.CoreV1Api(admin_api).delete_namespace(name, propagation_policy="Background")
+
+
+def compact_etcd(control_plane: ControlPlane) -> int:
+    """Compact etcd's history up to now (through its HTTP gateway); returns the revision."""
+    base = f"http://127.0.0.1:{control_plane.etcd_port}/v3"
+
+    def post(path: str, body: dict[str, Any]) -> Any:
+        req = urllib.request.Request(f"{base}/{path}", json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    revision = int(post("kv/range", {"key": "AA=="})["header"]["revision"])
+    post("kv/compaction", {"revision": str(revision), "physical": True})
+    return revision

@@ -2,7 +2,9 @@
 
 In-cluster (the Pod's ServiceAccount) when there and no kubeconfig is named;
 else the named kubeconfig, then ``$KUBECONFIG``, then ``~/.kube/config``.
-Imported by both; it imports neither.
+Imported by both; it imports neither. This builds a ``kubernetes`` client
+(the operator); :mod:`.credentials` reads the same credentials without that
+package (the projector, on :mod:`.http`).
 """
 
 from __future__ import annotations

@@ -89,10 +89,10 @@ def test_the_license_is_apache_2() -> None:
 
 
 def test_the_projector_without_its_extra_says_which_one() -> None:
-    """A plain install lacks the kubernetes client: one line naming the extra, no traceback."""
+    """A plain install lacks httpx: one line naming the extra, no traceback."""
     code = (
         "import sys\n"
-        "sys.modules['kubernetes'] = None  # as if not installed\n"
+        "sys.modules['httpx'] = None  # as if not installed\n"
         "from kuberesolver.projector.__main__ import main\n"
         "sys.exit(main(['--configmap=greeter', '--dir=/tmp/unused']))\n"
     )
@@ -101,5 +101,5 @@ def test_the_projector_without_its_extra_says_which_one() -> None:
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
-        "kuberesolver-projector needs the kubernetes client: pip install 'kuberesolver[projector]'"
+        "kuberesolver-projector needs httpx and PyYAML: pip install 'kuberesolver[projector]'"
     ]

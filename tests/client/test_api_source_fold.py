@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import subprocess
 import sys
 from typing import Any
@@ -11,7 +10,6 @@ import pytest
 
 from kuberesolver.client.sources.api.builder import Builder, choose_source, register, unregister
 from kuberesolver.client.sources.api.fold import SliceSet, build_snapshot
-from kuberesolver.client.sources.api.watcher import Backoff
 from kuberesolver.core.endpointslices import PortError, service_view
 
 SERVICE = service_view(
@@ -84,15 +82,6 @@ def test_bookmark_and_error_events_change_nothing() -> None:
     s = SliceSet()
     assert not s.apply("BOOKMARK", {"metadata": {"resourceVersion": "9"}})
     assert len(s) == 0
-
-
-def test_backoff_grows_with_jitter_and_resets() -> None:
-    b = Backoff(base_ms=100, max_ms=1000, rng=random.Random(1))
-    pauses = [b.next_s() for _ in range(6)]
-    assert all(0.05 <= p <= 1.0 for p in pauses)
-    assert pauses[-1] >= 0.5  # at the cap, half to all of it
-    b.reset()
-    assert b.next_s() <= 0.1
 
 
 def test_the_source_rule() -> None:

@@ -7,14 +7,11 @@ servers on their pod IPs (see world.py and conftest.py).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import threading
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -27,6 +24,7 @@ from testenv import ControlPlane
 from testenv.netns import pod_ip
 from testenv.wait import until, until_async
 from testenv.workloads import create_service
+from tests.cluster import compact_etcd
 from tests.integration.direct.world import (
     METHOD,
     PORT,
@@ -121,20 +119,6 @@ def test_a_deleted_slice_takes_its_endpoints_along(
         until(
             lambda: addresses() == {pod_ip(1901)}, timeout_s=60, message="slice b's endpoint gone"
         )
-
-
-def compact_etcd(control_plane: ControlPlane) -> int:
-    """Compact etcd's history up to now (through its HTTP gateway); returns the revision."""
-    base = f"http://127.0.0.1:{control_plane.etcd_port}/v3"
-
-    def post(path: str, body: dict[str, Any]) -> Any:
-        req = urllib.request.Request(f"{base}/{path}", json.dumps(body).encode(), method="POST")
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
-
-    revision = int(post("kv/range", {"key": "AA=="})["header"]["revision"])
-    post("kv/compaction", {"revision": str(revision), "physical": True})
-    return revision
 
 
 def test_apiserver_restart_mid_watch_and_410_on_resume(

@@ -12,8 +12,9 @@ The loop (client-go's reflector, for one Service):
    resourceVersion seen; a stream silent for ``watch_timeout_s`` (90 s: a
    dead connection) counts as a failure.
 3. ``410 Gone`` (an expired resourceVersion, as a status or an ERROR event)
-   means relist, at once. Any other failure waits a backoff with full jitter
-   (``backoff_base_ms`` doubling up to ``backoff_max_ms``), reset by the next
+   means relist, at once. Any other failure waits the one backoff with full
+   jitter (:class:`~kuberesolver.core.backoff.Backoff`: at most
+   ``backoff_base_ms``, doubling up to ``backoff_max_ms``), reset by the next
    success. Meanwhile the last good endpoints stay in place: an unreachable
    API never empties a channel.
 """
@@ -21,13 +22,13 @@ The loop (client-go's reflector, for one Service):
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from kuberesolver.client.sources.api.fold import SliceSet, build_snapshot, resource_version
 from kuberesolver.client.target import ParsedTarget
+from kuberesolver.core.backoff import Backoff
 from kuberesolver.core.endpointslices import PortError, ServiceView, service_view
 from kuberesolver.core.snapshot import Snapshot
 from kuberesolver.kube.client import ApiError, K8sClient, WatchStream
@@ -35,27 +36,6 @@ from kuberesolver.kube.client import ApiError, K8sClient, WatchStream
 __all__ = ["ApiWatcher", "Backoff"]
 
 log = logging.getLogger("kuberesolver.direct")
-
-
-class Backoff:
-    """Exponential backoff with full jitter; :meth:`reset` after a success."""
-
-    def __init__(
-        self, base_ms: int = 200, max_ms: int = 30_000, rng: random.Random | None = None
-    ) -> None:
-        self.base_ms = base_ms
-        self.max_ms = max_ms
-        self.failures = 0
-        self._rng = rng or random.Random()
-
-    def next_s(self) -> float:
-        """The pause before the next try, in seconds."""
-        ceiling = min(self.max_ms, self.base_ms * (2 ** min(self.failures, 30)))
-        self.failures += 1
-        return self._rng.uniform(ceiling / 2, ceiling) / 1000
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class _Gone(Exception):
@@ -89,7 +69,8 @@ class ApiWatcher:
         self._timeout_s = timeout_s
         self._watch_timeout_s = watch_timeout_s
         self._watch_server_timeout_s = watch_server_timeout_s
-        self.backoff = Backoff(backoff_base_ms, backoff_max_ms)
+        # the first pause is at most backoff_base_ms; it doubles up to backoff_max_ms
+        self.backoff = Backoff(backoff_base_ms / 2000, backoff_max_ms / 1000)
         self._slices = SliceSet()
         self._service: ServiceView | None = None
         self._rv = ""
