@@ -53,7 +53,8 @@ def syft() -> Path:
                 "GOFLAGS": "-buildvcs=false",
             }
             subprocess.run(
-                ["nice", "-n", "10", "go", "install", "-trimpath", "-ldflags=-s -w",
+                ["nice", "-n", "10", "go", "install", "-trimpath",
+                 f"-ldflags=-s -w -X main.version={SYFT_VERSION.removeprefix('v')}",
                  f"{SYFT_MODULE}/cmd/syft@{SYFT_VERSION}"],
                 check=True,
                 env=env,
