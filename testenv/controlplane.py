@@ -29,7 +29,7 @@ from typing import IO, Self
 
 import yaml
 
-from testenv.build import ensure_binaries
+from testenv.build import chosen_kubernetes, ensure_binaries
 from testenv.netns import SERVICE_CIDR
 from testenv.pki import CertFiles, CertificateAuthority, service_account_keypair
 from testenv.wait import WaitTimeout, until
@@ -175,13 +175,21 @@ class ControlPlane(Started):
 
     ``start()`` and ``stop()`` are idempotent; the object is a context manager.
     ``workdir`` holds certificates, kubeconfigs, logs and etcd's data; it is a
-    temporary directory removed on stop unless one is given.
+    temporary directory removed on stop unless one is given. ``kubernetes`` is
+    ``newest`` or ``oldest`` (default: ``$KUBERESOLVER_TESTENV_KUBERNETES``, else
+    newest; see testenv/build.py); ``bin_dir`` overrides it with ready binaries.
     """
 
-    def __init__(self, workdir: Path | None = None, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        bin_dir: Path | None = None,
+        kubernetes: str | None = None,
+    ) -> None:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kuberesolver-testenv-"))
         self.bin_dir = bin_dir
+        self.kubernetes = chosen_kubernetes(kubernetes)
         self.processes: dict[str, _Process] = {}
         self.apiserver_port = 0
         self.etcd_port = 0
@@ -203,7 +211,7 @@ class ControlPlane(Started):
     def start(self, timeout_s: float = 60.0) -> None:
         if self.processes:
             return
-        bins = self.bin_dir or ensure_binaries()
+        bins = self.bin_dir or ensure_binaries(self.kubernetes)
         self.workdir.mkdir(parents=True, exist_ok=True)
         pki_dir = self.workdir / "pki"
         pki_dir.mkdir(exist_ok=True)
