@@ -1,9 +1,10 @@
 """A real Kubernetes control plane on 127.0.0.1 for tests and the demo, like envtest.
 
 etcd, kube-apiserver (RBAC on) and kube-controller-manager (the endpointslice,
-garbagecollector, namespace and serviceaccount controllers) run as child
-processes on free loopback ports. There is no kubelet and no scheduler: tests
-bind Pods to a Node themselves and set their status.
+garbagecollector, namespace, serviceaccount and admission-policy status
+controllers) run as child processes on free loopback ports. There is no
+kubelet and no scheduler: tests bind Pods to a Node themselves and set their
+status.
 
     >>> with ControlPlane() as cp:
     ...     print(cp.admin_kubeconfig.name, cp.server.startswith("https://127.0.0.1:"))
@@ -36,7 +37,16 @@ from testenv.wait import WaitTimeout, until
 
 log = logging.getLogger("testenv")
 
-CONTROLLERS = "endpointslice,garbagecollector,namespace,serviceaccount"
+CONTROLLERS = ",".join(
+    (
+        "endpointslice",
+        "garbagecollector",
+        "namespace",
+        "serviceaccount",
+        # Type-checks ValidatingAdmissionPolicies into their status (expressionWarnings).
+        "validatingadmissionpolicy-status-controller",
+    )
+)
 
 
 def free_port() -> int:

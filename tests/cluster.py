@@ -72,13 +72,14 @@ def admin_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 @pytest.fixture(scope="session")
 def installed(admin_api: client.ApiClient) -> list[str]:
-    """The CRDs and the operator's Namespace and RBAC from manifests/ (with the xDS
-    feed's, from optional/xds.yaml), applied."""
+    """The CRDs and the operator's Namespace, RBAC and ConfigMap admission policy from
+    manifests/ (with the xDS feed's RBAC, from optional/xds.yaml), applied."""
     applied = apply(
         admin_api,
         CRDS,
         MANIFESTS / "namespace.yaml",
         MANIFESTS / "rbac.yaml",
+        MANIFESTS / "admissionpolicy.yaml",
     )
     return applied + apply_cluster_rbac(admin_api, MANIFESTS / "optional/xds.yaml")
 
