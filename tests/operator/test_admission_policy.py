@@ -105,7 +105,11 @@ def kube_system_configmap(admin_api: client.ApiClient) -> Iterator[str]:
     name = f"cluster-settings-{uuid.uuid4().hex[:8]}"
     core.create_namespaced_config_map("kube-system", _configmap(name))
     yield name
-    core.delete_namespaced_config_map(name, "kube-system")
+    try:
+        core.delete_namespaced_config_map(name, "kube-system")
+    except client.ApiException as exc:  # a take-over that got through: gone with its "owner"
+        if exc.status != 404:
+            raise
 
 
 def test_the_policy_type_checks_cleanly(admin_api: client.ApiClient, in_force: None) -> None:
