@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # one folder per component; none of them needs the control plane or root
 UNIT_TESTS := tests/core tests/kube tests/xds tests/client tests/operator tests/projector tests/package tests/testenv
 
-.PHONY: install controlplane images dist demo test test-unit test-node lint bench package chart-docs clean
+.PHONY: install controlplane images dist demo test test-oldest test-unit test-node lint bench package chart-docs clean
 
 install: $(STAMP)  ## a .venv with the package, its extras and the dev tools (idempotent)
 
@@ -31,6 +31,26 @@ demo: install controlplane  ## control plane + operator + real gRPC backends + a
 
 test: install controlplane  ## the whole suite: unit, client, integration and end-to-end
 	$(PY) -m pytest
+
+# What depends on the apiserver's version: the CRD (schema, CEL rules, explain), the
+# ConfigMap admission policy, publishing and status, the mounts webhook, RBAC and garbage
+# collection, and the install with kubectl and helm. The other tests exercise the
+# operator's and the clients' own logic over APIs unchanged since before 1.30 (Leases,
+# TokenReview, SubjectAccessReview, EndpointSlices).
+OLDEST_TESTS := \
+  tests/integration/test_controlplane.py \
+  tests/integration/test_crd_outlier_detection.py \
+  tests/integration/operator/test_admission.py \
+  tests/integration/operator/test_admission_policy.py \
+  tests/integration/operator/test_publish.py \
+  tests/integration/operator/test_webhook.py \
+  tests/integration/operator/test_lifecycle.py \
+  tests/adoption/test_crd_explain.py \
+  tests/adoption/test_readme_install.py \
+  tests/adoption/test_helm.py
+
+test-oldest: install  ## those tests against the oldest supported Kubernetes (versions.env)
+	KUBERESOLVER_TESTENV_KUBERNETES=oldest $(PY) -m pytest $(OLDEST_TESTS)
 
 test-unit: install  ## only what needs no control plane
 	$(PY) -m pytest $(UNIT_TESTS)

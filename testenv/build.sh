@@ -6,9 +6,17 @@
 #
 #   testenv/build.sh            build what is missing, print the bin directory
 #   KUBERESOLVER_TESTENV_CACHE  cache root (default ~/.cache/kuberesolver-testenv)
+#   KUBERESOLVER_TESTENV_KUBERNETES=oldest  the oldest supported Kubernetes instead
+#                               (build-oldest.sh; default: newest, the one below)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+case ${KUBERESOLVER_TESTENV_KUBERNETES:-newest} in
+  newest) ;;
+  oldest) exec bash "$here/build-oldest.sh" ;;
+  *) echo "KUBERESOLVER_TESTENV_KUBERNETES is newest or oldest," \
+       "not '$KUBERESOLVER_TESTENV_KUBERNETES'" >&2; exit 2 ;;
+esac
 # shellcheck source=versions.env
 source "$here/versions.env"
 cache=${KUBERESOLVER_TESTENV_CACHE:-$HOME/.cache/kuberesolver-testenv}

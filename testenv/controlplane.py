@@ -1,11 +1,12 @@
 """A real Kubernetes control plane on 127.0.0.1 for tests and the demo, like envtest.
 
 etcd, kube-apiserver (RBAC on) and kube-controller-manager (the endpointslice,
-garbagecollector, namespace and serviceaccount controllers) run as child
-processes on free loopback ports. There is no kubelet and no scheduler: tests
-bind Pods to a Node themselves and set their status. ``ControlPlane(real_nodes=True)``
-is the control plane for real kubelets (testenv/node.py): it adds
-kube-scheduler and the controllers that Deployments and Nodes need.
+garbagecollector, namespace, serviceaccount and admission-policy status
+controllers) run as child processes on free loopback ports. There is no
+kubelet and no scheduler: tests bind Pods to a Node themselves and set their
+status. ``ControlPlane(real_nodes=True)`` is the control plane for real
+kubelets (testenv/node.py): it adds kube-scheduler and the controllers that
+Deployments and Nodes need.
 
     >>> with ControlPlane() as cp:
     ...     print(cp.admin_kubeconfig.name, cp.server.startswith("https://127.0.0.1:"))
@@ -31,14 +32,23 @@ from typing import IO, Self
 
 import yaml
 
-from testenv.build import ensure_binaries
+from testenv.build import chosen_kubernetes, ensure_binaries
 from testenv.netns import SERVICE_CIDR
 from testenv.pki import CertFiles, CertificateAuthority, service_account_keypair
 from testenv.wait import WaitTimeout, until
 
 log = logging.getLogger("testenv")
 
-CONTROLLERS = "endpointslice,garbagecollector,namespace,serviceaccount"
+CONTROLLERS = ",".join(
+    (
+        "endpointslice",
+        "garbagecollector",
+        "namespace",
+        "serviceaccount",
+        # Type-checks ValidatingAdmissionPolicies into their status (expressionWarnings).
+        "validatingadmissionpolicy-status-controller",
+    )
+)
 NODE_CONTROLLERS = "deployment,replicaset,nodelifecycle,podgc,root-ca-cert-publisher"
 """Added for real nodes: Deployments roll, kubelet's not-ready taint is lifted once the
 Node is Ready, and every namespace gets the ``kube-root-ca.crt`` that service-account
@@ -181,16 +191,23 @@ class ControlPlane(Started):
 
     ``start()`` and ``stop()`` are idempotent; the object is a context manager.
     ``workdir`` holds certificates, kubeconfigs, logs and etcd's data; it is a
-    temporary directory removed on stop unless one is given.
+    temporary directory removed on stop unless one is given. ``kubernetes`` is
+    ``newest`` or ``oldest`` (default: ``$KUBERESOLVER_TESTENV_KUBERNETES``, else
+    newest; see testenv/build.py); ``bin_dir`` overrides it with ready binaries.
     """
 
     def __init__(
-        self, workdir: Path | None = None, bin_dir: Path | None = None, real_nodes: bool = False
+        self,
+        workdir: Path | None = None,
+        bin_dir: Path | None = None,
+        kubernetes: str | None = None,
+        real_nodes: bool = False,
     ) -> None:
         self._own_workdir = workdir is None
         self.real_nodes = real_nodes
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kuberesolver-testenv-"))
         self.bin_dir = bin_dir
+        self.kubernetes = chosen_kubernetes(kubernetes)
         self.processes: dict[str, _Process] = {}
         self.apiserver_port = 0
         self.etcd_port = 0
@@ -212,7 +229,7 @@ class ControlPlane(Started):
     def start(self, timeout_s: float = 60.0) -> None:
         if self.processes:
             return
-        bins = self.bin_dir or ensure_binaries()
+        bins = self.bin_dir or ensure_binaries(self.kubernetes)
         self.workdir.mkdir(parents=True, exist_ok=True)
         pki_dir = self.workdir / "pki"
         pki_dir.mkdir(exist_ok=True)

@@ -76,14 +76,15 @@ def admin_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 @pytest.fixture(scope="session")
 def installed(admin_api: client.ApiClient) -> list[str]:
-    """The CRDs and the operator's Namespace and RBAC from manifests/ (with the xDS
-    features' grants, from the optional/xds-pod-readiness and xds-token-auth components),
-    applied."""
+    """The CRDs and the operator's Namespace, RBAC and ConfigMap admission policy from
+    manifests/ (with the xDS features' grants, from the optional/xds-pod-readiness and
+    xds-token-auth components), applied."""
     applied = apply(
         admin_api,
         CRDS,
         MANIFESTS / "namespace.yaml",
         MANIFESTS / "rbac.yaml",
+        MANIFESTS / "admissionpolicy.yaml",
     )
     for component in ("xds-pod-readiness", "xds-token-auth"):
         applied += apply_cluster_rbac(admin_api, MANIFESTS / "optional" / component)
