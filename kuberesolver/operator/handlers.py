@@ -27,6 +27,7 @@ from kuberesolver.operator.logic.spec import GROUP, PLURAL, VERSION, plain
 from kuberesolver.operator.runtime.events import REPORTER
 from kuberesolver.operator.runtime.kube import Kube
 from kuberesolver.operator.runtime.metrics import Metrics
+from kuberesolver.operator.runtime.ready_server import ReadyServer
 from kuberesolver.operator.runtime.runtime import Runtime
 from kuberesolver.operator.sandbox.render_pool import RenderPool
 from kuberesolver.operator.settings import Settings, SettingsError
@@ -99,6 +100,15 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
             await runtime.xds.start()
         except (OSError, RuntimeError) as exc:
             raise kopf.PermanentError(f"cannot serve xDS on {xds.address}: {exc}") from exc
+    if ours.ready_port:
+        ready = ReadyServer(runtime.readiness, ours.ready_port)
+        try:
+            await ready.start()
+        except OSError as exc:
+            raise kopf.PermanentError(
+                f"cannot serve /readyz on port {ours.ready_port}: {exc}"
+            ) from exc
+        memo["ready_server"] = ready
     _log.info(
         "kuberesolver operator starting as %s: debounce %d ms, metrics port %d, Lease %s/%s",
         ours.identity,
@@ -113,6 +123,9 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
 async def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Stop the loops, release the Lease, end the watches, kill and reap the render workers;
     then make the interpreter's exit quick (see below)."""
+    ready: ReadyServer | None = memo.get("ready_server")
+    if ready is not None:
+        await ready.close()
     runtime = _runtime(memo)
     if runtime is not None:
         await runtime.close()

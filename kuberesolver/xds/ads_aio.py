@@ -229,6 +229,11 @@ class AdsServer:
     def held(self) -> bool:
         return not self._released.is_set()
 
+    @property
+    def serving(self) -> bool:
+        """Listening, and answering streams (not held)."""
+        return self._server is not None and not self.held
+
     async def wait_released(self) -> None:
         await self._released.wait()
 

@@ -146,8 +146,11 @@ def test_service_account_values(offline: UserShell) -> None:
     assert not [o for o in objects if o["kind"] == "ServiceAccount"]
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "mine"
-    for binding in (o for o in objects if o["kind"].endswith("Binding")):
+    for binding in (o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
         assert [s["name"] for s in binding["subjects"]] == ["mine"], key(binding)
+    (policy,) = (o for o in objects if o["kind"] == "ValidatingAdmissionPolicy")
+    (condition,) = policy["spec"]["matchConditions"]
+    assert condition["expression"].endswith(":mine'"), condition
 
 
 # --- RBAC per feature and per mode ---------------------------------------------------------

@@ -21,6 +21,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from kuberesolver.kube.kubeconfig import load_client
+from kuberesolver.operator.logic.readiness import Readiness
 from kuberesolver.operator.logic.reconcile import Renderer
 from kuberesolver.operator.logic.render import render_in_process
 from kuberesolver.operator.runtime.hub import Hub, TargetKey, Trigger, run_coalesced
@@ -108,6 +109,16 @@ class Runtime:
 
     def leading(self) -> bool:
         return self.elector.leading
+
+    def readiness(self) -> Readiness:
+        """This replica's state, for ``GET /readyz`` (from memory)."""
+        resources = ["services", "endpointslices"] + (["pods"] if self.store.tracks_pods else [])
+        return Readiness(
+            listed=tuple((r, self.store.synced(r)) for r in resources),
+            xds_listening=None if self.xds is None else self.xds.listening,
+            holds_lease=self.leading(),
+            leading_started=self.targets.leading,
+        )
 
     def start(self) -> None:
         """Start watching, and taking part in the election (call from a running loop)."""

@@ -54,6 +54,11 @@ class Targets:
         return len(self._entries)
 
     @property
+    def leading(self) -> bool:
+        """Whether the loops run (between :meth:`lead` and :meth:`follow`)."""
+        return self._leading
+
+    @property
     def running(self) -> int:
         return sum(1 for e in self._entries.values() if e.task is not None and not e.task.done())
 

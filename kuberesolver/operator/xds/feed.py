@@ -124,6 +124,11 @@ class XdsFeed:
     def port(self) -> int:
         return self.server.port
 
+    @property
+    def listening(self) -> bool:
+        """Whether the ADS server listens and answers (after the first sync)."""
+        return self.server.serving
+
     async def start(self) -> int:
         """Listen (``OSError`` if the address is taken); returns the port."""
         credentials = None
