@@ -33,10 +33,12 @@ test: install controlplane  ## the whole suite: unit, client, integration and en
 	$(PY) -m pytest
 
 # What depends on the apiserver's version: the CRD (schema, CEL rules, explain), the
-# ConfigMap admission policy, publishing and status, the mounts webhook, RBAC and garbage
-# collection, and the install with kubectl and helm. The other tests exercise the
-# operator's and the clients' own logic over APIs unchanged since before 1.30 (Leases,
-# TokenReview, SubjectAccessReview, EndpointSlices).
+# ConfigMap admission policy, EndpointSlices from kube-controller-manager, publishing and
+# status, the mounts webhook, RBAC, quota refusals, garbage collection, watches across an
+# apiserver restart, and the install with kubectl and helm. The other tests exercise the
+# operator's and the clients' own logic (operator restarts, leader hand-over, xDS,
+# templates) over APIs unchanged since before 1.30; make test runs them.
+LIFECYCLE := tests/integration/operator/test_lifecycle.py
 OLDEST_TESTS := \
   tests/integration/test_controlplane.py \
   tests/integration/test_crd_outlier_detection.py \
@@ -44,7 +46,10 @@ OLDEST_TESTS := \
   tests/integration/operator/test_admission_policy.py \
   tests/integration/operator/test_publish.py \
   tests/integration/operator/test_webhook.py \
-  tests/integration/operator/test_lifecycle.py \
+  $(LIFECYCLE)::test_deleting_a_target_needs_no_finalizer_and_collects_its_configmap \
+  $(LIFECYCLE)::test_apiserver_restart_during_churn_loses_no_update \
+  $(LIFECYCLE)::test_api_errors_publish_nothing_then_converge \
+  $(LIFECYCLE)::test_operator_identity_is_least_privilege \
   tests/adoption/test_crd_explain.py \
   tests/adoption/test_readme_install.py \
   tests/adoption/test_helm.py

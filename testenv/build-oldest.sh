@@ -3,10 +3,11 @@
 # its own cache directory beside the newest, each binary only when missing, and print
 # that bin directory. build.sh runs it when KUBERESOLVER_TESTENV_KUBERNETES=oldest.
 #
-# kube-apiserver, kube-controller-manager, kube-proxy and kubectl come from the wrapper
-# module gomod/kubernetes-oldest, compiled by the Go that release was built with
+# kube-apiserver, kube-controller-manager and kubectl come from the wrapper module
+# gomod/kubernetes-oldest, compiled by the Go that release was built with
 # (KUBERNETES_OLDEST_GO: GOTOOLCHAIN fetches it from the Go module proxy); etcd and helm
-# are the newest's (the same modules and versions).
+# are the newest's (the same modules and versions). No kube-proxy: no test that runs on
+# the oldest needs one, and its nftables mode is alpha (feature-gated) in 1.30.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +30,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 missing=()
-for cmd in kube-apiserver kube-controller-manager kube-proxy kubectl; do
+for cmd in kube-apiserver kube-controller-manager kubectl; do
   [[ -x $bin/$cmd ]] || missing+=("k8s.io/kubernetes/cmd/$cmd")
 done
 if ((${#missing[@]})); then

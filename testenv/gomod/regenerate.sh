@@ -62,8 +62,8 @@ oldest_modfile=$(cd "$here" && go mod download -json "k8s.io/kubernetes@$KUBERNE
   python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
 cd "$here/kubernetes-oldest"
 {
-  echo "// Wrapper module: the oldest supported kube-apiserver, kube-controller-manager, kubectl"
-  echo "// and kube-proxy, for tests (KUBERESOLVER_TESTENV_KUBERNETES=oldest)."
+  echo "// Wrapper module: the oldest supported kube-apiserver, kube-controller-manager and"
+  echo "// kubectl, for tests (KUBERESOLVER_TESTENV_KUBERNETES=oldest)."
   echo "module kuberesolver.local/testenv/kubernetes-oldest"
   echo
   grep -E '^go ' "$oldest_modfile"
