@@ -23,7 +23,7 @@ from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
 from testenv.wait import until
 from tests.cluster import MANIFESTS
-from tests.operator.helpers import Namespace, ep
+from tests.integration.operator.helpers import Namespace, ep
 
 pytestmark = pytest.mark.integration
 
