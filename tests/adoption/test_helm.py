@@ -72,8 +72,14 @@ def test_helm_install_then_the_operator_publishes(
         return str(cm.data["endpoints.json"])
 
     until(published, timeout_s=60, message="the cart ConfigMap")
-    table = user.run("kubectl get gt -n shop").stdout
-    assert table.splitlines()[1].split()[:5] == ["cart", "cart", "grpc", "1", "Published"], table
+
+    # The status is patched after the ConfigMap is written: wait for it, then read the table.
+    def listed() -> str:
+        table = str(user.run("kubectl get gt -n shop").stdout)
+        row = table.splitlines()[1].split()[:5]
+        return table if row == ["cart", "cart", "grpc", "1", "Published"] else ""
+
+    until(listed, timeout_s=30, message="kubectl get gt shows cart Published")
     for kind, name in (
         ("deployment", "kuberesolver-operator"),
         ("service", "kuberesolver-operator-metrics"),
