@@ -64,6 +64,17 @@ def test_250_pods_in_3_slices_are_all_reached(
         )
 
 
+def refused(channel: grpc.Channel) -> bool:
+    """True once a call fails as grpc fails a target without endpoints."""
+    try:
+        channel.unary_unary(METHOD)(b"", timeout=2)
+    except grpc.RpcError as failed:
+        code = failed.code()  # type: ignore[attr-defined]
+        assert code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), code
+        return True
+    return False
+
+
 def test_scale_to_zero_and_back(
     builder: kuberesolver.Builder, pods: Pods, admin_api: client.ApiClient, namespace: str
 ) -> None:
@@ -75,12 +86,9 @@ def test_scale_to_zero_and_back(
         for i in range(2):
             pods.delete(i)
         until(lambda: channel.snapshot.endpoints == (), timeout_s=60, message="no endpoints")  # type: ignore[attr-defined]
-        with pytest.raises(grpc.RpcError) as failed:
-            channel.unary_unary(METHOD)(b"", timeout=2)
-        assert failed.value.code() in (
-            grpc.StatusCode.UNAVAILABLE,
-            grpc.StatusCode.DEADLINE_EXCEEDED,
-        )
+        # The snapshot is empty before grpc's xDS client has applied the empty
+        # assignment: wait for the first refused call, never a call that still lands.
+        until(lambda: refused(channel), timeout_s=30, message="calls refused with no endpoints")
         back = pods.add(7)
         until(lambda: reached(channel, 5) == {back}, timeout_s=60, message="the new pod reached")
 
