@@ -48,9 +48,17 @@ from kuberesolver.endpointslices import (
 )
 from kuberesolver.operator.hub import ServiceKey
 from kuberesolver.operator.pod_readiness import PodView, overlay, pod_view
+from kuberesolver.operator.spec import GROUP, PLURAL, VERSION
 from kuberesolver.retry import backoff_s
 
-__all__ = ["Reflector", "ServiceStore", "pod_reflector", "service_reflectors"]
+__all__ = [
+    "GrpcTargetIndex",
+    "Reflector",
+    "ServiceStore",
+    "grpctarget_reflector",
+    "pod_reflector",
+    "service_reflectors",
+]
 
 _log = logging.getLogger("kuberesolver.operator")
 
@@ -233,6 +241,66 @@ class ServiceStore:
         for obj, (service, view) in views.items():
             self.set_slice(obj, service, view)
         self.mark_synced("endpointslices")
+
+
+class GrpcTargetIndex:
+    """Every GrpcTarget's ``spec`` as this replica's own watch last saw it; event-loop only.
+
+    The admission webhook's source (:func:`grpctarget_reflector` keeps it):
+    its own watch, not kopf's handlers, so it is fresh on every replica.
+    """
+
+    def __init__(self) -> None:
+        self._specs: dict[ObjectKey, Mapping[str, Any]] = {}
+        self.synced = asyncio.Event()
+        """Set once the first list is in."""
+
+    def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """GrpcTarget ``namespace/name`` as ``{"spec": ...}``, or ``None`` if it is unknown."""
+        spec = self._specs.get((namespace, name))
+        return None if spec is None else {"spec": spec}
+
+    def set(self, key: ObjectKey, spec: Mapping[str, Any] | None) -> None:
+        if spec is None:
+            self._specs.pop(key, None)
+        else:
+            self._specs[key] = spec
+
+    def replace(self, specs: Mapping[ObjectKey, Mapping[str, Any]]) -> None:
+        self._specs = dict(specs)
+        self.synced.set()
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+def grpctarget_reflector(
+    api: client.ApiClient, index: GrpcTargetIndex, loop: asyncio.AbstractEventLoop
+) -> Reflector:
+    """The reflector that keeps ``index`` current (not started); it keeps only the
+    fields a mount needs."""
+    custom = client.CustomObjectsApi(api)
+
+    def list_fn(**kwargs: Any) -> Any:
+        return custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+
+    def decode(obj: Mapping[str, Any]) -> tuple[ObjectKey, dict[str, Any]]:
+        spec = obj.get("spec") or {}
+        if not isinstance(spec, Mapping):
+            raise ValueError("spec is not an object")
+        kept = {k: spec[k] for k in ("service", "serviceNamespace", "configMapName") if k in spec}
+        return _key(obj), kept
+
+    def listed(items: list[tuple[ObjectKey, dict[str, Any]]]) -> None:
+        index.replace(dict(items))
+
+    def event(kind: str, item: tuple[ObjectKey, dict[str, Any]]) -> None:
+        key, spec = item
+        index.set(key, None if kind == "DELETED" else spec)
+
+    return Reflector(
+        "grpctargets", list_fn, loop=loop, on_list=listed, on_event=event, decode=decode
+    )
 
 
 def _key(obj: Mapping[str, Any]) -> ObjectKey:

@@ -1,4 +1,4 @@
-"""xDS bootstrap injection (issue 12 §3): what the webhook adds to a Pod annotated
+"""xDS bootstrap injection: what the webhook adds to a Pod annotated
 ``kuberesolver.io/xds: "true"`` so that its grpc clients reach the operator's xDS.
 
 Pure: :func:`plan_xds` decides, :func:`inject_xds` applies it to a Pod dict.
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from kuberesolver.names import quoted
 from kuberesolver.xds_server.auth import DEFAULT_AUDIENCE
 from kuberesolver.xds_server.bootstrap import DEFAULT_AUTHORITY, build_bootstrap
 from kuberesolver.xds_server.settings import XdsSettings
@@ -185,7 +186,9 @@ def wants_xds(annotations: Mapping[str, str]) -> tuple[bool, list[str]]:
     value = raw.strip().lower()
     if value in ("true", "false"):
         return value == "true", []
-    return False, [f'{XDS_ANNOTATION}: {raw!r} is neither "true" nor "false"; no bootstrap added']
+    return False, [
+        f'{XDS_ANNOTATION}: {quoted(raw)} is neither "true" nor "false"; no bootstrap added'
+    ]
 
 
 def bootstrap_for(config: XdsInjection, namespace: str) -> dict[str, Any]:
