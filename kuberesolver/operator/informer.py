@@ -46,6 +46,7 @@ from kuberesolver.endpointslices import (
     service_view,
     slice_view,
 )
+from kuberesolver.kubeconfig import CONNECT_TIMEOUT_S
 from kuberesolver.operator.hub import ServiceKey
 from kuberesolver.operator.pod_readiness import PodView, overlay, pod_view
 from kuberesolver.operator.spec import GROUP, PLURAL, VERSION
@@ -68,7 +69,6 @@ ObjectKey: TypeAlias = tuple[str, str]
 _lines: Callable[[Any], Iterator[str]] = _k8s_watch.iter_resp_lines
 """The kubernetes client's reader of a watch response, a line per event."""
 _PAGE: Final = 500
-_CONNECT_TIMEOUT_S: Final = 10.0
 
 
 class ServiceStore:
@@ -418,7 +418,7 @@ class Reflector:
             resource_version=version,
             allow_watch_bookmarks=True,
             timeout_seconds=self._watch_timeout_s,
-            _request_timeout=(_CONNECT_TIMEOUT_S, self._watch_timeout_s + 30),
+            _request_timeout=(CONNECT_TIMEOUT_S, self._watch_timeout_s + 30),
         )
         self._response = resp
         try:

@@ -17,13 +17,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kuberesolver.endpointslices import SERVICE_NAME_LABEL
-from kuberesolver.kubeconfig import load_client
+from kuberesolver.kubeconfig import REQUEST_TIMEOUT_S, load_client
 from kuberesolver.operator.spec import GROUP, PLURAL, VERSION
 
 __all__ = ["FIELD_MANAGER", "ApiError", "Kube"]
 
 FIELD_MANAGER: Final = "kuberesolver-operator"
-_TIMEOUT_S: Final = 30.0
 
 
 class ApiError(RuntimeError):
@@ -53,7 +52,7 @@ class Kube:
         self._api.close()
 
     async def _call(
-        self, what: str, fn: Any, *args: Any, timeout_s: float = _TIMEOUT_S, **kwargs: Any
+        self, what: str, fn: Any, *args: Any, timeout_s: float = REQUEST_TIMEOUT_S, **kwargs: Any
     ) -> Any:
         loop = asyncio.get_running_loop()
 

@@ -11,8 +11,13 @@ Behaviour:
   written when the content is the same);
 - a deleted or absent ConfigMap leaves the directory as it was (as kubelet
   does): never an empty projection because something went missing;
-- errors (403, connection refused, an expired resourceVersion) are logged and
-  retried with backoff, re-listing from scratch; the last good files stay;
+- errors (403, connection refused, an expired resourceVersion, no answer) are
+  logged, one line naming the API host, and retried with backoff, re-listing
+  from scratch; the last good files stay;
+- deadlines: a list gives up after ``request_timeout_s`` (30 s, connecting and
+  reading together: the HTTP client's hidden retries are off, see
+  :mod:`kuberesolver.kubeconfig`); a watch after 10 s to connect and
+  ``watch_timeout_s`` + 30 s of silence;
 - nothing it reads stops it: an event it cannot project (or any other
   error) is logged once with its traceback, counted in ``errors``, and
   skipped; the last good files stay;
@@ -33,6 +38,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from kuberesolver.kubeconfig import CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S
 from kuberesolver.projector.atomic_writer import write_atomic
 from kuberesolver.projector.lag import Lagged
 from kuberesolver.retry import backoff_s
@@ -68,10 +74,13 @@ class ConfigMapProjector:
         watch_timeout_s: int = 240,
         on_write: Callable[[int], None] | None = None,
         lag_s: float = 0.0,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         from kubernetes import client
 
         self._core = client.CoreV1Api(api)
+        self.host = str(api.configuration.host)
+        self.request_timeout_s = request_timeout_s
         self.namespace = namespace
         self.name = name
         self.directory = Path(directory)
@@ -114,8 +123,8 @@ class ConfigMapProjector:
                 delay = backoff_s(failures)
                 self.errors += 1
                 _log.warning(
-                    "ConfigMap %s/%s: %s; retrying in %.1f s (the last files stay)",
-                    self.namespace, self.name, _describe(exc), delay,
+                    "ConfigMap %s/%s from %s: %s; retrying in %.1f s (the last files stay)",
+                    self.namespace, self.name, self.host, _describe(exc), delay,
                 )  # fmt: skip
                 self._stop.wait(delay)
 
@@ -140,10 +149,10 @@ class ConfigMapProjector:
                 allow_watch_bookmarks=True,
                 timeout_seconds=self.watch_timeout_s,
                 resource_version=resource_version,
-                _request_timeout=(10, self.watch_timeout_s + 30),
+                _request_timeout=(CONNECT_TIMEOUT_S, self.watch_timeout_s + 30),
             )
             return self._core.list_namespaced_config_map(self.namespace, **kwargs)
-        kwargs["_request_timeout"] = 30
+        kwargs["_request_timeout"] = self.request_timeout_s
         resp: Any = self._core.list_namespaced_config_map(self.namespace, **kwargs)
         return json.loads(resp.data)
 
