@@ -17,6 +17,7 @@ can be deleted while the operator is down.
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -110,12 +111,19 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
 
 @kopf.on.cleanup()
 async def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the loops, release the Lease, end the watches, kill and reap the render workers;
+    then make the interpreter's exit quick (see below)."""
     runtime = _runtime(memo)
     if runtime is not None:
         await runtime.close()
     pool: RenderPool | None = memo.get("render_pool")
     if pool is not None:
         await pool.aclose()
+    # The process exits next. At exit the interpreter runs full garbage collections over
+    # every object, which the OS reclaims anyway: measured with the operator's modules
+    # loaded, 2-4 s of wall time on two loaded cores (0.1-0.3 s with this), so that a
+    # SIGTERM'd operator lingered past its cleanup. Frozen objects are not collected.
+    gc.freeze()
 
 
 @kopf.on.probe(id="targets")

@@ -356,13 +356,18 @@ class Reflector:
         self._thread.start()
 
     def stop(self) -> None:
-        """Ask the thread to end (it is a daemon: never waited on). Idempotent."""
+        """Ask the thread to end (it is a daemon: never waited on). Idempotent, and quick.
+
+        The watch's socket is shut down for reading, which ends the thread's
+        blocked read at once. Never ``close()`` it from here: that waits for the
+        lock the reading thread holds, until the next event or the watch's
+        timeout (minutes), and it blocked the operator's shutdown on the event loop.
+        """
         self._stop.set()
         response = self._response
         if response is not None:
-            # Closing a stream another thread reads may raise: the read ends anyway.
-            with contextlib.suppress(Exception):
-                response.close()
+            with contextlib.suppress(Exception):  # already released or closed: nothing to end
+                response.shutdown()
 
     def _run(self) -> None:
         failures = 0

@@ -162,22 +162,24 @@ class Runtime:
             _log.warning("Event %s not posted: %s", event.get("reason"), exc)
 
     async def close(self) -> None:
+        """Quick, for SIGTERM: the loops are cancelled (a render or write in flight is of no
+        use once the process ends), the Lease released, the watches and ADS streams ended."""
         if self._closed:
             return
         self._closed = True
-        await self.elector.close()  # stops the loops, then releases the Lease
+        await self.targets.close()  # the loops first: nothing waits for a render to finish
+        await self.elector.close()  # stops leading, then releases the Lease
         if self._elector_task is not None:
             self._elector_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._elector_task
-        await self.targets.close()
         if self.xds is not None:
-            await self.xds.stop()
+            await self.xds.stop(grace_s=0.5)  # ADS streams never end by themselves
         await self.status.close()
         for reflector in self._reflectors:
             reflector.stop()
         if self._posts:
-            await asyncio.wait(set(self._posts), timeout=5)
+            await asyncio.wait(set(self._posts), timeout=1)
         self.hub.close()
         self.metrics.close()
         self.kube.close()

@@ -90,14 +90,17 @@ class Targets:
             if entry.task is None or entry.task.done():
                 self._start(key, entry)
 
-    async def follow(self) -> None:
-        """Stop every loop (another replica writes now); wait for them to end."""
+    async def follow(self, grace_s: float | None = None) -> None:
+        """Stop every loop (another replica writes now); wait for them to end, at most
+        ``grace_s`` (default ``stop_timeout_s``), then cancel those still running."""
         self._leading = False
         tasks = [t for key, e in self._entries.items() if (t := self._stop(key, e)) is not None]
-        await self._wait(tasks)
+        await self._wait(tasks, self._stop_timeout_s if grace_s is None else grace_s)
 
-    async def close(self) -> None:
-        await self.follow()
+    async def close(self, grace_s: float = 0.0) -> None:
+        """Stop every loop for good: the process is ending, so a loop mid-render or
+        mid-write is cancelled after ``grace_s`` (a write already sent completes)."""
+        await self.follow(grace_s)
         self._entries.clear()
 
     def _start(self, key: TargetKey, entry: Entry) -> None:
@@ -125,10 +128,12 @@ class Targets:
             entry.trigger = None
         return task if task is not None and not task.done() else None
 
-    async def _wait(self, tasks: list[asyncio.Task[None]]) -> None:
+    async def _wait(self, tasks: list[asyncio.Task[None]], timeout_s: float) -> None:
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=self._stop_timeout_s)
+        pending = set(tasks)
+        if timeout_s > 0:
+            _, pending = await asyncio.wait(tasks, timeout=timeout_s)
         for task in pending:
             task.cancel()
         for task in pending:

@@ -102,8 +102,10 @@ class ConfigMapProjector:
             self._lagged.stop()
         response = self._response
         if response is not None:
-            with contextlib.suppress(Exception):  # from another thread: best effort
-                response.close()
+            # Shut the socket down for reading: the blocked read ends at once. close()
+            # would wait for the lock that a read in another thread holds.
+            with contextlib.suppress(Exception):
+                response.shutdown()
 
     @property
     def stopped(self) -> bool:
