@@ -510,6 +510,7 @@ def _spec(parsed: ParsedTarget, settings: Settings, snapshot: Snapshot, source: 
         max_attempts=min(settings.max_attempts, 5),
         source=source,
         cluster_ip_fallback=settings.cluster_ip_fallback,
+        default_outlier_detection=settings.outlier_detection,
     )
 
 

@@ -82,3 +82,62 @@ class SilentServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_SETTINGS = 0x4
+_ACK = 0x1
+
+
+def _frame(kind: int, flags: int, payload: bytes = b"", stream: int = 0) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big")
+
+
+class StalledHttp2Server(SilentServer):
+    """An HTTP/2 server that completes the handshake and then goes silent.
+
+    To each connection it sends its SETTINGS and acknowledges the client's
+    (so grpc counts the connection READY and sends calls on it), then never
+    writes another byte: no headers, no data, no PING acknowledgement. It is a
+    backend hung below the application: a stuck process, a frozen VM, a
+    half-open NAT entry. ``calls`` counts the HEADERS frames (new calls) it got.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.calls = 0
+        self.pings = 0
+        super().__init__(host)
+
+    def _read(self, conn: socket.socket) -> None:
+        buffer = b""
+        greeted = False
+        while True:
+            try:
+                chunk = conn.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buffer += chunk
+            if not greeted:
+                if len(buffer) < len(_PREFACE):
+                    continue
+                if not buffer.startswith(_PREFACE):
+                    return
+                buffer = buffer[len(_PREFACE) :]
+                try:
+                    conn.sendall(_frame(_SETTINGS, 0) + _frame(_SETTINGS, _ACK))
+                except OSError:
+                    return
+                greeted = True
+            while len(buffer) >= 9:
+                size = int.from_bytes(buffer[:3], "big")
+                if len(buffer) < 9 + size:
+                    break
+                kind = buffer[3]
+                with self._lock:
+                    if kind == 0x1:  # HEADERS: a new call
+                        self.calls += 1
+                    elif kind == 0x6:  # PING
+                        self.pings += 1
+                buffer = buffer[9 + size :]
