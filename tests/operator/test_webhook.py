@@ -216,7 +216,8 @@ HOSTILE = {
     "..%2F..%2Fotherns%2Fgrpctargets%2Fsecret": "is not a GrpcTarget name",
     "greeter/status": "is not a GrpcTarget name",
     "greeter%2Fstatus": "is not a GrpcTarget name",
-    ",".join(f"n{i}" for i in range(36_000)): "36000 GrpcTargets, more than the 32 allowed",
+    ",".join(f"n{i}" for i in range(36_000)): "(36000 entries), more than 32 GrpcTarget names",
+    ",".join(f"n{i}" for i in range(33)): "lists 33 names, more than the 32 GrpcTargets allowed",
 }
 
 
