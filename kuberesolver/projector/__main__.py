@@ -12,6 +12,7 @@ current version and exits (status 1 if the ConfigMap does not exist).
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -89,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         api.close()
     logging.getLogger("kuberesolver.projector").info("stopped")
+    gc.freeze()  # the process exits next: no final collections over what the OS reclaims
     return 0
 
 
