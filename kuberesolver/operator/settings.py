@@ -13,6 +13,10 @@ Every setting carries its unit in its name. The environment variables are:
     at once; a status patch costs the apiserver as much as the ConfigMap write.
 ``KUBERESOLVER_METRICS_PORT``
     The port of the Prometheus endpoint; 0 turns it off (default 0).
+``KUBERESOLVER_READY_PORT``
+    The port of ``GET /readyz`` (the readiness and startup probes); 0 turns it
+    off (default 0; the chart sets 8081). See
+    :mod:`kuberesolver.operator.logic.readiness` for what ready means.
 ``KUBERESOLVER_RESYNC_S``
     How often each target is reconciled even without a change, which also
     repairs a ConfigMap edited by hand (default 300).
@@ -31,7 +35,7 @@ Every setting carries its unit in its name. The environment variables are:
     and process id; the Deployment passes the Pod's name).
 ``KUBERESOLVER_RENDER_WORKERS``
     How many worker processes render the GrpcTargets' templates (default 2).
-    Templates never run in the operator's own process (:mod:`.render_pool`).
+    Templates never run in the operator's own process (:mod:`.sandbox.render_pool`).
 ``KUBERESOLVER_RENDER_CPU_S``
     The CPU time one render may use, in whole seconds (default 2); past it
     the worker is killed and the target gets ``Rendered=False, RenderTimeout``.
@@ -62,6 +66,7 @@ class Settings:
     debounce_ms: int = 300
     status_interval_ms: int = 30_000
     metrics_port: int = 0
+    ready_port: int = 0
     resync_s: float = 300.0
     lease_duration_s: int = 8
     lease_retry_s: int = 2
@@ -93,6 +98,7 @@ class Settings:
         debounce_ms: int | None = None,
         status_interval_ms: int | None = None,
         metrics_port: int | None = None,
+        ready_port: int | None = None,
         resync_s: float | None = None,
         lease_duration_s: int | None = None,
         lease_retry_s: int | None = None,
@@ -119,6 +125,7 @@ class Settings:
             )
         debounce = _pick(debounce_ms, env, "KUBERESOLVER_DEBOUNCE_MS", d.debounce_ms, 0, 60000)
         port = _pick(metrics_port, env, "KUBERESOLVER_METRICS_PORT", d.metrics_port, 0, 65535)
+        ready = _pick(ready_port, env, "KUBERESOLVER_READY_PORT", d.ready_port, 0, 65535)
         resync = _pick(resync_s, env, "KUBERESOLVER_RESYNC_S", int(d.resync_s), 1, 86400)
         return cls(
             debounce_ms=debounce,
@@ -131,6 +138,7 @@ class Settings:
                 3_600_000,
             ),
             metrics_port=port,
+            ready_port=ready,
             resync_s=float(resync),
             lease_duration_s=duration,
             lease_retry_s=retry,

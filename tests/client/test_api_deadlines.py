@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from kuberesolver.direct import ApiWatcher, new_insecure_k8s_client
-from kuberesolver.kubeconfig import no_hidden_retries
-from kuberesolver.target import parse_target
+from kuberesolver.client.sources.api.watcher import ApiWatcher
+from kuberesolver.client.target import parse_target
+from kuberesolver.kube.client import new_insecure_k8s_client
 from testenv.silent import SilentServer
 from testenv.wait import until
 
@@ -47,39 +47,35 @@ def test_direct_mode_gives_up_after_one_silent_request_and_names_the_host(
 def test_the_projector_gives_up_after_one_silent_request_and_names_the_host(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from kubernetes import client
-
-    from kuberesolver.projector.configmap_watch import ConfigMapProjector
+    from kuberesolver.kube.credentials import ApiConfig
+    from kuberesolver.kube.http import HttpApi
+    from kuberesolver.projector.configmap_watch import ConfigMapProjector, configmap_transport
 
     with SilentServer() as api:
-        configuration = client.Configuration()
-        configuration.host = api.url
+        http = HttpApi(ApiConfig(server=api.url), timeout_s=TIMEOUT_S)
         projector = ConfigMapProjector(
-            client.ApiClient(no_hidden_retries(configuration)),
-            "demo",
-            "greeter",
-            tmp_path / "out",
-            request_timeout_s=TIMEOUT_S,
+            configmap_transport(http, "demo", "greeter"), tmp_path / "out"
         )
         caplog.set_level(logging.WARNING, "kuberesolver.projector")
         start = time.monotonic()
         runner = threading.Thread(target=projector.run, daemon=True)
         runner.start()
-        until(lambda: projector.errors >= 1, timeout_s=30, message="the first failure")
+        until(lambda: projector.reflector.failures >= 1, timeout_s=30, message="a failure")
         took = time.monotonic() - start
         projector.stop()
         assert api.requests == 1, "a request was retried behind the caller's back"
         assert took < 2 * TIMEOUT_S
         runner.join(10)
         assert not runner.is_alive()
+        http.close()
     lines = [r.getMessage() for r in caplog.records if r.name == "kuberesolver.projector"]
     assert lines, "no log line"
     assert api.url in lines[0]
-    assert "timed out" in lines[0]
+    assert "ReadTimeout" in lines[0]
 
 
 def test_the_shared_api_clients_have_no_hidden_retries(tmp_path: Path) -> None:
-    from kuberesolver.kubeconfig import load_client
+    from kuberesolver.kube.kubeconfig import load_client
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(

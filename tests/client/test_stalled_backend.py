@@ -21,7 +21,7 @@ from pathlib import Path
 import grpc
 
 import kuberesolver
-from kuberesolver.snapshot import Endpoint
+from kuberesolver.core.snapshot import Endpoint
 from testenv.silent import StalledHttp2Server
 from testenv.wait import until
 from tests.client._support import SERVER_STREAM, TARGET, UNARY, Backends, make_snapshot, publish

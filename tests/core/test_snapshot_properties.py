@@ -1,0 +1,116 @@
+"""Property-based tests: ``decode`` raises only SnapshotError, whatever it is given."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kuberesolver.core.snapshot import Endpoint, Snapshot, SnapshotError, TargetRef, decode, encode
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+GOOD = {
+    "version": 1,
+    "target": {"service": "greeter", "namespace": "ns", "port": "grpc"},
+    "serverName": "greeter.ns",
+    "revision": 1,
+    "endpoints": [{"address": "10.0.0.1", "port": 8080}],
+    "serviceConfig": {},
+}
+
+
+def _decode_or_refuse(data: str | bytes) -> None:
+    try:
+        snapshot = decode(data, "prop")
+    except SnapshotError:
+        return
+    assert isinstance(snapshot, Snapshot)
+
+
+@given(st.binary(max_size=512))
+def test_arbitrary_bytes(data: bytes) -> None:
+    _decode_or_refuse(data)
+
+
+@given(st.text(max_size=256))
+def test_arbitrary_text(data: str) -> None:
+    _decode_or_refuse(data)
+
+
+@given(json_values)
+def test_arbitrary_json(value: Any) -> None:
+    _decode_or_refuse(json.dumps(value))
+
+
+@given(
+    key=st.sampled_from(["version", "target", "serverName", "revision", "endpoints"]),
+    value=json_values,
+)
+def test_one_field_replaced_by_anything(key: str, value: Any) -> None:
+    _decode_or_refuse(json.dumps({**GOOD, key: value}))
+
+
+@given(
+    field=st.sampled_from(["address", "port", "ready", "serving", "terminating", "zone", "pod"]),
+    value=json_values,
+)
+def test_one_endpoint_field_replaced_by_anything(field: str, value: Any) -> None:
+    endpoint = {**GOOD["endpoints"][0], field: value}  # type: ignore[index]
+    _decode_or_refuse(json.dumps({**GOOD, "endpoints": [endpoint]}))
+
+
+@settings(max_examples=20)
+@given(depth=st.integers(min_value=1, max_value=200_000), opener=st.sampled_from("[{"))
+def test_deep_nesting(depth: int, opener: str) -> None:
+    inner = "[" * depth + "]" * depth if opener == "[" else '{"a":' * depth + "1" + "}" * depth
+    _decode_or_refuse(json.dumps({**GOOD, "serviceConfig": {}})[:-1] + f', "x": {inner}}}')
+    _decode_or_refuse(inner)
+
+
+@settings(max_examples=30)
+@given(
+    key=st.sampled_from(["version", "revision", "port", "portNumber"]),
+    digits=st.integers(min_value=1, max_value=20_000),
+    sign=st.sampled_from(["", "-"]),
+    suffix=st.sampled_from(["", ".5", "e400", "e-400"]),
+)
+def test_huge_numbers(key: str, digits: int, sign: str, suffix: str) -> None:
+    number = sign + "9" * digits + suffix
+    doc = json.dumps(GOOD)
+    if key == "port":
+        doc = doc.replace('"port": 8080', f'"port": {number}')
+    elif key == "portNumber":
+        doc = doc.replace('"port": "grpc"', f'"port": "grpc", "portNumber": {number}')
+    else:
+        doc = doc.replace(f'"{key}": 1', f'"{key}": {number}')
+    _decode_or_refuse(doc)
+
+
+addresses = st.ip_addresses().map(str)
+
+
+@given(
+    addresses=st.lists(addresses, max_size=5),
+    port=st.integers(1, 65535),
+    revision=st.integers(0, 2**63 - 1),
+)
+def test_every_valid_snapshot_round_trips(addresses: list[str], port: int, revision: int) -> None:
+    snapshot = Snapshot(
+        target=TargetRef("greeter", "ns", "grpc"),
+        revision=revision,
+        endpoints=tuple(Endpoint(a, port) for a in addresses),
+    )
+    assert decode(encode(snapshot)) == snapshot
