@@ -29,8 +29,10 @@ dist: install controlplane  ## wheel, sdist, both images (OCI archives), the pac
 demo: install controlplane  ## control plane + operator + real gRPC backends + a client, shown working
 	$(PY) -m demo
 
+# Three workers, each with its own control plane and network namespace: the suite mostly
+# waits on processes, so three keep two cores busy (18 min, against 30+ serially).
 test: install controlplane  ## the whole suite: unit, client, integration and end-to-end
-	$(PY) -m pytest
+	$(PY) -m pytest -n 3
 
 # What depends on the apiserver's version: the CRD (schema, CEL rules, explain), the
 # ConfigMap admission policy, EndpointSlices from kube-controller-manager, publishing and

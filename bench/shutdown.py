@@ -11,7 +11,7 @@ times:
 - a :class:`kuberesolver.server.DrainableServer` whose SIGTERM handler calls
   ``drain_and_stop()`` (no clients: the drain is immediate).
 
-The last line is one JSON object: per process, the exit times (s) and
+The last line is one JSON object (json, via ``_common.emit``): per process, the exit times (s) and
 statuses, and whether any child process outlived the operator.
 """
 

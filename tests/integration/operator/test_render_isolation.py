@@ -36,9 +36,10 @@ from tests.integration.operator.helpers import (
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
-LATENCY_BOUND_MS = 500
-"""A change is usually published in tens of milliseconds; a render on the event loop stalls it
-for the whole render (here: forever)."""
+LATENCY_BOUND_MS = 2000
+"""A change is usually published in tens of milliseconds (a few hundred on a loaded CI
+machine running three workers: 505 ms was seen); a render on the event loop stalls it for the
+whole render, here the 10 s CPU limit: the bound separates the two with room on both sides."""
 
 GOOD = "{% for e in readyEndpoints %}{{ e.address }}\n{% endfor %}"
 CPU_BOMB = (
