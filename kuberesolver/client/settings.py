@@ -37,7 +37,7 @@
   servers with default settings accept them (no GOAWAY "too_many_pings").
 - ``outlier_detection`` (``KUBERESOLVER_OUTLIER_DETECTION``): eject endpoints
   whose calls fail (gRFC A50, with
-  :data:`~kuberesolver.service_config.OUTLIER_DEFAULTS`) when the snapshot
+  :data:`~kuberesolver.core.service_config.OUTLIER_DEFAULTS`) when the snapshot
   sets no ``outlierDetection`` of its own; default on.
 - ``source`` (``KUBERESOLVER_SOURCE``): ``file``, ``api`` (direct mode) or
   ``operator`` (the operator's xDS, :mod:`kuberesolver.client.sources.operator`);

@@ -25,8 +25,11 @@ cert-manager). Either way a renewed certificate is served without a restart.
 The MutatingWebhookConfiguration itself is static (manifests/webhook.yaml,
 ``failurePolicy: Ignore``, a short timeout): kopf's managed configuration is
 rewritten by every replica and removed on shutdown. Both replicas serve
-admission; GrpcTargets are read from the API, not from an index (a standby
-replica's indexes are paused).
+admission, each from its own watch of the GrpcTargets
+(:class:`~kuberesolver.operator.runtime.informer.GrpcTargetIndex`, not kopf's
+handlers, whose watches a peered standby pauses); a name the watch has not
+seen costs one LIST of the Pod's namespace (a consistent read, so a GrpcTarget
+created just before its Pod is found), never one request per name.
 
 :func:`parse_targets`, :func:`plan_mounts`, :func:`conflicts` and :func:`inject`
 are pure; the handler only reads the GrpcTargets and hands kopf the transformation.
