@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
 UNARY = "/kr.bench.Echo/Unary"
 
 
-def options(description: str | None, **specs: tuple[type[float], float]) -> argparse.Namespace:
+def options(description: str | None, **specs: tuple[type[Any], Any]) -> argparse.Namespace:
     """The command line: ``name=(type, default)`` is ``--name`` (``_`` written ``-``)."""
     parser = argparse.ArgumentParser(description=description)
     for name, (kind, default) in specs.items():

@@ -1,10 +1,13 @@
 """Memory given back: a client that goes from a few endpoints to 100,000 and back.
 
-One channel follows a snapshot of 3 endpoints (the baseline), then one of
-``--endpoints`` (default 100,000; not ready, so grpc opens no connection to
-them, but every layer holds them: the file, the snapshot, the xDS resource and
-grpc's own copy), then 3 again. After each step we wait until grpc's xDS
-client accepted the revision, collect garbage and read the RSS.
+One channel follows a snapshot of ``--after`` endpoints (default 2; the
+baseline), then one of ``--endpoints`` (default 100,000; not ready, so grpc
+opens no connection to them, but every layer holds them: the file, the
+snapshot, the xDS resource and grpc's own copy; with ``--ready`` they are
+ready, and grpc also makes a subchannel for each, connecting to nothing), then
+``--after`` again. After each step we wait until grpc's xDS client accepted
+the revision, collect garbage and read the RSS. Run it in a fresh process,
+once per case (the allocator's state is the process's).
 
 The last line is one JSON object: the RSS at each step (MiB), and the ratios
 ``after_over_baseline`` (1.0 = everything given back) and ``returned``
@@ -30,9 +33,24 @@ def _rss_mib() -> float:
     return float(psutil.Process().memory_info().rss) / 2**20
 
 
+def _settled_rss_mib(within: float = 0.01, timeout_s: float = 60.0) -> float:
+    """The RSS once it stopped moving: two readings a second apart within ``within``."""
+    previous = _rss_mib()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(1.0)  # the interval between two readings, not a wait for a condition
+        current = _rss_mib()
+        if abs(current - previous) <= within * previous:
+            return max(current, previous)
+        previous = current
+    return previous
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--endpoints", type=int, default=100_000)
+    parser.add_argument("--after", type=int, default=2)
+    parser.add_argument("--ready", action="store_true")
     args = parser.parse_args(argv)
 
     import kuberesolver
@@ -40,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     from kuberesolver.core.snapshot import ENDPOINTS_KEY
     from testenv.wait import until
 
-    few = [(f"127.0.0.{i}", 50051) for i in (2, 3, 4)]
+    few = [(f"127.0.0.{i}", 50051) for i in range(2, 2 + args.after)]
     many = [
         (f"127.{1 + i // 65536}.{i // 256 % 256}.{i % 256}", 50051) for i in range(args.endpoints)
     ]
@@ -59,11 +77,11 @@ def main(argv: list[str] | None = None) -> None:
             baseline = _rss_mib()
 
             started = time.perf_counter()
-            write_atomic(directory, {ENDPOINTS_KEY: _many(many, 2)})
+            write_atomic(directory, {ENDPOINTS_KEY: _many(many, 2, args.ready)})
             del many  # the benchmark's own copy
             until(lambda: accepted(2), timeout_s=300, interval_s=0.05, message="revision 2")
             grow_s = time.perf_counter() - started
-            peak = _rss_mib()
+            peak = _settled_rss_mib()  # ready endpoints: grpc makes their subchannels after
 
             from kuberesolver.client import memory as _memory
 
@@ -72,19 +90,22 @@ def main(argv: list[str] | None = None) -> None:
             publish(directory, few, 3)
             until(lambda: accepted(3), timeout_s=300, interval_s=0.05, message="revision 3")
             shrink_s = time.perf_counter() - started
-            # the memory is given back on a thread of its own, just after grpc accepted
+            # the memory is given back on a thread of its own, after grpc accepted, in passes
+            passes = len(_memory.GIVE_BACK_AFTER_S)
             with contextlib.suppress(TimeoutError):  # not given back: the figures say so
-                until(lambda: _memory.given_back > trims, timeout_s=30, interval_s=0.05)
+                until(lambda: _memory.given_back >= trims + passes, timeout_s=60, interval_s=0.05)
             after = _rss_mib()
     emit(
         {
             "bench": "client_memory",
             "endpoints": args.endpoints,
+            "ready": args.ready,
+            "after": args.after,
             "rss_baseline_mib": round(baseline, 1),
             "rss_peak_mib": round(peak, 1),
             "rss_after_mib": round(after, 1),
             "after_over_baseline": round(after / baseline, 3),
-            "given_back": _memory.given_back > trims,
+            "given_back": _memory.given_back >= trims + len(_memory.GIVE_BACK_AFTER_S),
             "returned": round((peak - after) / max(peak - baseline, 1e-9), 3),
             "grow_s": round(grow_s, 2),
             "shrink_s": round(shrink_s, 2),
@@ -92,13 +113,13 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-def _many(endpoints: list[tuple[str, int]], revision: int) -> bytes:
+def _many(endpoints: list[tuple[str, int]], revision: int, ready: bool) -> bytes:
     from kuberesolver.core.snapshot import Endpoint, Snapshot, TargetRef, encode
 
     snapshot = Snapshot(
         target=TargetRef("bench", "ns", "grpc", "grpc", 50051),
         revision=revision,
-        endpoints=tuple(Endpoint(a, p, ready=False) for a, p in endpoints),
+        endpoints=tuple(Endpoint(a, p, ready=ready) for a, p in endpoints),
     )
     return encode(snapshot).encode()
 

@@ -33,7 +33,12 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, Unpack
 import grpc
 
 from kuberesolver.client import metrics
-from kuberesolver.client.memory import SHRINK_THRESHOLD, give_back
+from kuberesolver.client.memory import (
+    SHRINK_THRESHOLD,
+    fix_trim_threshold,
+    give_back_after_shrink,
+    should_give_back,
+)
 from kuberesolver.client.settings import ChannelArgs, Settings, resolve_from
 from kuberesolver.client.sources.api.builder import builder_or_default, choose_source
 from kuberesolver.client.sources.api.watcher import ApiWatcher
@@ -362,12 +367,16 @@ class _Registry:
                 return
             held = len(snapshot.endpoints)
             wd.peak_endpoints = max(wd.peak_endpoints, held)
-            shrunk = wd.peak_endpoints - held >= SHRINK_THRESHOLD
+            shrunk = should_give_back(wd.peak_endpoints, held)
             if shrunk:
                 wd.peak_endpoints = held
             logged, wd.logged_revision = wd.logged_revision, snapshot.revision
+        if held >= SHRINK_THRESHOLD:  # before it shrinks, or its memory stays (see _memory.py)
+            fix_trim_threshold()
         if shrunk:  # grpc has dropped its copy of the large one: give the memory back
-            threading.Thread(target=give_back, name="kuberesolver-give-back", daemon=True).start()
+            threading.Thread(
+                target=give_back_after_shrink, name="kuberesolver-give-back", daemon=True
+            ).start()
         if logged == snapshot.revision:
             return
         log.info(
@@ -510,6 +519,7 @@ def _spec(parsed: ParsedTarget, settings: Settings, snapshot: Snapshot, source: 
         max_attempts=min(settings.max_attempts, 5),
         source=source,
         cluster_ip_fallback=settings.cluster_ip_fallback,
+        default_outlier_detection=settings.outlier_detection,
     )
 
 

@@ -27,11 +27,18 @@
   option ``grpc.priority_failover_timeout_ms``), default 1000 (grpc's own
   default, 10 s, makes calls wait out their deadlines).
 - ``keepalive_ms`` (``KUBERESOLVER_KEEPALIVE_MS``): the client's HTTP/2
-  keepalive interval and timeout (``grpc.keepalive_time_ms`` and
-  ``grpc.keepalive_timeout_ms``), so that a pod that went silent fails over;
-  default 10000, 0 leaves grpc's defaults (none). Servers answer pings faster
-  than ``grpc.http2.min_ping_interval_without_data_ms`` (5 minutes by default)
-  with GOAWAY once no data flows: set that server option to at most this value.
+  keepalive interval and the time it waits for the answer
+  (``grpc.keepalive_time_ms``, ``grpc.keepalive_timeout_ms`` and
+  ``grpc.http2.ping_timeout_ms``: grpcio 1.85 closes a connection whose ping
+  goes unanswered only after the last, 60 s by default), so that a pod that
+  went silent fails over and a call stuck on it ends within twice this value;
+  default 4000, 0 leaves grpc's defaults (none). grpc sends these pings only
+  while calls are active, and at most two while it sends no data: measured,
+  servers with default settings accept them (no GOAWAY "too_many_pings").
+- ``outlier_detection`` (``KUBERESOLVER_OUTLIER_DETECTION``): eject endpoints
+  whose calls fail (gRFC A50, with
+  :data:`~kuberesolver.core.service_config.OUTLIER_DEFAULTS`) when the snapshot
+  sets no ``outlierDetection`` of its own; default on.
 - ``source`` (``KUBERESOLVER_SOURCE``): ``file``, ``api`` (direct mode) or
   ``operator`` (the operator's xDS, :mod:`kuberesolver.client.sources.operator`);
   unset means the rule in :mod:`kuberesolver.client.sources.api.builder`.
@@ -58,6 +65,7 @@ from kuberesolver.core.policies import DEFAULT_MAX_ATTEMPTS
 
 __all__ = [
     "DEFAULT_DEBOUNCE_MS",
+    "DEFAULT_KEEPALIVE_MS",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_NAMESPACE",
     "DEFAULT_NAMESPACE_FILE",
@@ -71,6 +79,7 @@ __all__ = [
     "ENV_LB_POLICY",
     "ENV_MAX_ATTEMPTS",
     "ENV_NAMESPACE_FILE",
+    "ENV_OUTLIER_DETECTION",
     "ENV_PICK_METRICS",
     "ENV_POLL_INTERVAL_MS",
     "ENV_SOURCE",
@@ -99,6 +108,8 @@ ENV_PICK_METRICS: Final = "KUBERESOLVER_PICK_METRICS"
 ENV_CLUSTER_IP_FALLBACK: Final = "KUBERESOLVER_CLUSTER_IP_FALLBACK"
 ENV_FAILOVER_TIMEOUT_MS: Final = "KUBERESOLVER_FAILOVER_TIMEOUT_MS"
 ENV_KEEPALIVE_MS: Final = "KUBERESOLVER_KEEPALIVE_MS"
+ENV_OUTLIER_DETECTION: Final = "KUBERESOLVER_OUTLIER_DETECTION"
+DEFAULT_KEEPALIVE_MS: Final = 4000
 ENV_SOURCE: Final = "KUBERESOLVER_SOURCE"
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
@@ -128,6 +139,8 @@ class ChannelArgs(TypedDict, total=False):
     """Send calls through the Service's ClusterIPs while no listed endpoint answers."""
     failover_timeout_ms: int | None
     keepalive_ms: int | None
+    outlier_detection: bool | None
+    """Eject endpoints whose calls fail when the snapshot sets no outlier detection."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +157,8 @@ class Settings:
     pick_metrics: bool = False
     cluster_ip_fallback: bool = True
     failover_timeout_ms: int = 1000
-    keepalive_ms: int = 10_000
+    keepalive_ms: int = DEFAULT_KEEPALIVE_MS
+    outlier_detection: bool = True
     source: str | None = None
 
     def channel_options(self) -> list[tuple[str, int]]:
@@ -154,6 +168,7 @@ class Settings:
             options += [
                 ("grpc.keepalive_time_ms", self.keepalive_ms),
                 ("grpc.keepalive_timeout_ms", self.keepalive_ms),
+                ("grpc.http2.ping_timeout_ms", self.keepalive_ms),
             ]
         return options
 
@@ -201,6 +216,7 @@ def resolve(
     cluster_ip_fallback: bool | None = None,
     failover_timeout_ms: int | None = None,
     keepalive_ms: int | None = None,
+    outlier_detection: bool | None = None,
     source: str | None = None,
 ) -> Settings:
     """Resolve each setting: the argument if given, else its environment variable, else default."""
@@ -240,7 +256,10 @@ def resolve(
         else _env_int(ENV_FAILOVER_TIMEOUT_MS, 1000, 1),
         keepalive_ms=_check("keepalive_ms", keepalive_ms, 0)
         if keepalive_ms is not None
-        else _env_int(ENV_KEEPALIVE_MS, 10_000, 0),
+        else _env_int(ENV_KEEPALIVE_MS, DEFAULT_KEEPALIVE_MS, 0),
+        outlier_detection=bool(outlier_detection)
+        if outlier_detection is not None
+        else _env_bool(ENV_OUTLIER_DETECTION, True),
         source=(source if source is not None else os.environ.get(ENV_SOURCE, "").strip()) or None,
     )
 

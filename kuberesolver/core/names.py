@@ -1,4 +1,8 @@
-"""Kubernetes name rules, defined once for the operator and the client (standard library only)."""
+"""Kubernetes name rules, defined once for the operator and the client (standard library only).
+
+The patterns end in ``\\Z``, not ``$``: ``$`` also matches before a trailing newline, so
+``"greeter\\n"`` would pass.
+"""
 
 from __future__ import annotations
 
@@ -14,19 +18,20 @@ __all__ = [
     "is_dns1123_label",
     "is_dns1123_subdomain",
     "is_port_name",
+    "quoted",
 ]
 
-DNS1123_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 """A namespace (and most object names' label): lowercase alphanumerics and ``-``."""
 
-DNS1035_LABEL: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DNS1035_LABEL: Final = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 """A Service name: like a DNS-1123 label, but starting with a letter."""
 
-DOMAIN_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
+DOMAIN_LABEL: Final = re.compile(r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?\Z")
 """One label of a cluster domain (``cluster.local``)."""
 
 DNS1123_SUBDOMAIN: Final = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z"
 )
 """An object name such as a ConfigMap's: dot-separated DNS-1123 labels."""
 
@@ -55,3 +60,14 @@ def is_port_name(value: str) -> bool:
         and any(c.isalpha() for c in value)
         and "--" not in value
     )
+
+
+def quoted(value: str, limit: int = 60) -> str:
+    """``value`` quoted for a message about tenant input: ASCII, printable, at most ``limit``
+    characters (``...`` marks a cut).
+
+    >>> quoted("otherns/secret"), quoted("x" * 100, 12)
+    ("'otherns/secret'", "'xxxxxxxx...")
+    """
+    text = ascii(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

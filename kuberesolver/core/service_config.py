@@ -290,12 +290,26 @@ class FailurePercentage:
 
 @dataclass(frozen=True, slots=True)
 class OutlierDetection:
-    """gRFC A50's settings; the defaults are ours, small enough for a 2-endpoint service."""
+    """gRFC A50's settings; the defaults are ours, small enough for a 2-endpoint service.
+
+    The base ejection time is 90 s, not A50's 30 s. Measured on grpcio 1.85 with
+    a backend that never answers, beside two good ones, and calls with a 1 s
+    deadline: every re-admission costs the calls sent there until the next
+    ejection (about two intervals, as the calls must time out first), and grpc
+    lowers the ejection multiplier in that first interval back, so an ejection
+    never grows past the base. At 30 s that was 2.1% of all calls, for good; at
+    90 s, 0.7%.
+
+    At most 33% of the endpoints are ejected (grpc ejects while fewer than that
+    share are out): one of two or three. At 50%, two of three could go at once
+    when every call failed for a moment (a client stall, a network blip), and
+    the last endpoint would carry everything for the whole ejection.
+    """
 
     interval_ns: int = _NS
-    base_ejection_time_ns: int = 30 * _NS
+    base_ejection_time_ns: int = 90 * _NS
     max_ejection_time_ns: int = 300 * _NS
-    max_ejection_percent: int = 50
+    max_ejection_percent: int = 33
     success_rate: SuccessRate | None = None
     failure_percentage: FailurePercentage | None = FailurePercentage()
 
@@ -327,7 +341,9 @@ class OutlierDetection:
 
 
 OUTLIER_DEFAULTS: Final = OutlierDetection()
-"""Failure-percentage ejection (85% of at least 10 calls, 2 hosts), checked every second."""
+"""Failure-percentage ejection (85% of at least 10 calls, 2 hosts), checked every second, for
+90 s, at most a third of the endpoints (at least one). The client applies it to a snapshot
+that sets none."""
 
 
 def _count(d: Mapping[str, Any], key: str, where: str, default: int, top: int | None) -> int:

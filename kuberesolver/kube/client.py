@@ -62,7 +62,8 @@ class K8sClient(Protocol):
     """What direct mode asks of the API: exactly the verbs of its Role.
 
     Errors are :class:`ApiError` (an answer with an error status) or
-    ``OSError`` (no answer). ``timeout_s`` bounds the connect and each read.
+    ``OSError`` (no answer). ``timeout_s`` is a request's deadline, connecting
+    and reading together, with no retry inside; for a watch, the longest silence.
     """
 
     @property

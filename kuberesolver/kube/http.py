@@ -4,6 +4,11 @@ Used by the projector instead of the ``kubernetes`` package (126 MB
 installed). Only what a list-watch needs: bearer tokens (a token file is
 re-read when it changes on disk and after a 401), client certificates, a CA.
 ``httpx`` is imported when a client is made, never at module import.
+
+Deadlines: httpx retries nothing, so a GET gives up after ``timeout_s`` (30 s)
+without an answer, and a watch after ``timeout_s`` to connect and its read
+timeout of silence; the error names the API server, so the one log line the
+reflector writes for it does too.
 """
 
 from __future__ import annotations
@@ -69,14 +74,14 @@ class HttpApi:
             try:
                 response = self._client.send(request, stream=True)
             except httpx.HTTPError as exc:  # no answer: refused, reset, timed out
-                raise OSError(f"GET {path}: {exc}") from exc
+                raise OSError(f"GET {self.config.server}{path}: {_said(exc)}") from exc
             if response.status_code < 400:
                 if stream:
                     return response
                 try:
                     return response.read()
                 except httpx.HTTPError as exc:
-                    raise OSError(f"GET {path}: {exc}") from exc
+                    raise OSError(f"GET {self.config.server}{path}: {_said(exc)}") from exc
                 finally:
                     response.close()
             try:
@@ -171,6 +176,11 @@ class Collection:
             "timeoutSeconds": str(self.watch_timeout_s),
         }
         return self.api.stream(self.path, params, self.watch_timeout_s + 30.0)
+
+
+def _said(exc: Exception) -> str:
+    """An httpx error as a log line reads it (a timeout's own text is only "timed out")."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _reason(body: bytes, fallback: str) -> str:

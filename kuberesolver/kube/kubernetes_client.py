@@ -4,6 +4,11 @@ Imported only by the factories in :mod:`kuberesolver.kube.client` (the
 ``[direct]`` extra). Only the generated API's public calls are used, with
 ``_preload_content=False`` so that objects stay plain JSON (no model
 classes) and a watch is read as it arrives, line by line.
+
+Deadlines: a GET or LIST gives up after ``timeout_s`` in all (connecting and
+reading; urllib3's hidden retries are off, :func:`~kuberesolver.kube.kubeconfig.no_hidden_retries`);
+a watch after :data:`~kuberesolver.kube.kubeconfig.CONNECT_TIMEOUT_S` to connect and
+``timeout_s`` of silence.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from kubernetes import client as k8s
 
 from kuberesolver.core.endpointslices import SERVICE_NAME_LABEL
 from kuberesolver.kube.client import ApiError
+from kuberesolver.kube.kubeconfig import CONNECT_TIMEOUT_S, no_hidden_retries
 
 __all__ = ["KubernetesClient"]
 
@@ -133,7 +139,7 @@ class KubernetesClient:
             self.token_file.refresh(configuration)
             configuration.refresh_api_key_hook = self.token_file.refresh
         self._host = host
-        self._api: Any = k8s.ApiClient(configuration)
+        self._api: Any = k8s.ApiClient(no_hidden_retries(configuration))
         self._core = k8s.CoreV1Api(self._api)
         self._discovery = k8s.DiscoveryV1Api(self._api)
         self._closed = False
@@ -149,7 +155,7 @@ class KubernetesClient:
         return self._json(
             path,
             lambda: self._core.read_namespaced_service(
-                name, namespace, _preload_content=False, _request_timeout=(timeout_s, timeout_s)
+                name, namespace, _preload_content=False, _request_timeout=timeout_s
             ),
         )
 
@@ -163,7 +169,7 @@ class KubernetesClient:
                 namespace,
                 label_selector=f"{SERVICE_NAME_LABEL}={service}",
                 _preload_content=False,
-                _request_timeout=(timeout_s, timeout_s),
+                _request_timeout=timeout_s,
             ),
         )
 
@@ -187,7 +193,7 @@ class KubernetesClient:
                 resource_version=resource_version,
                 timeout_seconds=server_timeout_s,
                 _preload_content=False,
-                _request_timeout=(timeout_s, timeout_s),
+                _request_timeout=(min(CONNECT_TIMEOUT_S, timeout_s), timeout_s),
             ),
         )
         return _Stream(response, path)

@@ -86,6 +86,8 @@ class ChannelSpec:
     """Serve ``methodConfig`` timeouts as ``max_stream_duration``. Off for grpcio, which
     ends such calls 1-2 s early (grpc/grpc#34547, still in 1.85); the same for
     every channel of a process, so not part of :attr:`name`."""
+    default_outlier_detection: bool = True
+    """Eject failing endpoints with our defaults when the snapshot sets no outlier detection."""
 
     @property
     def authority(self) -> str:
@@ -107,6 +109,8 @@ class ChannelSpec:
             parts.append(f"attempts-{self.max_attempts}")
         if not self.cluster_ip_fallback:
             parts.append("no-fallback")
+        if not self.default_outlier_detection:
+            parts.append("no-outlier-detection")
         if self.source:
             parts.append(self.source)
         return ".".join(_safe(p) for p in parts)

@@ -13,7 +13,8 @@ one resource name ``N`` under the federation authority ``A`` (gRFC A47):
   retry on UNAVAILABLE;
 - a Cluster ``xdstp://A/envoy.config.cluster.v3.Cluster/N`` (type EDS,
   ``eds_service_name`` set, as xdstp names require) that carries the
-  load-balancing policy and, when the snapshot has it, outlier detection (A50);
+  load-balancing policy and outlier detection (A50): the snapshot's, else for
+  the client's own channels our defaults (a stalled endpoint is ejected);
 - a ClusterLoadAssignment ``xdstp://A/envoy.config.endpoint.v3.ClusterLoadAssignment/N``.
 
 Rules grpcio enforces, measured on grpcio 1.85 and honoured here:
@@ -78,6 +79,7 @@ from kuberesolver.core.policies import (
     policy_from_service_config,
 )
 from kuberesolver.core.service_config import (
+    OUTLIER_DEFAULTS,
     MethodRule,
     OutlierDetection,
     RetryRule,
@@ -153,6 +155,9 @@ class Spec(Protocol):
     def cluster_ip_fallback(self) -> bool: ...
     @property
     def method_timeouts(self) -> bool: ...
+    @property
+    def default_outlier_detection(self) -> bool:
+        """Eject failing endpoints with :data:`OUTLIER_DEFAULTS` when the snapshot sets none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +176,8 @@ class ResourceSpec:
     method_timeouts: bool = False
     """Serve ``methodConfig`` timeouts as ``max_stream_duration``: off by default, since
     grpcio ends such calls 1-2 s early (grpc/grpc#34547, still in 1.85)."""
+    default_outlier_detection: bool = False
+    """Off: a remote server serves what each GrpcTarget asks for, nothing more."""
 
 
 def _xdstp(authority: str, kind: str, name: str) -> str:
@@ -402,8 +409,11 @@ def build_outlier_detection(od: OutlierDetection) -> outlier_detection_pb2.Outli
 
 
 def build_cluster(spec: Spec, snapshot: Snapshot | None = None) -> cluster_pb2.Cluster:
-    """An EDS Cluster carrying the load-balancing policy and the snapshot's outlier detection."""
+    """An EDS Cluster carrying the load-balancing policy and the snapshot's outlier detection
+    (else, for a spec with ``default_outlier_detection``, :data:`OUTLIER_DEFAULTS`)."""
     od = snapshot.outlier_detection if snapshot is not None else None
+    if od is None and spec.default_outlier_detection:
+        od = OUTLIER_DEFAULTS
     return cluster_pb2.Cluster(
         name=cluster_name(spec.name, spec.authority),
         type=cluster_pb2.Cluster.EDS,

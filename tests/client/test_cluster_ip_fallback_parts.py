@@ -154,8 +154,9 @@ def test_build_resources_reads_the_snapshot() -> None:
 def test_settings_give_the_failover_and_keepalive_options(monkeypatch: Any) -> None:
     assert dict(resolve().channel_options()) == {
         "grpc.priority_failover_timeout_ms": 1000,
-        "grpc.keepalive_time_ms": 10_000,
-        "grpc.keepalive_timeout_ms": 10_000,
+        "grpc.keepalive_time_ms": 4000,
+        "grpc.keepalive_timeout_ms": 4000,
+        "grpc.http2.ping_timeout_ms": 4000,
     }
     monkeypatch.setenv("KUBERESOLVER_KEEPALIVE_MS", "0")
     monkeypatch.setenv("KUBERESOLVER_CLUSTER_IP_FALLBACK", "off")

@@ -253,4 +253,4 @@ def test_memory_is_given_back_after_a_large_snapshot_shrinks(root: Path, snapdir
         until(lambda: ch.lease.accepted_revision == 3, timeout_s=30)
         publish(snapdir, make_snapshot(few, revision=4))
         until(lambda: ch.lease.accepted_revision == 4, timeout_s=30)
-        until(lambda: _memory.given_back == before + 1, timeout_s=30, message="given back")
+        until(lambda: _memory.given_back > before, timeout_s=30, message="given back")

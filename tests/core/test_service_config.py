@@ -25,6 +25,7 @@ from kuberesolver.xds.channel_resources import (
     build_routes,
     unapplied_service_config_keys,
 )
+from kuberesolver.xds.resources import ResourceSpec
 
 SPEC = ChannelSpec("greeter", "ns", "grpc")
 TIMED = dataclasses.replace(SPEC, method_timeouts=True)
@@ -223,9 +224,17 @@ def test_bad_outlier_detection_is_refused_with_its_field(value: object, message:
 
 def test_the_cluster_carries_the_snapshots_outlier_detection() -> None:
     snap = Snapshot(TargetRef("greeter", "ns"), 1)
-    assert not build_cluster(SPEC, snap).HasField("outlier_detection")
-    snap = dataclasses.replace(snap, outlier_detection=OUTLIER_DEFAULTS)
-    assert build_cluster(SPEC, snap).outlier_detection.interval.ToMilliseconds() == 1000
+    own = dataclasses.replace(snap, outlier_detection=outlier_detection({"interval": "2s"}))
+    assert build_cluster(SPEC, own).outlier_detection.interval.ToMilliseconds() == 2000
+    # none in the snapshot: the client's channels eject with the defaults, a remote
+    # server's resources (the operator's) carry none, and a channel can turn it off
+    assert build_cluster(SPEC, snap).outlier_detection == build_outlier_detection(OUTLIER_DEFAULTS)
+    remote = ResourceSpec("greeter.ns", "greeter", "ns")
+    assert not build_cluster(remote, snap).HasField("outlier_detection")
+    off = dataclasses.replace(SPEC, default_outlier_detection=False)
+    assert not build_cluster(off, snap).HasField("outlier_detection")
+    assert off.name != SPEC.name
+    assert OUTLIER_DEFAULTS.base_ejection_time_ns == 90 * 10**9
 
 
 def test_the_snapshot_round_trips_outlier_detection_and_older_documents_stay_identical() -> None:
@@ -233,7 +242,7 @@ def test_the_snapshot_round_trips_outlier_detection_and_older_documents_stay_ide
     assert "outlierDetection" not in encode(snap)
     with_od = dataclasses.replace(snap, outlier_detection=outlier_detection({"interval": "2s"}))
     assert decode(encode(with_od)) == with_od
-    text = encode(with_od).replace('"maxEjectionPercent": 50', '"maxEjectionPercent": "half"')
+    text = encode(with_od).replace('"maxEjectionPercent": 33', '"maxEjectionPercent": "half"')
     with pytest.raises(SnapshotError, match=r"maxEjectionPercent must be 0\.\.100"):
         decode(text)
 

@@ -47,10 +47,19 @@ from kuberesolver.core.endpointslices import (
     service_view,
     slice_view,
 )
+from kuberesolver.kube.kubeconfig import CONNECT_TIMEOUT_S
 from kuberesolver.operator.logic.pod_readiness import PodView, overlay, pod_view
+from kuberesolver.operator.logic.spec import GROUP, PLURAL, VERSION
 from kuberesolver.operator.runtime.hub import ServiceKey
 
-__all__ = ["Reflector", "ServiceStore", "pod_reflector", "service_reflectors"]
+__all__ = [
+    "GrpcTargetIndex",
+    "Reflector",
+    "ServiceStore",
+    "grpctarget_reflector",
+    "pod_reflector",
+    "service_reflectors",
+]
 
 _log = logging.getLogger("kuberesolver.operator")
 
@@ -60,7 +69,6 @@ ObjectKey: TypeAlias = tuple[str, str]
 _lines: Callable[[Any], Iterator[str]] = _k8s_watch.iter_resp_lines
 """The kubernetes client's reader of a watch response, a line per event."""
 _PAGE: Final = 500
-_CONNECT_TIMEOUT_S: Final = 10.0
 
 
 class ServiceStore:
@@ -235,6 +243,66 @@ class ServiceStore:
         self.mark_synced("endpointslices")
 
 
+class GrpcTargetIndex:
+    """Every GrpcTarget's ``spec`` as this replica's own watch last saw it; event-loop only.
+
+    The admission webhook's source (:func:`grpctarget_reflector` keeps it):
+    its own watch, not kopf's handlers, so it is fresh on every replica.
+    """
+
+    def __init__(self) -> None:
+        self._specs: dict[ObjectKey, Mapping[str, Any]] = {}
+        self.synced = asyncio.Event()
+        """Set once the first list is in."""
+
+    def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """GrpcTarget ``namespace/name`` as ``{"spec": ...}``, or ``None`` if it is unknown."""
+        spec = self._specs.get((namespace, name))
+        return None if spec is None else {"spec": spec}
+
+    def set(self, key: ObjectKey, spec: Mapping[str, Any] | None) -> None:
+        if spec is None:
+            self._specs.pop(key, None)
+        else:
+            self._specs[key] = spec
+
+    def replace(self, specs: Mapping[ObjectKey, Mapping[str, Any]]) -> None:
+        self._specs = dict(specs)
+        self.synced.set()
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+def grpctarget_reflector(
+    api: client.ApiClient, index: GrpcTargetIndex, loop: asyncio.AbstractEventLoop
+) -> Reflector:
+    """The reflector that keeps ``index`` current (not started); it keeps only the
+    fields a mount needs."""
+    custom = client.CustomObjectsApi(api)
+
+    def list_fn(**kwargs: Any) -> Any:
+        return custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+
+    def decode(obj: Mapping[str, Any]) -> tuple[ObjectKey, dict[str, Any]]:
+        spec = obj.get("spec") or {}
+        if not isinstance(spec, Mapping):
+            raise ValueError("spec is not an object")
+        kept = {k: spec[k] for k in ("service", "serviceNamespace", "configMapName") if k in spec}
+        return _key(obj), kept
+
+    def listed(items: list[tuple[ObjectKey, dict[str, Any]]]) -> None:
+        index.replace(dict(items))
+
+    def event(kind: str, item: tuple[ObjectKey, dict[str, Any]]) -> None:
+        key, spec = item
+        index.set(key, None if kind == "DELETED" else spec)
+
+    return Reflector(
+        "grpctargets", list_fn, loop=loop, on_list=listed, on_event=event, decode=decode
+    )
+
+
 def _key(obj: Mapping[str, Any]) -> ObjectKey:
     meta = obj.get("metadata") or {}
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
@@ -355,7 +423,7 @@ class Reflector:
             resource_version=version,
             allow_watch_bookmarks=True,
             timeout_seconds=self._watch_timeout_s,
-            _request_timeout=(_CONNECT_TIMEOUT_S, self._watch_timeout_s + 30),
+            _request_timeout=(CONNECT_TIMEOUT_S, self._watch_timeout_s + 30),
         )
         self._response = resp
         try:

@@ -17,13 +17,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kuberesolver.core.endpointslices import SERVICE_NAME_LABEL
-from kuberesolver.kube.kubeconfig import load_client
+from kuberesolver.kube.kubeconfig import REQUEST_TIMEOUT_S, load_client
 from kuberesolver.operator.logic.spec import GROUP, PLURAL, VERSION
 
 __all__ = ["FIELD_MANAGER", "ApiError", "Kube"]
 
 FIELD_MANAGER: Final = "kuberesolver-operator"
-_TIMEOUT_S: Final = 30.0
 
 
 class ApiError(RuntimeError):
@@ -52,12 +51,14 @@ class Kube:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._api.close()
 
-    async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _call(
+        self, what: str, fn: Any, *args: Any, timeout_s: float = REQUEST_TIMEOUT_S, **kwargs: Any
+    ) -> Any:
         loop = asyncio.get_running_loop()
 
         def run() -> Any:
             try:
-                resp = fn(*args, _preload_content=False, _request_timeout=_TIMEOUT_S, **kwargs)
+                resp = fn(*args, _preload_content=False, _request_timeout=timeout_s, **kwargs)
             except ApiException as exc:
                 raise ApiError(int(exc.status or 0), f"{what}: {exc.status} {exc.reason}") from exc
             except Exception as exc:  # connection refused, TLS, timeouts
@@ -126,17 +127,18 @@ class Kube:
         )
         return list(result.get("items") or [])
 
-    async def get_grpctarget(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """A GrpcTarget read from the API (not from an index), or ``None`` if absent."""
-        return await self._read(
-            f"get GrpcTarget {namespace}/{name}",
-            self._custom.get_namespaced_custom_object,
+    async def list_grpctargets(self, namespace: str, timeout_s: float) -> list[dict[str, Any]]:
+        """The GrpcTargets of one namespace (a consistent read, not a cache)."""
+        result = await self._call(
+            f"list GrpcTargets in {namespace}",
+            self._custom.list_namespaced_custom_object,
             GROUP,
             VERSION,
             namespace,
             PLURAL,
-            name,
+            timeout_s=timeout_s,
         )
+        return list(result.get("items") or [])
 
     async def create_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._create("ConfigMap", self._core.create_namespaced_config_map, body)

@@ -5,8 +5,15 @@ so other Pods never reach it) and annotated
 ``kuberesolver.io/targets: "greeter,inventory"`` (GrpcTargets in its namespace)
 gets, per target, one read-only ConfigMap volume mounted in every container at
 ``/var/run/kuberesolver/<service>.<namespace>``, never with ``subPath``
-(subPath mounts are never updated). Nothing else changes. An unknown target
-leaves the Pod unchanged, with a warning in the admission response.
+(subPath mounts are never updated). Nothing else changes.
+
+The annotation is tenant input. Every name must be a DNS-1123 subdomain (so
+``otherns/secret`` or ``greeter/status`` never becomes an API path), and a Pod
+may name at most :data:`MAX_TARGETS`; both are checked before anything is
+looked up. An unknown target, a bad name, too many names, or GrpcTargets that
+cannot be read within ``KUBERESOLVER_WEBHOOK_DEADLINE_MS`` (2000) leave the Pod
+unchanged, with one warning in the admission response that names the problem:
+never a denial (a 5xx or 422).
 
 The webhook is off unless ``KUBERESOLVER_WEBHOOK_PORT`` is set; it listens on
 ``KUBERESOLVER_WEBHOOK_ADDR`` (default all interfaces). TLS (:mod:`.tls`):
@@ -18,11 +25,14 @@ cert-manager). Either way a renewed certificate is served without a restart.
 The MutatingWebhookConfiguration itself is static (manifests/webhook.yaml,
 ``failurePolicy: Ignore``, a short timeout): kopf's managed configuration is
 rewritten by every replica and removed on shutdown. Both replicas serve
-admission; GrpcTargets are read from the API, not from an index (a standby
-replica's indexes are paused).
+admission, each from its own watch of the GrpcTargets
+(:class:`~kuberesolver.operator.runtime.informer.GrpcTargetIndex`, not kopf's
+handlers, whose watches a peered standby pauses); a name the watch has not
+seen costs one LIST of the Pod's namespace (a consistent read, so a GrpcTarget
+created just before its Pod is found), never one request per name.
 
-:func:`plan_mounts` and :func:`inject` are pure; the handler only reads the
-GrpcTargets and hands kopf the transformation.
+:func:`parse_targets`, :func:`plan_mounts`, :func:`conflicts` and :func:`inject`
+are pure; the handler only reads the GrpcTargets and hands kopf the transformation.
 
 The same handler injects the xDS bootstrap into a Pod annotated
 ``kuberesolver.io/xds: "true"`` (:mod:`.xds_inject`: the environment variable,
@@ -34,8 +44,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import os
+import re
 import shutil
 import ssl
 import tempfile
@@ -46,7 +58,19 @@ from typing import Any, Final
 
 import kopf
 
-from kuberesolver.operator.runtime.kube import Kube
+from kuberesolver.core.names import (
+    is_dns1035_label,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    quoted,
+)
+from kuberesolver.kube.kubeconfig import load_client
+from kuberesolver.operator.runtime.informer import (
+    GrpcTargetIndex,
+    Reflector,
+    grpctarget_reflector,
+)
+from kuberesolver.operator.runtime.kube import ApiError, Kube
 from kuberesolver.operator.webhook.tls import (
     CertKeeper,
     ReloadingServer,
@@ -66,15 +90,19 @@ from kuberesolver.operator.webhook.xds_inject import (
 
 __all__ = [
     "INJECT_LABEL",
+    "MAX_TARGETS",
     "MOUNT_ROOT",
     "TARGETS_ANNOTATION",
     "WEBHOOK_ID",
     "XDS_ANNOTATION",
     "Mount",
+    "conflicts",
     "inject",
     "parse_targets",
     "plan_mounts",
     "register",
+    "volume_name",
+    "webhook_deadline_ms",
     "webhook_port",
 ]
 
@@ -84,6 +112,13 @@ MOUNT_ROOT: Final = "/var/run/kuberesolver"
 """The client's default snapshot root (``kuberesolver.client.settings.DEFAULT_SNAPSHOT_DIR``)."""
 WEBHOOK_ID: Final = "mounts.kuberesolver.io"
 """The handler id: the webhook's URL path is ``/<id>``."""
+MAX_TARGETS: Final = 32
+"""The most GrpcTargets one Pod may name: more is refused (with a warning), not looked up."""
+MAX_ANNOTATION_CHARS: Final = 16 * 1024
+"""A longer annotation is refused unread: 32 names of 253 characters, spaced, fit in 9 KiB.
+(Reading a 250 KB one cost 50 ms of the event loop that every admission shares.)"""
+VOLUME_PREFIX: Final = "kuberesolver-"
+DEFAULT_DEADLINE_MS: Final = 2000
 
 _log = logging.getLogger("kuberesolver.operator.webhook")
 
@@ -97,14 +132,59 @@ class Mount:
     path: str
 
 
-def parse_targets(annotation: str) -> list[str]:
-    """``"greeter, inventory"`` -> ``["greeter", "inventory"]`` (order kept, duplicates once)."""
-    names: list[str] = []
+def parse_targets(annotation: str) -> tuple[list[str], list[str]]:
+    """The GrpcTarget names in ``annotation`` (order kept, duplicates once), or none and
+    one warning: every name must be a DNS-1123 subdomain, and there may be at most
+    :data:`MAX_TARGETS` of them. Nothing is looked up before this says yes.
+
+    >>> parse_targets(" greeter, inventory,,greeter ")
+    (['greeter', 'inventory'], [])
+    >>> parse_targets("otherns/secret")[1]  # doctest: +ELLIPSIS
+    ["kuberesolver.io/targets: 'otherns/secret' is not a GrpcTarget name ..."]
+    """
+    entries = annotation.count(",") + 1
+    if len(annotation) > MAX_ANNOTATION_CHARS:  # not read: it cannot be a short list
+        return [], [
+            f"{TARGETS_ANNOTATION} is {len(annotation)} characters long ({entries} entries), "
+            f"more than {MAX_TARGETS} GrpcTarget names need; the Pod is left unchanged"
+        ]
+    names: dict[str, None] = {}
     for part in annotation.split(","):
         name = part.strip()
-        if name and name not in names:
-            names.append(name)
-    return names
+        if name:
+            names[name] = None
+            if len(names) > MAX_TARGETS:
+                return [], [
+                    f"{TARGETS_ANNOTATION} lists {entries} names, more than the {MAX_TARGETS} "
+                    "GrpcTargets allowed; the Pod is left unchanged"
+                ]
+    bad = [n for n in names if not is_dns1123_subdomain(n)]
+    if not bad:
+        return list(names), []
+    shown = ", ".join(quoted(n) for n in bad[:3])
+    more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+    return [], [
+        f"{TARGETS_ANNOTATION}: {shown}{more} "
+        f"{'is not a GrpcTarget name' if len(bad) == 1 else 'are not GrpcTarget names'} "
+        "(a DNS-1123 subdomain: lower-case letters, digits, '-' and '.'); "
+        "the Pod is left unchanged"
+    ]
+
+
+def volume_name(target: str) -> str:
+    """The volume of GrpcTarget ``target``: ``kuberesolver-<target>`` when that is a
+    DNS-1123 label (a volume's name must be), else a label made from it and a hash of it.
+
+    >>> volume_name("greeter"), volume_name("greeter.v2")
+    ('kuberesolver-greeter', 'kuberesolver-greeter-v2-642d5b4b40')
+    """
+    simple = f"{VOLUME_PREFIX}{target}"
+    if is_dns1123_label(simple):
+        return simple
+    digest = hashlib.sha256(target.encode("utf-8")).hexdigest()[:10]
+    room = 63 - len(VOLUME_PREFIX) - len(digest) - 1
+    stem = re.sub(r"[^a-z0-9-]+", "-", target.lower())[:room].strip("-")
+    return f"{VOLUME_PREFIX}{stem}-{digest}" if stem else f"{VOLUME_PREFIX}{digest}"
 
 
 def plan_mounts(
@@ -117,28 +197,62 @@ def plan_mounts(
     """
     mounts: list[Mount] = []
     warnings: list[str] = []
+    paths: dict[str, str] = {}
     for name in names:
         target = targets.get(name)
         if target is None:
             warnings.append(
-                f"{TARGETS_ANNOTATION}: no GrpcTarget {name!r} in namespace {namespace!r}; "
-                "the Pod is left unchanged"
+                f"{TARGETS_ANNOTATION}: no GrpcTarget {quoted(name)} in namespace "
+                f"{namespace!r}; the Pod is left unchanged"
             )
             continue
         spec = target.get("spec") or {}
         service = spec.get("service")
-        if not isinstance(service, str) or not service:
-            warnings.append(f"GrpcTarget {name!r} has no spec.service; the Pod is left unchanged")
-            continue
         service_ns = spec.get("serviceNamespace") or namespace
-        mounts.append(
-            Mount(
-                volume=f"kuberesolver-{name}"[:63].rstrip("-"),
-                configmap=str(spec.get("configMapName") or name),
-                path=f"{MOUNT_ROOT}/{service}.{service_ns}",
+        configmap = spec.get("configMapName") or name
+        if not (
+            isinstance(service, str)
+            and is_dns1035_label(service)
+            and isinstance(service_ns, str)
+            and is_dns1123_label(service_ns)
+            and isinstance(configmap, str)
+            and is_dns1123_subdomain(configmap)
+        ):
+            warnings.append(
+                f"GrpcTarget {quoted(name)} has no usable spec.service, serviceNamespace "
+                "or configMapName; the Pod is left unchanged"
             )
-        )
+            continue
+        path = f"{MOUNT_ROOT}/{service}.{service_ns}"
+        if path in paths:
+            warnings.append(
+                f"GrpcTargets {quoted(paths[path])} and {quoted(name)} both publish "
+                f"Service {service}.{service_ns} (one directory); the Pod is left unchanged"
+            )
+            continue
+        paths[path] = name
+        mounts.append(Mount(volume=volume_name(name), configmap=configmap, path=path))
     return ([] if warnings else mounts), warnings
+
+
+def conflicts(pod: Mapping[str, Any], mounts: Sequence[Mount]) -> list[str]:
+    """Warnings for the Pod's own volumes or mounts in the way of ``mounts`` (a Pod that
+    already holds exactly our volume, as on a re-invocation, is no conflict)."""
+    spec = pod.get("spec") or {}
+    volumes = {v.get("name"): v for v in spec.get("volumes") or [] if isinstance(v, Mapping)}
+    problems: list[str] = []
+    for m in mounts:
+        own = volumes.get(m.volume)
+        if own is not None and own.get("configMap", {}).get("name") != m.configmap:
+            problems.append(f"the Pod already has a volume {m.volume!r}; it is left unchanged")
+        for container in spec.get("containers") or []:
+            for vm in container.get("volumeMounts") or []:
+                if vm.get("mountPath") == m.path and vm.get("name") != m.volume:
+                    problems.append(
+                        f"container {quoted(str(container.get('name', '')))} already "
+                        f"mounts something at {m.path}; the Pod is left unchanged"
+                    )
+    return problems
 
 
 def inject(pod: MutableMapping[str, Any], mounts: Sequence[Mount]) -> None:
@@ -149,12 +263,14 @@ def inject(pod: MutableMapping[str, Any], mounts: Sequence[Mount]) -> None:
     for m in mounts:
         if m.volume not in taken:
             volumes.append({"name": m.volume, "configMap": {"name": m.configmap}})
+            taken.add(m.volume)
     for container in spec.get("containers") or []:
         existing = container.setdefault("volumeMounts", [])
         paths = {vm.get("mountPath") for vm in existing}
         for m in mounts:
             if m.path not in paths:
                 existing.append({"name": m.volume, "mountPath": m.path, "readOnly": True})
+                paths.add(m.path)
 
 
 def _transform(
@@ -177,12 +293,26 @@ def webhook_port() -> int:
     return port
 
 
+def webhook_deadline_ms() -> int:
+    """``KUBERESOLVER_WEBHOOK_DEADLINE_MS`` (default :data:`DEFAULT_DEADLINE_MS`): how long
+    one admission may take, well inside the configuration's ``timeoutSeconds`` (5 s)."""
+    raw = os.environ.get("KUBERESOLVER_WEBHOOK_DEADLINE_MS", "").strip()
+    try:
+        value = int(raw) if raw else DEFAULT_DEADLINE_MS
+    except ValueError:
+        raise ValueError(f"KUBERESOLVER_WEBHOOK_DEADLINE_MS={raw!r} is not a number") from None
+    if not 1 <= value <= 30_000:
+        raise ValueError(f"KUBERESOLVER_WEBHOOK_DEADLINE_MS={value} is not in 1..30000")
+    return value
+
+
 async def webhook_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Serve admission over TLS on ``KUBERESOLVER_WEBHOOK_PORT``, the certificate kept current."""
     port = webhook_port()
     try:
         tls = TlsSettings.from_env()
-    except TlsSettingsError as exc:
+        deadline_ms = webhook_deadline_ms()
+    except (TlsSettingsError, ValueError) as exc:
         raise kopf.PermanentError(f"bad setting: {exc}") from exc
     kube = memo["webhook_kube"] = Kube(workers=2)
 
@@ -208,11 +338,23 @@ async def webhook_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_:
     settings.admission.managed = None  # a static MutatingWebhookConfiguration (see above)
     memo["webhook_keeper"] = keeper
     memo["webhook_xds"] = InjectSettings.from_env()
+    memo["webhook_deadline_s"] = deadline_ms / 1000
+    index = memo["webhook_targets"] = GrpcTargetIndex()
+    api, _namespace = load_client(pool_maxsize=2)
+    reflector = grpctarget_reflector(api, index, asyncio.get_running_loop())
+    memo["webhook_reflector"], memo["webhook_api"] = reflector, api
+    reflector.start()
     memo["webhook_tls_task"] = asyncio.create_task(keeper.run(), name="kuberesolver-webhook-tls")
     _log.info("admission webhook %s on port %d, TLS: %s", WEBHOOK_ID, port, tls.mode)
 
 
 async def webhook_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    reflector: Reflector | None = memo.get("webhook_reflector")
+    if reflector is not None:
+        reflector.stop()
+    api = memo.get("webhook_api")
+    if api is not None:
+        api.close()
     task: asyncio.Task[None] | None = memo.get("webhook_tls_task")
     if task is not None:
         task.cancel()
@@ -229,19 +371,61 @@ async def webhook_cleanup(memo: kopf.Memo, **_: Any) -> None:
 async def pod_mutate(
     body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: kopf.Memo, **_: Any
 ) -> None:
+    """Never raises (an exception would deny the Pod with a 500): a Pod that cannot be
+    served is admitted unchanged, with a warning that says why."""
     namespace = body.metadata.namespace or ""
-    annotations = body.metadata.annotations
-    names = parse_targets(str(annotations.get(TARGETS_ANNOTATION, "")))
-    kube: Kube | None = memo.get("webhook_kube")
+    deadline_s: float = memo.get("webhook_deadline_s") or DEFAULT_DEADLINE_MS / 1000
     mounts: list[Mount] = []
-    if names and kube is not None:
-        targets = {name: await kube.get_grpctarget(namespace, name) for name in names}
-        mounts, problems = plan_mounts(namespace, names, targets)
-        warnings.extend(problems)
-    xds, problems = _plan_xds(body, namespace, memo.get("webhook_xds"))
+    xds: XdsPlan | None = None
+    try:
+        async with asyncio.timeout(deadline_s):
+            mounts, problems = await _plan_mounts(body, namespace, memo, deadline_s)
+        xds, more = _plan_xds(body, namespace, memo.get("webhook_xds"))
+        problems += more
+    except TimeoutError:
+        problems = [
+            f"{TARGETS_ANNOTATION}: the GrpcTargets could not be read within "
+            f"{deadline_s * 1000:.0f} ms; the Pod is left unchanged"
+        ]
+    except Exception as exc:
+        _log.exception("a Pod in %s is admitted unchanged", namespace)
+        problems = [f"kuberesolver: the Pod is left unchanged ({type(exc).__name__})"]
+        mounts, xds = [], None
     warnings.extend(problems)
     if mounts or xds is not None:
         patch.fns.append(functools.partial(_transform, mounts, xds))
+
+
+async def _plan_mounts(
+    body: kopf.Body, namespace: str, memo: kopf.Memo, deadline_s: float
+) -> tuple[list[Mount], list[str]]:
+    """Names checked first; then the GrpcTargets from this replica's watch; only if some
+    are not there (not yet seen, or unknown) one LIST of the namespace's GrpcTargets."""
+    raw = body.metadata.annotations.get(TARGETS_ANNOTATION)
+    names, problems = parse_targets(raw if isinstance(raw, str) else "")
+    if problems or not names:
+        return [], problems
+    index: GrpcTargetIndex | None = memo.get("webhook_targets")
+    targets: dict[str, Mapping[str, Any] | None] = dict.fromkeys(names)
+    if index is not None and index.synced.is_set():
+        targets = {name: index.get(namespace, name) for name in names}
+    missing = [name for name, target in targets.items() if target is None]
+    kube: Kube | None = memo.get("webhook_kube")
+    if missing and kube is not None:
+        try:
+            listed = await kube.list_grpctargets(namespace, timeout_s=deadline_s)
+        except ApiError as exc:
+            _log.warning("GrpcTargets in %s not read for a Pod: %s", namespace, exc)
+            return [], [
+                f"{TARGETS_ANNOTATION}: the GrpcTargets of namespace {namespace!r} could not "
+                f"be read ({exc.status or 'no answer'}); the Pod is left unchanged"
+            ]
+        by_name = {str((t.get("metadata") or {}).get("name")): t for t in listed}
+        targets.update({name: by_name.get(name) for name in missing})
+    mounts, problems = plan_mounts(namespace, names, targets)
+    if mounts:
+        problems = conflicts(body, mounts)
+    return ([] if problems else mounts), problems
 
 
 def _plan_xds(

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from kuberesolver.core.names import quoted
 from kuberesolver.xds.auth import DEFAULT_AUDIENCE
 from kuberesolver.xds.bootstrap import DEFAULT_AUTHORITY, build_bootstrap
 from kuberesolver.xds.settings import XdsSettings
@@ -185,7 +186,9 @@ def wants_xds(annotations: Mapping[str, str]) -> tuple[bool, list[str]]:
     value = raw.strip().lower()
     if value in ("true", "false"):
         return value == "true", []
-    return False, [f'{XDS_ANNOTATION}: {raw!r} is neither "true" nor "false"; no bootstrap added']
+    return False, [
+        f'{XDS_ANNOTATION}: {quoted(raw)} is neither "true" nor "false"; no bootstrap added'
+    ]
 
 
 def bootstrap_for(config: XdsInjection, namespace: str) -> dict[str, Any]:

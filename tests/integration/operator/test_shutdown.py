@@ -1,4 +1,5 @@
-"""SIGTERM ends the operator promptly: the real process, on the real control plane.
+"""SIGTERM ends the operator, the projector and a drainable server promptly: real processes,
+on the real control plane.
 
 Mid-render (a render worker burning CPU on a hostile template), the operator
 gets SIGTERM and must exit with status 0, its Lease released and no child
@@ -10,14 +11,18 @@ kubelet's SIGKILL 30 s later.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 import pytest
 from kubernetes import client
 
+from testenv import ControlPlane, free_port
 from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
 from testenv.wait import until
@@ -82,3 +87,69 @@ def test_sigterm_mid_render_exits_with_the_lease_released_and_no_child_left(
     left = [c.pid for c in children if alive(c)]
     assert left == [], f"child processes left behind: {left}"
     assert "Traceback" not in op.log_text()
+
+
+def test_the_projector_exits_on_sigterm_mid_watch(
+    control_plane: ControlPlane, admin_api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    client.CoreV1Api(admin_api).create_namespaced_config_map(
+        namespace, {"metadata": {"name": "greeter"}, "data": {"k": "v"}}
+    )
+    target = tmp_path / "projected"
+    log = tmp_path / "projector.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kuberesolver.projector", f"--namespace={namespace}",
+             "--configmap=greeter", f"--dir={target}"],
+            env={**os.environ, "KUBECONFIG": str(control_plane.admin_kubeconfig)},
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        until((target / "k").exists, timeout_s=60, message="the first projection")
+        proc.send_signal(signal.SIGTERM)
+        try:
+            status = proc.wait(EXIT_BOUND_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {EXIT_BOUND_S} s after SIGTERM:\n{log.read_text()}")
+        assert status == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+SERVER = """
+import signal, sys
+from concurrent import futures
+from grpc_health.v1 import health, health_pb2_grpc
+from kuberesolver.server import DrainableServer
+server = DrainableServer(futures.ThreadPoolExecutor(max_workers=4))
+health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+server.add_insecure_port(sys.argv[1])
+server.start()
+signal.signal(signal.SIGTERM, lambda *_: server.drain_and_stop(5, 1))
+print("kuberesolver-test-ready", flush=True)
+server.wait_for_termination()
+"""
+
+
+def test_a_drainable_server_exits_on_sigterm() -> None:
+    """The README's recipe, as a real process: the drain (no client here) and stop, then exit."""
+    address = f"{pod_ip(250)}:{free_port()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, address], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        assert proc.stdout is not None
+        lines = iter(proc.stdout.readline, b"")  # grpc's own log lines come first
+        assert any(b"kuberesolver-test-ready" in line for line in lines), "it never served"
+        proc.send_signal(signal.SIGTERM)
+        try:
+            status = proc.wait(EXIT_BOUND_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {EXIT_BOUND_S} s after SIGTERM")
+        assert status == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

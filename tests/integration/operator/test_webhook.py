@@ -207,3 +207,72 @@ def _exists(core: client.CoreV1Api, namespace: str, name: str) -> bool:
             return False
         raise
     return True
+
+
+HOSTILE = {
+    "otherns/secret": "is not a GrpcTarget name",
+    "../../otherns/grpctargets/secret": "is not a GrpcTarget name",
+    "otherns%2Fsecret": "is not a GrpcTarget name",
+    "..%2F..%2Fotherns%2Fgrpctargets%2Fsecret": "is not a GrpcTarget name",
+    "greeter/status": "is not a GrpcTarget name",
+    "greeter%2Fstatus": "is not a GrpcTarget name",
+    ",".join(f"n{i}" for i in range(36_000)): "(36000 entries), more than 32 GrpcTarget names",
+    ",".join(f"n{i}" for i in range(33)): "lists 33 names, more than the 32 GrpcTargets allowed",
+}
+
+
+def test_hostile_annotations_admit_the_pod_unchanged_with_one_warning(
+    webhook: OperatorProcess, admin_api: client.ApiClient, namespace: str
+) -> None:
+    """Never a 5xx or a 422, never another namespace's data: the Pod as it was, and a warning."""
+    create_target(admin_api, namespace, "greeter", {"service": "greeter"})
+    other = f"{namespace}-other"
+    client.CoreV1Api(admin_api).create_namespace({"metadata": {"name": other}})
+    try:
+        create_target(admin_api, other, "secret", {"service": "secret"})
+        probe = pod("probe", INJECT, {"kuberesolver.io/targets": "greeter"})
+        until(
+            lambda: len(recreate(admin_api, namespace, probe)[0]["spec"]["volumes"]) > 1,
+            timeout_s=60,
+            message="the webhook to answer",
+        )
+        twin = twin_spec(admin_api, namespace, "twin")
+        for i, (annotation, problem) in enumerate(HOSTILE.items()):
+            body = pod(f"hostile-{i}", INJECT, {"kuberesolver.io/targets": annotation})
+            admitted, warnings = create(admin_api, namespace, body)  # raises on a 4xx or 5xx
+            assert admitted["spec"] == twin, annotation[:60]
+            ours = [w for w in warnings if "kuberesolver.io/targets" in w]
+            assert len(ours) == 1, (annotation[:60], warnings)
+            assert problem in ours[0]
+            assert "the Pod is left unchanged" in ours[0]
+            assert len(ours[0]) < 400
+        # the same names, beside a good one: still all or nothing
+        body = pod("mixed", INJECT, {"kuberesolver.io/targets": "greeter,otherns/secret"})
+        admitted, warnings = create(admin_api, namespace, body)
+        assert admitted["spec"] == twin
+        assert any("'otherns/secret' is not a GrpcTarget name" in w for w in warnings), warnings
+    finally:
+        client.CoreV1Api(admin_api).delete_namespace(other)
+    assert "Traceback" not in webhook.log_text()
+
+
+def test_a_target_created_just_before_its_pod_is_found(
+    webhook: OperatorProcess, admin_api: client.ApiClient, namespace: str
+) -> None:
+    """The watch may not have seen it yet: one LIST of the namespace finds it."""
+    create_target(admin_api, namespace, "greeter", {"service": "greeter"})
+    probe = pod("probe", INJECT, {"kuberesolver.io/targets": "greeter"})
+    until(
+        lambda: len(recreate(admin_api, namespace, probe)[0]["spec"]["volumes"]) > 1,
+        timeout_s=60,
+        message="the webhook to answer",
+    )
+    for i in range(5):
+        create_target(admin_api, namespace, f"fresh-{i}", {"service": f"fresh{i}"})
+        admitted, warnings = create(
+            admin_api,
+            namespace,
+            pod(f"client-{i}", INJECT, {"kuberesolver.io/targets": f"fresh-{i}"}),
+        )
+        assert [v["name"] for v in admitted["spec"]["volumes"]][-1] == f"kuberesolver-fresh-{i}"
+        assert warnings == []

@@ -17,6 +17,11 @@ The loop (client-go's reflector, for one Service):
    ``backoff_base_ms``, doubling up to ``backoff_max_ms``), reset by the next
    success. Meanwhile the last good endpoints stay in place: an unreachable
    API never empties a channel.
+
+Each request gives up after ``timeout_s`` (30 s: connecting and reading
+together, with no retry hidden inside the HTTP client), so a channel whose
+API host accepts connections and never answers fails after 30 s, with one log
+line naming the host.
 """
 
 from __future__ import annotations
@@ -100,8 +105,13 @@ class ApiWatcher:
         return self._thread is not None and self._thread.is_alive()
 
     def sync(self) -> Snapshot:
-        """List now (Service and slices) and return the snapshot; raises what the API says."""
-        self._relist(initial=True)
+        """List now (Service and slices) and return the snapshot; raises what the API says,
+        after one log line that names the API host (each request gives up after ``timeout_s``)."""
+        try:
+            self._relist(initial=True)
+        except (ApiError, OSError) as exc:
+            log.error("%s: the first list failed: %s", self._label, exc)
+            raise
         return self.snapshot
 
     def start(self) -> None:
