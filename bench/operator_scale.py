@@ -33,7 +33,7 @@ Reported (one JSON object on the last line):
 - ``initial_sync_s``: from the operator's start to all 200 ConfigMaps published;
 - ``burst_changes`` / ``burst_configmap_writes``: after the churn, 40 changes
   to one Service as fast as the API takes them (a rollout): coalesced into a
-  few writes (one per ``KUBERESOLVER_DEBOUNCE_MS`` window, 300 ms by default).
+  few writes (``KUBERESOLVER_WRITE_BUDGET``, by default 5 at once, then one per 300 ms).
 
 Also reported: each process's CPU during the churn (``churn_cpu_s``, and
 ``cpu_ms_per_change``), and ``cores_needed_at_rate``: what the whole system
@@ -71,7 +71,6 @@ from _common import emit, percentile
 from kubernetes import client
 from kubernetes.watch.watch import iter_resp_lines
 
-from kuberesolver.operator.settings import DEFAULTS
 from kuberesolver.snapshot import ENDPOINTS_KEY, decode
 from testenv import ControlPlane
 from testenv.kube import api_client, apply, service_account_token
@@ -290,9 +289,8 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
         watcher.ready.wait(30)
         watches_before = watches(cp.admin_kubeconfig)
 
-        # The operator's own coalescing window, not the shorter one the tests use.
-        debounce = {"KUBERESOLVER_DEBOUNCE_MS": str(DEFAULTS.debounce_ms)}
-        op = OperatorProcess(op_kubeconfig, debounce, name="operator-scale", quiet=True)
+        # The operator's default write budget.
+        op = OperatorProcess(op_kubeconfig, name="operator-scale", quiet=True)
         metrics_port = op.metrics_port
         t_start = time.monotonic()
         op.start()

@@ -99,9 +99,9 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
         except (OSError, RuntimeError) as exc:
             raise kopf.PermanentError(f"cannot serve xDS on {xds.address}: {exc}") from exc
     _log.info(
-        "kuberesolver operator starting as %s: debounce %d ms, metrics port %d, Lease %s/%s",
+        "kuberesolver operator starting as %s: write budget %s, metrics port %d, Lease %s/%s",
         ours.identity,
-        ours.debounce_ms,
+        ours.write_budget,
         ours.metrics_port,
         ours.lease_namespace,
         ours.lease_name,

@@ -137,7 +137,7 @@ class Runtime:
             await run_coalesced(
                 trigger,
                 worker.reconcile,
-                window_s=self.settings.debounce_s,
+                budget=self.settings.write_budget,
                 resync_s=self.settings.resync_s,
                 on_error=worker.on_error,
             )

@@ -1,10 +1,20 @@
 """Operator settings, resolved in one place: argument, then environment variable, then default.
 
-Every setting carries its unit in its name. The environment variables are:
+Every setting carries its unit in its name (the write budget, in its value).
+The environment variables are:
 
+``KUBERESOLVER_WRITE_BUDGET``
+    Each target's ConfigMap writes, as ``BURST/WINDOW`` with a unit
+    (default ``5/1500ms``): after a quiet period the first ``BURST`` changes
+    are each written at once (a Pod added not ready, then Ready, is two
+    prompt writes); a target that keeps changing is written once per
+    ``WINDOW / BURST`` (300 ms by default), each write holding everything
+    that came meanwhile, and the last change always lands. ``1/300ms`` is a
+    fixed 300 ms window (leading edge); ``1/0ms`` writes every change.
 ``KUBERESOLVER_DEBOUNCE_MS``
-    The coalescing window: at most one ConfigMap write per target per window
-    (default 300).
+    Deprecated: ``KUBERESOLVER_DEBOUNCE_MS=N`` means
+    ``KUBERESOLVER_WRITE_BUDGET=1/Nms``, with a warning at startup; ignored
+    when ``KUBERESOLVER_WRITE_BUDGET`` is set.
 ``KUBERESOLVER_STATUS_INTERVAL_MS``
     How often a target's status may be patched when only its counts, revision
     and last update time changed (default 30000): the ConfigMap is the feed,
@@ -44,13 +54,20 @@ Every setting carries its unit in its name. The environment variables are:
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["DEFAULTS", "Settings", "SettingsError"]
+from kuberesolver.operator.hub import WriteBudget
+
+__all__ = ["DEFAULTS", "Settings", "SettingsError", "WriteBudget"]
+
+_log = logging.getLogger("kuberesolver.operator")
+
+_MAX_WINDOW_MS: Final = 3_600_000
 
 
 class SettingsError(ValueError):
@@ -59,7 +76,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    debounce_ms: int = 300
+    write_budget: WriteBudget = field(default_factory=lambda: WriteBudget(5, 1500))
     status_interval_ms: int = 30_000
     metrics_port: int = 0
     resync_s: float = 300.0
@@ -74,10 +91,6 @@ class Settings:
     render_timeout_ms: int = 5000
 
     @property
-    def debounce_s(self) -> float:
-        return self.debounce_ms / 1000.0
-
-    @property
     def status_interval_s(self) -> float:
         return self.status_interval_ms / 1000.0
 
@@ -90,6 +103,7 @@ class Settings:
     def resolve(
         cls,
         *,
+        write_budget: WriteBudget | str | None = None,
         debounce_ms: int | None = None,
         status_interval_ms: int | None = None,
         metrics_port: int | None = None,
@@ -105,7 +119,11 @@ class Settings:
         render_timeout_ms: int | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
-        """Arguments win, then ``KUBERESOLVER_*`` variables, then :data:`DEFAULTS`."""
+        """Arguments win, then ``KUBERESOLVER_*`` variables, then :data:`DEFAULTS`.
+
+        ``debounce_ms`` (``KUBERESOLVER_DEBOUNCE_MS``) is the deprecated
+        spelling of ``write_budget=f"1/{debounce_ms}ms"``.
+        """
         env = os.environ if environ is None else environ
         d = DEFAULTS
         duration = _pick(
@@ -117,11 +135,11 @@ class Settings:
                 f"KUBERESOLVER_LEASE_DURATION_S={duration} must be at least twice "
                 f"KUBERESOLVER_LEASE_RETRY_S={retry}"
             )
-        debounce = _pick(debounce_ms, env, "KUBERESOLVER_DEBOUNCE_MS", d.debounce_ms, 0, 60000)
+        budget = _budget(write_budget, debounce_ms, env, d.write_budget)
         port = _pick(metrics_port, env, "KUBERESOLVER_METRICS_PORT", d.metrics_port, 0, 65535)
         resync = _pick(resync_s, env, "KUBERESOLVER_RESYNC_S", int(d.resync_s), 1, 86400)
         return cls(
-            debounce_ms=debounce,
+            write_budget=budget,
             status_interval_ms=_pick(
                 status_interval_ms,
                 env,
@@ -188,6 +206,38 @@ def _pick(
     if not lo <= value <= hi:
         raise SettingsError(f"{name}={value!r}: must be in {lo}..{hi}")
     return int(value)
+
+
+def _budget(
+    arg: WriteBudget | str | None,
+    debounce_ms: int | None,
+    env: Mapping[str, str],
+    default: WriteBudget,
+) -> WriteBudget:
+    name = "KUBERESOLVER_WRITE_BUDGET"
+    if isinstance(arg, WriteBudget):
+        budget = arg
+    else:
+        raw = arg if arg is not None else env.get(name, "").strip()
+        old = "KUBERESOLVER_DEBOUNCE_MS"
+        if not raw and (debounce_ms is not None or env.get(old, "").strip()):
+            window = _pick(debounce_ms, env, old, 0, 0, 60000)
+            raw = f"1/{window}ms"
+            _log.warning("%s is deprecated: it means %s=%s; set that instead", old, name, raw)
+        elif raw and env.get(old, "").strip():
+            _log.warning("%s is deprecated and ignored: %s=%s is set", old, name, raw)
+        if not raw:
+            return default
+        try:
+            budget = WriteBudget.parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{name}={exc}") from None
+    if budget.burst > 1000 or budget.window_ms > _MAX_WINDOW_MS:
+        raise SettingsError(
+            f"{name}={str(budget)!r}: the burst must be at most 1000 "
+            f"and the window at most {_MAX_WINDOW_MS} ms"
+        )
+    return budget
 
 
 def _text(arg: str | None, env: Mapping[str, str], name: str, default: str) -> str:
