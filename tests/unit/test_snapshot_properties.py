@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kuberesolver.service_config import OutlierDetection
 from kuberesolver.snapshot import Endpoint, Snapshot, SnapshotError, TargetRef, decode, encode
 
 json_values = st.recursive(
@@ -114,3 +115,48 @@ def test_every_valid_snapshot_round_trips(addresses: list[str], port: int, revis
         endpoints=tuple(Endpoint(a, port) for a in addresses),
     )
     assert decode(encode(snapshot)) == snapshot
+
+
+optional_text = st.none() | st.text(max_size=12)
+
+
+@given(
+    endpoints=st.lists(
+        st.builds(
+            Endpoint,
+            address=st.text(max_size=20),
+            port=st.integers(0, 65535),
+            ready=st.booleans(),
+            serving=st.booleans(),
+            terminating=st.booleans(),
+            zone=optional_text,
+            node=optional_text,
+            pod=optional_text,
+        ),
+        max_size=6,
+    ),
+    service=st.text(max_size=12),
+    revision=st.integers(0, 2**63 - 1),
+    service_config=st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+    cluster_ips=st.lists(st.text(max_size=15), max_size=2).map(tuple),
+    outlier=st.booleans(),
+)
+def test_encode_is_exactly_the_indented_json(
+    endpoints: list[Endpoint],
+    service: str,
+    revision: int,
+    service_config: dict[str, Any],
+    cluster_ips: tuple[str, ...],
+    outlier: bool,
+) -> None:
+    # The fast encoder's text is byte for byte json.dumps(indent=2, sort_keys=True).
+    snapshot = Snapshot(
+        target=TargetRef(service, "ns\n\u00e9\u2028", "grpc", "grpc", 8080),
+        revision=revision,
+        endpoints=tuple(endpoints),
+        service_config=service_config,
+        cluster_ips=cluster_ips,
+        outlier_detection=OutlierDetection() if outlier else None,
+    )
+    slow = json.dumps(snapshot.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    assert encode(snapshot) == slow
