@@ -32,6 +32,7 @@ from kuberesolver.snapshot import Endpoint, EndpointFields
 __all__ = [
     "MANAGED_BY_LABEL",
     "SERVICE_NAME_LABEL",
+    "EndpointCache",
     "PortError",
     "ServicePort",
     "ServiceView",
@@ -220,11 +221,27 @@ def pick_family(
     return families[0]
 
 
+class EndpointCache:
+    """The endpoints of the last :func:`build_endpoints` call, by their fields.
+
+    Handed back to the next call, an endpoint whose fields did not change is
+    the same object: it is not built again, and comparing the new tuple with
+    the last one (is it a new revision?) is a pointer check per endpoint. It
+    holds only the last call's endpoints.
+    """
+
+    __slots__ = ("_by_fields",)
+
+    def __init__(self) -> None:
+        self._by_fields: dict[tuple[Any, ...], Endpoint] = {}
+
+
 def build_endpoints(
     slices: Iterable[SliceView],
     port: ServicePort,
     family: str = "IPv4",
     include_terminating: bool = False,
+    cache: EndpointCache | None = None,
 ) -> tuple[Endpoint, ...]:
     """Merge every slice into one sorted tuple, one entry per ``address:port``.
 
@@ -232,8 +249,11 @@ def build_endpoints(
     name and protocol), contributes nothing. Terminating endpoints are left out
     unless ``include_terminating``. When an address is listed twice, the entry
     with the best conditions wins (ready, then serving, then not terminating),
-    so a moving endpoint never flaps.
+    so a moving endpoint never flaps. With ``cache``, unchanged endpoints are
+    the objects of the previous call (see :class:`EndpointCache`).
     """
+    known = cache._by_fields if cache is not None else {}
+    built: dict[tuple[Any, ...], Endpoint] = {}
     best: dict[tuple[str, int], Endpoint] = {}
     for s in slices:
         if s["addressType"] != family:
@@ -242,22 +262,29 @@ def build_endpoints(
         if target_port is None:
             continue
         for ep in s["endpoints"]:
-            if ep["terminating"] and not include_terminating:
+            terminating = ep["terminating"]
+            if terminating and not include_terminating:
                 continue
-            candidate = Endpoint(
-                address=ep["address"],
-                port=target_port,
-                ready=ep["ready"] and not ep["terminating"],
-                serving=ep["serving"],
-                terminating=ep["terminating"],
-                zone=ep["zone"],
-                node=ep["node"],
-                pod=ep["pod"],
+            fields = (
+                ep["address"],
+                target_port,
+                ep["ready"] and not terminating,
+                ep["serving"],
+                terminating,
+                ep["zone"],
+                ep["node"],
+                ep["pod"],
             )
-            key = (candidate.address, candidate.port)
+            candidate = built.get(fields) or known.get(fields)
+            if candidate is None:
+                candidate = Endpoint(*fields)
+            built[fields] = candidate
+            key = (candidate.address, target_port)
             current = best.get(key)
             if current is None or _rank(candidate) > _rank(current):
                 best[key] = candidate
+    if cache is not None:
+        cache._by_fields = built
     return tuple(sorted(best.values(), key=_sort_key))
 
 

@@ -219,7 +219,7 @@ class ServiceStore:
             return
         slices = self._slices.setdefault(service, {})
         before = slices.get(obj[1])
-        if before == view and owner == service:
+        if owner == service and _same_slice(before, view):
             return
         self._index(service, before, -1)
         self._index(service, view, +1)
@@ -233,6 +233,13 @@ class ServiceStore:
         for obj, (service, view) in views.items():
             self.set_slice(obj, service, view)
         self.mark_synced("endpointslices")
+
+
+def _same_slice(before: SliceView | None, view: SliceView) -> bool:
+    """Whether two views of a slice are equal; a new ``resourceVersion`` settles it at once."""
+    if before is None or before.get("revision") != view.get("revision"):
+        return False
+    return before == view
 
 
 def _key(obj: Mapping[str, Any]) -> ObjectKey:

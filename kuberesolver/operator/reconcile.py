@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from kuberesolver.endpointslices import (
+    EndpointCache,
     PortError,
     ServiceView,
     SliceView,
@@ -208,7 +209,9 @@ def plan(
     service: ServiceView | None,
     slices: Iterable[SliceView],
     previous: Published | None,
+    cache: EndpointCache | None = None,
 ) -> Plan:
+    """What to publish; ``cache`` (the target's own) spares rebuilding unchanged endpoints."""
     try:
         target = parse_spec(name, namespace, raw_spec)
     except SpecError as exc:
@@ -234,7 +237,7 @@ def plan(
             return PortNotFound(target, str(exc))
         slice_list = list(slices)
         family = pick_family(service, slice_list, target.address_family)
-        endpoints = build_endpoints(slice_list, port, family, target.include_terminating)
+        endpoints = build_endpoints(slice_list, port, family, target.include_terminating, cache)
         cluster_ips = tuple(
             ip for ip in service.get("clusterIPs", []) if (":" in ip) == (family == "IPv6")
         )

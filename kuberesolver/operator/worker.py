@@ -13,7 +13,13 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from kuberesolver.endpointslices import ServiceView, SliceView, service_view, slice_view
+from kuberesolver.endpointslices import (
+    EndpointCache,
+    ServiceView,
+    SliceView,
+    service_view,
+    slice_view,
+)
 from kuberesolver.operator.configmap import build_configmap, controller_uid, is_owned_by
 from kuberesolver.operator.events import build_event
 from kuberesolver.operator.hub import ServiceKey, TargetKey, Trigger
@@ -68,6 +74,7 @@ class TargetWorker:
         self.confirmed = False  # whether a missing Service or slice was checked with the API
         self.status_at = -float("inf")  # loop time of the last status handed to the lane
         self.status_timer: asyncio.TimerHandle | None = None
+        self.endpoints = EndpointCache()
 
     @property
     def uid(self) -> str:
@@ -112,7 +119,9 @@ class TargetWorker:
         if self.configmap_name != cm_name:
             await self._load_configmap(cm_name, old_status)
 
-        the_plan = plan(self.name, self.namespace, raw_spec, service, slices, self.published)
+        the_plan = plan(
+            self.name, self.namespace, raw_spec, service, slices, self.published, self.endpoints
+        )
         rendered = (
             await render(the_plan, self.runtime.renderer) if isinstance(the_plan, Publish) else None
         )
