@@ -58,6 +58,7 @@ __all__ = [
     "ENDPOINTS_KEY",
     "FORMAT_VERSION",
     "SERVICE_CONFIG_KEY",
+    "EncodedEndpoints",
     "Endpoint",
     "Snapshot",
     "SnapshotError",
@@ -216,12 +217,15 @@ class Snapshot:
         return tuple(e for e in self.endpoints if e.ready and not e.terminating)
 
     def to_dict(self) -> SnapshotDict:
+        return self._document([e.to_dict() for e in self.endpoints])
+
+    def _document(self, endpoints: Any) -> SnapshotDict:
         doc: SnapshotDict = {
             "version": self.version,
             "target": self.target.to_dict(),
             "serverName": self.server_name,
             "revision": self.revision,
-            "endpoints": [e.to_dict() for e in self.endpoints],
+            "endpoints": endpoints,
             "serviceConfig": dict(self.service_config),
         }
         if self.cluster_ips:  # optional: absent keeps older documents byte-identical
@@ -231,48 +235,81 @@ class Snapshot:
         return doc
 
 
+class EncodedEndpoints:
+    """The text of each endpoint in the last :func:`encode` of one target.
+
+    Handed back to the next call, an endpoint object already encoded there
+    (the operator reuses the objects of unchanged endpoints) is not encoded
+    again. It holds the endpoints it names, so their ids stay theirs, and only
+    the last call's.
+    """
+
+    __slots__ = ("_by_id",)
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[Endpoint, str]] = {}
+
+
 _ENDPOINT_LINES: Final = json.JSONEncoder(
     sort_keys=True, ensure_ascii=False, separators=(",\n      ", ": ")
 )
 """Endpoints' flat objects, one key per line at their depth in the document (C encoder)."""
+_ENDPOINTS_HERE: Final = "\x00endpoints\x00"
+_ENDPOINTS_HERE_JSON: Final = json.dumps(_ENDPOINTS_HERE)
 
 
-def encode(snapshot: Snapshot) -> str:
+def encode(snapshot: Snapshot, encoded: EncodedEndpoints | None = None) -> str:
     """Serialize deterministically: equal snapshots give byte-identical text.
 
     The text is exactly ``json.dumps(snapshot.to_dict(), sort_keys=True,
-    indent=2, ensure_ascii=False) + "\n"``, but the endpoints (nearly all of
-    it) go through the C encoder in one call: ``indent`` alone would send
-    every value through the pure-Python one, several times slower. See
-    :func:`_endpoints_text`; any other value is encoded on its own and shifted
-    by two spaces a line (a JSON string never holds a raw newline).
+    indent=2, ensure_ascii=False) + "\n"``, made faster: the endpoints (nearly
+    all of it) go through the C encoder in one call (``indent`` alone would
+    send every value through the pure-Python one, several times slower), and
+    with ``encoded`` only the endpoints not in the previous call are encoded.
+    The rest of the document is encoded with the endpoints' place held by a
+    string that no other value holds (else the plain way is taken), then the
+    endpoints' text is put there.
     """
-    doc: dict[str, Any] = dict(snapshot.to_dict())
-    parts = []
-    for key in sorted(doc):
-        if key == "endpoints":
-            text = _endpoints_text(doc[key])
+    doc = snapshot._document(_ENDPOINTS_HERE)
+    text = json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False)
+    if text.count(_ENDPOINTS_HERE_JSON) != 1:
+        slow = json.dumps(snapshot.to_dict(), sort_keys=True, indent=2, ensure_ascii=False)
+        return slow + "\n"
+    endpoints = _endpoints_text(snapshot.endpoints, encoded)
+    return text.replace(_ENDPOINTS_HERE_JSON, endpoints, 1) + "\n"
+
+
+def _endpoints_text(endpoints: Sequence[Endpoint], encoded: EncodedEndpoints | None) -> str:
+    """The endpoints list as ``indent=2`` lays it out one level deep."""
+    if not endpoints:
+        return "[]"
+    known = encoded._by_id if encoded is not None else {}
+    texts: dict[int, tuple[Endpoint, str]] = {}
+    missing = []
+    for e in endpoints:
+        hit = known.get(id(e))
+        if hit is None:
+            missing.append(e)
         else:
-            text = json.dumps(doc[key], sort_keys=True, indent=2, ensure_ascii=False)
-            text = text.replace("\n", "\n  ")
-        parts.append(f"  {json.dumps(key, ensure_ascii=False)}: {text}")
-    return "{\n" + ",\n".join(parts) + "\n}\n"
+            texts[id(e)] = hit
+    if missing:
+        for e, item in zip(missing, _endpoint_items(missing), strict=True):
+            texts[id(e)] = (e, item)
+    if encoded is not None:
+        encoded._by_id = texts
+    return "[\n" + ",\n".join([texts[id(e)][1] for e in endpoints]) + "\n  ]"
 
 
-def _endpoints_text(endpoints: Sequence[EndpointDict]) -> str:
-    """The endpoints list as ``indent=2`` lays it out one level deep.
+def _endpoint_items(endpoints: Sequence[Endpoint]) -> list[str]:
+    """Each endpoint's object as ``indent=2`` lays it out two levels deep, in one C call.
 
     Each endpoint is a flat object, so an item separator carrying the newline
     and indentation of its keys lays out its lines; the same separator comes
     between two endpoints right after a ``}``, which no string can hold
-    before a raw newline, so that spot is rewritten to close one object and
-    open the next.
+    before a raw newline: there the text is cut into one piece per endpoint.
     """
-    if not endpoints:
-        return "[]"
-    text = _ENDPOINT_LINES.encode(endpoints)[2:-2]  # without the '[{' and '}]'
-    text = text.replace("},\n      {", "\n    },\n    {\n      ")
-    return f"[\n    {{\n      {text}\n    }}\n  ]"
+    text = _ENDPOINT_LINES.encode([e.to_dict() for e in endpoints])[2:-2]  # no '[{', '}]'
+    return [f"    {{\n      {inner}\n    }}" for inner in text.split("},\n      {")]
 
 
 def decode(data: str | bytes, source: str = "<snapshot>") -> Snapshot:

@@ -13,7 +13,13 @@ from typing import Any, Final
 
 from kuberesolver.operator.render import check_size, dumps
 from kuberesolver.operator.spec import GROUP, KIND, VERSION, TargetSpec
-from kuberesolver.snapshot import ENDPOINTS_KEY, SERVICE_CONFIG_KEY, Snapshot, encode
+from kuberesolver.snapshot import (
+    ENDPOINTS_KEY,
+    SERVICE_CONFIG_KEY,
+    EncodedEndpoints,
+    Snapshot,
+    encode,
+)
 
 __all__ = [
     "MANAGED_BY",
@@ -30,10 +36,15 @@ MANAGED_BY: Final = "kuberesolver"
 TARGET_LABEL: Final = "kuberesolver.io/target"
 
 
-def build_data(snapshot: Snapshot, rendered: Mapping[str, str]) -> dict[str, str]:
-    """The ConfigMap's ``data``; raises :class:`RenderError` when it is too large."""
+def build_data(
+    snapshot: Snapshot, rendered: Mapping[str, str], encoded: EncodedEndpoints | None = None
+) -> dict[str, str]:
+    """The ConfigMap's ``data``; raises :class:`RenderError` when it is too large.
+
+    ``encoded``: the target's endpoints already encoded (see :func:`.snapshot.encode`).
+    """
     data = dict(rendered)
-    data[ENDPOINTS_KEY] = encode(snapshot)
+    data[ENDPOINTS_KEY] = encode(snapshot, encoded)
     data[SERVICE_CONFIG_KEY] = dumps(dict(snapshot.service_config))
     check_size(data)
     return data

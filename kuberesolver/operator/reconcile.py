@@ -40,7 +40,7 @@ from kuberesolver.operator.spec import (
 )
 from kuberesolver.operator.status import Condition, condition
 from kuberesolver.service_config import unapplied_parts
-from kuberesolver.snapshot import Endpoint, Snapshot, TargetRef
+from kuberesolver.snapshot import EncodedEndpoints, Endpoint, Snapshot, TargetRef
 
 __all__ = [
     "InvalidSpec",
@@ -260,25 +260,32 @@ def plan(
     return Publish(target, snapshot, state, message)
 
 
-def compose(publish: Publish, rendered: Mapping[str, str]) -> Rendered | RenderFailed:
+def compose(
+    publish: Publish, rendered: Mapping[str, str], encoded: EncodedEndpoints | None = None
+) -> Rendered | RenderFailed:
     """The ConfigMap data from the rendered keys (pure; the size limit is checked here)."""
     try:
-        return Rendered(build_data(publish.snapshot, rendered))
+        return Rendered(build_data(publish.snapshot, rendered, encoded))
     except RenderError as exc:
         return RenderFailed(exc.reason, str(exc))
 
 
-async def render(publish: Publish, renderer: Renderer) -> Rendered | RenderFailed:
-    """Render the target's templates with ``renderer`` (skipped when there are none)."""
+async def render(
+    publish: Publish, renderer: Renderer, encoded: EncodedEndpoints | None = None
+) -> Rendered | RenderFailed:
+    """Render the target's templates with ``renderer`` (skipped when there are none).
+
+    ``encoded``: the target's endpoints already encoded (see :func:`.snapshot.encode`).
+    """
     templates = publish.target.templates
     if not templates:
-        return compose(publish, {})
+        return compose(publish, {}, encoded)
     context = template_context(publish.snapshot, publish.target.name, publish.target.namespace)
     try:
         rendered = await renderer(templates, context)
     except RenderError as exc:
         return RenderFailed(exc.reason, str(exc))
-    return compose(publish, rendered)
+    return compose(publish, rendered, encoded)
 
 
 def report(

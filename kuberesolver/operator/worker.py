@@ -40,7 +40,7 @@ from kuberesolver.operator.reconcile import (
 from kuberesolver.operator.spec import plain
 from kuberesolver.operator.status import build_status, status_changed, summary_only
 from kuberesolver.operator.targets import Entry
-from kuberesolver.snapshot import ENDPOINTS_KEY, SnapshotError, decode
+from kuberesolver.snapshot import ENDPOINTS_KEY, EncodedEndpoints, SnapshotError, decode
 
 if TYPE_CHECKING:
     from kuberesolver.operator.runtime import Runtime
@@ -75,6 +75,7 @@ class TargetWorker:
         self.status_at = -float("inf")  # loop time of the last status handed to the lane
         self.status_timer: asyncio.TimerHandle | None = None
         self.endpoints = EndpointCache()
+        self.encoded = EncodedEndpoints()
 
     @property
     def uid(self) -> str:
@@ -123,7 +124,9 @@ class TargetWorker:
             self.name, self.namespace, raw_spec, service, slices, self.published, self.endpoints
         )
         rendered = (
-            await render(the_plan, self.runtime.renderer) if isinstance(the_plan, Publish) else None
+            await render(the_plan, self.runtime.renderer, self.encoded)
+            if isinstance(the_plan, Publish)
+            else None
         )
         written = (
             await self._publish(the_plan, rendered) if isinstance(rendered, Rendered) else None

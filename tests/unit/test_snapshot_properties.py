@@ -9,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kuberesolver.service_config import OutlierDetection
-from kuberesolver.snapshot import Endpoint, Snapshot, SnapshotError, TargetRef, decode, encode
+from kuberesolver.snapshot import (
+    EncodedEndpoints,
+    Endpoint,
+    Snapshot,
+    SnapshotError,
+    TargetRef,
+    decode,
+    encode,
+)
 
 json_values = st.recursive(
     st.none()
@@ -160,3 +168,42 @@ def test_encode_is_exactly_the_indented_json(
     )
     slow = json.dumps(snapshot.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     assert encode(snapshot) == slow
+
+
+def test_encode_with_the_placeholder_text_in_a_value() -> None:
+    # A value that holds the text the fast path uses as the endpoints' place: same output.
+    snapshot = Snapshot(
+        target=TargetRef("greeter", "ns"),
+        revision=1,
+        endpoints=(Endpoint("10.0.0.1", 1),),
+        service_config={"x": "\x00endpoints\x00"},
+        cluster_ips=("\x00endpoints\x00",),
+    )
+    slow = json.dumps(snapshot.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    assert encode(snapshot) == slow
+
+
+endpoint_pool = st.lists(
+    st.builds(
+        Endpoint,
+        address=st.sampled_from(["10.0.0.1", "10.0.0.2", "fd00::1", "a\nb"]),
+        port=st.integers(1, 3),
+        ready=st.booleans(),
+        zone=optional_text,
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(pool=endpoint_pool, versions=st.lists(st.lists(st.integers(0, 7)), max_size=6))
+def test_encoded_endpoints_change_nothing(pool: list[Endpoint], versions: list[list[int]]) -> None:
+    # The same objects come back (as the operator reuses them), in any order and number.
+    encoded = EncodedEndpoints()
+    for revision, picks in enumerate(versions):
+        endpoints = tuple(pool[i % len(pool)] for i in picks)
+        snapshot = Snapshot(TargetRef("s", "ns"), revision, endpoints)
+        assert encode(snapshot, encoded) == encode(snapshot)
+        assert encode(snapshot, encoded) == (
+            json.dumps(snapshot.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+        )
