@@ -217,14 +217,14 @@ class Snapshot:
         return tuple(e for e in self.endpoints if e.ready and not e.terminating)
 
     def to_dict(self) -> SnapshotDict:
-        return self._document([e.to_dict() for e in self.endpoints])
+        return self._document([e.to_dict() for e in self.endpoints], self.revision)
 
-    def _document(self, endpoints: Any) -> SnapshotDict:
+    def _document(self, endpoints: Any, revision: Any) -> SnapshotDict:
         doc: SnapshotDict = {
             "version": self.version,
             "target": self.target.to_dict(),
             "serverName": self.server_name,
-            "revision": self.revision,
+            "revision": revision,
             "endpoints": endpoints,
             "serviceConfig": dict(self.service_config),
         }
@@ -236,26 +236,31 @@ class Snapshot:
 
 
 class EncodedEndpoints:
-    """The text of each endpoint in the last :func:`encode` of one target.
+    """What the last :func:`encode` of one target wrote: each endpoint's text, and the rest.
 
     Handed back to the next call, an endpoint object already encoded there
     (the operator reuses the objects of unchanged endpoints) is not encoded
-    again. It holds the endpoints it names, so their ids stay theirs, and only
-    the last call's.
+    again, nor is the rest of the document when only the revision moved. It
+    holds the endpoints it names, so their ids stay theirs, and only the last
+    call's.
     """
 
-    __slots__ = ("_by_id",)
+    __slots__ = ("_by_id", "_outline", "_outline_text")
 
     def __init__(self) -> None:
         self._by_id: dict[int, tuple[Endpoint, str]] = {}
+        self._outline: SnapshotDict | None = None
+        self._outline_text = ""
 
 
 _ENDPOINT_LINES: Final = json.JSONEncoder(
     sort_keys=True, ensure_ascii=False, separators=(",\n      ", ": ")
 )
 """Endpoints' flat objects, one key per line at their depth in the document (C encoder)."""
-_ENDPOINTS_HERE: Final = "\x00endpoints\x00"
-_ENDPOINTS_HERE_JSON: Final = json.dumps(_ENDPOINTS_HERE)
+_ENDPOINTS_PLACE: Final = "\x00endpoints\x00"
+_REVISION_PLACE: Final = "\x00revision\x00"
+_ENDPOINTS_HERE: Final = json.dumps(_ENDPOINTS_PLACE)
+_REVISION_HERE: Final = json.dumps(_REVISION_PLACE)
 
 
 def encode(snapshot: Snapshot, encoded: EncodedEndpoints | None = None) -> str:
@@ -265,18 +270,24 @@ def encode(snapshot: Snapshot, encoded: EncodedEndpoints | None = None) -> str:
     indent=2, ensure_ascii=False) + "\n"``, made faster: the endpoints (nearly
     all of it) go through the C encoder in one call (``indent`` alone would
     send every value through the pure-Python one, several times slower), and
-    with ``encoded`` only the endpoints not in the previous call are encoded.
-    The rest of the document is encoded with the endpoints' place held by a
-    string that no other value holds (else the plain way is taken), then the
-    endpoints' text is put there.
+    with ``encoded`` only what changed since the previous call is encoded.
+    The rest of the document (its outline) is encoded with the places of the
+    endpoints and the revision held by strings that no other value holds
+    (else the plain way is taken); their text is put there.
     """
-    doc = snapshot._document(_ENDPOINTS_HERE)
-    text = json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False)
-    if text.count(_ENDPOINTS_HERE_JSON) != 1:
-        slow = json.dumps(snapshot.to_dict(), sort_keys=True, indent=2, ensure_ascii=False)
-        return slow + "\n"
+    outline = snapshot._document(_ENDPOINTS_PLACE, _REVISION_PLACE)
+    if encoded is not None and encoded._outline == outline:
+        text = encoded._outline_text
+    else:
+        text = json.dumps(outline, sort_keys=True, indent=2, ensure_ascii=False)
+        if text.count(_ENDPOINTS_HERE) != 1 or text.count(_REVISION_HERE) != 1:
+            slow = json.dumps(snapshot.to_dict(), sort_keys=True, indent=2, ensure_ascii=False)
+            return slow + "\n"
+        if encoded is not None:
+            encoded._outline, encoded._outline_text = outline, text
     endpoints = _endpoints_text(snapshot.endpoints, encoded)
-    return text.replace(_ENDPOINTS_HERE_JSON, endpoints, 1) + "\n"
+    text = text.replace(_REVISION_HERE, json.dumps(snapshot.revision), 1)
+    return text.replace(_ENDPOINTS_HERE, endpoints, 1) + "\n"
 
 
 def _endpoints_text(endpoints: Sequence[Endpoint], encoded: EncodedEndpoints | None) -> str:

@@ -145,6 +145,8 @@ class Report:
     """The snapshot the ConfigMap now holds, when this reconcile got it there."""
     error_kind: str | None
     """The ``kind`` label of the error counter, if any."""
+    ready_count: int = 0
+    """How many of ``current``'s endpoints are ready (0 without ``current``)."""
 
     @property
     def ready(self) -> Condition:
@@ -386,4 +388,5 @@ def report(
         frozenset(warnings),
         snap,
         "refused" if state is ServiceState.REFUSED else None,
+        ready_count,
     )

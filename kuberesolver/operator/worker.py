@@ -75,6 +75,9 @@ class TargetWorker:
         self.status_at = -float("inf")  # loop time of the last status handed to the lane
         self.status_timer: asyncio.TimerHandle | None = None
         self.endpoints = EndpointCache()
+        self._read_body: Mapping[str, Any] | None = None
+        self._spec: dict[str, Any] = {}
+        self._status: dict[str, Any] = {}
         self.encoded = EncodedEndpoints()
 
     @property
@@ -102,8 +105,11 @@ class TargetWorker:
         started = loop.time()
         body = self.entry.body
         generation = int((body.get("metadata") or {}).get("generation") or 0)
-        raw_spec = plain(body.get("spec") or {})
-        old_status = plain(body.get("status") or {})
+        if body is not self._read_body:  # copied once per object kopf hands over, not per change
+            self._read_body = body
+            self._spec = plain(body.get("spec") or {})
+            self._status = plain(body.get("status") or {})
+        raw_spec, old_status = self._spec, self._status
         self.entry.planned_generation = generation
 
         svc_key = (raw_spec.get("serviceNamespace") or self.namespace, raw_spec.get("service", ""))
@@ -140,7 +146,7 @@ class TargetWorker:
             self.runtime.metrics.set_endpoints(
                 self.namespace,
                 self.name,
-                len(rep.current.ready_endpoints),
+                rep.ready_count,
                 len(rep.current.endpoints),
             )
         self.runtime.metrics.reconcile_seconds.observe(
@@ -274,7 +280,7 @@ class TargetWorker:
             generation=generation,
             now=datetime.datetime.now(datetime.UTC),
             configmap_name=cm_name,
-            ready_endpoints=len(current.ready_endpoints) if current else None,
+            ready_endpoints=rep.ready_count if current else None,
             total_endpoints=len(current.endpoints) if current else None,
             revision=self.published.revision if self.published else None,
             updated=isinstance(written, Written) and written.wrote,

@@ -196,13 +196,27 @@ endpoint_pool = st.lists(
 )
 
 
-@given(pool=endpoint_pool, versions=st.lists(st.lists(st.integers(0, 7)), max_size=6))
-def test_encoded_endpoints_change_nothing(pool: list[Endpoint], versions: list[list[int]]) -> None:
-    # The same objects come back (as the operator reuses them), in any order and number.
+@given(
+    pool=endpoint_pool,
+    versions=st.lists(
+        st.tuples(
+            st.lists(st.integers(0, 7)),
+            st.integers(0, 2**40),
+            st.sampled_from([{}, {"a": 1}, {"b": "\x00revision\x00"}]),
+            st.sampled_from(["s", "t"]),
+        ),
+        max_size=6,
+    ),
+)
+def test_encoded_endpoints_change_nothing(
+    pool: list[Endpoint], versions: list[tuple[list[int], int, dict[str, Any], str]]
+) -> None:
+    # The same objects come back (as the operator reuses them), in any order and number,
+    # with the rest of the document changing or not.
     encoded = EncodedEndpoints()
-    for revision, picks in enumerate(versions):
+    for picks, revision, service_config, service in versions:
         endpoints = tuple(pool[i % len(pool)] for i in picks)
-        snapshot = Snapshot(TargetRef("s", "ns"), revision, endpoints)
+        snapshot = Snapshot(TargetRef(service, "ns"), revision, endpoints, service_config)
         assert encode(snapshot, encoded) == encode(snapshot)
         assert encode(snapshot, encoded) == (
             json.dumps(snapshot.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"

@@ -219,6 +219,7 @@ def test_plan_publishes_the_snapshot() -> None:
     rep = _report(p)
     assert [c.status for c in rep.conditions] == ["True", "True", "True"]
     assert rep.current == p.snapshot
+    assert rep.ready_count == 2
     assert rep.ready.message == "2 of 2 endpoints ready, revision 1"
     same = slices("10.0.0.1", "10.0.0.2")
     previous = Published(snap.revision, snap.endpoints)
