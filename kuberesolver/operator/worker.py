@@ -79,6 +79,8 @@ class TargetWorker:
         self._spec: dict[str, Any] = {}
         self._status: dict[str, Any] = {}
         self.encoded = EncodedEndpoints()
+        self.known_text: tuple[str, Published] | None = None
+        """An ``endpoints.json`` text and what it decodes to (the last written or read)."""
 
     @property
     def uid(self) -> str:
@@ -190,13 +192,16 @@ class TargetWorker:
         stored: Published | None = None
         if cm is not None and is_owned_by(cm, self.uid):
             raw = (cm.get("data") or {}).get(ENDPOINTS_KEY)
-            if raw:
+            if raw and self.known_text is not None and raw == self.known_text[0]:
+                stored = self.known_text[1]  # what this worker wrote (a resync): no decoding
+            elif raw:
                 try:
                     previous = decode(raw, f"ConfigMap {self.namespace}/{cm_name}")
                 except SnapshotError as exc:
                     _log.warning("%s; it will be rewritten", exc)
                 else:
                     stored = Published(previous.revision, previous.endpoints)
+                    self.known_text = (raw, stored)
         self.configmap = cm
         self.configmap_name = cm_name
         self.published = baseline(self.published, stored, int(old_status.get("revision") or 0))
@@ -258,6 +263,7 @@ class TargetWorker:
                 return WriteFailed("WriteRefused", f"the apiserver refuses {name}: {exc}", False)
             return WriteFailed("WriteFailed", str(exc), retry=True)
         self.published = Published(the_plan.snapshot.revision, the_plan.snapshot.endpoints)
+        self.known_text = (rendered.data[ENDPOINTS_KEY], self.published)
         return Written(wrote)
 
     async def _report(
