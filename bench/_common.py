@@ -193,7 +193,7 @@ def snapshot_for(
     revision: int,
     service_config: dict[str, Any] | None = None,
 ) -> bytes:
-    from kuberesolver.snapshot import Endpoint, Snapshot, TargetRef, encode
+    from kuberesolver.core.snapshot import Endpoint, Snapshot, TargetRef, encode
 
     snap = Snapshot(
         target=TargetRef("bench", "ns", "grpc", "grpc", 50051),
@@ -205,7 +205,7 @@ def snapshot_for(
 
 
 def publish(directory: Path, endpoints: Iterable[tuple[str, int]], revision: int) -> None:
-    from kuberesolver.projector.atomic_writer import write_atomic
+    from kuberesolver.core.atomic_writer import write_atomic
 
     write_atomic(directory, {"endpoints.json": snapshot_for(endpoints, revision)})
 

@@ -32,7 +32,7 @@ import psutil
 from _common import emit
 from kubernetes import client
 
-from kuberesolver.operator.spec import GROUP, PLURAL, VERSION
+from kuberesolver.operator.logic.spec import GROUP, PLURAL, VERSION
 from testenv import ControlPlane
 from testenv.kube import api_client, apply
 

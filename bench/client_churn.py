@@ -124,10 +124,10 @@ def _run_mode(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     import kuberesolver
-    from kuberesolver.settings import resolve
-    from kuberesolver.snapshot import ENDPOINTS_KEY, load
-    from kuberesolver.target import parse_target
-    from kuberesolver.watch import SnapshotWatcher
+    from kuberesolver.client.settings import resolve
+    from kuberesolver.client.sources.file import SnapshotWatcher
+    from kuberesolver.client.target import parse_target
+    from kuberesolver.core.snapshot import ENDPOINTS_KEY, load
 
     directory = root / "bench.ns"
     present = list(HOSTS[: args.start])

@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import kuberesolver
-    from kuberesolver.projector.atomic_writer import write_atomic
-    from kuberesolver.snapshot import ENDPOINTS_KEY
+    from kuberesolver.core.atomic_writer import write_atomic
+    from kuberesolver.core.snapshot import ENDPOINTS_KEY
     from testenv.wait import until
 
     few = [(f"127.0.0.{i}", 50051) for i in (2, 3, 4)]
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             grow_s = time.perf_counter() - started
             peak = _rss_mib()
 
-            from kuberesolver import _memory
+            from kuberesolver.client import memory as _memory
 
             trims = _memory.given_back
             started = time.perf_counter()
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _many(endpoints: list[tuple[str, int]], revision: int) -> bytes:
-    from kuberesolver.snapshot import Endpoint, Snapshot, TargetRef, encode
+    from kuberesolver.core.snapshot import Endpoint, Snapshot, TargetRef, encode
 
     snapshot = Snapshot(
         target=TargetRef("bench", "ns", "grpc", "grpc", 50051),

@@ -77,7 +77,7 @@ def _ratio(data: dict[str, list[tuple[float, float]]], i: int = 0) -> float:
 def _import_ms() -> float:
     timed = "import time; t=time.perf_counter(); import {}; print((time.perf_counter()-t)*1e3)"
     # kuberesolver itself is lazy: time what a client's first channel imports
-    code, base = timed.format("kuberesolver.channel"), timed.format("grpc")
+    code, base = timed.format("kuberesolver.client.channel"), timed.format("grpc")
     ours = [float(subprocess.check_output([sys.executable, "-c", code])) for _ in range(3)]
     raw = [float(subprocess.check_output([sys.executable, "-c", base])) for _ in range(3)]
     return round(median(ours) - median(raw), 1)

@@ -2,7 +2,7 @@
 
 A fresh venv gets this project (a wheel, no extras) and nothing else; each
 import runs in a new interpreter, interleaved, ``--runs`` times: ``grpc``,
-``kuberesolver`` (the package alone) and ``kuberesolver.channel`` (what a
+``kuberesolver`` (the package alone) and ``kuberesolver.client.channel`` (what a
 client's first channel loads: grpc, the xDS protos, the watcher). It prints
 the medians, the differences and the ratios against grpc, and, from
 ``-X importtime``, the modules the channel loads beyond ``import grpc``, the
@@ -67,7 +67,7 @@ def import_profile(python: Path, module: str) -> dict[str, int]:
     return times
 
 
-MODULES = ("grpc", "kuberesolver", "kuberesolver.channel")
+MODULES = ("grpc", "kuberesolver", "kuberesolver.client.channel")
 
 
 def main() -> None:
@@ -84,7 +84,7 @@ def main() -> None:
             for module in MODULES:
                 seconds[module].append(import_seconds(python, module))
         grpc_profile = import_profile(python, "grpc")
-        channel_profile = import_profile(python, "kuberesolver.channel")
+        channel_profile = import_profile(python, "kuberesolver.client.channel")
     extra = sorted(
         ((m, us) for m, us in channel_profile.items() if m not in grpc_profile),
         key=lambda item: -item[1],
@@ -92,7 +92,7 @@ def main() -> None:
     by_package: dict[str, int] = {}
     for module, us in extra:
         by_package[module.split(".")[0]] = by_package.get(module.split(".")[0], 0) + us
-    print("what kuberesolver.channel (a client's first channel) loads beyond grpc:")
+    print("what kuberesolver.client.channel (a client's first channel) loads beyond grpc:")
     for module, us in extra[:12]:
         print(f"{us / 1000:8.1f} ms  {module}")
     ms = {m: statistics.median(v) * 1000 for m, v in seconds.items()}
@@ -103,11 +103,11 @@ def main() -> None:
             "runs": args.runs,
             "grpc_ms_p50": round(grpc_ms, 1),
             "kuberesolver_ms_p50": round(ms["kuberesolver"], 1),
-            "channel_ms_p50": round(ms["kuberesolver.channel"], 1),
+            "channel_ms_p50": round(ms["kuberesolver.client.channel"], 1),
             "kuberesolver_over_grpc_ms": round(ms["kuberesolver"] - grpc_ms, 1),
-            "channel_over_grpc_ms": round(ms["kuberesolver.channel"] - grpc_ms, 1),
+            "channel_over_grpc_ms": round(ms["kuberesolver.client.channel"] - grpc_ms, 1),
             "kuberesolver_ratio_vs_grpc": round(ms["kuberesolver"] / grpc_ms, 2),
-            "channel_ratio_vs_grpc": round(ms["kuberesolver.channel"] / grpc_ms, 2),
+            "channel_ratio_vs_grpc": round(ms["kuberesolver.client.channel"] / grpc_ms, 2),
             "channel_extra_ms_by_package": {
                 k: round(v / 1000, 1)
                 for k, v in sorted(by_package.items(), key=lambda kv: -kv[1])[:6]

@@ -80,7 +80,7 @@ from _common import emit, percentile
 from kubernetes import client
 from kubernetes.watch.watch import iter_resp_lines
 
-from kuberesolver.snapshot import ENDPOINTS_KEY
+from kuberesolver.core.snapshot import ENDPOINTS_KEY
 from testenv import ControlPlane
 from testenv.kube import api_client, apply, service_account_token
 from testenv.operator_process import OperatorProcess

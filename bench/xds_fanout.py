@@ -1,6 +1,6 @@
 """The operator's xDS fan-out: an EndpointSlice change to every subscribed client's ACK.
 
-Issue 12 §5. A real control plane; the operator as its own process, under its
+A real control plane; the operator as its own process, under its
 own RBAC, serving ADS (``KUBERESOLVER_XDS_ADDRESS``, plaintext, no token
 check) beside its ConfigMaps. The world is bench/operator_scale.py's: 200
 GrpcTargets over 200 selectorless Services, each with one EndpointSlice of 50
@@ -54,10 +54,10 @@ from _common import emit, options, percentile
 from kubernetes import client
 from operator_scale import NS, address, cpu_s, create_world, done, slice_body
 
-from kuberesolver.snapshot import Endpoint, Snapshot, TargetRef
-from kuberesolver.xds_server.bootstrap import DEFAULT_AUTHORITY
-from kuberesolver.xds_server.server import AdsServer
-from kuberesolver.xds_server.store import XdsStore
+from kuberesolver.core.snapshot import Endpoint, Snapshot, TargetRef
+from kuberesolver.xds.ads_aio import AdsServer
+from kuberesolver.xds.bootstrap import DEFAULT_AUTHORITY
+from kuberesolver.xds.store import XdsStore
 from testenv import ControlPlane
 from testenv.controlplane import free_port
 from testenv.kube import api_client, apply, apply_cluster_rbac, service_account_token
@@ -193,7 +193,8 @@ def through_operator(
     with ControlPlane() as cp:
         admin = api_client(cp.admin_kubeconfig)
         apply(admin, ROOT / "crds", ROOT / "manifests/namespace.yaml", ROOT / "manifests/rbac.yaml")
-        apply_cluster_rbac(admin, ROOT / "manifests/optional/xds.yaml")  # the feed's Pod watch
+        # The feed's Pod watch.
+        apply_cluster_rbac(admin, ROOT / "manifests/optional/xds-pod-readiness")
         token = service_account_token(admin, "kuberesolver-system", "kuberesolver-operator")
         client.CoreV1Api(admin).create_namespace({"metadata": {"name": NS}})
         create_world(admin, targets, endpoints, live)

@@ -1,6 +1,6 @@
 """From a pod marked Ready to the first RPC that reaches it: the operator's xDS vs files vs Go.
 
-Issue 12 §5. One control plane, one Service, five clients calling side by side
+One control plane, one Service, five clients calling side by side
 (each its own process):
 
 - ``grpcio_xds``: plain ``grpc.insecure_channel("xds://xds.kuberesolver.io/greeter.bench")``
@@ -18,7 +18,7 @@ Issue 12 §5. One control plane, one Service, five clients calling side by side
   replica with ``KUBERESOLVER_XDS_POD_READINESS=false``, which serves readiness
   from the EndpointSlices alone (what the Pod watch is worth).
 
-Both operator replicas run under manifests/rbac.yaml plus optional/xds.yaml's
+Both operator replicas run under manifests/rbac.yaml plus optional/xds-pod-readiness's
 Pod watch rule.
 
 Each round adds a pod (not ready), waits for its slice entry, then marks it
@@ -53,7 +53,7 @@ from _common import emit, percentile
 from direct_latency import NS, PORT, go_client, in_namespace, slice_has, start
 from kubernetes import client
 
-from kuberesolver.xds_server.bootstrap import DEFAULT_AUTHORITY, build_bootstrap, dumps
+from kuberesolver.xds.bootstrap import DEFAULT_AUTHORITY, build_bootstrap, dumps
 from testenv import ControlPlane, ensure_binaries
 from testenv.controlplane import free_port
 from testenv.grpc_go import xds_client
@@ -170,7 +170,8 @@ def main() -> None:
         admin = api_client(cp.admin_kubeconfig)
         core = client.CoreV1Api(admin)
         apply(admin, ROOT / "crds", ROOT / "manifests/namespace.yaml", ROOT / "manifests/rbac.yaml")
-        apply_cluster_rbac(admin, ROOT / "manifests/optional/xds.yaml")  # the feed's Pod watch
+        # The feed's Pod watch.
+        apply_cluster_rbac(admin, ROOT / "manifests/optional/xds-pod-readiness")
         create_namespace(admin, NS)
         for path in ("direct-mode-rbac.yaml", "projector-sidecar.yaml", "greeter.yaml"):
             for doc in documents(ROOT / "manifests/examples" / path):

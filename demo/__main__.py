@@ -27,6 +27,7 @@ import grpc
 from kubernetes import client
 
 import kuberesolver
+import kuberesolver.core.snapshot
 from demo.backends import METHOD, Backend
 from testenv import ControlPlane, ensure_binaries
 from testenv.kube import (
@@ -135,7 +136,7 @@ def main() -> int:
             endpoints = mount / "greeter.demo" / "endpoints.json"
             until(endpoints.exists, timeout_s=60, message="the projector to write the snapshot")
             say(f"The snapshot the client mounts ({endpoints.relative_to(work)}):")
-            snap = kuberesolver.snapshot.load(endpoints)
+            snap = kuberesolver.core.snapshot.load(endpoints)
             for ep in snap.endpoints:
                 print(f"  {ep.hostport:<20} ready={ep.ready} pod={ep.pod}")
 

@@ -5,7 +5,7 @@ a :class:`Channel` (a real ``grpc.Channel``) whose calls are balanced across
 the ready endpoints of the mounted snapshot and follow its changes;
 ``kuberesolver.aio`` has the asyncio twins.
 
-Importing ``kuberesolver`` (or ``kuberesolver.snapshot``) loads nothing heavy:
+Importing ``kuberesolver`` (or ``kuberesolver.core.snapshot``) loads nothing heavy:
 grpc, the xDS protos and watchfiles are imported on first use of a name that
 needs them, and the operator's dependencies never.
 
@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 from kuberesolver._version import __version__ as __version__
 
 if TYPE_CHECKING:
-    from kuberesolver._xds.orca import load_report
-    from kuberesolver.channel import Channel, insecure_channel, secure_channel
+    from kuberesolver.client.channel import Channel, insecure_channel, secure_channel
+    from kuberesolver.client.sources.file import SnapshotNotFound
+    from kuberesolver.client.target import ParsedTarget, parse_target, register_scheme
+    from kuberesolver.core.snapshot import Endpoint, Snapshot, SnapshotError, TargetRef
     from kuberesolver.direct import (
         Builder,
         K8sClient,
@@ -34,9 +36,7 @@ if TYPE_CHECKING:
         register_in_cluster,
         register_in_cluster_with_schema,
     )
-    from kuberesolver.snapshot import Endpoint, Snapshot, SnapshotError, TargetRef
-    from kuberesolver.target import ParsedTarget, parse_target, register_scheme
-    from kuberesolver.watch import SnapshotNotFound
+    from kuberesolver.xds.orca import load_report
 
 __all__ = [
     "Builder",
@@ -61,25 +61,25 @@ __all__ = [
 ]
 
 _HOMES: dict[str, str] = {
-    "Builder": "kuberesolver.direct.builder",
-    "K8sClient": "kuberesolver.direct.client",
-    "new_in_cluster_k8s_client": "kuberesolver.direct.client",
-    "new_insecure_k8s_client": "kuberesolver.direct.client",
-    "register": "kuberesolver.direct.builder",
-    "register_in_cluster": "kuberesolver.direct.builder",
-    "register_in_cluster_with_schema": "kuberesolver.direct.builder",
-    "Channel": "kuberesolver.channel",
-    "Endpoint": "kuberesolver.snapshot",
-    "ParsedTarget": "kuberesolver.target",
-    "Snapshot": "kuberesolver.snapshot",
-    "SnapshotError": "kuberesolver.snapshot",
-    "SnapshotNotFound": "kuberesolver.watch",
-    "TargetRef": "kuberesolver.snapshot",
-    "insecure_channel": "kuberesolver.channel",
-    "load_report": "kuberesolver._xds.orca",
-    "parse_target": "kuberesolver.target",
-    "register_scheme": "kuberesolver.target",
-    "secure_channel": "kuberesolver.channel",
+    "Builder": "kuberesolver.client.sources.api.builder",
+    "K8sClient": "kuberesolver.kube.client",
+    "new_in_cluster_k8s_client": "kuberesolver.kube.client",
+    "new_insecure_k8s_client": "kuberesolver.kube.client",
+    "register": "kuberesolver.client.sources.api.builder",
+    "register_in_cluster": "kuberesolver.client.sources.api.builder",
+    "register_in_cluster_with_schema": "kuberesolver.client.sources.api.builder",
+    "Channel": "kuberesolver.client.channel",
+    "Endpoint": "kuberesolver.core.snapshot",
+    "ParsedTarget": "kuberesolver.client.target",
+    "Snapshot": "kuberesolver.core.snapshot",
+    "SnapshotError": "kuberesolver.core.snapshot",
+    "SnapshotNotFound": "kuberesolver.client.sources.file",
+    "TargetRef": "kuberesolver.core.snapshot",
+    "insecure_channel": "kuberesolver.client.channel",
+    "load_report": "kuberesolver.xds.orca",
+    "parse_target": "kuberesolver.client.target",
+    "register_scheme": "kuberesolver.client.target",
+    "secure_channel": "kuberesolver.client.channel",
 }
 
 

@@ -2,9 +2,9 @@
 
 ``inspect [DIR]`` prints what a client would see; ``snapshot DIR
 SERVICE.NAMESPACE ADDRESS:PORT...`` writes a development snapshot
-(:mod:`kuberesolver.dev_snapshot`); ``bootstrap --server URI`` writes the grpc
+(:mod:`kuberesolver.client.dev_snapshot`); ``bootstrap --server URI`` writes the grpc
 xDS bootstrap that sends ``xds://<authority>/<name>.<namespace>`` to the
-operator's xDS server (:mod:`kuberesolver.xds_server.bootstrap`);
+operator's xDS server (:mod:`kuberesolver.xds.bootstrap`);
 ``--version`` prints the version.
 
 ``inspect``:
@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kuberesolver.settings import ENV_DIR, ENV_ZONE, resolve
-from kuberesolver.snapshot import ENDPOINTS_KEY, Snapshot, SnapshotError, load
+from kuberesolver.client.settings import ENV_DIR, ENV_ZONE, resolve
+from kuberesolver.core.snapshot import ENDPOINTS_KEY, Snapshot, SnapshotError, load
 
 __all__ = ["main"]
 
@@ -55,7 +55,7 @@ def _state(ready: bool, terminating: bool) -> str:
 
 def describe(snapshot: Snapshot, zone: str | None = None) -> dict[str, Any]:
     """What a client makes of one snapshot, as plain data."""
-    from kuberesolver.policies import ROUND_ROBIN, policy_from_service_config
+    from kuberesolver.core.policies import ROUND_ROBIN, policy_from_service_config
 
     own_ready = zone is not None and any(
         e.zone == zone and e.ready and not e.terminating for e in snapshot.endpoints
@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _snapshot(
     directory: Path, target: str, addresses: Sequence[str], port: str, policy: str
 ) -> int:
-    from kuberesolver.dev_snapshot import build_snapshot, write_snapshot
+    from kuberesolver.client.dev_snapshot import build_snapshot, write_snapshot
 
     try:
         snapshot = build_snapshot(target, addresses, port=port, policy=policy)
@@ -185,7 +185,7 @@ def _snapshot(
 
 
 def _bootstrap_parser(sub: Any) -> None:
-    from kuberesolver.xds_server.bootstrap import DEFAULT_AUTHORITY
+    from kuberesolver.xds.bootstrap import DEFAULT_AUTHORITY
 
     b = sub.add_parser(
         "bootstrap",
@@ -208,7 +208,7 @@ def _bootstrap_parser(sub: Any) -> None:
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    from kuberesolver.xds_server.bootstrap import build_bootstrap, dumps
+    from kuberesolver.xds.bootstrap import build_bootstrap, dumps
 
     try:
         text = dumps(

@@ -25,7 +25,7 @@ if [[ ! -x $bin/kubectl ]]; then
       -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION \
       -X k8s.io/component-base/version.gitMajor=1 \
       -X k8s.io/component-base/version.gitMinor=$minor" \
-      -o "$bin/kubectl.tmp" . && mv "$bin/kubectl.tmp" "$bin/kubectl") >&2
+      -o "$bin/.kubectl.$$.partial" . && mv "$bin/.kubectl.$$.partial" "$bin/kubectl") >&2
   echo "kubectl built in $(( $(date +%s) - start )) s" >&2
 fi
 
@@ -37,6 +37,15 @@ if [[ ! -x $bin/helm ]]; then
     nice -n 10 go build -trimpath -ldflags "-s -w \
       -X helm.sh/helm/v4/internal/version.version=$helm_version \
       -X helm.sh/helm/v4/internal/version.gitTreeState=clean" \
-      -o "$bin/helm.tmp" helm.sh/helm/v4/cmd/helm && mv "$bin/helm.tmp" "$bin/helm") >&2
+      -o "$bin/.helm.$$.partial" helm.sh/helm/v4/cmd/helm && mv "$bin/.helm.$$.partial" "$bin/helm") >&2
   echo "helm built in $(( $(date +%s) - start )) s" >&2
+fi
+
+if [[ ! -x $bin/helm-docs ]]; then
+  # The chart's README is generated from its values.yaml (make chart-docs).
+  start=$(date +%s)
+  echo "building helm-docs $HELM_DOCS_VERSION (~1-3 min cold)" >&2
+  GOBIN="$bin" nice -n 10 go install -trimpath -ldflags "-s -w" \
+    "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION" >&2
+  echo "helm-docs built in $(( $(date +%s) - start )) s" >&2
 fi

@@ -1,9 +1,12 @@
 """A real Kubernetes control plane on 127.0.0.1 for tests and the demo, like envtest.
 
 etcd, kube-apiserver (RBAC on) and kube-controller-manager (the endpointslice,
-garbagecollector, namespace and serviceaccount controllers) run as child
-processes on free loopback ports. There is no kubelet and no scheduler: tests
-bind Pods to a Node themselves and set their status.
+garbagecollector, namespace, serviceaccount and admission-policy status
+controllers) run as child processes on free loopback ports. There is no
+kubelet and no scheduler: tests bind Pods to a Node themselves and set their
+status. ``ControlPlane(real_nodes=True)`` is the control plane for real
+kubelets (testenv/node.py): it adds kube-scheduler and the controllers that
+Deployments and Nodes need.
 
     >>> with ControlPlane() as cp:
     ...     print(cp.admin_kubeconfig.name, cp.server.startswith("https://127.0.0.1:"))
@@ -29,14 +32,27 @@ from typing import IO, Self
 
 import yaml
 
-from testenv.build import ensure_binaries
+from testenv.build import chosen_kubernetes, ensure_binaries
 from testenv.netns import SERVICE_CIDR
 from testenv.pki import CertFiles, CertificateAuthority, service_account_keypair
 from testenv.wait import WaitTimeout, until
 
 log = logging.getLogger("testenv")
 
-CONTROLLERS = "endpointslice,garbagecollector,namespace,serviceaccount"
+CONTROLLERS = ",".join(
+    (
+        "endpointslice",
+        "garbagecollector",
+        "namespace",
+        "serviceaccount",
+        # Type-checks ValidatingAdmissionPolicies into their status (expressionWarnings).
+        "validatingadmissionpolicy-status-controller",
+    )
+)
+NODE_CONTROLLERS = "deployment,replicaset,nodelifecycle,podgc,root-ca-cert-publisher"
+"""Added for real nodes: Deployments roll, kubelet's not-ready taint is lifted once the
+Node is Ready, and every namespace gets the ``kube-root-ca.crt`` that service-account
+token volumes project."""
 
 
 def free_port() -> int:
@@ -175,13 +191,23 @@ class ControlPlane(Started):
 
     ``start()`` and ``stop()`` are idempotent; the object is a context manager.
     ``workdir`` holds certificates, kubeconfigs, logs and etcd's data; it is a
-    temporary directory removed on stop unless one is given.
+    temporary directory removed on stop unless one is given. ``kubernetes`` is
+    ``newest`` or ``oldest`` (default: ``$KUBERESOLVER_TESTENV_KUBERNETES``, else
+    newest; see testenv/build.py); ``bin_dir`` overrides it with ready binaries.
     """
 
-    def __init__(self, workdir: Path | None = None, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        bin_dir: Path | None = None,
+        kubernetes: str | None = None,
+        real_nodes: bool = False,
+    ) -> None:
         self._own_workdir = workdir is None
+        self.real_nodes = real_nodes
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kuberesolver-testenv-"))
         self.bin_dir = bin_dir
+        self.kubernetes = chosen_kubernetes(kubernetes)
         self.processes: dict[str, _Process] = {}
         self.apiserver_port = 0
         self.etcd_port = 0
@@ -203,7 +229,7 @@ class ControlPlane(Started):
     def start(self, timeout_s: float = 60.0) -> None:
         if self.processes:
             return
-        bins = self.bin_dir or ensure_binaries()
+        bins = self.bin_dir or ensure_binaries(self.kubernetes)
         self.workdir.mkdir(parents=True, exist_ok=True)
         pki_dir = self.workdir / "pki"
         pki_dir.mkdir(exist_ok=True)
@@ -214,6 +240,8 @@ class ControlPlane(Started):
             self._start_etcd(bins, logs, timeout_s)
             self._start_apiserver(bins, pki_dir, logs, timeout_s)
             self._start_controller_manager(bins, pki_dir, logs)
+            if self.real_nodes:
+                self._start_scheduler(bins, logs, timeout_s)
         except BaseException:
             self.stop()
             raise
@@ -323,12 +351,14 @@ class ControlPlane(Started):
             "system:kube-controller-manager",
             organizations=("system:masters",),
         )
+        node_flags = [f"--controllers={CONTROLLERS},{NODE_CONTROLLERS}",
+                      f"--root-ca-file={self.ca.cert_path}"]  # fmt: skip
         self._spawn(
             "kube-controller-manager",
             [
                 str(bins / "kube-controller-manager"),
                 f"--kubeconfig={kubeconfig}",
-                f"--controllers={CONTROLLERS}",
+                *(node_flags if self.real_nodes else [f"--controllers={CONTROLLERS}"]),
                 "--leader-elect=false",
                 "--secure-port=0",
                 "--use-service-account-credentials=false",
@@ -338,6 +368,33 @@ class ControlPlane(Started):
             ],
             logs,
         )
+
+    def _start_scheduler(self, bins: Path, logs: Path, timeout_s: float) -> None:
+        """kube-scheduler as ``system:kube-scheduler`` (the default RBAC binds its role)."""
+        binary = bins / "kube-scheduler"
+        if not binary.is_file():
+            raise ControlPlaneError(f"{binary} is missing: run testenv/build.sh")
+        kubeconfig = self.cert_kubeconfig("scheduler", "kube-scheduler", "system:kube-scheduler")
+        port = free_port()
+        proc = self._spawn(
+            "kube-scheduler",
+            [
+                str(binary),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                "--profiling=false",
+                "--v=1",
+            ],
+            logs,
+        )
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # its self-signed cert
+        url = f"https://127.0.0.1:{port}/healthz"
+        proc.wait_until(lambda: _http_get(url, ctx) == b"ok", "kube-scheduler /healthz", timeout_s)
 
     # -- identities ----------------------------------------------------------
 

@@ -67,7 +67,7 @@ def apply(api: client.ApiClient, *paths: Path, namespace: str | None = None) -> 
 
 def apply_cluster_rbac(api: client.ApiClient, path: Path) -> list[str]:
     """Server-side apply only the ClusterRoles and ClusterRoleBindings of ``path`` (e.g. the
-    operator's extra grant in manifests/optional/xds.yaml, without its Service)."""
+    operator's extra grants in a component of manifests/optional/, without the rest)."""
     kinds = ("ClusterRole", "ClusterRoleBinding")
     return [apply_object(api, d) for d in documents(path) if d["kind"] in kinds]
 

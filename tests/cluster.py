@@ -1,11 +1,12 @@
-"""The real control plane, for the folders whose tests need one (integration, operator, e2e).
+"""The real control plane, for the folders whose tests need one (integration, e2e, adoption).
 
 Each of those folders' ``conftest.py`` calls :func:`configure` from its
 ``pytest_configure``: the first call finds or builds the binaries while the
 network is reachable, moves the test process into its private network
 namespace (see testenv/netns.py) and registers this module's fixtures, once
-for the whole session. The unit and client tests never load it: they run as
-an ordinary user, without binaries and without a network namespace.
+for the whole session. The component folders (core, client, xds, operator, ...)
+never load it: they run as an ordinary user, without binaries and without a
+network namespace.
 
 The control plane starts once per session, only when a test asks for it. It is
 never skipped: a missing binary is built.
@@ -13,10 +14,13 @@ never skipped: a missing binary is built.
 
 from __future__ import annotations
 
+import json
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -72,15 +76,19 @@ def admin_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 @pytest.fixture(scope="session")
 def installed(admin_api: client.ApiClient) -> list[str]:
-    """The CRDs and the operator's Namespace and RBAC from manifests/ (with the xDS
-    feed's, from optional/xds.yaml), applied."""
+    """The CRDs and the operator's Namespace, RBAC and ConfigMap admission policy from
+    manifests/ (with the xDS features' grants, from the optional/xds-pod-readiness and
+    xds-token-auth components), applied."""
     applied = apply(
         admin_api,
         CRDS,
         MANIFESTS / "namespace.yaml",
         MANIFESTS / "rbac.yaml",
+        MANIFESTS / "admissionpolicy.yaml",
     )
-    return applied + apply_cluster_rbac(admin_api, MANIFESTS / "optional/xds.yaml")
+    for component in ("xds-pod-readiness", "xds-token-auth"):
+        applied += apply_cluster_rbac(admin_api, MANIFESTS / "optional" / component)
+    return applied
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +106,17 @@ def namespace(admin_api: client.ApiClient, installed: list[str]) -> Iterator[str
     name = create_namespace(admin_api, f"t-{uuid.uuid4().hex[:10]}")
     yield name
     client.CoreV1Api(admin_api).delete_namespace(name, propagation_policy="Background")
+
+
+def compact_etcd(control_plane: ControlPlane) -> int:
+    """Compact etcd's history up to now (through its HTTP gateway); returns the revision."""
+    base = f"http://127.0.0.1:{control_plane.etcd_port}/v3"
+
+    def post(path: str, body: dict[str, Any]) -> Any:
+        req = urllib.request.Request(f"{base}/{path}", json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    revision = int(post("kv/range", {"key": "AA=="})["header"]["revision"])
+    post("kv/compaction", {"revision": str(revision), "physical": True})
+    return revision

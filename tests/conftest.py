@@ -1,8 +1,9 @@
 """The root of the suite holds nothing that needs a control plane or a network namespace.
 
-The folders that do (integration, operator, e2e) set both up in their own
-``conftest.py`` through tests/cluster.py, so ``make test-unit`` (tests/unit and
-tests/client) runs as an ordinary user with no binaries.
+The folders that do (integration and its subfolders, e2e, adoption) set both
+up in their own ``conftest.py`` through tests/cluster.py. The other folders, one
+per component (core, kube, xds, client, operator, projector, package, testenv),
+need neither: ``make test-unit`` runs them as an ordinary user with no binaries.
 """
 
 from hypothesis import HealthCheck, settings

@@ -1,4 +1,4 @@
-"""What the docs claim, collected for the tests that run it (tests/unit/test_docs.py and
+"""What the docs claim, collected for the tests that run it (tests/package/test_docs.py and
 tests/integration/test_docs.py).
 
 - README.md: every ```python block. A block runs with the world its marker, an

@@ -5,12 +5,14 @@ Run it (the image's default command; see manifests/deployment.yaml)::
     kopf run -m kuberesolver.operator --all-namespaces --standalone \\
         --liveness=http://0.0.0.0:8080/healthz
 
-Importing this package registers the handlers (:mod:`.handlers`) with kopf.
-The pure logic lives in :mod:`.endpoints`, :mod:`.render`, :mod:`.configmap`,
-:mod:`.reconcile`, :mod:`.status`, :mod:`.events` and :mod:`.hub`; the effects
-in :mod:`.worker` (one target), :mod:`.targets` (one task per target),
-:mod:`.leader` (the Lease), :mod:`.runtime` (what the handlers share) and
-:mod:`.kube`; the settings in :mod:`.settings`.
+Importing this package registers the handlers (:mod:`.handlers`) with kopf,
+and the admission webhook's (:mod:`.webhook.admission`) when it is on. The
+pure logic lives in :mod:`.logic` (spec, reconcile plan, render, ConfigMap,
+status, Pod readiness); the effects in :mod:`.runtime` (the watches, the
+coalescing hub, one worker per target, the Lease, the status and Event
+writers, the API calls, and ``Runtime``, what the handlers share); templates
+render in :mod:`.sandbox`; the optional webhook in :mod:`.webhook` and the
+optional xDS feed in :mod:`.xds`; the settings in :mod:`.settings`.
 
 What it does, for each GrpcTarget (``kubectl get gt``):
 
@@ -18,7 +20,7 @@ What it does, for each GrpcTarget (``kubectl get gt``):
   into one sorted, de-duplicated snapshot, for the Service port asked for
   (by name, number, or the first one), each endpoint on its slice's targetPort;
 - writes ConfigMap ``spec.configMapName`` (default: the GrpcTarget's name)
-  with ``endpoints.json`` (:mod:`kuberesolver.snapshot`), ``service-config.json``
+  with ``endpoints.json`` (:mod:`kuberesolver.core.snapshot`), ``service-config.json``
   and the keys of ``spec.templates`` (Jinja2, sandboxed). The ConfigMap is
   owned by the GrpcTarget: deleting the GrpcTarget deletes it, with no
   finalizer involved. A ConfigMap it does not own is never overwritten;
@@ -48,22 +50,22 @@ deprecated alias for ``1/Nms``), ``KUBERESOLVER_METRICS_PORT`` (0: off),
 ``KUBERESOLVER_RESYNC_S`` (300), ``KUBERESOLVER_LEASE_DURATION_S`` (8),
 ``KUBERESOLVER_LEASE_RETRY_S`` (2), ``KUBERESOLVER_LEASE_NAME``,
 ``KUBERESOLVER_LEASE_NAMESPACE``, ``KUBERESOLVER_IDENTITY``.
-Templates render in worker processes (:mod:`.render_pool`), never here:
+Templates render in worker processes (:mod:`.sandbox.render_pool`), never here:
 ``KUBERESOLVER_RENDER_WORKERS`` (2), and per render ``KUBERESOLVER_RENDER_CPU_S``
 (2), ``KUBERESOLVER_RENDER_MEMORY_MIB`` (256) and ``KUBERESOLVER_RENDER_TIMEOUT_MS``
 (5000); a breach is ``Rendered=False`` with reason ``RenderTimeout`` or
 ``RenderMemoryLimit``, and the last good ConfigMap stays.
 
-Metrics (:mod:`.metrics`): ``kuberesolver_operator_targets``,
+Metrics (:mod:`.runtime.metrics`): ``kuberesolver_operator_targets``,
 ``kuberesolver_operator_endpoints{namespace,target,state}``,
 ``kuberesolver_operator_configmap_writes_total{operation}``,
 ``kuberesolver_operator_reconcile_seconds`` (histogram),
 ``kuberesolver_operator_errors_total{kind}``.
 
-Optional admission webhook (:mod:`.webhook`, ``KUBERESOLVER_WEBHOOK_PORT``):
+Optional admission webhook (:mod:`.webhook.admission`, ``KUBERESOLVER_WEBHOOK_PORT``):
 Pods labelled ``kuberesolver.io/inject: "true"`` and annotated
 ``kuberesolver.io/targets: "a,b"`` get those GrpcTargets' ConfigMaps mounted.
-Its TLS (:mod:`.webhook_tls`, :mod:`.webhook_certs`): by default a CA and a
+Its TLS (:mod:`.webhook.tls`, :mod:`.webhook.certs`): by default a CA and a
 serving certificate in Secret ``kuberesolver-webhook-tls``, rotated by the
 Lease leader, which patches the CA bundle into the configuration; every
 replica reloads a renewed certificate without a restart.
@@ -72,19 +74,19 @@ replica reloads a renewed certificate without a restart.
 (90 days), ``KUBERESOLVER_WEBHOOK_CA_LIFETIME_S`` (10 years),
 ``KUBERESOLVER_WEBHOOK_TLS_CHECK_S`` (60).
 
-Optional xDS server (:mod:`.xds_feed`, ``KUBERESOLVER_XDS_ADDRESS``): every
+Optional xDS server (:mod:`.xds.feed`, ``KUBERESOLVER_XDS_ADDRESS``): every
 replica serves the GrpcTargets over ADS from its own watches, as
 ``xds://xds.kuberesolver.io/<name>.<namespace>`` for grpc clients in any language;
 with ``KUBERESOLVER_XDS_AUTH=token`` a client sees only the targets whose
-ConfigMap its ServiceAccount may read (:mod:`.xds_auth`).
+ConfigMap its ServiceAccount may read (:mod:`.xds.auth`).
 
 High availability: run two replicas; both watch, and only the holder of the
-``coordination.k8s.io`` Lease writes (:mod:`.leader`). The other takes over
+``coordination.k8s.io`` Lease writes (:mod:`.runtime.leader`). The other takes over
 when the Lease is released (a clean exit) or expires (8 s by default).
 """
 
 from kuberesolver.operator import handlers as handlers
-from kuberesolver.operator import webhook as webhook
 from kuberesolver.operator.settings import Settings
+from kuberesolver.operator.webhook import admission as admission
 
-__all__ = ["Settings", "handlers", "webhook"]
+__all__ = ["Settings", "admission", "handlers"]

@@ -1,11 +1,11 @@
 """The kopf handlers: a few lines each, over :mod:`.runtime` and the pure modules.
 
 - ``operator_startup`` / ``operator_cleanup``: create the
-  :class:`~kuberesolver.operator.runtime.Runtime` (which takes part in the
+  :class:`~kuberesolver.operator.runtime.runtime.Runtime` (which takes part in the
   Lease election) and close it.
 - Services and EndpointSlices are not kopf's: the runtime's own watches
-  (:mod:`.informer`) keep them, far cheaper at 100,000 endpoints.
-- ``grpctarget_event`` tells :class:`~kuberesolver.operator.targets.Targets`
+  (:mod:`.runtime.informer`) keep them, far cheaper at 100,000 endpoints.
+- ``grpctarget_event`` tells :class:`~kuberesolver.operator.runtime.targets.Targets`
   of every GrpcTarget version and deletion; the operator's own task per
   target (while this replica holds the Lease) plans and writes.
 
@@ -17,19 +17,21 @@ can be deleted while the operator is down.
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
 import kopf
 
-from kuberesolver.operator.events import REPORTER
-from kuberesolver.operator.kube import Kube
-from kuberesolver.operator.metrics import Metrics
-from kuberesolver.operator.render_pool import RenderPool
-from kuberesolver.operator.runtime import Runtime
+from kuberesolver.operator.logic.spec import GROUP, PLURAL, VERSION, plain
+from kuberesolver.operator.runtime.events import REPORTER
+from kuberesolver.operator.runtime.kube import Kube
+from kuberesolver.operator.runtime.metrics import Metrics
+from kuberesolver.operator.runtime.ready_server import ReadyServer
+from kuberesolver.operator.runtime.runtime import Runtime
+from kuberesolver.operator.sandbox.render_pool import RenderPool
 from kuberesolver.operator.settings import Settings, SettingsError
-from kuberesolver.operator.spec import GROUP, PLURAL, VERSION, plain
-from kuberesolver.xds_server.settings import XdsSettings
+from kuberesolver.xds.settings import XdsSettings
 
 __all__ = [
     "grpctarget_event",
@@ -93,11 +95,20 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
     runtime = Runtime(ours, Kube(workers=16), metrics, renderer=pool.render, xds=xds)
     memo["runtime"] = runtime
     runtime.start()
-    if runtime.xds is not None:  # every replica serves xDS (xds_feed.py)
+    if runtime.xds is not None:  # every replica serves xDS (kuberesolver/operator/xds/feed.py)
         try:
             await runtime.xds.start()
         except (OSError, RuntimeError) as exc:
             raise kopf.PermanentError(f"cannot serve xDS on {xds.address}: {exc}") from exc
+    if ours.ready_port:
+        ready = ReadyServer(runtime.readiness, ours.ready_port)
+        try:
+            await ready.start()
+        except OSError as exc:
+            raise kopf.PermanentError(
+                f"cannot serve /readyz on port {ours.ready_port}: {exc}"
+            ) from exc
+        memo["ready_server"] = ready
     _log.info(
         "kuberesolver operator starting as %s: write budget %s, metrics port %d, Lease %s/%s",
         ours.identity,
@@ -110,12 +121,22 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
 
 @kopf.on.cleanup()
 async def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the loops, release the Lease, end the watches, kill and reap the render workers;
+    then make the interpreter's exit quick (see below)."""
+    ready: ReadyServer | None = memo.get("ready_server")
+    if ready is not None:
+        await ready.close()
     runtime = _runtime(memo)
     if runtime is not None:
         await runtime.close()
     pool: RenderPool | None = memo.get("render_pool")
     if pool is not None:
         await pool.aclose()
+    # The process exits next. At exit the interpreter runs full garbage collections over
+    # every object, which the OS reclaims anyway: measured with the operator's modules
+    # loaded, 2-4 s of wall time on two loaded cores (0.1-0.3 s with this), so that a
+    # SIGTERM'd operator lingered past its cleanup. Frozen objects are not collected.
+    gc.freeze()
 
 
 @kopf.on.probe(id="targets")

@@ -23,6 +23,10 @@ The environment variables are:
     at once; a status patch costs the apiserver as much as the ConfigMap write.
 ``KUBERESOLVER_METRICS_PORT``
     The port of the Prometheus endpoint; 0 turns it off (default 0).
+``KUBERESOLVER_READY_PORT``
+    The port of ``GET /readyz`` (the readiness and startup probes); 0 turns it
+    off (default 0; the chart sets 8081). See
+    :mod:`kuberesolver.operator.logic.readiness` for what ready means.
 ``KUBERESOLVER_RESYNC_S``
     How often each target is reconciled even without a change, which also
     repairs a ConfigMap edited by hand (default 300).
@@ -41,7 +45,7 @@ The environment variables are:
     and process id; the Deployment passes the Pod's name).
 ``KUBERESOLVER_RENDER_WORKERS``
     How many worker processes render the GrpcTargets' templates (default 2).
-    Templates never run in the operator's own process (:mod:`.render_pool`).
+    Templates never run in the operator's own process (:mod:`.sandbox.render_pool`).
 ``KUBERESOLVER_RENDER_CPU_S``
     The CPU time one render may use, in whole seconds (default 2); past it
     the worker is killed and the target gets ``Rendered=False, RenderTimeout``.
@@ -56,18 +60,57 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
-
-from kuberesolver.operator.hub import WriteBudget
 
 __all__ = ["DEFAULTS", "Settings", "SettingsError", "WriteBudget"]
 
 _log = logging.getLogger("kuberesolver.operator")
 
 _MAX_WINDOW_MS: Final = 3_600_000
+_BUDGET: Final = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class WriteBudget:
+    """``burst`` runs at once after a quiet period, and ``burst`` per ``window_ms`` on average.
+
+    Written ``"5/1500ms"`` (or ``"5/1.5s"``): a bucket of 5 tokens, refilled
+    one every 300 ms. ``"1/300ms"`` is a fixed 300 ms window with a leading
+    edge; ``window_ms=0`` never waits. Over any stretch of ``D`` ms a target
+    runs at most ``burst + D * burst / window_ms`` times.
+    """
+
+    burst: int
+    window_ms: float
+
+    def __post_init__(self) -> None:
+        if self.burst < 1:
+            raise ValueError(f"{str(self)!r}: the burst must be at least 1")
+        if self.window_ms < 0:
+            raise ValueError(f"{str(self)!r}: the window must not be negative")
+
+    def __str__(self) -> str:
+        return f"{self.burst}/{self.window_ms:g}ms"
+
+    @property
+    def interval_s(self) -> float:
+        """The refill time of one token (the spacing of runs while a target stays hot)."""
+        return self.window_ms / 1000.0 / self.burst
+
+    @classmethod
+    def parse(cls, text: str) -> WriteBudget:
+        """``"BURST/WINDOWms"`` or ``"BURST/WINDOWs"``; the unit is required."""
+        m = _BUDGET.fullmatch(text)
+        if m is None:
+            raise ValueError(
+                f"{text!r}: expected BURST/WINDOW with a unit, e.g. '5/1500ms' or '1/300ms'"
+            )
+        window = float(m.group(2)) * (1000.0 if m.group(3) == "s" else 1.0)
+        return cls(int(m.group(1)), window)
 
 
 class SettingsError(ValueError):
@@ -79,6 +122,7 @@ class Settings:
     write_budget: WriteBudget = field(default_factory=lambda: WriteBudget(5, 1500))
     status_interval_ms: int = 30_000
     metrics_port: int = 0
+    ready_port: int = 0
     resync_s: float = 300.0
     lease_duration_s: int = 8
     lease_retry_s: int = 2
@@ -107,6 +151,7 @@ class Settings:
         debounce_ms: int | None = None,
         status_interval_ms: int | None = None,
         metrics_port: int | None = None,
+        ready_port: int | None = None,
         resync_s: float | None = None,
         lease_duration_s: int | None = None,
         lease_retry_s: int | None = None,
@@ -137,6 +182,7 @@ class Settings:
             )
         budget = _budget(write_budget, debounce_ms, env, d.write_budget)
         port = _pick(metrics_port, env, "KUBERESOLVER_METRICS_PORT", d.metrics_port, 0, 65535)
+        ready = _pick(ready_port, env, "KUBERESOLVER_READY_PORT", d.ready_port, 0, 65535)
         resync = _pick(resync_s, env, "KUBERESOLVER_RESYNC_S", int(d.resync_s), 1, 86400)
         return cls(
             write_budget=budget,
@@ -149,6 +195,7 @@ class Settings:
                 3_600_000,
             ),
             metrics_port=port,
+            ready_port=ready,
             resync_s=float(resync),
             lease_duration_s=duration,
             lease_retry_s=retry,

@@ -5,6 +5,6 @@ runs outside a cluster, and as kubelet's stand-in in tests. The layout writer
 is pure standard library: :func:`write_atomic` and :func:`read_dir`.
 """
 
-from kuberesolver.projector.atomic_writer import read_dir, write_atomic
+from kuberesolver.core.atomic_writer import read_dir, write_atomic
 
 __all__ = ["read_dir", "write_atomic"]

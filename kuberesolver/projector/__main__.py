@@ -19,13 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
-
-from kuberesolver.kubeconfig import load_client
-from kuberesolver.projector.configmap_watch import ConfigMapProjector
 
 _MISSING_EXTRA = (
-    "kuberesolver-projector needs the kubernetes client: pip install 'kuberesolver[projector]'"
+    "kuberesolver-projector needs httpx and PyYAML: pip install 'kuberesolver[projector]'"
 )
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -55,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--log-level", default=os.environ.get("KUBERESOLVER_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     try:
-        import kubernetes  # noqa: F401  (the [projector] extra)
+        import httpx  # noqa: F401  (the [projector] extra)
+        import yaml  # noqa: F401
     except ImportError:
         print(_MISSING_EXTRA, file=sys.stderr)
         return 2
@@ -63,11 +60,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
 
-    api, context_namespace = _client(args.kubeconfig)
-    namespace = args.namespace or _pod_namespace() or context_namespace or "default"
     if args.lag_s < 0:
         parser.error(f"--lag-s must not be negative, got {args.lag_s}")
-    projector = ConfigMapProjector(api, namespace, args.configmap, args.dir, lag_s=args.lag_s)
+    # Imported after parsing: ``--help`` stays fast.
+    from kuberesolver.kube.credentials import load_config
+    from kuberesolver.kube.http import HttpApi
+    from kuberesolver.projector.configmap_watch import ConfigMapProjector, configmap_transport
+
+    config = load_config(args.kubeconfig)
+    namespace = args.namespace or _pod_namespace() or config.namespace or "default"
+    api = HttpApi(config)
+    projector = ConfigMapProjector(
+        configmap_transport(api, namespace, args.configmap), args.dir, lag_s=args.lag_s
+    )
     if args.once:
         try:
             return 0 if projector.run_once() else 1
@@ -90,10 +95,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         api.close()
     logging.getLogger("kuberesolver.projector").info("stopped")
     return 0
-
-
-def _client(kubeconfig: str) -> tuple[Any, str]:
-    return load_client(kubeconfig)
 
 
 def _pod_namespace() -> str:

@@ -2,20 +2,22 @@
 
 It needs only ``get``, ``list`` and ``watch`` on that one ConfigMap (a Role
 with ``resourceNames: [<name>]``): every request names it with the field
-selector ``metadata.name=<name>``.
+selector ``metadata.name=<name>``. The loop is the shared
+:class:`~kuberesolver.kube.reflector.Reflector` (bookmarks, 410 relist,
+jittered backoff), over :mod:`kuberesolver.kube.http`.
 
 Behaviour:
 
 - each ADDED or MODIFIED version is written with
-  :func:`~kuberesolver.projector.atomic_writer.write_atomic` (nothing is
+  :func:`~kuberesolver.core.atomic_writer.write_atomic` (nothing is
   written when the content is the same);
 - a deleted or absent ConfigMap leaves the directory as it was (as kubelet
   does): never an empty projection because something went missing;
 - errors (403, connection refused, an expired resourceVersion) are logged and
-  retried with backoff, re-listing from scratch; the last good files stay;
-- nothing it reads stops it: an event it cannot project (or any other
-  error) is logged once with its traceback, counted in ``errors``, and
-  skipped; the last good files stay;
+  retried with backoff; the last good files stay;
+- nothing it reads stops it: a version it cannot project is logged once
+  with its traceback, counted in ``errors``, and skipped; the last good
+  files stay;
 - ``lag_s`` > 0 writes each version after the first only that long after it
   was seen, as kubelet's slow refresh of a mounted ConfigMap would (kubelet
   mounts the current version when the pod starts; see :mod:`.lag`).
@@ -24,20 +26,18 @@ Behaviour:
 from __future__ import annotations
 
 import base64
-import contextlib
-import json
 import logging
-import threading
-import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kuberesolver.projector.atomic_writer import write_atomic
+from kuberesolver.core.atomic_writer import write_atomic
+from kuberesolver.kube.http import Collection, HttpApi
+from kuberesolver.kube.reflector import Reflector, Transport
 from kuberesolver.projector.lag import Lagged
-from kuberesolver.retry import backoff_s
 
-__all__ = ["ConfigMapProjector", "files_of"]
+__all__ = ["ConfigMapProjector", "configmap_transport", "files_of"]
 
 _log = logging.getLogger("kuberesolver.projector")
 
@@ -46,193 +46,107 @@ def files_of(configmap: Mapping[str, Any]) -> dict[str, bytes]:
     """The files a ConfigMap volume holds: ``data`` as UTF-8, ``binaryData`` decoded."""
     files = {str(k): str(v).encode("utf-8") for k, v in (configmap.get("data") or {}).items()}
     for k, v in (configmap.get("binaryData") or {}).items():
-        files[str(k)] = base64.b64decode(v)
+        files[str(k)] = base64.b64decode(v, validate=True)
     return files
 
 
-class ConfigMapProjector:
-    """Keeps ``directory`` equal to ConfigMap ``namespace/name``.
+@dataclass(frozen=True)
+class _Version:
+    files: dict[str, bytes]
+    resource_version: str
 
-    ``api`` is a ``kubernetes.client.ApiClient``. :meth:`run` blocks until
-    :meth:`stop` is called (from another thread or a signal handler); both
-    are idempotent.
+
+def _decode(configmap: Mapping[str, Any]) -> _Version:
+    meta = configmap.get("metadata") or {}
+    return _Version(files_of(configmap), str(meta.get("resourceVersion") or ""))
+
+
+def configmap_transport(api: HttpApi, namespace: str, name: str) -> Collection:
+    """List and watch the one ConfigMap ``namespace/name`` (a field selector on its name)."""
+    return Collection(
+        api,
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        f"ConfigMap {namespace}/{name}",
+        params={"fieldSelector": f"metadata.name={name}"},
+    )
+
+
+class ConfigMapProjector:
+    """Keeps ``directory`` equal to the ConfigMap that ``transport`` lists and watches.
+
+    :meth:`run` blocks until :meth:`stop` is called (from another thread or a
+    signal handler); both are idempotent.
     """
 
     def __init__(
         self,
-        api: Any,
-        namespace: str,
-        name: str,
+        transport: Transport,
         directory: str | Path,
         *,
-        watch_timeout_s: int = 240,
         on_write: Callable[[int], None] | None = None,
         lag_s: float = 0.0,
     ) -> None:
-        from kubernetes import client
-
-        self._core = client.CoreV1Api(api)
-        self.namespace = namespace
-        self.name = name
+        self.transport = transport
         self.directory = Path(directory)
-        self.watch_timeout_s = watch_timeout_s
         self.on_write = on_write
         self.writes = 0
-        self.errors = 0
-        """Events or requests that failed (each logged once, with its traceback)."""
-        self._problem: str | None = None
-        self._stop = threading.Event()
-        self._response: Any = None
-        self._lagged: Lagged[Mapping[str, Any]] | None = (
-            Lagged(self._write, lag_s) if lag_s > 0 else None
-        )
+        self.reflector = Reflector(transport, _decode, self._on_list, self._on_event, log=_log)
+        self._lagged: Lagged[_Version] | None = Lagged(self._write, lag_s) if lag_s > 0 else None
+
+    @property
+    def errors(self) -> int:
+        """Versions or events that could not be projected (each problem logged once)."""
+        return self.reflector.skipped
 
     def stop(self) -> None:
-        self._stop.set()
+        self.reflector.stop()
         if self._lagged is not None:
             self._lagged.stop()
-        response = self._response
-        if response is not None:
-            with contextlib.suppress(Exception):  # from another thread: best effort
-                response.close()
 
     @property
     def stopped(self) -> bool:
-        return self._stop.is_set()
+        return self.reflector.stopped
 
     def run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                version = self._list()
-                failures = 0
-                self._watch(version)
-            except Exception as exc:
-                if self._stop.is_set():
-                    break
-                failures += 1
-                delay = backoff_s(failures)
-                self.errors += 1
-                _log.warning(
-                    "ConfigMap %s/%s: %s; retrying in %.1f s (the last files stay)",
-                    self.namespace, self.name, _describe(exc), delay,
-                )  # fmt: skip
-                self._stop.wait(delay)
+        self.reflector.run()
 
     def run_once(self) -> bool:
         """Project the current ConfigMap once (without lag); whether it existed."""
-        body = self._request(watch=False)
-        items = body.get("items") or []
+        items = self.transport.list().items
         if items:
-            self._write(items[0])
+            self._write(_decode(items[0]))
         return bool(items)
+
+    def handle(self, event: Mapping[str, Any]) -> None:
+        """Apply one raw watch event (what the watch does with each)."""
+        self.reflector.handle(event)
 
     # -- internals --------------------------------------------------------------------------
 
-    def _request(self, watch: bool, resource_version: str | None = None) -> Any:
-        kwargs: dict[str, Any] = {
-            "field_selector": f"metadata.name={self.name}",
-            "_preload_content": False,
-        }
-        if watch:
-            kwargs.update(
-                watch=True,
-                allow_watch_bookmarks=True,
-                timeout_seconds=self.watch_timeout_s,
-                resource_version=resource_version,
-                _request_timeout=(10, self.watch_timeout_s + 30),
-            )
-            return self._core.list_namespaced_config_map(self.namespace, **kwargs)
-        kwargs["_request_timeout"] = 30
-        resp: Any = self._core.list_namespaced_config_map(self.namespace, **kwargs)
-        return json.loads(resp.data)
-
-    def _list(self) -> str:
-        body = self._request(watch=False)
-        items = body.get("items") or []
-        if items:
-            self._project(items[0])
+    def _on_list(self, versions: list[_Version]) -> None:
+        if versions:
+            self._project(versions[0])
         else:
-            _log.warning(
-                "ConfigMap %s/%s does not exist (yet); waiting for it", self.namespace, self.name
-            )
-        return str((body.get("metadata") or {}).get("resourceVersion") or "")
+            _log.warning("%s does not exist (yet); waiting for it", self.transport.what)
 
-    def _watch(self, version: str) -> None:
-        response = self._request(watch=True, resource_version=version)
-        self._response = response
-        try:
-            for event in _events(response):
-                if self._stop.is_set():
-                    return
-                if event.get("type") == "ERROR":
-                    # Typically 410 Gone: the version expired. Re-list.
-                    obj = event.get("object")
-                    message = obj.get("message") if isinstance(obj, Mapping) else None
-                    raise RuntimeError(f"watch error: {message or obj}")
-                self.handle(event)
-        finally:
-            self._response = None
-            response.release_conn()
+    def _on_event(self, kind: str, version: _Version) -> None:
+        if kind == "DELETED":
+            _log.warning("%s was deleted; keeping the last files", self.transport.what)
+        else:
+            self._project(version)
 
-    def handle(self, event: Mapping[str, Any]) -> None:
-        """Apply one watch event. Never raises: a bad event is logged once and counted."""
-        try:
-            kind = event.get("type")
-            obj = event.get("object") or {}
-            if kind in ("ADDED", "MODIFIED"):
-                self._project(obj)
-                self._problem = None
-            elif kind == "DELETED":
-                _log.warning(
-                    "ConfigMap %s/%s was deleted; keeping the last files", self.namespace, self.name
-                )
-        except Exception as exc:
-            self.errors += 1
-            problem = f"{type(exc).__name__}: {exc}"
-            if problem != self._problem:
-                self._problem = problem
-                _log.error(
-                    "ConfigMap %s/%s: cannot project an event (%s); the last files stay\n%s",
-                    self.namespace,
-                    self.name,
-                    problem,
-                    "".join(traceback.format_exception(exc)).rstrip(),
-                )
-
-    def _project(self, configmap: Mapping[str, Any]) -> None:
+    def _project(self, version: _Version) -> None:
         if self._lagged is not None and self.writes:
-            self._lagged.submit(configmap)
+            self._lagged.submit(version)
         else:
-            self._write(configmap)
+            self._write(version)
 
-    def _write(self, configmap: Mapping[str, Any]) -> None:
-        if write_atomic(self.directory, files_of(configmap)):
+    def _write(self, version: _Version) -> None:
+        if write_atomic(self.directory, version.files):
             self.writes += 1
-            meta = configmap.get("metadata") or {}
             _log.info(
-                "projected ConfigMap %s/%s (resourceVersion %s) into %s",
-                self.namespace, self.name, meta.get("resourceVersion"), self.directory,
+                "projected %s (resourceVersion %s) into %s",
+                self.transport.what, version.resource_version, self.directory,
             )  # fmt: skip
             if self.on_write is not None:
                 self.on_write(self.writes)
-
-
-def _events(response: Any) -> Iterator[dict[str, Any]]:
-    from kubernetes.watch.watch import iter_resp_lines
-
-    for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
-        try:
-            event = json.loads(line)
-        except (ValueError, RecursionError):
-            _log.error("skipping a watch event that is not JSON: %.200r", line)
-            continue
-        if isinstance(event, dict):
-            yield event
-
-
-def _describe(exc: BaseException) -> str:
-    status = getattr(exc, "status", None)
-    if status:
-        return f"{type(exc).__name__} {status} {getattr(exc, 'reason', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"

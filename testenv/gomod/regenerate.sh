@@ -12,7 +12,7 @@ modfile=$(cd "$here" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VER
 
 cd "$here/kubernetes"
 {
-  echo "// Wrapper module: builds kube-apiserver, kube-controller-manager and kube-proxy for tests."
+  echo "// Wrapper module: builds kube-apiserver, kube-controller-manager, kube-proxy, kube-scheduler and kubelet for tests."
   echo "module kuberesolver.local/testenv/kubernetes"
   echo
   grep -E '^go ' "$modfile"
@@ -23,6 +23,8 @@ cd "$here/kubernetes"
   echo "	k8s.io/kubernetes/cmd/kube-apiserver"
   echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
   echo "	k8s.io/kubernetes/cmd/kube-proxy"
+  echo "	k8s.io/kubernetes/cmd/kube-scheduler"
+  echo "	k8s.io/kubernetes/cmd/kubelet"
   echo ")"
   echo
   echo "replace ("
@@ -51,3 +53,27 @@ go mod tidy
 cd "$here/kubectl"
 go mod edit -require="k8s.io/kubectl@$staging_version"
 go mod tidy
+
+# The oldest supported Kubernetes: its own wrapper module, tidied by the Go it was
+# released with. That Go predates the go.mod "tool" directive, so tools.go (build
+# tag "tools", never compiled) keeps the commands' packages required.
+oldest_staging=v0.${KUBERNETES_OLDEST_VERSION#v1.}
+oldest_modfile=$(cd "$here" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_OLDEST_VERSION" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+cd "$here/kubernetes-oldest"
+{
+  echo "// Wrapper module: the oldest supported kube-apiserver, kube-controller-manager and"
+  echo "// kubectl, for tests (KUBERESOLVER_TESTENV_KUBERNETES=oldest)."
+  echo "module kuberesolver.local/testenv/kubernetes-oldest"
+  echo
+  grep -E '^go ' "$oldest_modfile"
+  echo
+  echo "require k8s.io/kubernetes $KUBERNETES_OLDEST_VERSION"
+  echo
+  echo "replace ("
+  grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$oldest_modfile" |
+    awk -v v="$oldest_staging" '{print "\t" $1 " => " $1 " " v}'
+  echo ")"
+} > go.mod
+rm -f go.sum
+GOTOOLCHAIN=$KUBERNETES_OLDEST_GO go mod tidy

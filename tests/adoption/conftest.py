@@ -51,3 +51,11 @@ def fresh_admin(fresh_control_plane: ControlPlane) -> Iterator[client.ApiClient]
 def user(fresh_control_plane: ControlPlane) -> UserShell:
     """A cluster admin at a terminal in the repository, with kubectl and helm."""
     return UserShell(fresh_control_plane.admin_kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def offline(tmp_path_factory: pytest.TempPathFactory) -> UserShell:
+    """kubectl and helm at a terminal with no cluster: for rendering only."""
+    kubeconfig = tmp_path_factory.mktemp("offline") / "kubeconfig"
+    kubeconfig.write_text("")
+    return UserShell(kubeconfig)

@@ -43,7 +43,9 @@ def test_the_sdist_carries_what_a_user_installs_from(dist: Path) -> None:
     (sdist,) = dist.glob("*.tar.gz")
     with tarfile.open(sdist) as tar:
         names = {m.name.split("/", 1)[1] for m in tar.getmembers() if "/" in m.name}
-        chart_crd = tar.getmember(f"{sdist.name[:-7]}/charts/kuberesolver/crds/grpctarget.yaml")
+        chart_crd = tar.getmember(
+            f"{sdist.name[:-7]}/charts/kuberesolver/files/crds/grpctarget.yaml"
+        )
         assert chart_crd.isfile()  # the chart's link to crds/ becomes the file itself
     for path in (
         "LICENSE", "Dockerfile", ".dockerignore", "constraints.txt", "README.md",
@@ -87,10 +89,10 @@ def test_the_license_is_apache_2() -> None:
 
 
 def test_the_projector_without_its_extra_says_which_one() -> None:
-    """A plain install lacks the kubernetes client: one line naming the extra, no traceback."""
+    """A plain install lacks httpx: one line naming the extra, no traceback."""
     code = (
         "import sys\n"
-        "sys.modules['kubernetes'] = None  # as if not installed\n"
+        "sys.modules['httpx'] = None  # as if not installed\n"
         "from kuberesolver.projector.__main__ import main\n"
         "sys.exit(main(['--configmap=greeter', '--dir=/tmp/unused']))\n"
     )
@@ -99,5 +101,5 @@ def test_the_projector_without_its_extra_says_which_one() -> None:
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
-        "kuberesolver-projector needs the kubernetes client: pip install 'kuberesolver[projector]'"
+        "kuberesolver-projector needs httpx and PyYAML: pip install 'kuberesolver[projector]'"
     ]

@@ -14,8 +14,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2
 
 from kuberesolver import load_report
-from kuberesolver.projector.atomic_writer import write_atomic
-from kuberesolver.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, TargetRef, encode
+from kuberesolver.core.atomic_writer import write_atomic
+from kuberesolver.core.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, TargetRef, encode
 
 SERVICE = "kr.test.Echo"
 UNARY = f"/{SERVICE}/Unary"

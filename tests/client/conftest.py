@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kuberesolver.channel import registry
+from kuberesolver.client.channel import registry
 from tests.client._support import Backend
 
 

@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import kuberesolver.aio
-from kuberesolver.channel import registry
+from kuberesolver.client.channel import registry
 from tests.client import _support
 from tests.client._support import TARGET, UNARY, Backends, make_snapshot, publish
 

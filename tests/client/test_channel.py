@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import kuberesolver
-from kuberesolver.channel import registry
+from kuberesolver.client.channel import registry
 from testenv.wait import until
 from tests.client import _support
 from tests.client._support import (
@@ -341,7 +341,7 @@ def test_authority_is_a_deprecated_alias_of_server_name(
 def test_bad_snapshot_keeps_last_good_endpoints(
     backends: Backends, root: Path, snapdir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from kuberesolver.projector.atomic_writer import write_atomic
+    from kuberesolver.core.atomic_writer import write_atomic
 
     a = backends("127.0.0.2", "a")
     publish(snapdir, make_snapshot([a.endpoint()]))
@@ -515,7 +515,7 @@ def test_many_distinct_targets_at_once(backends: Backends, root: Path) -> None:
 
 
 def test_ipv6_endpoints(backends: Backends, root: Path, snapdir: Path) -> None:
-    from kuberesolver.snapshot import Endpoint
+    from kuberesolver.core.snapshot import Endpoint
 
     # ::1 on lo: a host with IPv6 has it, and so does the suite's own network namespace.
     b = backends("[::1]", "v6")

@@ -12,7 +12,7 @@ import pytest
 
 import kuberesolver
 import kuberesolver.aio
-from kuberesolver.channel import registry
+from kuberesolver.client.channel import registry
 from testenv.wait import until
 from tests.client._support import TARGET, UNARY, Backends, make_snapshot, publish
 
@@ -105,9 +105,9 @@ def test_user_code_type_checks_under_mypy_strict(tmp_path: Path, bad: bool) -> N
         timeout=300,
     )
     text = out.stdout
-    assert 'Revealed type is "kuberesolver.aio.Channel"' in text, text
-    assert 'Revealed type is "kuberesolver.channel.Channel"' in text, text
-    assert 'Revealed type is "kuberesolver.snapshot.Snapshot"' in text, text
+    assert 'Revealed type is "kuberesolver.client.aio.Channel"' in text, text
+    assert 'Revealed type is "kuberesolver.client.channel.Channel"' in text, text
+    assert 'Revealed type is "kuberesolver.core.snapshot.Snapshot"' in text, text
     errors = [line for line in text.splitlines() if ": error:" in line]
     if bad:
         assert len(errors) == 1, text

@@ -17,8 +17,8 @@ from concurrent import futures
 import grpc
 import pytest
 
-from kuberesolver._xds.serving import server_listener_name
 from kuberesolver.server import DrainableServer
+from kuberesolver.xds.serving import server_listener_name
 from testenv.wait import until
 from tests.client.test_tls import make_pki
 

@@ -20,12 +20,12 @@ from google.protobuf import wrappers_pb2  # type: ignore[import-untyped]
 
 import kuberesolver
 import kuberesolver.aio
-from kuberesolver._xds.resources import ENDPOINT_TYPE, endpoints_name
-from kuberesolver.channel import registry
-from kuberesolver.projector.atomic_writer import write_atomic
-from kuberesolver.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, encode
-from kuberesolver.target import parse_target
-from kuberesolver.watch import SnapshotWatcher
+from kuberesolver.client.channel import registry
+from kuberesolver.client.sources.file import SnapshotWatcher
+from kuberesolver.client.target import parse_target
+from kuberesolver.core.atomic_writer import write_atomic
+from kuberesolver.core.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, encode
+from kuberesolver.xds.channel_resources import ENDPOINT_TYPE, endpoints_name
 from testenv.wait import until
 from tests.client._support import (
     TARGET,
@@ -235,7 +235,7 @@ def test_constructors_refuse_unknown_keywords(root: Path) -> None:
 
 
 def test_memory_is_given_back_after_a_large_snapshot_shrinks(root: Path, snapdir: Path) -> None:
-    from kuberesolver import _memory
+    from kuberesolver.client import memory as _memory
 
     few = [Endpoint("127.0.0.2", 50051)]
     many = [

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import kuberesolver
-from kuberesolver.projector.atomic_writer import write_atomic
-from kuberesolver.snapshot import Endpoint
+from kuberesolver.core.atomic_writer import write_atomic
+from kuberesolver.core.snapshot import Endpoint
 from testenv.wait import until
 from tests.client._support import UNARY, Backend, make_snapshot, publish
 
@@ -69,7 +69,7 @@ def test_metrics_follow_the_snapshot(
     backends: Callable[..., Backend], root: Path, snapdir: Path
 ) -> None:
     prom = pytest.importorskip("prometheus_client")
-    from kuberesolver import metrics
+    from kuberesolver.client import metrics
 
     assert metrics.ENABLED
     a = backends("127.0.0.2")

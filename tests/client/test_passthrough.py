@@ -7,7 +7,7 @@ import pytest
 
 import kuberesolver
 import kuberesolver.aio
-from kuberesolver.channel import is_kuberesolver_target, registry
+from kuberesolver.client.channel import is_kuberesolver_target, registry
 from tests.client._support import UNARY, Backends
 
 

@@ -12,9 +12,9 @@ import pytest
 
 import kuberesolver
 import kuberesolver.aio
-from kuberesolver import metrics
-from kuberesolver.settings import ENV_PICK_METRICS
-from kuberesolver.snapshot import Endpoint
+from kuberesolver.client import metrics
+from kuberesolver.client.settings import ENV_PICK_METRICS
+from kuberesolver.core.snapshot import Endpoint
 from testenv.wait import until
 from tests.client._support import (
     TARGET,
@@ -167,7 +167,7 @@ def test_off_by_default_registers_nothing(root: Path, snapdir: Path) -> None:
         import sys
         from pathlib import Path
         import prometheus_client, kuberesolver
-        from kuberesolver import metrics
+        from kuberesolver.client import metrics
         from tests.client._support import UNARY, Backend, make_snapshot, publish
 
         a = Backend("127.0.0.2", "a")

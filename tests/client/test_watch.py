@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 import kuberesolver
-from kuberesolver.projector.atomic_writer import write_atomic
-from kuberesolver.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, encode, load
-from kuberesolver.target import parse_target
-from kuberesolver.watch import SnapshotNotFound, SnapshotWatcher, locate
+from kuberesolver.client.sources.file import SnapshotNotFound, SnapshotWatcher, locate
+from kuberesolver.client.target import parse_target
+from kuberesolver.core.atomic_writer import write_atomic
+from kuberesolver.core.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, encode, load
 from testenv.wait import until
 from tests.client._support import make_snapshot, publish
 

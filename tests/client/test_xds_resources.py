@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from envoy.config.core.v3 import health_check_pb2 as hc
 
-from kuberesolver._xds import bootstrap
-from kuberesolver._xds.resources import (
+from kuberesolver.client.settings import resolve
+from kuberesolver.core.snapshot import Endpoint
+from kuberesolver.xds import bootstrap_inprocess as bootstrap
+from kuberesolver.xds.channel_resources import (
     AUTHORITY,
     ChannelSpec,
     build_cluster,
@@ -18,8 +20,6 @@ from kuberesolver._xds.resources import (
     normalize_policy,
     policy_from_service_config,
 )
-from kuberesolver.settings import resolve
-from kuberesolver.snapshot import Endpoint
 
 SPEC = ChannelSpec("greeter", "ns", "grpc")
 
@@ -131,7 +131,7 @@ def test_spec_names_are_distinct_per_option() -> None:
 
 
 def test_bootstrap_of_our_own() -> None:
-    b = bootstrap.build_bootstrap("unix:/tmp/x.sock")
+    b = bootstrap.own_bootstrap("unix:/tmp/x.sock")
     assert b["xds_servers"][0]["server_uri"] == "unix:/tmp/x.sock"
     assert AUTHORITY in b["authorities"]
 
@@ -155,7 +155,7 @@ def test_bootstrap_merge_keeps_the_applications_own() -> None:
 def test_bootstrap_names_server_listeners_under_our_authority_unless_the_app_does() -> None:
     """kuberesolver.server's Listeners; an application's own template is kept."""
     template = "server_listener_resource_name_template"
-    ours = bootstrap.build_bootstrap("unix:/tmp/x.sock")[template]
+    ours = bootstrap.own_bootstrap("unix:/tmp/x.sock")[template]
     assert ours.startswith(f"xdstp://{AUTHORITY}/envoy.config.listener.v3.Listener/")
     assert bootstrap.merge_bootstrap({"node": {"id": "app"}}, "unix:/tmp/x.sock")[template] == ours
     theirs = {"node": {"id": "app"}, template: "grpc/server?xds.resource.listening_address=%s"}
@@ -196,7 +196,7 @@ def test_settings_argument_then_environment_then_default(monkeypatch: pytest.Mon
 
 
 def test_ads_server_falls_back_to_loopback_tcp(tmp_path: Path) -> None:
-    from kuberesolver._xds.server import AdsServer
+    from kuberesolver.xds.ads_inprocess import AdsServer
 
     ads = AdsServer(socket_dir=str(tmp_path / "missing" / ("x" * 120)))
     assert ads.socket_path is None
@@ -216,7 +216,7 @@ def test_ads_server_private_unix_socket() -> None:
     import os
     import stat
 
-    from kuberesolver._xds.server import AdsServer
+    from kuberesolver.xds.ads_inprocess import AdsServer
 
     ads = AdsServer()
     try:

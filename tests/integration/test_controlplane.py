@@ -9,7 +9,7 @@ import psutil
 import pytest
 from kubernetes import client, watch
 
-from testenv import ControlPlane
+from testenv import ControlPlane, kubernetes_version
 from testenv.kube import api_client
 from testenv.netns import pod_ip
 from testenv.wait import until
@@ -42,6 +42,11 @@ def _create_rejected(api: client.ApiClient, namespace: str, spec: dict[str, Any]
         )
     assert info.value.status == 422, info.value.body
     return str(info.value.body)
+
+
+def test_the_apiserver_is_the_kubernetes_chosen(admin_api: client.ApiClient) -> None:
+    """KUBERESOLVER_TESTENV_KUBERNETES=oldest runs the oldest supported version, not the newest."""
+    assert client.VersionApi(admin_api).get_code().git_version == kubernetes_version()
 
 
 def test_crd_accepts_a_valid_grpctarget(admin_api: client.ApiClient, namespace: str) -> None:

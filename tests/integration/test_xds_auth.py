@@ -1,4 +1,4 @@
-"""The xDS server's token check, its request bodies sent to the real apiserver (issue 12 §2).
+"""The xDS server's token check, its request bodies sent to the real apiserver.
 
 The reviewer is a ServiceAccount bound to the built-in ClusterRole
 ``system:auth-delegator`` (create TokenReviews and SubjectAccessReviews, and
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from kuberesolver.xds_server.auth import (
+from kuberesolver.xds.auth import (
     DEFAULT_AUDIENCE,
     access_allowed,
     access_review,

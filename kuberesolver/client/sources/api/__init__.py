@@ -1,0 +1,1 @@
+"""Direct mode: the client lists and watches EndpointSlices itself (:mod:`kuberesolver.direct`)."""

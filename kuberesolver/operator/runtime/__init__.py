@@ -1,0 +1,3 @@
+"""The operator's controller runtime: the watches (:mod:`.informer`), the coalescing hub,
+one worker per target, the Lease, the status and Event writers and the API calls.
+"""

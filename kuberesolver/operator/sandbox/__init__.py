@@ -1,0 +1,1 @@
+"""Templates rendered in worker processes under CPU, memory and time limits."""

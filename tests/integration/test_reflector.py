@@ -1,0 +1,203 @@
+"""The one reflector on the real API server: 410 relist, bookmarks, a refused list, recovery.
+
+It runs as a namespace's own ServiceAccount, with a Role that grants exactly
+list and watch on ConfigMaps (or nothing, for the refused list).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from kuberesolver.kube.credentials import load_config
+from kuberesolver.kube.http import Collection, HttpApi
+from kuberesolver.kube.reflector import Listed, Reflector, Watch
+from testenv import ControlPlane
+from testenv.kube import apply_object, service_account_token
+from testenv.wait import until
+from tests.cluster import compact_etcd
+
+pytestmark = pytest.mark.integration
+
+_log = logging.getLogger("test.reflector")
+
+
+class _Recording:
+    """The real transport, remembering each raw event the API sent (to see bookmarks)."""
+
+    def __init__(self, inner: Collection) -> None:
+        self.inner = inner
+        self.what = inner.what
+        self.events: list[Mapping[str, Any]] = []
+
+    def list(self) -> Listed:
+        return self.inner.list()
+
+    def watch(self, resource_version: str) -> Watch:
+        stream = self.inner.watch(resource_version)
+        events = self.events
+
+        class _Seen:
+            def __iter__(self) -> Iterator[Mapping[str, Any]]:
+                for event in stream:
+                    events.append(event)
+                    yield event
+
+            def close(self) -> None:
+                stream.close()
+
+        return _Seen()
+
+
+class _Names:
+    """What the reflector hands on: the ConfigMaps' names, and every event."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.events: list[tuple[str, str]] = []
+
+    def on_list(self, names: list[str]) -> None:
+        self.names = set(names)
+
+    def on_event(self, kind: str, name: str) -> None:
+        self.events.append((kind, name))
+        if kind == "DELETED":
+            self.names.discard(name)
+        else:
+            self.names.add(name)
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str(obj["metadata"]["name"])
+
+
+@pytest.fixture
+def kubeconfig(control_plane: ControlPlane, admin_api: client.ApiClient, namespace: str) -> Path:
+    token = service_account_token(admin_api, namespace, "default")
+    return control_plane.token_kubeconfig(f"reflector-{namespace}", token, namespace)
+
+
+def _grant(admin_api: client.ApiClient, namespace: str) -> None:
+    group = "rbac.authorization.k8s.io"
+    rbac = f"{group}/v1"
+    apply_object(admin_api, {
+        "apiVersion": rbac, "kind": "Role",
+        "metadata": {"name": "read-configmaps", "namespace": namespace},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "watch"]}],
+    })  # fmt: skip
+    apply_object(admin_api, {
+        "apiVersion": rbac, "kind": "RoleBinding",
+        "metadata": {"name": "read-configmaps", "namespace": namespace},
+        "roleRef": {"apiGroup": group, "kind": "Role", "name": "read-configmaps"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}],
+    })  # fmt: skip
+
+
+def _reflector(kubeconfig: Path, namespace: str, watch_timeout_s: int) -> tuple[
+    Reflector[str], _Recording, _Names
+]:  # fmt: skip
+    api = HttpApi(load_config(str(kubeconfig)))
+    transport = _Recording(Collection(
+        api, f"/api/v1/namespaces/{namespace}/configmaps", f"configmaps in {namespace}",
+        params={"labelSelector": "test=reflector"}, watch_timeout_s=watch_timeout_s,
+    ))  # fmt: skip
+    seen = _Names()
+    return Reflector(transport, _name, seen.on_list, seen.on_event, log=_log), transport, seen
+
+
+def _running(reflector: Reflector[str]) -> threading.Thread:
+    thread = threading.Thread(target=reflector.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _configmap(admin_api: client.ApiClient, namespace: str, name: str) -> None:
+    client.CoreV1Api(admin_api).create_namespaced_config_map(
+        namespace, {"metadata": {"name": name, "labels": {"test": "reflector"}}}
+    )
+
+
+def test_an_expired_resource_version_relists(
+    kubeconfig: Path, admin_api: client.ApiClient, namespace: str, control_plane: ControlPlane
+) -> None:
+    _grant(admin_api, namespace)
+    _configmap(admin_api, namespace, "before")
+    reflector, _, seen = _reflector(kubeconfig, namespace, watch_timeout_s=30)
+    thread = _running(reflector)
+    try:
+        until(lambda: seen.names == {"before"}, timeout_s=30, message="the first list")
+        # History moves on and is compacted, and the API server's cache is gone with its
+        # restart: the watch resumes from a resourceVersion that no longer exists.
+        core = client.CoreV1Api(admin_api)
+        for i in range(5):
+            core.create_namespaced_config_map(namespace, {"metadata": {"name": f"churn-{i}"}})
+        compact_etcd(control_plane)
+        control_plane.restart_apiserver()
+        until(lambda: reflector.gone >= 1, timeout_s=60, message="410 Gone on the resume")
+        until(lambda: reflector.lists >= 2, timeout_s=60, message="a relist after it")
+        _configmap(admin_api, namespace, "after")
+        until(lambda: seen.names == {"before", "after"}, timeout_s=60, message="the watch")
+        assert ("ADDED", "after") in seen.events
+    finally:
+        reflector.stop()
+        thread.join(60)
+
+
+def test_a_bookmark_advances_the_resource_version(
+    kubeconfig: Path, admin_api: client.ApiClient, namespace: str
+) -> None:
+    _grant(admin_api, namespace)
+    reflector, transport, _ = _reflector(kubeconfig, namespace, watch_timeout_s=5)
+    thread = _running(reflector)
+    try:
+        until(lambda: reflector.lists == 1, timeout_s=30, message="the first list")
+        listed_rv = reflector.resource_version
+        # Changes elsewhere move the API's resourceVersion; only a bookmark tells this watch.
+        client.CoreV1Api(admin_api).create_namespaced_config_map(
+            namespace, {"metadata": {"name": "unlabelled"}}
+        )
+
+        def bookmark() -> Mapping[str, Any]:
+            marks = [e for e in transport.events if e.get("type") == "BOOKMARK"]
+            assert marks, "no bookmark yet"
+            return marks[-1]
+
+        mark = until(bookmark, timeout_s=60, message="a bookmark from the API")
+        mark_rv = str(mark["object"]["metadata"]["resourceVersion"])
+        assert int(mark_rv) > int(listed_rv)
+        until(lambda: int(reflector.resource_version) >= int(mark_rv), timeout_s=10,
+              message="the reflector's resourceVersion at the bookmark's")  # fmt: skip
+        assert reflector.lists == 1  # resumed from the bookmark, never relisted
+    finally:
+        reflector.stop()
+        thread.join(60)
+
+
+def test_a_refused_list_is_logged_once_and_retried_until_allowed(
+    kubeconfig: Path,
+    admin_api: client.ApiClient,
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="test.reflector")
+    _configmap(admin_api, namespace, "there")
+    reflector, _, seen = _reflector(kubeconfig, namespace, watch_timeout_s=30)
+    reflector.backoff.first_s = reflector.backoff.cap_s = 0.05
+    thread = _running(reflector)
+    try:
+        until(lambda: reflector.failures >= 3, timeout_s=30, message="retries of a 403")
+        refused = [r for r in caplog.records if "the API refused it (403" in r.getMessage()]
+        assert len(refused) == 1, caplog.text
+        assert "RBAC" in refused[0].getMessage()
+        _grant(admin_api, namespace)
+        until(lambda: seen.names == {"there"}, timeout_s=60, message="the list once allowed")
+        assert any("allowed again" in r.getMessage() for r in caplog.records)
+    finally:
+        reflector.stop()
+        thread.join(60)
