@@ -45,8 +45,10 @@ Also reported: each process's CPU during the churn (``churn_cpu_s``, and
 would need to keep up with the tier's rate. On a 2-core machine a value
 above 2 means the control plane, not the operator, sets the latency.
 ``operator_cores_at_100_per_s`` is the operator's own CPU per change times
-100 changes/s; ``sustained`` says whether the bench sent at the rate asked
-(within 5%) and every change was published.
+100 changes/s; ``operator_cpu_s_user_system`` splits its churn CPU, and
+``operator_context_switches_per_change`` counts its threads' switches;
+``sustained`` says whether the bench sent at the rate asked (within 5%) and
+every change was published.
 
 Options: ``--tier tier1|tier2|all`` (default all), ``--seconds`` (the churn,
 default 60), ``--rate`` (changes per second, default the tier's), ``--profile DIR``
@@ -363,6 +365,8 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
             }
             spy = profile("")
             cpu_before = {name: cpu_s(p) for name, p in procs.items()}
+            op_times_before = proc.cpu_times()
+            switches_before = proc.num_ctx_switches()
             changes: list[tuple[str, str, float]] = []  # (configmap, new address, sent at)
             period = 1.0 / tier.rate
             total = int(tier.rate * tier.seconds)
@@ -405,6 +409,7 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
                         latencies.append((seen - sent) * 1000)
             sample_rss()
             cpu_used = {name: round(cpu_s(p) - cpu_before[name], 1) for name, p in procs.items()}
+            op_times, switches = proc.cpu_times(), proc.num_ctx_switches()
             end_profile()
             time.sleep(1)
             writes = operator_metric(metrics_port, "kuberesolver_operator_configmap_writes_total")
@@ -464,6 +469,13 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
             },
             "cores_needed_at_rate": round(
                 sum(cpu_used.values()) / max(1, len(changes)) * tier.rate, 2
+            ),
+            "operator_cpu_s_user_system": [
+                round(op_times.user - op_times_before.user, 1),
+                round(op_times.system - op_times_before.system, 1),
+            ],
+            "operator_context_switches_per_change": round(
+                (sum(switches) - sum(switches_before)) / max(1, len(changes)), 1
             ),
             "operator_cores_at_100_per_s": round(
                 cpu_used["operator"] / max(1, len(changes)) * 100, 3

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kuberesolver.core.endpointslices import slice_view
-from kuberesolver.operator.runtime.informer import _key, _service_of
 from kuberesolver.operator.logic.slice_decode import decode_slice_event, decode_slice_list
+from kuberesolver.operator.runtime.informer import _key, _service_of
 
 maybe = st.none() | st.just(...)  # `...`: the key is left out
 odd = st.none() | st.booleans() | st.integers(-3, 70000) | st.text(max_size=6) | st.floats(0, 9)

@@ -24,6 +24,7 @@ from kuberesolver.kube.kubeconfig import load_client
 from kuberesolver.operator.logic.readiness import Readiness
 from kuberesolver.operator.logic.reconcile import Renderer
 from kuberesolver.operator.logic.render import render_in_process
+from kuberesolver.operator.runtime.heap import FirstRound, settle
 from kuberesolver.operator.runtime.hub import Hub, TargetKey, Trigger, run_coalesced
 from kuberesolver.operator.runtime.informer import (
     Reflector,
@@ -96,6 +97,8 @@ class Runtime:
         )
         self._elector_task: asyncio.Task[None] | None = None
         self._posts: set[asyncio.Task[None]] = set()
+        self.first_round = FirstRound()  # then the heap is settled (.heap)
+        self._settle_task: asyncio.Task[None] | None = None
         self._closed = False
 
     def _service_changed(self, key: tuple[str, str]) -> None:
@@ -134,19 +137,32 @@ class Runtime:
                 )
             for reflector in self._reflectors:
                 reflector.start()
+            self._settle_task = asyncio.create_task(self._settle_after_lists())
         if self._elector_task is None:
             self._elector_task = asyncio.create_task(self.elector.run(), name="kuberesolver-lease")
 
+    async def _settle_after_lists(self) -> None:
+        await self.store.wait_synced("services", "endpointslices")
+        settle("the first lists")
+
     async def _lead(self) -> None:
+        self.first_round.begin(self.targets.keys())
         self.targets.lead()
 
     async def _run_target(self, key: TargetKey, entry: Entry, trigger: Trigger) -> None:
         worker = TargetWorker(self, key, entry, trigger)
         self.metrics.targets.inc()
+
+        async def reconcile(first_wake: float | None) -> None:
+            try:
+                await worker.reconcile(first_wake)
+            finally:
+                self.first_round.reconciled(key)
+
         try:
             await run_coalesced(
                 trigger,
-                worker.reconcile,
+                reconcile,
                 budget=self.settings.write_budget,
                 resync_s=self.settings.resync_s,
                 on_error=worker.on_error,
@@ -179,10 +195,11 @@ class Runtime:
         self._closed = True
         await self.targets.close()  # the loops first: nothing waits for a render to finish
         await self.elector.close()  # stops leading, then releases the Lease
-        if self._elector_task is not None:
-            self._elector_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._elector_task
+        for task in (self._elector_task, self._settle_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.xds is not None:
             await self.xds.stop(grace_s=0.5)  # ADS streams never end by themselves
         await self.status.close()
