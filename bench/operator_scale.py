@@ -47,6 +47,7 @@ above 2 means the control plane, not the operator, sets the latency.
 ``operator_cores_at_100_per_s`` is the operator's own CPU per change times
 100 changes/s; ``operator_cpu_s_user_system`` splits its churn CPU, and
 ``operator_context_switches_per_change`` counts its threads' switches;
+``operator_idle_cores`` is its CPU over 15 s with nothing changing, before the churn;
 ``sustained`` says whether the bench sent at the rate asked (within 5%) and
 every change was published.
 
@@ -93,6 +94,7 @@ NS = "bench"
 GROUP, VERSION, PLURAL = "kuberesolver.io", "v1alpha1", "grpctargets"
 BASE = int(ipaddress.IPv4Address("10.0.0.0"))
 BURST = 40
+IDLE_S = 15.0
 
 
 def address(service: int, serial: int) -> str:
@@ -353,6 +355,10 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
             initial_sync_s = time.monotonic() - t_start
             end_profile()
             time.sleep(2)
+            # The operator's own CPU with nothing changing (the Lease, watches, timers).
+            idle_before, idle_t0 = cpu_s(proc), time.monotonic()
+            time.sleep(IDLE_S)
+            idle_cores = (cpu_s(proc) - idle_before) / (time.monotonic() - idle_t0)
             watches_with = watches(cp.admin_kubeconfig)
             writes_before = operator_metric(
                 metrics_port, "kuberesolver_operator_configmap_writes_total"
@@ -477,6 +483,7 @@ def run_tier(tier: Tier, profile_dir: Path | None) -> dict[str, Any]:
             "operator_context_switches_per_change": round(
                 (sum(switches) - sum(switches_before)) / max(1, len(changes)), 1
             ),
+            "operator_idle_cores": round(idle_cores, 4),
             "operator_cores_at_100_per_s": round(
                 cpu_used["operator"] / max(1, len(changes)) * 100, 3
             ),

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from kuberesolver.operator.runtime.heap import FirstRound
+from kuberesolver.operator.runtime.heap import FirstRound, quiet_heap
+from testenv.wait import until
 
 
 @pytest.fixture(autouse=True)
@@ -39,3 +40,14 @@ def test_no_targets_settles_at_once() -> None:
     round_.begin([])
     assert round_.done
     assert gc.get_freeze_count() > 0
+
+
+def test_quiet_heap_turns_the_collector_off_then_on() -> None:
+    assert gc.isenabled()
+    with quiet_heap(60):
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    # Never longer than asked, even if the block is.
+    with quiet_heap(0.01):
+        until(gc.isenabled, timeout_s=10, message="the collector back on")
+    assert gc.isenabled()

@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from kuberesolver.kube.kubeconfig import load_client
 from kuberesolver.operator.logic.readiness import Readiness
 from kuberesolver.operator.logic.reconcile import Renderer
 from kuberesolver.operator.logic.render import render_in_process
-from kuberesolver.operator.runtime.heap import FirstRound, settle
+from kuberesolver.operator.runtime.heap import FirstRound, quiet_heap, settle
 from kuberesolver.operator.runtime.hub import Hub, TargetKey, Trigger, run_coalesced
 from kuberesolver.operator.runtime.informer import (
     Reflector,
@@ -47,6 +47,10 @@ if TYPE_CHECKING:
 __all__ = ["Runtime"]
 
 _log = logging.getLogger("kuberesolver.operator")
+
+_RECONCILES_AT_ONCE: Final = 32
+_FIRST_LISTS_S: Final = 120.0
+"""The longest the collector stays off waiting for the first lists."""
 
 
 class Runtime:
@@ -99,6 +103,9 @@ class Runtime:
         self._posts: set[asyncio.Task[None]] = set()
         self.first_round = FirstRound()  # then the heap is settled (.heap)
         self._settle_task: asyncio.Task[None] | None = None
+        # Reconciles between two awaits run back to back on the loop: when 1,000 targets
+        # start at once, anything else (the Lease renewal) would wait for all of them.
+        self._reconciling = asyncio.Semaphore(_RECONCILES_AT_ONCE)
         self._closed = False
 
     def _service_changed(self, key: tuple[str, str]) -> None:
@@ -135,15 +142,17 @@ class Runtime:
                 self._reflectors.append(
                     pod_reflector(self._watch_api, self.store, asyncio.get_running_loop())
                 )
+            self._settle_task = asyncio.create_task(self._settle_after_lists())
             for reflector in self._reflectors:
                 reflector.start()
-            self._settle_task = asyncio.create_task(self._settle_after_lists())
         if self._elector_task is None:
             self._elector_task = asyncio.create_task(self.elector.run(), name="kuberesolver-lease")
 
     async def _settle_after_lists(self) -> None:
-        await self.store.wait_synced("services", "endpointslices")
-        settle("the first lists")
+        """The collector off while the first lists are read, then what they built frozen."""
+        with quiet_heap(_FIRST_LISTS_S):
+            await self.store.wait_synced("services", "endpointslices")
+            settle("the first lists")  # before the collector is back: nothing to traverse
 
     async def _lead(self) -> None:
         self.first_round.begin(self.targets.keys())
@@ -155,7 +164,8 @@ class Runtime:
 
         async def reconcile(first_wake: float | None) -> None:
             try:
-                await worker.reconcile(first_wake)
+                async with self._reconciling:
+                    await worker.reconcile(first_wake)
             finally:
                 self.first_round.reconciled(key)
 
