@@ -55,7 +55,6 @@ from kubernetes import client
 from operator_scale import NS, address, cpu_s, create_world, done, slice_body
 
 from kuberesolver.core.snapshot import Endpoint, Snapshot, TargetRef
-from kuberesolver.operator.settings import DEFAULTS
 from kuberesolver.xds.ads_aio import AdsServer
 from kuberesolver.xds.bootstrap import DEFAULT_AUTHORITY
 from kuberesolver.xds.store import XdsStore
@@ -203,10 +202,7 @@ def through_operator(
         xds = f"127.0.0.1:{free_port()}"
         op = OperatorProcess(
             cp.token_kubeconfig("operator", token, "kuberesolver-system"),
-            {
-                "KUBERESOLVER_XDS_ADDRESS": xds,
-                "KUBERESOLVER_DEBOUNCE_MS": str(DEFAULTS.debounce_ms),
-            },
+            {"KUBERESOLVER_XDS_ADDRESS": xds},  # the operator's default write budget
             name="xds-fanout",
             quiet=True,
         )

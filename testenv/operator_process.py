@@ -50,7 +50,6 @@ class OperatorProcess:
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "KUBERESOLVER_METRICS_PORT": str(self.metrics_port),
-            "KUBERESOLVER_DEBOUNCE_MS": "200",
             "KUBERESOLVER_STATUS_INTERVAL_MS": "200",
             "KUBERESOLVER_IDENTITY": self.identity,
             "PYTHONUNBUFFERED": "1",

@@ -32,6 +32,7 @@ from kuberesolver.core.snapshot import Endpoint, EndpointFields
 __all__ = [
     "MANAGED_BY_LABEL",
     "SERVICE_NAME_LABEL",
+    "EndpointCache",
     "PortError",
     "ServicePort",
     "ServiceView",
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 SERVICE_NAME_LABEL: Final = "kubernetes.io/service-name"
+_NONE: Final[Mapping[str, Any]] = {}
 MANAGED_BY_LABEL: Final = "endpointslice.kubernetes.io/managed-by"
 
 
@@ -142,28 +144,29 @@ def slice_view(body: Mapping[str, Any]) -> SliceView:
         for p in body.get("ports") or []
     ]
     endpoints: list[EndpointView] = []
-    for ep in body.get("endpoints") or []:
-        addresses = ep.get("addresses") or []
+    append = endpoints.append
+    for ep in body.get("endpoints") or ():  # the hot loop of every slice event: kept lean
+        addresses = ep.get("addresses")
         if not addresses:
             continue
-        conditions = ep.get("conditions") or {}
+        conditions = ep.get("conditions") or _NONE
         ready = conditions.get("ready")
         ready = True if ready is None else bool(ready)
         serving = conditions.get("serving")
         serving = ready if serving is None else bool(serving)
-        terminating = bool(conditions.get("terminating") or False)
-        target = ep.get("targetRef") or {}
-        pod = target.get("name") if target.get("kind") == "Pod" else None
-        endpoints.append(
+        target = ep.get("targetRef")
+        address = addresses[0]  # only the first address has defined semantics (the API's docs)
+        append(
             {
-                # Only the first address has defined semantics (the API's own docs).
-                "address": str(addresses[0]),
+                "address": address if type(address) is str else str(address),
                 "ready": ready,
                 "serving": serving,
-                "terminating": terminating,
+                "terminating": bool(conditions.get("terminating")),
                 "zone": ep.get("zone") or None,
                 "node": ep.get("nodeName") or None,
-                "pod": pod or None,
+                "pod": (target.get("name") or None)
+                if target and target.get("kind") == "Pod"
+                else None,
             }
         )
     view: SliceView = {
@@ -220,11 +223,31 @@ def pick_family(
     return families[0]
 
 
+class EndpointCache:
+    """The endpoints of the last :func:`build_endpoints` call, by their fields.
+
+    Handed back to the next call, an endpoint whose fields did not change is
+    the same object: it is not built again, and comparing the new tuple with
+    the last one (is it a new revision?) is a pointer check per endpoint. It
+    holds only the last call's endpoints.
+    """
+
+    __slots__ = ("_by_fields",)
+
+    def __init__(self) -> None:
+        self._by_fields: dict[tuple[Any, ...], _Sorted] = {}
+
+
+_Sorted: TypeAlias = tuple[tuple[Any, ...], Endpoint]
+"""An endpoint with its sort key (address as a number, then port)."""
+
+
 def build_endpoints(
     slices: Iterable[SliceView],
     port: ServicePort,
     family: str = "IPv4",
     include_terminating: bool = False,
+    cache: EndpointCache | None = None,
 ) -> tuple[Endpoint, ...]:
     """Merge every slice into one sorted tuple, one entry per ``address:port``.
 
@@ -232,9 +255,12 @@ def build_endpoints(
     name and protocol), contributes nothing. Terminating endpoints are left out
     unless ``include_terminating``. When an address is listed twice, the entry
     with the best conditions wins (ready, then serving, then not terminating),
-    so a moving endpoint never flaps.
+    so a moving endpoint never flaps. With ``cache``, unchanged endpoints are
+    the objects of the previous call (see :class:`EndpointCache`).
     """
-    best: dict[tuple[str, int], Endpoint] = {}
+    known = cache._by_fields if cache is not None else {}
+    built: dict[tuple[Any, ...], _Sorted] = {}
+    best: dict[tuple[str, int], _Sorted] = {}
     for s in slices:
         if s["addressType"] != family:
             continue
@@ -242,23 +268,32 @@ def build_endpoints(
         if target_port is None:
             continue
         for ep in s["endpoints"]:
-            if ep["terminating"] and not include_terminating:
+            terminating = ep["terminating"]
+            if terminating and not include_terminating:
                 continue
-            candidate = Endpoint(
-                address=ep["address"],
-                port=target_port,
-                ready=ep["ready"] and not ep["terminating"],
-                serving=ep["serving"],
-                terminating=ep["terminating"],
-                zone=ep["zone"],
-                node=ep["node"],
-                pod=ep["pod"],
+            address = ep["address"]
+            fields = (
+                address,
+                target_port,
+                ep["ready"] and not terminating,
+                ep["serving"],
+                terminating,
+                ep["zone"],
+                ep["node"],
+                ep["pod"],
             )
-            key = (candidate.address, candidate.port)
+            entry = built.get(fields) or known.get(fields)
+            if entry is None:
+                entry = ((_address_key(address), target_port), Endpoint(*fields))
+            built[fields] = entry
+            key = (address, target_port)
             current = best.get(key)
-            if current is None or _rank(candidate) > _rank(current):
-                best[key] = candidate
-    return tuple(sorted(best.values(), key=_sort_key))
+            if current is None or _rank(entry[1]) > _rank(current[1]):
+                best[key] = entry
+    if cache is not None:
+        cache._by_fields = built
+    # A tie of sort keys (one IP written two ways) falls to the Endpoints: their addresses differ.
+    return tuple([e for _, e in sorted(best.values())])
 
 
 def _slice_port(s: SliceView, port: ServicePort) -> int | None:
@@ -286,7 +321,3 @@ def _address_key(address: str) -> tuple[int, int, str]:
     except ValueError:
         return (99, 0, address)
     return (ip.version, int(ip), "")
-
-
-def _sort_key(e: Endpoint) -> tuple[Any, ...]:
-    return (_address_key(e.address), e.port)

@@ -58,6 +58,7 @@ __all__ = [
     "ENDPOINTS_KEY",
     "FORMAT_VERSION",
     "SERVICE_CONFIG_KEY",
+    "EncodedEndpoints",
     "Endpoint",
     "Snapshot",
     "SnapshotError",
@@ -216,12 +217,15 @@ class Snapshot:
         return tuple(e for e in self.endpoints if e.ready and not e.terminating)
 
     def to_dict(self) -> SnapshotDict:
+        return self._document([e.to_dict() for e in self.endpoints], self.revision)
+
+    def _document(self, endpoints: Any, revision: Any) -> SnapshotDict:
         doc: SnapshotDict = {
             "version": self.version,
             "target": self.target.to_dict(),
             "serverName": self.server_name,
-            "revision": self.revision,
-            "endpoints": [e.to_dict() for e in self.endpoints],
+            "revision": revision,
+            "endpoints": endpoints,
             "serviceConfig": dict(self.service_config),
         }
         if self.cluster_ips:  # optional: absent keeps older documents byte-identical
@@ -231,9 +235,92 @@ class Snapshot:
         return doc
 
 
-def encode(snapshot: Snapshot) -> str:
-    """Serialize deterministically: equal snapshots give byte-identical text."""
-    return json.dumps(snapshot.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+class EncodedEndpoints:
+    """What the last :func:`encode` of one target wrote: each endpoint's text, and the rest.
+
+    Handed back to the next call, an endpoint object already encoded there
+    (the operator reuses the objects of unchanged endpoints) is not encoded
+    again, nor is the rest of the document when only the revision moved. It
+    holds the endpoints it names, so their ids stay theirs, and only the last
+    call's.
+    """
+
+    __slots__ = ("_by_id", "_outline", "_outline_text")
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[Endpoint, str]] = {}
+        self._outline: SnapshotDict | None = None
+        self._outline_text = ""
+
+
+_ENDPOINT_LINES: Final = json.JSONEncoder(
+    sort_keys=True, ensure_ascii=False, separators=(",\n      ", ": ")
+)
+"""Endpoints' flat objects, one key per line at their depth in the document (C encoder)."""
+_ENDPOINTS_PLACE: Final = "\x00endpoints\x00"
+_REVISION_PLACE: Final = "\x00revision\x00"
+_ENDPOINTS_HERE: Final = json.dumps(_ENDPOINTS_PLACE)
+_REVISION_HERE: Final = json.dumps(_REVISION_PLACE)
+
+
+def encode(snapshot: Snapshot, encoded: EncodedEndpoints | None = None) -> str:
+    """Serialize deterministically: equal snapshots give byte-identical text.
+
+    The text is exactly ``json.dumps(snapshot.to_dict(), sort_keys=True,
+    indent=2, ensure_ascii=False) + "\n"``, made faster: the endpoints (nearly
+    all of it) go through the C encoder in one call (``indent`` alone would
+    send every value through the pure-Python one, several times slower), and
+    with ``encoded`` only what changed since the previous call is encoded.
+    The rest of the document (its outline) is encoded with the places of the
+    endpoints and the revision held by strings that no other value holds
+    (else the plain way is taken); their text is put there.
+    """
+    outline = snapshot._document(_ENDPOINTS_PLACE, _REVISION_PLACE)
+    if encoded is not None and encoded._outline == outline:
+        text = encoded._outline_text
+    else:
+        text = json.dumps(outline, sort_keys=True, indent=2, ensure_ascii=False)
+        if text.count(_ENDPOINTS_HERE) != 1 or text.count(_REVISION_HERE) != 1:
+            slow = json.dumps(snapshot.to_dict(), sort_keys=True, indent=2, ensure_ascii=False)
+            return slow + "\n"
+        if encoded is not None:
+            encoded._outline, encoded._outline_text = outline, text
+    endpoints = _endpoints_text(snapshot.endpoints, encoded)
+    text = text.replace(_REVISION_HERE, json.dumps(snapshot.revision), 1)
+    return text.replace(_ENDPOINTS_HERE, endpoints, 1) + "\n"
+
+
+def _endpoints_text(endpoints: Sequence[Endpoint], encoded: EncodedEndpoints | None) -> str:
+    """The endpoints list as ``indent=2`` lays it out one level deep."""
+    if not endpoints:
+        return "[]"
+    known = encoded._by_id if encoded is not None else {}
+    texts: dict[int, tuple[Endpoint, str]] = {}
+    missing = []
+    for e in endpoints:
+        hit = known.get(id(e))
+        if hit is None:
+            missing.append(e)
+        else:
+            texts[id(e)] = hit
+    if missing:
+        for e, item in zip(missing, _endpoint_items(missing), strict=True):
+            texts[id(e)] = (e, item)
+    if encoded is not None:
+        encoded._by_id = texts
+    return "[\n" + ",\n".join([texts[id(e)][1] for e in endpoints]) + "\n  ]"
+
+
+def _endpoint_items(endpoints: Sequence[Endpoint]) -> list[str]:
+    """Each endpoint's object as ``indent=2`` lays it out two levels deep, in one C call.
+
+    Each endpoint is a flat object, so an item separator carrying the newline
+    and indentation of its keys lays out its lines; the same separator comes
+    between two endpoints right after a ``}``, which no string can hold
+    before a raw newline: there the text is cut into one piece per endpoint.
+    """
+    text = _ENDPOINT_LINES.encode([e.to_dict() for e in endpoints])[2:-2]  # no '[{', '}]'
+    return [f"    {{\n      {inner}\n    }}" for inner in text.split("},\n      {")]
 
 
 def decode(data: str | bytes, source: str = "<snapshot>") -> Snapshot:

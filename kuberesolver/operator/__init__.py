@@ -43,7 +43,10 @@ the annotation ``kuberesolver.io/allowed-namespaces: "ns-a,ns-b"`` (or ``"*"``)
 naming the GrpcTarget's namespace. See manifests/examples/cross-namespace.yaml.
 
 Settings (environment variables, units in the names; :mod:`.settings`):
-``KUBERESOLVER_DEBOUNCE_MS`` (300), ``KUBERESOLVER_METRICS_PORT`` (0: off),
+``KUBERESOLVER_WRITE_BUDGET`` (``5/1500ms``: the first 5 changes after a quiet
+period are written at once, then one write per 300 ms while the target keeps
+changing; ``1/300ms`` is a fixed window; ``KUBERESOLVER_DEBOUNCE_MS=N`` is its
+deprecated alias for ``1/Nms``), ``KUBERESOLVER_METRICS_PORT`` (0: off),
 ``KUBERESOLVER_RESYNC_S`` (300), ``KUBERESOLVER_LEASE_DURATION_S`` (8),
 ``KUBERESOLVER_LEASE_RETRY_S`` (2), ``KUBERESOLVER_LEASE_NAME``,
 ``KUBERESOLVER_LEASE_NAMESPACE``, ``KUBERESOLVER_IDENTITY``.

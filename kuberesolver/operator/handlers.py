@@ -110,9 +110,9 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
             ) from exc
         memo["ready_server"] = ready
     _log.info(
-        "kuberesolver operator starting as %s: debounce %d ms, metrics port %d, Lease %s/%s",
+        "kuberesolver operator starting as %s: write budget %s, metrics port %d, Lease %s/%s",
         ours.identity,
-        ours.debounce_ms,
+        ours.write_budget,
         ours.metrics_port,
         ours.lease_namespace,
         ours.lease_name,

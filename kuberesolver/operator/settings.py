@@ -1,10 +1,20 @@
 """Operator settings, resolved in one place: argument, then environment variable, then default.
 
-Every setting carries its unit in its name. The environment variables are:
+Every setting carries its unit in its name (the write budget, in its value).
+The environment variables are:
 
+``KUBERESOLVER_WRITE_BUDGET``
+    Each target's ConfigMap writes, as ``BURST/WINDOW`` with a unit
+    (default ``5/1500ms``): after a quiet period the first ``BURST`` changes
+    are each written at once (a Pod added not ready, then Ready, is two
+    prompt writes); a target that keeps changing is written once per
+    ``WINDOW / BURST`` (300 ms by default), each write holding everything
+    that came meanwhile, and the last change always lands. ``1/300ms`` is a
+    fixed 300 ms window (leading edge); ``1/0ms`` writes every change.
 ``KUBERESOLVER_DEBOUNCE_MS``
-    The coalescing window: at most one ConfigMap write per target per window
-    (default 300).
+    Deprecated: ``KUBERESOLVER_DEBOUNCE_MS=N`` means
+    ``KUBERESOLVER_WRITE_BUDGET=1/Nms``, with a warning at startup; ignored
+    when ``KUBERESOLVER_WRITE_BUDGET`` is set.
 ``KUBERESOLVER_STATUS_INTERVAL_MS``
     How often a target's status may be patched when only its counts, revision
     and last update time changed (default 30000): the ConfigMap is the feed,
@@ -48,13 +58,59 @@ Every setting carries its unit in its name. The environment variables are:
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["DEFAULTS", "Settings", "SettingsError"]
+__all__ = ["DEFAULTS", "Settings", "SettingsError", "WriteBudget"]
+
+_log = logging.getLogger("kuberesolver.operator")
+
+_MAX_WINDOW_MS: Final = 3_600_000
+_BUDGET: Final = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class WriteBudget:
+    """``burst`` runs at once after a quiet period, and ``burst`` per ``window_ms`` on average.
+
+    Written ``"5/1500ms"`` (or ``"5/1.5s"``): a bucket of 5 tokens, refilled
+    one every 300 ms. ``"1/300ms"`` is a fixed 300 ms window with a leading
+    edge; ``window_ms=0`` never waits. Over any stretch of ``D`` ms a target
+    runs at most ``burst + D * burst / window_ms`` times.
+    """
+
+    burst: int
+    window_ms: float
+
+    def __post_init__(self) -> None:
+        if self.burst < 1:
+            raise ValueError(f"{str(self)!r}: the burst must be at least 1")
+        if self.window_ms < 0:
+            raise ValueError(f"{str(self)!r}: the window must not be negative")
+
+    def __str__(self) -> str:
+        return f"{self.burst}/{self.window_ms:g}ms"
+
+    @property
+    def interval_s(self) -> float:
+        """The refill time of one token (the spacing of runs while a target stays hot)."""
+        return self.window_ms / 1000.0 / self.burst
+
+    @classmethod
+    def parse(cls, text: str) -> WriteBudget:
+        """``"BURST/WINDOWms"`` or ``"BURST/WINDOWs"``; the unit is required."""
+        m = _BUDGET.fullmatch(text)
+        if m is None:
+            raise ValueError(
+                f"{text!r}: expected BURST/WINDOW with a unit, e.g. '5/1500ms' or '1/300ms'"
+            )
+        window = float(m.group(2)) * (1000.0 if m.group(3) == "s" else 1.0)
+        return cls(int(m.group(1)), window)
 
 
 class SettingsError(ValueError):
@@ -63,7 +119,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    debounce_ms: int = 300
+    write_budget: WriteBudget = field(default_factory=lambda: WriteBudget(5, 1500))
     status_interval_ms: int = 30_000
     metrics_port: int = 0
     ready_port: int = 0
@@ -79,10 +135,6 @@ class Settings:
     render_timeout_ms: int = 5000
 
     @property
-    def debounce_s(self) -> float:
-        return self.debounce_ms / 1000.0
-
-    @property
     def status_interval_s(self) -> float:
         return self.status_interval_ms / 1000.0
 
@@ -95,6 +147,7 @@ class Settings:
     def resolve(
         cls,
         *,
+        write_budget: WriteBudget | str | None = None,
         debounce_ms: int | None = None,
         status_interval_ms: int | None = None,
         metrics_port: int | None = None,
@@ -111,7 +164,11 @@ class Settings:
         render_timeout_ms: int | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
-        """Arguments win, then ``KUBERESOLVER_*`` variables, then :data:`DEFAULTS`."""
+        """Arguments win, then ``KUBERESOLVER_*`` variables, then :data:`DEFAULTS`.
+
+        ``debounce_ms`` (``KUBERESOLVER_DEBOUNCE_MS``) is the deprecated
+        spelling of ``write_budget=f"1/{debounce_ms}ms"``.
+        """
         env = os.environ if environ is None else environ
         d = DEFAULTS
         duration = _pick(
@@ -123,12 +180,12 @@ class Settings:
                 f"KUBERESOLVER_LEASE_DURATION_S={duration} must be at least twice "
                 f"KUBERESOLVER_LEASE_RETRY_S={retry}"
             )
-        debounce = _pick(debounce_ms, env, "KUBERESOLVER_DEBOUNCE_MS", d.debounce_ms, 0, 60000)
+        budget = _budget(write_budget, debounce_ms, env, d.write_budget)
         port = _pick(metrics_port, env, "KUBERESOLVER_METRICS_PORT", d.metrics_port, 0, 65535)
         ready = _pick(ready_port, env, "KUBERESOLVER_READY_PORT", d.ready_port, 0, 65535)
         resync = _pick(resync_s, env, "KUBERESOLVER_RESYNC_S", int(d.resync_s), 1, 86400)
         return cls(
-            debounce_ms=debounce,
+            write_budget=budget,
             status_interval_ms=_pick(
                 status_interval_ms,
                 env,
@@ -196,6 +253,38 @@ def _pick(
     if not lo <= value <= hi:
         raise SettingsError(f"{name}={value!r}: must be in {lo}..{hi}")
     return int(value)
+
+
+def _budget(
+    arg: WriteBudget | str | None,
+    debounce_ms: int | None,
+    env: Mapping[str, str],
+    default: WriteBudget,
+) -> WriteBudget:
+    name = "KUBERESOLVER_WRITE_BUDGET"
+    if isinstance(arg, WriteBudget):
+        budget = arg
+    else:
+        raw = arg if arg is not None else env.get(name, "").strip()
+        old = "KUBERESOLVER_DEBOUNCE_MS"
+        if not raw and (debounce_ms is not None or env.get(old, "").strip()):
+            window = _pick(debounce_ms, env, old, 0, 0, 60000)
+            raw = f"1/{window}ms"
+            _log.warning("%s is deprecated: it means %s=%s; set that instead", old, name, raw)
+        elif raw and env.get(old, "").strip():
+            _log.warning("%s is deprecated and ignored: %s=%s is set", old, name, raw)
+        if not raw:
+            return default
+        try:
+            budget = WriteBudget.parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{name}={exc}") from None
+    if budget.burst > 1000 or budget.window_ms > _MAX_WINDOW_MS:
+        raise SettingsError(
+            f"{name}={str(budget)!r}: the burst must be at most 1000 "
+            f"and the window at most {_MAX_WINDOW_MS} ms"
+        )
+    return budget
 
 
 def _text(arg: str | None, env: Mapping[str, str], name: str, default: str) -> str:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kuberesolver.core.endpointslices import (
+    EndpointCache,
     PortError,
     ServicePort,
     build_endpoints,
@@ -203,3 +206,43 @@ def test_views_are_compact_and_tolerate_missing_fields() -> None:
         "annotations": {},
     }
     assert slice_view({"endpoints": [{"addresses": []}]})["endpoints"] == []
+
+
+endpoint_conditions = st.fixed_dictionaries(
+    {},
+    optional={
+        "ready": st.none() | st.booleans(),
+        "serving": st.none() | st.booleans(),
+        "terminating": st.none() | st.booleans(),
+    },
+)
+slice_endpoints = st.lists(
+    st.builds(
+        lambda n, c, zone: {**ep(f"10.0.0.{n}", **c), **({"zone": zone} if zone else {})},
+        st.integers(1, 12),
+        endpoint_conditions,
+        st.sampled_from(["", "z1", "z2"]),
+    ),
+    max_size=8,
+)
+
+
+@given(
+    changes=st.lists(st.lists(slice_endpoints, min_size=1, max_size=3), min_size=1, max_size=6),
+    include_terminating=st.booleans(),
+)
+def test_a_cache_changes_nothing_but_reuses_unchanged_endpoints(
+    changes: list[list[list[dict[str, Any]]]], include_terminating: bool
+) -> None:
+    port = ServicePort("grpc", 8080)
+    cache = EndpointCache()
+    previous: tuple[Endpoint, ...] = ()
+    for version in changes:
+        slices = [eps(f"s{i}", endpoints) for i, endpoints in enumerate(version)]
+        fresh = build_endpoints(slices, port, "IPv4", include_terminating)
+        cached = build_endpoints(slices, port, "IPv4", include_terminating, cache)
+        assert cached == fresh
+        for e in cached:  # an endpoint also in the previous result is that very object
+            same = [p for p in previous if p == e]
+            assert all(p is e for p in same)
+        previous = cached

@@ -8,7 +8,16 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kuberesolver.core.snapshot import Endpoint, Snapshot, SnapshotError, TargetRef, decode, encode
+from kuberesolver.core.service_config import OutlierDetection
+from kuberesolver.core.snapshot import (
+    EncodedEndpoints,
+    Endpoint,
+    Snapshot,
+    SnapshotError,
+    TargetRef,
+    decode,
+    encode,
+)
 
 json_values = st.recursive(
     st.none()
@@ -114,3 +123,101 @@ def test_every_valid_snapshot_round_trips(addresses: list[str], port: int, revis
         endpoints=tuple(Endpoint(a, port) for a in addresses),
     )
     assert decode(encode(snapshot)) == snapshot
+
+
+optional_text = st.none() | st.text(max_size=12)
+
+
+@given(
+    endpoints=st.lists(
+        st.builds(
+            Endpoint,
+            address=st.text(max_size=20),
+            port=st.integers(0, 65535),
+            ready=st.booleans(),
+            serving=st.booleans(),
+            terminating=st.booleans(),
+            zone=optional_text,
+            node=optional_text,
+            pod=optional_text,
+        ),
+        max_size=6,
+    ),
+    service=st.text(max_size=12),
+    revision=st.integers(0, 2**63 - 1),
+    service_config=st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+    cluster_ips=st.lists(st.text(max_size=15), max_size=2).map(tuple),
+    outlier=st.booleans(),
+)
+def test_encode_is_exactly_the_indented_json(
+    endpoints: list[Endpoint],
+    service: str,
+    revision: int,
+    service_config: dict[str, Any],
+    cluster_ips: tuple[str, ...],
+    outlier: bool,
+) -> None:
+    # The fast encoder's text is byte for byte json.dumps(indent=2, sort_keys=True).
+    snapshot = Snapshot(
+        target=TargetRef(service, "ns\n\u00e9\u2028", "grpc", "grpc", 8080),
+        revision=revision,
+        endpoints=tuple(endpoints),
+        service_config=service_config,
+        cluster_ips=cluster_ips,
+        outlier_detection=OutlierDetection() if outlier else None,
+    )
+    slow = json.dumps(snapshot.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    assert encode(snapshot) == slow
+
+
+def test_encode_with_the_placeholder_text_in_a_value() -> None:
+    # A value that holds the text the fast path uses as the endpoints' place: same output.
+    snapshot = Snapshot(
+        target=TargetRef("greeter", "ns"),
+        revision=1,
+        endpoints=(Endpoint("10.0.0.1", 1),),
+        service_config={"x": "\x00endpoints\x00"},
+        cluster_ips=("\x00endpoints\x00",),
+    )
+    slow = json.dumps(snapshot.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    assert encode(snapshot) == slow
+
+
+endpoint_pool = st.lists(
+    st.builds(
+        Endpoint,
+        address=st.sampled_from(["10.0.0.1", "10.0.0.2", "fd00::1", "a\nb"]),
+        port=st.integers(1, 3),
+        ready=st.booleans(),
+        zone=optional_text,
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(
+    pool=endpoint_pool,
+    versions=st.lists(
+        st.tuples(
+            st.lists(st.integers(0, 7)),
+            st.integers(0, 2**40),
+            st.sampled_from([{}, {"a": 1}, {"b": "\x00revision\x00"}]),
+            st.sampled_from(["s", "t"]),
+        ),
+        max_size=6,
+    ),
+)
+def test_encoded_endpoints_change_nothing(
+    pool: list[Endpoint], versions: list[tuple[list[int], int, dict[str, Any], str]]
+) -> None:
+    # The same objects come back (as the operator reuses them), in any order and number,
+    # with the rest of the document changing or not.
+    encoded = EncodedEndpoints()
+    for picks, revision, service_config, service in versions:
+        endpoints = tuple(pool[i % len(pool)] for i in picks)
+        snapshot = Snapshot(TargetRef(service, "ns"), revision, endpoints, service_config)
+        assert encode(snapshot, encoded) == encode(snapshot)
+        assert encode(snapshot, encoded) == (
+            json.dumps(snapshot.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+        )

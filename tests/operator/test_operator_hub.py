@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from kuberesolver.operator.runtime.hub import Hub, Trigger, run_coalesced
+from kuberesolver.operator.runtime.hub import Hub, Trigger, WriteBudget, run_coalesced
 from testenv.wait import until_async
+
+UNLIMITED = WriteBudget(1, 0)
 
 
 async def test_hub_wakes_followers_only() -> None:
@@ -60,33 +62,6 @@ async def test_trigger_remembers_the_first_wake() -> None:
     assert not await t.wait(0.01)
 
 
-async def test_bursts_are_coalesced_into_one_run_per_window() -> None:
-    trigger = Trigger()
-    runs: list[float | None] = []
-
-    async def reconcile(first: float | None) -> None:
-        runs.append(first)
-
-    task = asyncio.create_task(run_coalesced(trigger, reconcile, window_s=1.0, resync_s=60))
-    # the initial run, at once (leading edge)
-    await until_async(lambda: len(runs) == 1, timeout_s=10)
-    loop = asyncio.get_running_loop()
-    burst_start = loop.time()
-    trigger.wake()
-    after_first = loop.time()
-    for _ in range(20):  # a burst, all inside the window that the first run opened
-        await asyncio.sleep(0.001)
-        trigger.wake()
-    await until_async(lambda: len(runs) == 2, timeout_s=10)
-    first = runs[1]
-    assert first is not None
-    assert burst_start <= first <= after_first  # it served the burst's first wake-up
-    await asyncio.sleep(0.05)
-    assert len(runs) == 2  # the whole burst: one more run
-    trigger.close()
-    await asyncio.wait_for(task, 5)
-
-
 async def test_resync_runs_without_wakes() -> None:
     trigger = Trigger()
     count = 0
@@ -95,7 +70,7 @@ async def test_resync_runs_without_wakes() -> None:
         nonlocal count
         count += 1
 
-    task = asyncio.create_task(run_coalesced(trigger, reconcile, window_s=0, resync_s=0.05))
+    task = asyncio.create_task(run_coalesced(trigger, reconcile, budget=UNLIMITED, resync_s=0.05))
     await until_async(lambda: count >= 3, timeout_s=10)
     trigger.close()
     await asyncio.wait_for(task, 5)
@@ -114,7 +89,7 @@ async def test_failures_are_reported_and_retried_with_backoff() -> None:
 
     task = asyncio.create_task(
         run_coalesced(
-            trigger, reconcile, window_s=0, resync_s=60,
+            trigger, reconcile, budget=UNLIMITED, resync_s=60,
             backoff_s=lambda n: 0.01, on_error=errors.append,
         )
     )  # fmt: skip
@@ -132,7 +107,9 @@ async def test_close_ends_the_loop_during_the_window() -> None:
         nonlocal runs
         runs += 1
 
-    task = asyncio.create_task(run_coalesced(trigger, reconcile, window_s=10, resync_s=60))
+    task = asyncio.create_task(
+        run_coalesced(trigger, reconcile, budget=WriteBudget(1, 10_000), resync_s=60)
+    )
     await asyncio.sleep(0.02)
     trigger.wake()
     await asyncio.sleep(0.02)

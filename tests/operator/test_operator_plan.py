@@ -219,6 +219,7 @@ def test_plan_publishes_the_snapshot() -> None:
     rep = _report(p)
     assert [c.status for c in rep.conditions] == ["True", "True", "True"]
     assert rep.current == p.snapshot
+    assert rep.ready_count == 2
     assert rep.ready.message == "2 of 2 endpoints ready, revision 1"
     same = slices("10.0.0.1", "10.0.0.2")
     previous = Published(snap.revision, snap.endpoints)
@@ -347,25 +348,24 @@ def test_plan_invalid_spec_and_unknown_port() -> None:
 
 def test_settings_argument_then_environment_then_default() -> None:
     s = Settings.resolve(environ={})
-    assert (s.debounce_ms, s.metrics_port, s.resync_s) == (300, 0, 300.0)
+    assert (str(s.write_budget), s.metrics_port, s.resync_s) == ("5/1500ms", 0, 300.0)
     assert (s.lease_duration_s, s.lease_retry_s, s.lease_renew_deadline_s) == (8, 2, 6.0)
     assert (s.lease_name, s.lease_namespace) == ("kuberesolver-operator", "kuberesolver-system")
     assert s.identity  # host name and pid
-    assert s.debounce_s == 0.3
     env = {
-        "KUBERESOLVER_DEBOUNCE_MS": "50",
+        "KUBERESOLVER_WRITE_BUDGET": "1/50ms",
         "KUBERESOLVER_METRICS_PORT": "9090",
         "KUBERESOLVER_IDENTITY": "pod-a",
         "KUBERESOLVER_LEASE_DURATION_S": "15",
     }
     s = Settings.resolve(environ=env)
-    assert (s.debounce_ms, s.metrics_port, s.identity, s.lease_duration_s) == (
-        50,
+    assert (str(s.write_budget), s.metrics_port, s.identity, s.lease_duration_s) == (
+        "1/50ms",
         9090,
         "pod-a",
         15,
     )
-    assert Settings.resolve(debounce_ms=10, environ=env).debounce_ms == 10
+    assert str(Settings.resolve(write_budget="1/10ms", environ=env).write_budget) == "1/10ms"
     with pytest.raises(SettingsError, match="at least twice"):
         Settings.resolve(environ={"KUBERESOLVER_LEASE_DURATION_S": "3"})
     for bad in ("x", "-1", "1.5", "70000"):

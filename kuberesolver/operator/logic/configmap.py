@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from kuberesolver.core.snapshot import ENDPOINTS_KEY, SERVICE_CONFIG_KEY, Snapshot, encode
+from kuberesolver.core.snapshot import (
+    ENDPOINTS_KEY,
+    SERVICE_CONFIG_KEY,
+    EncodedEndpoints,
+    Snapshot,
+    encode,
+)
 from kuberesolver.operator.logic.render import check_size, dumps
 from kuberesolver.operator.logic.spec import GROUP, KIND, VERSION, TargetSpec
 
@@ -30,10 +36,15 @@ MANAGED_BY: Final = "kuberesolver"
 TARGET_LABEL: Final = "kuberesolver.io/target"
 
 
-def build_data(snapshot: Snapshot, rendered: Mapping[str, str]) -> dict[str, str]:
-    """The ConfigMap's ``data``; raises :class:`RenderError` when it is too large."""
+def build_data(
+    snapshot: Snapshot, rendered: Mapping[str, str], encoded: EncodedEndpoints | None = None
+) -> dict[str, str]:
+    """The ConfigMap's ``data``; raises :class:`RenderError` when it is too large.
+
+    ``encoded``: the target's endpoints already encoded (see :func:`.snapshot.encode`).
+    """
     data = dict(rendered)
-    data[ENDPOINTS_KEY] = encode(snapshot)
+    data[ENDPOINTS_KEY] = encode(snapshot, encoded)
     data[SERVICE_CONFIG_KEY] = dumps(dict(snapshot.service_config))
     check_size(data)
     return data

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from kuberesolver.core.endpointslices import (
+    EndpointCache,
     PortError,
     ServiceView,
     SliceView,
@@ -30,7 +31,7 @@ from kuberesolver.core.endpointslices import (
     resolve_port,
 )
 from kuberesolver.core.service_config import unapplied_parts
-from kuberesolver.core.snapshot import Endpoint, Snapshot, TargetRef
+from kuberesolver.core.snapshot import EncodedEndpoints, Endpoint, Snapshot, TargetRef
 from kuberesolver.operator.logic.configmap import build_data
 from kuberesolver.operator.logic.render import RenderError, build_service_config, template_context
 from kuberesolver.operator.logic.spec import (
@@ -144,6 +145,8 @@ class Report:
     """The snapshot the ConfigMap now holds, when this reconcile got it there."""
     error_kind: str | None
     """The ``kind`` label of the error counter, if any."""
+    ready_count: int = 0
+    """How many of ``current``'s endpoints are ready (0 without ``current``)."""
 
     @property
     def ready(self) -> Condition:
@@ -208,7 +211,9 @@ def plan(
     service: ServiceView | None,
     slices: Iterable[SliceView],
     previous: Published | None,
+    cache: EndpointCache | None = None,
 ) -> Plan:
+    """What to publish; ``cache`` (the target's own) spares rebuilding unchanged endpoints."""
     try:
         target = parse_spec(name, namespace, raw_spec)
     except SpecError as exc:
@@ -234,7 +239,7 @@ def plan(
             return PortNotFound(target, str(exc))
         slice_list = list(slices)
         family = pick_family(service, slice_list, target.address_family)
-        endpoints = build_endpoints(slice_list, port, family, target.include_terminating)
+        endpoints = build_endpoints(slice_list, port, family, target.include_terminating, cache)
         cluster_ips = tuple(
             ip for ip in service.get("clusterIPs", []) if (":" in ip) == (family == "IPv6")
         )
@@ -257,25 +262,32 @@ def plan(
     return Publish(target, snapshot, state, message)
 
 
-def compose(publish: Publish, rendered: Mapping[str, str]) -> Rendered | RenderFailed:
+def compose(
+    publish: Publish, rendered: Mapping[str, str], encoded: EncodedEndpoints | None = None
+) -> Rendered | RenderFailed:
     """The ConfigMap data from the rendered keys (pure; the size limit is checked here)."""
     try:
-        return Rendered(build_data(publish.snapshot, rendered))
+        return Rendered(build_data(publish.snapshot, rendered, encoded))
     except RenderError as exc:
         return RenderFailed(exc.reason, str(exc))
 
 
-async def render(publish: Publish, renderer: Renderer) -> Rendered | RenderFailed:
-    """Render the target's templates with ``renderer`` (skipped when there are none)."""
+async def render(
+    publish: Publish, renderer: Renderer, encoded: EncodedEndpoints | None = None
+) -> Rendered | RenderFailed:
+    """Render the target's templates with ``renderer`` (skipped when there are none).
+
+    ``encoded``: the target's endpoints already encoded (see :func:`.snapshot.encode`).
+    """
     templates = publish.target.templates
     if not templates:
-        return compose(publish, {})
+        return compose(publish, {}, encoded)
     context = template_context(publish.snapshot, publish.target.name, publish.target.namespace)
     try:
         rendered = await renderer(templates, context)
     except RenderError as exc:
         return RenderFailed(exc.reason, str(exc))
-    return compose(publish, rendered)
+    return compose(publish, rendered, encoded)
 
 
 def report(
@@ -376,4 +388,5 @@ def report(
         frozenset(warnings),
         snap,
         "refused" if state is ServiceState.REFUSED else None,
+        ready_count,
     )

@@ -3,10 +3,12 @@
 The operator's own reflectors (:mod:`.informer`) see every Service and
 EndpointSlice event; the runtime then calls :meth:`Hub.wake_service`, which
 sets the :class:`Trigger` of each target that follows that Service. Each
-target's loop (:func:`run_coalesced`) reconciles at
-most once per window, however many wake-ups arrive: a rollout's burst of
-slice updates becomes one ConfigMap write. The first wake-up after a quiet
-period runs at once (leading edge), so a lone change is not delayed.
+target's loop (:func:`run_coalesced`) spends a :class:`WriteBudget`, a token
+bucket: after a quiet period the first ``burst`` wake-ups each run at once (a
+Pod added not ready, then Ready a moment later, is two prompt writes); a
+target that keeps changing runs once per ``window_ms / burst`` however many
+wake-ups arrive, so a rollout's storm of slice updates is coalesced. The last
+wake-up always gets its run.
 
 Pure asyncio, no kopf: the loop is tested on its own.
 """
@@ -16,11 +18,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from kuberesolver.core.backoff import backoff_s
+from kuberesolver.operator.settings import WriteBudget
 
-__all__ = ["Hub", "ServiceKey", "TargetKey", "Trigger", "run_coalesced"]
+__all__ = [
+    "Bucket",
+    "Hub",
+    "ServiceKey",
+    "TargetKey",
+    "Trigger",
+    "WriteBudget",
+    "run_coalesced",
+]
 
 TargetKey: TypeAlias = tuple[str, str]
 """``(namespace, name)`` of a GrpcTarget."""
@@ -28,6 +39,34 @@ ServiceKey: TypeAlias = tuple[str, str]
 """``(namespace, name)`` of a Service."""
 
 _log = logging.getLogger(__name__)
+
+_TOLERANCE_S: Final = 1e-6
+
+
+class Bucket:
+    """One target's tokens of a :class:`WriteBudget` (pure: the caller passes the time).
+
+    Kept as the time the bucket would be full again (a GCRA's theoretical
+    arrival time), so no float drift accumulates in a token count.
+    """
+
+    def __init__(self, budget: WriteBudget) -> None:
+        self._interval = budget.interval_s
+        self._slack = (budget.burst - 1) * budget.interval_s
+        self._full_at = -float("inf")
+
+    def delay(self, now: float) -> float:
+        """How long from ``now`` until a token is there (0: one is there now).
+
+        Less than a microsecond counts as none: the sums of intervals carry
+        float rounding, and a wait that short would only cost a loop turn.
+        """
+        delay = self._full_at - self._slack - now
+        return delay if delay > _TOLERANCE_S else 0.0
+
+    def spend(self, now: float) -> None:
+        """Take a token at ``now`` (call only once :meth:`delay` is 0)."""
+        self._full_at = max(self._full_at, now) + self._interval
 
 
 class Trigger:
@@ -149,32 +188,35 @@ async def run_coalesced(
     trigger: Trigger,
     reconcile: Callable[[float | None], Awaitable[None]],
     *,
-    window_s: float,
+    budget: WriteBudget,
     resync_s: float,
     backoff_s: Callable[[int], float] = backoff_s,
     on_error: Callable[[BaseException], None] | None = None,
 ) -> None:
-    """Call ``reconcile`` at most once per ``window_s`` while ``trigger`` gets woken.
+    """Call ``reconcile`` whenever ``trigger`` is woken, within ``budget``.
 
-    Runs once at the start, then on every wake-up (coalesced), and every
-    ``resync_s`` without one. ``reconcile`` gets the loop time of the first
-    wake-up it serves (for latency metrics), or ``None`` for a resync. A failure is reported to
-    ``on_error`` and retried with backoff; nothing else is done meanwhile, so
-    a failure never publishes anything. Returns when the trigger is closed.
+    Runs once at the start, then on every wake-up, and every ``resync_s``
+    without one. A wake-up that finds a token runs at once; otherwise the
+    loop waits for the next token, and every wake-up meanwhile is served by
+    that one run. ``reconcile`` gets the loop time of the first wake-up it
+    serves (for latency metrics), or ``None`` for a resync. A failure is
+    reported to ``on_error`` and retried with backoff; nothing else is done
+    meanwhile, so a failure never publishes anything. Returns when the
+    trigger is closed.
     """
     loop = asyncio.get_running_loop()
-    last_run = -float("inf")
+    bucket = Bucket(budget)
     failures = 0
     trigger.wake()
     while not trigger.closed:
         await trigger.wait(resync_s)
         if trigger.closed:
             return
-        delay = last_run + window_s - loop.time()
+        delay = bucket.delay(loop.time())
         if delay > 0 and await trigger.sleep(delay):
             return
         first_wake = trigger.consume()
-        last_run = loop.time()
+        bucket.spend(loop.time())
         try:
             await reconcile(first_wake)
         except asyncio.CancelledError:

@@ -34,10 +34,9 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias
 
 from kubernetes import client
-from kubernetes.watch import watch as _k8s_watch
 
 from kuberesolver.core.backoff import backoff_s
 from kuberesolver.core.endpointslices import (
@@ -49,13 +48,16 @@ from kuberesolver.core.endpointslices import (
 )
 from kuberesolver.kube.kubeconfig import CONNECT_TIMEOUT_S
 from kuberesolver.operator.logic.pod_readiness import PodView, overlay, pod_view
+from kuberesolver.operator.logic.slice_decode import decode_slice_event, decode_slice_list
 from kuberesolver.operator.logic.spec import GROUP, PLURAL, VERSION
 from kuberesolver.operator.runtime.hub import ServiceKey
 
 __all__ = [
+    "FastCodec",
     "GrpcTargetIndex",
     "Reflector",
     "ServiceStore",
+    "SliceCodec",
     "grpctarget_reflector",
     "pod_reflector",
     "service_reflectors",
@@ -66,8 +68,6 @@ _log = logging.getLogger("kuberesolver.operator")
 ObjectKey: TypeAlias = tuple[str, str]
 """``(namespace, name)`` of a watched object."""
 
-_lines: Callable[[Any], Iterator[str]] = _k8s_watch.iter_resp_lines
-"""The kubernetes client's reader of a watch response, a line per event."""
 _PAGE: Final = 500
 
 
@@ -227,7 +227,7 @@ class ServiceStore:
             return
         slices = self._slices.setdefault(service, {})
         before = slices.get(obj[1])
-        if before == view and owner == service:
+        if owner == service and _same_slice(before, view):
             return
         self._index(service, before, -1)
         self._index(service, view, +1)
@@ -303,6 +303,13 @@ def grpctarget_reflector(
     )
 
 
+def _same_slice(before: SliceView | None, view: SliceView) -> bool:
+    """Whether two views of a slice are equal; a new ``resourceVersion`` settles it at once."""
+    if before is None or before.get("revision") != view.get("revision"):
+        return False
+    return before == view
+
+
 def _key(obj: Mapping[str, Any]) -> ObjectKey:
     meta = obj.get("metadata") or {}
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
@@ -318,12 +325,28 @@ class _Gone(Exception):
     """The watch's resourceVersion expired (410): relist."""
 
 
+class FastCodec(Protocol):
+    """Decoders of raw JSON straight to what ``decode`` makes of it; ``None``: not this one.
+
+    A reflector given one tries it first on each watch line and LIST page
+    and takes the plain path (:func:`json.loads`, then ``decode``) where it
+    returns ``None``.
+    """
+
+    def event(self, line: bytes) -> tuple[str, str, Any] | None:
+        """``(type, resourceVersion, decoded)`` of an ADDED, MODIFIED or DELETED event."""
+
+    def page(self, data: bytes) -> tuple[list[Any], str, str] | None:
+        """``(decoded items, continue token, resourceVersion)`` of a LIST page."""
+
+
 class Reflector:
     """List, then watch, one resource across all namespaces, on a daemon thread.
 
     ``on_list(items)`` and ``on_event(type, obj)`` run on ``loop`` (through
     ``call_soon_threadsafe``), with objects already decoded; ``decode`` (run on
-    this thread) turns a raw object into what they get.
+    this thread) turns a raw object into what they get, and ``fast``, when
+    given, does the same from the raw bytes where it can (:class:`FastCodec`).
     """
 
     def __init__(
@@ -337,6 +360,7 @@ class Reflector:
         decode: Callable[[Mapping[str, Any]], Any],
         label_selector: str = "",
         watch_timeout_s: int = 300,
+        fast: FastCodec | None = None,
     ) -> None:
         self.name = name
         self._list_fn = list_fn
@@ -344,6 +368,7 @@ class Reflector:
         self._on_list = on_list
         self._on_event = on_event
         self._decode = decode
+        self._fast = fast
         self._selector = label_selector
         self._watch_timeout_s = watch_timeout_s
         self._stop = threading.Event()
@@ -402,20 +427,26 @@ class Reflector:
         while True:
             resp = self._call(limit=_PAGE, _continue=token or None, _request_timeout=60)
             try:
-                body = json.loads(resp.data)
+                data = resp.data
             finally:
                 resp.release_conn()
-            for obj in body.get("items") or []:
-                decoded = self._decoded(obj)
-                if decoded is not None:
-                    items.append(decoded)
-            meta = body.get("metadata") or {}
-            token = meta.get("continue") or ""
+            page = self._fast.page(data) if self._fast is not None else None
+            if page is not None:
+                decoded_items, token, version = page
+                items.extend(decoded_items)
+            else:
+                body = json.loads(data)
+                for obj in body.get("items") or []:
+                    decoded = self._decoded(obj)
+                    if decoded is not None:
+                        items.append(decoded)
+                meta = body.get("metadata") or {}
+                token, version = meta.get("continue") or "", str(meta.get("resourceVersion") or "")
             if not token:
                 break
         self.lists += 1
         self._loop.call_soon_threadsafe(self._on_list, items)
-        return str(meta.get("resourceVersion") or "")
+        return version
 
     def _watch(self, version: str) -> str:
         resp = self._call(
@@ -427,24 +458,36 @@ class Reflector:
         )
         self._response = resp
         try:
-            for event in self._events(resp):
-                kind = event.get("type")
-                obj = event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        raise _Gone()
-                    raise RuntimeError(f"watch error: {obj.get('message') or obj}")
-                meta = obj.get("metadata") or {}
-                version = str(meta.get("resourceVersion") or version)
-                if kind in ("ADDED", "MODIFIED", "DELETED"):
-                    decoded = self._decoded(obj)
-                    if decoded is not None:
-                        self._loop.call_soon_threadsafe(self._on_event, kind, decoded)
+            for line in _byte_lines(resp):
+                fast = self._fast.event(line) if self._fast is not None else None
+                if fast is not None:
+                    kind, seen, decoded = fast
+                    version = seen or version
+                    self._loop.call_soon_threadsafe(self._on_event, kind, decoded)
+                else:
+                    version = self._plain_event(line, version)
                 if self._stop.is_set():
                     break
         finally:
             self._response = None
             resp.release_conn()
+        return version
+
+    def _plain_event(self, line: bytes, version: str) -> str:
+        """Apply one event read with :func:`json.loads`; the resourceVersion after it."""
+        event = json.loads(line)
+        kind = event.get("type")
+        obj = event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise _Gone()
+            raise RuntimeError(f"watch error: {obj.get('message') or obj}")
+        meta = obj.get("metadata") or {}
+        version = str(meta.get("resourceVersion") or version)
+        if kind in ("ADDED", "MODIFIED", "DELETED"):
+            decoded = self._decoded(obj)
+            if decoded is not None:
+                self._loop.call_soon_threadsafe(self._on_event, kind, decoded)
         return version
 
     def _decoded(self, obj: Mapping[str, Any]) -> Any:
@@ -460,10 +503,32 @@ class Reflector:
             _log.warning("%s %s skipped: %s: %s", self.name, where, type(exc).__name__, exc)
             return None
 
-    def _events(self, resp: Any) -> Iterator[dict[str, Any]]:
-        for line in _lines(resp):
+
+def _byte_lines(resp: Any) -> Iterator[bytes]:
+    """The non-empty lines of a watch response, as bytes (one event each)."""
+    pending = b""
+    for chunk in resp.stream(amt=None, decode_content=False):
+        lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
+        pending = lines.pop()
+        for line in lines:
             if line:
-                yield json.loads(line)
+                yield line
+    if pending:
+        yield pending
+
+
+class SliceCodec:
+    """:class:`FastCodec` for EndpointSlices (:mod:`.slice_decode`): what ``decode_slice`` makes."""
+
+    def event(self, line: bytes) -> tuple[str, str, Any] | None:
+        got = decode_slice_event(line)
+        if got is None:
+            return None
+        kind, version, key, service, view = got
+        return kind, version, (key, service, view)
+
+    def page(self, data: bytes) -> tuple[list[Any], str, str] | None:
+        return decode_slice_list(data)
 
 
 def service_reflectors(
@@ -512,6 +577,7 @@ def service_reflectors(
             on_event=slice_event,
             decode=decode_slice,
             label_selector=SERVICE_NAME_LABEL,
+            fast=SliceCodec(),
         ),
     ]
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from kuberesolver.kube.kubeconfig import load_client
 from kuberesolver.operator.logic.readiness import Readiness
 from kuberesolver.operator.logic.reconcile import Renderer
 from kuberesolver.operator.logic.render import render_in_process
+from kuberesolver.operator.runtime.heap import FirstRound, quiet_heap, settle
 from kuberesolver.operator.runtime.hub import Hub, TargetKey, Trigger, run_coalesced
 from kuberesolver.operator.runtime.informer import (
     Reflector,
@@ -46,6 +47,10 @@ if TYPE_CHECKING:
 __all__ = ["Runtime"]
 
 _log = logging.getLogger("kuberesolver.operator")
+
+_RECONCILES_AT_ONCE: Final = 32
+_FIRST_LISTS_S: Final = 120.0
+"""The longest the collector stays off waiting for the first lists."""
 
 
 class Runtime:
@@ -96,6 +101,11 @@ class Runtime:
         )
         self._elector_task: asyncio.Task[None] | None = None
         self._posts: set[asyncio.Task[None]] = set()
+        self.first_round = FirstRound()  # then the heap is settled (.heap)
+        self._settle_task: asyncio.Task[None] | None = None
+        # Reconciles between two awaits run back to back on the loop: when 1,000 targets
+        # start at once, anything else (the Lease renewal) would wait for all of them.
+        self._reconciling = asyncio.Semaphore(_RECONCILES_AT_ONCE)
         self._closed = False
 
     def _service_changed(self, key: tuple[str, str]) -> None:
@@ -132,22 +142,38 @@ class Runtime:
                 self._reflectors.append(
                     pod_reflector(self._watch_api, self.store, asyncio.get_running_loop())
                 )
+            self._settle_task = asyncio.create_task(self._settle_after_lists())
             for reflector in self._reflectors:
                 reflector.start()
         if self._elector_task is None:
             self._elector_task = asyncio.create_task(self.elector.run(), name="kuberesolver-lease")
 
+    async def _settle_after_lists(self) -> None:
+        """The collector off while the first lists are read, then what they built frozen."""
+        with quiet_heap(_FIRST_LISTS_S):
+            await self.store.wait_synced("services", "endpointslices")
+            settle("the first lists")  # before the collector is back: nothing to traverse
+
     async def _lead(self) -> None:
+        self.first_round.begin(self.targets.keys())
         self.targets.lead()
 
     async def _run_target(self, key: TargetKey, entry: Entry, trigger: Trigger) -> None:
         worker = TargetWorker(self, key, entry, trigger)
         self.metrics.targets.inc()
+
+        async def reconcile(first_wake: float | None) -> None:
+            try:
+                async with self._reconciling:
+                    await worker.reconcile(first_wake)
+            finally:
+                self.first_round.reconciled(key)
+
         try:
             await run_coalesced(
                 trigger,
-                worker.reconcile,
-                window_s=self.settings.debounce_s,
+                reconcile,
+                budget=self.settings.write_budget,
                 resync_s=self.settings.resync_s,
                 on_error=worker.on_error,
             )
@@ -179,10 +205,11 @@ class Runtime:
         self._closed = True
         await self.targets.close()  # the loops first: nothing waits for a render to finish
         await self.elector.close()  # stops leading, then releases the Lease
-        if self._elector_task is not None:
-            self._elector_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._elector_task
+        for task in (self._elector_task, self._settle_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.xds is not None:
             await self.xds.stop(grace_s=0.5)  # ADS streams never end by themselves
         await self.status.close()

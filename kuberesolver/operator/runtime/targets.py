@@ -62,6 +62,9 @@ class Targets:
     def running(self) -> int:
         return sum(1 for e in self._entries.values() if e.task is not None and not e.task.done())
 
+    def keys(self) -> list[TargetKey]:
+        return list(self._entries)
+
     def get(self, key: TargetKey) -> Entry | None:
         return self._entries.get(key)
 

@@ -13,8 +13,14 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
-from kuberesolver.core.endpointslices import ServiceView, SliceView, service_view, slice_view
-from kuberesolver.core.snapshot import ENDPOINTS_KEY, SnapshotError, decode
+from kuberesolver.core.endpointslices import (
+    EndpointCache,
+    ServiceView,
+    SliceView,
+    service_view,
+    slice_view,
+)
+from kuberesolver.core.snapshot import ENDPOINTS_KEY, EncodedEndpoints, SnapshotError, decode
 from kuberesolver.operator.logic.configmap import build_configmap, controller_uid, is_owned_by
 from kuberesolver.operator.logic.reconcile import (
     Plan,
@@ -88,6 +94,13 @@ class TargetWorker:
         self.confirmed = False  # whether a missing Service or slice was checked with the API
         self.status_at = -float("inf")  # loop time of the last status handed to the lane
         self.status_timer: asyncio.TimerHandle | None = None
+        self.endpoints = EndpointCache()
+        self._read_body: Mapping[str, Any] | None = None
+        self._spec: dict[str, Any] = {}
+        self._status: dict[str, Any] = {}
+        self.encoded = EncodedEndpoints()
+        self.known_text: tuple[str, Published] | None = None
+        """An ``endpoints.json`` text and what it decodes to (the last written or read)."""
 
     @property
     def uid(self) -> str:
@@ -114,8 +127,11 @@ class TargetWorker:
         started = loop.time()
         body = self.entry.body
         generation = int((body.get("metadata") or {}).get("generation") or 0)
-        raw_spec = plain(body.get("spec") or {})
-        old_status = plain(body.get("status") or {})
+        if body is not self._read_body:  # copied once per object kopf hands over, not per change
+            self._read_body = body
+            self._spec = plain(body.get("spec") or {})
+            self._status = plain(body.get("status") or {})
+        raw_spec, old_status = self._spec, self._status
         self.entry.planned_generation = generation
 
         svc_key = (raw_spec.get("serviceNamespace") or self.namespace, raw_spec.get("service", ""))
@@ -132,9 +148,13 @@ class TargetWorker:
         if self.configmap_name != cm_name:
             await self._load_configmap(cm_name, old_status)
 
-        the_plan = plan(self.name, self.namespace, raw_spec, service, slices, self.published)
+        the_plan = plan(
+            self.name, self.namespace, raw_spec, service, slices, self.published, self.endpoints
+        )
         rendered = (
-            await render(the_plan, self.runtime.renderer) if isinstance(the_plan, Publish) else None
+            await render(the_plan, self.runtime.renderer, self.encoded)
+            if isinstance(the_plan, Publish)
+            else None
         )
         written = (
             await self._publish(the_plan, rendered) if isinstance(rendered, Rendered) else None
@@ -148,7 +168,7 @@ class TargetWorker:
             self.runtime.metrics.set_endpoints(
                 self.namespace,
                 self.name,
-                len(rep.current.ready_endpoints),
+                rep.ready_count,
                 len(rep.current.endpoints),
             )
         self.runtime.metrics.reconcile_seconds.observe(
@@ -192,13 +212,16 @@ class TargetWorker:
         stored: Published | None = None
         if cm is not None and is_owned_by(cm, self.uid):
             raw = (cm.get("data") or {}).get(ENDPOINTS_KEY)
-            if raw:
+            if raw and self.known_text is not None and raw == self.known_text[0]:
+                stored = self.known_text[1]  # what this worker wrote (a resync): no decoding
+            elif raw:
                 try:
                     previous = decode(raw, f"ConfigMap {self.namespace}/{cm_name}")
                 except SnapshotError as exc:
                     _log.warning("%s; it will be rewritten", exc)
                 else:
                     stored = Published(previous.revision, previous.endpoints)
+                    self.known_text = (raw, stored)
         self.configmap = cm
         self.configmap_name = cm_name
         self.published = baseline(self.published, stored, int(old_status.get("revision") or 0))
@@ -260,6 +283,7 @@ class TargetWorker:
                 return WriteFailed("WriteRefused", f"the apiserver refuses {name}: {exc}", False)
             return WriteFailed("WriteFailed", str(exc), retry=True)
         self.published = Published(the_plan.snapshot.revision, the_plan.snapshot.endpoints)
+        self.known_text = (rendered.data[ENDPOINTS_KEY], self.published)
         return Written(wrote)
 
     async def _report(
@@ -282,7 +306,7 @@ class TargetWorker:
             generation=generation,
             now=datetime.datetime.now(datetime.UTC),
             configmap_name=cm_name,
-            ready_endpoints=len(current.ready_endpoints) if current else None,
+            ready_endpoints=rep.ready_count if current else None,
             total_endpoints=len(current.endpoints) if current else None,
             revision=self.published.revision if self.published else None,
             updated=isinstance(written, Written) and written.wrote,

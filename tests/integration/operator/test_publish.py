@@ -264,8 +264,8 @@ def test_missing_service_publishes_empty_then_recovers(
 
 
 def test_writes_only_on_change_and_coalesces_bursts(ns: Namespace, operator_factory: Any) -> None:
-    # A long window, so that the burst below surely falls into few windows.
-    op = operator_factory(env={"KUBERESOLVER_DEBOUNCE_MS": "3000"})
+    # A fixed 3 s window, so that the burst below surely falls into few windows.
+    op = operator_factory(env={"KUBERESOLVER_WRITE_BUDGET": "1/3000ms"})
     ns.service("burst")
     ns.make_slice("burst", "burst-1", [ep(pod_ip(71))])
     ns.create_target("burst", {"service": "burst"})

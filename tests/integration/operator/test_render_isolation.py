@@ -155,7 +155,7 @@ def set_slice(api: client.ApiClient, namespace: str, service: str, address: str)
 def test_a_hostile_template_stalls_no_other_target(ns: Namespace, operator_factory: Any) -> None:
     op: OperatorProcess = operator_factory(
         {
-            "KUBERESOLVER_DEBOUNCE_MS": "0",  # every change on its own: latency, not coalescing
+            "KUBERESOLVER_WRITE_BUDGET": "1/0ms",  # every change on its own: no coalescing
             "KUBERESOLVER_RENDER_CPU_S": "10",  # long enough to measure beside it
             "KUBERESOLVER_RENDER_TIMEOUT_MS": "60000",
         }
