@@ -1,7 +1,8 @@
 """The Helm chart on a real apiserver: the README's install, and server-side dry-runs.
 
 ``helm`` is v4 built from its Go module (testenv/build-tools.sh). The real
-install runs the README's helm line verbatim on a fresh control plane; the
+install runs the README's two helm lines verbatim on a fresh control plane
+(``helm package``, then ``helm install`` of the package, not the directory); the
 test then stands in for the kubelet as in test_readme_install.py: the
 operator runs as a local process under the chart's ServiceAccount token.
 test_chart_render.py checks the rendered objects over a values matrix;
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
+import kuberesolver
 from testenv import ControlPlane
 from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
@@ -33,9 +35,12 @@ TEMPLATE = "helm template kuberesolver charts/kuberesolver --namespace kuberesol
 def helm_installed(
     fresh_control_plane: ControlPlane, fresh_admin: client.ApiClient, user: UserShell
 ) -> Iterator[OperatorProcess]:
-    """The README's helm install on a fresh cluster, and the operator it configured."""
-    (line,) = readme_block("helm")
-    user.run(line)
+    """The README's helm install of the packaged chart on a fresh cluster, and the
+    operator it configured."""
+    package, install = readme_block("helm")
+    user.run(package)
+    assert install.split()[3].endswith(".tgz"), install  # the package, not the directory
+    user.run(install)
     kubeconfig = operator_token_kubeconfig(fresh_control_plane, fresh_admin)
     with OperatorProcess(kubeconfig, name="helm") as op:
         yield op
@@ -46,6 +51,9 @@ def test_helm_install_then_the_operator_publishes(
 ) -> None:
     status = user.run("helm status kuberesolver -n kuberesolver-system").stdout
     assert "STATUS: deployed" in status, status
+    releases = user.run("helm list -n kuberesolver-system -o json").stdout
+    chart = f'"chart":"kuberesolver-{kuberesolver.__version__}"'
+    assert chart in releases.replace(" ", ""), releases
     core = client.CoreV1Api(fresh_admin)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="shop")))
     core.create_namespaced_service(

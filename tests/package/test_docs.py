@@ -94,3 +94,18 @@ def test_the_target_forms_in_the_docstring_parse() -> None:
         assert form.startswith("kubernetes:"), form
         parsed = kuberesolver.client.target.parse_target(form)
         assert parsed.service == "svc", form
+
+
+def test_one_version_for_package_chart_and_changelog() -> None:
+    """The versioning policy in CHANGELOG.md: one version, and its newest entry carries it."""
+    import yaml
+
+    from kuberesolver import __version__
+
+    chart = yaml.safe_load((docs.ROOT / "charts/kuberesolver/Chart.yaml").read_text())
+    assert chart["version"] == chart["appVersion"] == __version__
+    releases = re.findall(r"^## \[(\d[^\]]*)\]", (docs.ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert releases[:1] == [__version__], releases
+    readme = (docs.ROOT / "README.md").read_text()
+    assert f"**Status: {__version__}, a pre-release.**" in readme
+    assert f"dist/kuberesolver-{__version__}.tgz" in readme
