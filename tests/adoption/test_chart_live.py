@@ -219,10 +219,30 @@ def test_every_feature_runs_under_the_charts_rbac(
     assert all(verdicts.values()), verdicts
 
 
+@pytest.fixture(scope="module")
+def shop(everything_on: str, fresh_admin: client.ApiClient) -> str:
+    """Namespace shop with Service cart and its one ready Pod (made by the first test, or
+    here when a test runs alone)."""
+    core = client.CoreV1Api(fresh_admin)
+    try:
+        core.read_namespaced_pod("cart-1", "shop")
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+        core.create_namespace({"metadata": {"name": "shop"}})
+        core.create_namespaced_service("shop", {
+            "metadata": {"name": "cart"},
+            "spec": {"selector": {"app": "cart"},
+                     "ports": [{"name": "grpc", "port": 50051, "targetPort": "grpc"}]},
+        })  # fmt: skip
+        run_pod(fresh_admin, "shop", "cart-1", pod_ip(71), {"app": "cart"})
+    return "shop"
+
+
 @pytest.mark.parametrize("feature", list(ALONE))
 @pytest.mark.parametrize("mode", list(MODES))
 def test_each_feature_alone_runs_under_its_rbac(
-    everything_on: str,
+    shop: str,
     mode: str,
     feature: str,
     user: UserShell,

@@ -25,6 +25,7 @@ from testenv.kube import admin_session, apply_object, create_namespace, service_
 from testenv.operator_process import OperatorProcess
 from testenv.tools import UserShell
 from tests.adoption.chart import render
+from tests.adoption.rbac_calls import feature_calls
 from tests.integration.operator.helpers import Namespace, ep
 
 pytestmark = pytest.mark.integration
@@ -151,6 +152,10 @@ def test_the_operator_serves_its_namespaces_with_namespaced_calls_only(
     wide = [str(c) for c in calls if not c.namespace and c.resource]
     assert wide == [], "cluster-scoped calls beyond the CRD:\n" + "\n".join(wide)
     assert {c.namespace for c in calls if c.namespace} <= {RELEASE_NS, *WATCHED}
+    # Every call is one tests/adoption/rbac_calls.py declares (and the chart grants).
+    declared = {(v, c.resource) for c in feature_calls(VALUES) for v in c.verbs}
+    made = {(c.verb, c.resource) for c in calls if c.resource}
+    assert made <= declared, sorted(made - declared)
     watched = {(c.resource, c.namespace) for c in calls if c.verb == "watch"}
     for ns in WATCHED:
         for resource in ("services", "endpointslices", "pods", "grpctargets"):
