@@ -41,7 +41,8 @@ CORE = (
         "kuberesolver.io",
         "grpctargets",
         ("get",),
-        "webhook.py: Kube.get_grpctarget (the webhook; list already shows every GrpcTarget)",
+        "no call in the operator's code makes it (the webhook reads a namespace's "
+        "GrpcTargets with list: admission._plan_mounts, Kube.list_grpctargets); granted",
     ),
     Call(
         "watched",
