@@ -55,9 +55,12 @@ class OperatorProcess:
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
+        # Namespaced mode: kopf gets the namespaces of KUBERESOLVER_WATCH_NAMESPACES.
+        watched = [n.strip() for n in env.get("KUBERESOLVER_WATCH_NAMESPACES", "").split(",")]
+        scope = [f"--namespace={n}" for n in watched if n] or ["--all-namespaces"]
         argv = [
             sys.executable, "-m", "kopf", "run", "-m", "kuberesolver.operator",
-            "--all-namespaces", "--standalone",
+            *scope, "--standalone",
             f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
             "--quiet" if self.quiet else "--verbose",
         ]  # fmt: skip

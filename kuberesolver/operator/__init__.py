@@ -49,7 +49,9 @@ changing; ``1/300ms`` is a fixed window; ``KUBERESOLVER_DEBOUNCE_MS=N`` is its
 deprecated alias for ``1/Nms``), ``KUBERESOLVER_METRICS_PORT`` (0: off),
 ``KUBERESOLVER_RESYNC_S`` (300), ``KUBERESOLVER_LEASE_DURATION_S`` (8),
 ``KUBERESOLVER_LEASE_RETRY_S`` (2), ``KUBERESOLVER_LEASE_NAME``,
-``KUBERESOLVER_LEASE_NAMESPACE``, ``KUBERESOLVER_IDENTITY``.
+``KUBERESOLVER_LEASE_NAMESPACE``, ``KUBERESOLVER_IDENTITY``,
+``KUBERESOLVER_WATCH_NAMESPACES`` (namespaced mode: every list and watch per
+namespace, with kopf's ``--namespace`` per namespace instead of ``--all-namespaces``).
 Templates render in worker processes (:mod:`.sandbox.render_pool`), never here:
 ``KUBERESOLVER_RENDER_WORKERS`` (2), and per render ``KUBERESOLVER_RENDER_CPU_S``
 (2), ``KUBERESOLVER_RENDER_MEMORY_MIB`` (256) and ``KUBERESOLVER_RENDER_TIMEOUT_MS``

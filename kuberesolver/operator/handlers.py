@@ -9,6 +9,11 @@
   of every GrpcTarget version and deletion; the operator's own task per
   target (while this replica holds the Lease) plans and writes.
 
+Namespaced mode (``KUBERESOLVER_WATCH_NAMESPACES``, with kopf's ``--namespace``
+arguments naming the same namespaces): every watch and list is per namespace,
+kopf's scans of namespaces and CRDs are off (they are cluster-wide), and a
+GrpcTarget kopf delivers from another namespace is ignored with one log line.
+
 Every replica runs every handler and every watch (no kopf peering: warm views everywhere);
 only the Lease holder writes. No handler needs a finalizer: the ConfigMap is
 owned by its GrpcTarget and the garbage collector removes it, so a GrpcTarget
@@ -70,6 +75,10 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
         xds = XdsSettings.from_env()
     except (SettingsError, ValueError) as exc:
         raise kopf.PermanentError(f"bad setting: {exc}") from exc
+    _check_mode(ours, settings.peering.clusterwide)
+    if ours.watch_namespaces:
+        # Listing namespaces and watching CRDs are cluster-wide; the namespaces are given.
+        settings.scanning.disabled = True
     settings.posting.enabled = False  # our Events are posted by the leader (worker.py)
     settings.posting.reporting_component = REPORTER
     settings.posting.reporting_instance = ours.identity
@@ -110,13 +119,32 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
             ) from exc
         memo["ready_server"] = ready
     _log.info(
-        "kuberesolver operator starting as %s: write budget %s, metrics port %d, Lease %s/%s",
+        "kuberesolver operator starting as %s: write budget %s, metrics port %d, Lease %s/%s, "
+        "watching %s",
         ours.identity,
         ours.write_budget,
         ours.metrics_port,
         ours.lease_namespace,
         ours.lease_name,
+        ", ".join(ours.watch_namespaces) or "all namespaces",
     )
+
+
+def _check_mode(ours: Settings, clusterwide: bool) -> None:
+    """Refuse to start when kopf's watch and ours disagree on the mode: kopf cluster-wide
+    under namespaced RBAC is refused every call, and kopf namespaced with cluster-wide
+    watches would serve targets it never hears of."""
+    if ours.watch_namespaces and clusterwide:
+        flags = " ".join(f"--namespace={ns}" for ns in ours.watch_namespaces)
+        raise kopf.PermanentError(
+            f"KUBERESOLVER_WATCH_NAMESPACES={','.join(ours.watch_namespaces)} is set, but kopf "
+            f"runs with --all-namespaces: run it with {flags} instead"
+        )
+    if not ours.watch_namespaces and not clusterwide:
+        raise kopf.PermanentError(
+            "kopf runs with --namespace but KUBERESOLVER_WATCH_NAMESPACES is not set: "
+            "set it to the same namespaces (comma-separated), or run kopf with --all-namespaces"
+        )
 
 
 @kopf.on.cleanup()
@@ -163,6 +191,18 @@ async def grpctarget_event(
     if runtime is None:
         return
     key = (namespace or "", name)
+    if not runtime.settings.watches(key[0]):
+        if key not in runtime.ignored:  # kopf's --namespace and ours differ: once per target
+            runtime.ignored.add(key)
+            _log.warning(
+                "GrpcTarget %s/%s ignored: namespace %r is not in KUBERESOLVER_WATCH_NAMESPACES "
+                "(%s); give kopf the same --namespace arguments",
+                key[0],
+                name,
+                key[0],
+                ",".join(runtime.settings.watch_namespaces),
+            )
+        return
     if type == "DELETED":
         runtime.targets.forget(key, uid)
         runtime.metrics.forget_target(key[0], name)

@@ -43,6 +43,14 @@ The environment variables are:
 ``KUBERESOLVER_IDENTITY``
     This replica's name in the Lease and on its Events (default: host name
     and process id; the Deployment passes the Pod's name).
+``KUBERESOLVER_WATCH_NAMESPACES``
+    Namespaced mode: the namespaces whose GrpcTargets, Services,
+    EndpointSlices and Pods the operator lists and watches, comma-separated
+    (default empty: every namespace, with cluster-wide watches). Every watch
+    and list is then per namespace, so namespaced RBAC (a Role in each) is
+    enough. kopf must be run with the same ``--namespace=NS`` arguments
+    instead of ``--all-namespaces``; the operator refuses to start when one
+    is namespaced and the other not.
 ``KUBERESOLVER_RENDER_WORKERS``
     How many worker processes render the GrpcTargets' templates (default 2).
     Templates never run in the operator's own process (:mod:`.sandbox.render_pool`).
@@ -66,7 +74,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["DEFAULTS", "Settings", "SettingsError", "WriteBudget"]
+from kuberesolver.core.names import is_dns1123_label
+
+__all__ = ["DEFAULTS", "Settings", "SettingsError", "WriteBudget", "watch_namespaces"]
 
 _log = logging.getLogger("kuberesolver.operator")
 
@@ -133,6 +143,12 @@ class Settings:
     render_cpu_s: int = 2
     render_memory_mib: int = 256
     render_timeout_ms: int = 5000
+    watch_namespaces: tuple[str, ...] = ()
+    """Namespaced mode: the only namespaces watched (sorted); empty: every namespace."""
+
+    def watches(self, namespace: str) -> bool:
+        """Whether ``namespace`` is one this operator lists and watches."""
+        return not self.watch_namespaces or namespace in self.watch_namespaces
 
     @property
     def status_interval_s(self) -> float:
@@ -162,6 +178,7 @@ class Settings:
         render_cpu_s: int | None = None,
         render_memory_mib: int | None = None,
         render_timeout_ms: int | None = None,
+        watch_namespaces: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Arguments win, then ``KUBERESOLVER_*`` variables, then :data:`DEFAULTS`.
@@ -228,6 +245,7 @@ class Settings:
                 100,
                 3_600_000,
             ),
+            watch_namespaces=_namespaces(watch_namespaces, env),
         )
 
 
@@ -285,6 +303,25 @@ def _budget(
             f"and the window at most {_MAX_WINDOW_MS} ms"
         )
     return budget
+
+
+def watch_namespaces(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """``KUBERESOLVER_WATCH_NAMESPACES``, sorted and without repeats (:class:`SettingsError`
+    if a name is not a namespace name)."""
+    return _namespaces(None, os.environ if environ is None else environ)
+
+
+def _namespaces(arg: str | None, env: Mapping[str, str]) -> tuple[str, ...]:
+    name = "KUBERESOLVER_WATCH_NAMESPACES"
+    raw = arg if arg is not None else env.get(name, "")
+    names = {part.strip() for part in raw.split(",") if part.strip()}
+    bad = sorted(n for n in names if not is_dns1123_label(n))
+    if bad:
+        raise SettingsError(
+            f"{name}={raw!r}: {', '.join(repr(b) for b in bad)} is not a namespace name "
+            "(a DNS-1123 label; patterns are not supported)"
+        )
+    return tuple(sorted(names))
 
 
 def _text(arg: str | None, env: Mapping[str, str], name: str, default: str) -> str:

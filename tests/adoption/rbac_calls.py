@@ -33,14 +33,16 @@ CORE = (
         "kuberesolver.io",
         "grpctargets",
         ("list", "watch"),
-        "kopf's watch for handlers.grpctarget_event; xds_feed.XdsFeed._list_from_api",
+        "kopf's watch for handlers.grpctarget_event; xds.feed.XdsFeed._list_from_api; "
+        "the webhook's informer.grpctarget_reflectors (per namespace in namespaced mode)",
     ),
     Call(
         "watched",
         "kuberesolver.io",
         "grpctargets",
         ("get",),
-        "webhook.py: Kube.get_grpctarget (the webhook; list already shows every GrpcTarget)",
+        "no call in the operator's code makes it (the webhook reads a namespace's "
+        "GrpcTargets with list: admission._plan_mounts, Kube.list_grpctargets); granted",
     ),
     Call(
         "watched",
@@ -49,7 +51,13 @@ CORE = (
         ("patch",),
         "status_writer.StatusWriter: Kube.patch_status (merge patch)",
     ),
-    Call("watched", "", "services", ("list", "watch"), "informer.service_reflectors"),
+    Call(
+        "watched",
+        "",
+        "services",
+        ("list", "watch"),
+        "informer.service_reflectors (per namespace in namespaced mode)",
+    ),
     Call("watched", "", "services", ("get",), "worker.TargetWorker: Kube.get_service"),
     Call(
         "watched",
@@ -71,7 +79,7 @@ CORE = (
         "apiextensions.k8s.io",
         "customresourcedefinitions",
         ("list", "watch"),
-        "kopf's scan of CRD changes",
+        "kopf's scan of CRD changes (off in namespaced mode: granted, not called)",
     ),
     Call(
         "release",
@@ -108,7 +116,7 @@ WEBHOOK_SELF_TLS = (
         name="{full}-mounts",
     ),
 )
-XDS_PODS = (Call("watched", "", "pods", ("list", "watch"), "informer.pod_reflector"),)
+XDS_PODS = (Call("watched", "", "pods", ("list", "watch"), "informer.pod_reflectors"),)
 XDS_TOKEN_AUTH = (
     Call(
         "cluster",

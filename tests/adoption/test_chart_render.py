@@ -201,6 +201,8 @@ def test_namespaced_mode_grants_namespaced_resources_only_by_role(offline: UserS
     assert "--namespace=shop" in args
     assert "--namespace=tenant" in args
     assert "--all-namespaces" not in args
+    env = {e["name"]: e.get("value") for e in container(objects)["env"]}
+    assert env["KUBERESOLVER_WATCH_NAMESPACES"] == "shop,tenant"
     (hook,) = one(objects, "MutatingWebhookConfiguration")["webhooks"]
     assert hook["namespaceSelector"] == {"matchExpressions": [
         {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["shop", "tenant"]}
@@ -432,7 +434,7 @@ def test_combinations_the_schema_cannot_express_are_refused(
         ({}, ()),
         ({"webhook.tls.mode": "certManager"}, ("cert-manager",)),
         ({"webhook.enabled": False}, ("no-webhook",)),
-        ({"watchNamespaces": ["shop"]}, ("namespaced",)),
+        ({"watchNamespaces": ["shop", "tenant"]}, ("namespaced",)),
         ({"xds.enabled": True, "xds.podReadiness": False}, ("xds",)),
         ({"xds.enabled": True}, ("xds", "xds-pod-readiness")),
         (

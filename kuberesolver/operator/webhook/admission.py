@@ -68,9 +68,10 @@ from kuberesolver.kube.kubeconfig import load_client
 from kuberesolver.operator.runtime.informer import (
     GrpcTargetIndex,
     Reflector,
-    grpctarget_reflector,
+    grpctarget_reflectors,
 )
 from kuberesolver.operator.runtime.kube import ApiError, Kube
+from kuberesolver.operator.settings import watch_namespaces
 from kuberesolver.operator.webhook.tls import (
     CertKeeper,
     ReloadingServer,
@@ -312,6 +313,7 @@ async def webhook_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_:
     try:
         tls = TlsSettings.from_env()
         deadline_ms = webhook_deadline_ms()
+        namespaces = watch_namespaces()
     except (TlsSettingsError, ValueError) as exc:
         raise kopf.PermanentError(f"bad setting: {exc}") from exc
     kube = memo["webhook_kube"] = Kube(workers=2)
@@ -339,18 +341,19 @@ async def webhook_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_:
     memo["webhook_keeper"] = keeper
     memo["webhook_xds"] = InjectSettings.from_env()
     memo["webhook_deadline_s"] = deadline_ms / 1000
-    index = memo["webhook_targets"] = GrpcTargetIndex()
+    index = memo["webhook_targets"] = GrpcTargetIndex(namespaces)
     api, _namespace = load_client(pool_maxsize=2)
-    reflector = grpctarget_reflector(api, index, asyncio.get_running_loop())
-    memo["webhook_reflector"], memo["webhook_api"] = reflector, api
-    reflector.start()
+    reflectors = grpctarget_reflectors(api, index, asyncio.get_running_loop())
+    memo["webhook_reflectors"], memo["webhook_api"] = reflectors, api
+    for reflector in reflectors:
+        reflector.start()
     memo["webhook_tls_task"] = asyncio.create_task(keeper.run(), name="kuberesolver-webhook-tls")
     _log.info("admission webhook %s on port %d, TLS: %s", WEBHOOK_ID, port, tls.mode)
 
 
 async def webhook_cleanup(memo: kopf.Memo, **_: Any) -> None:
-    reflector: Reflector | None = memo.get("webhook_reflector")
-    if reflector is not None:
+    reflectors: list[Reflector] = memo.get("webhook_reflectors") or []
+    for reflector in reflectors:
         reflector.stop()
     api = memo.get("webhook_api")
     if api is not None:
@@ -406,6 +409,13 @@ async def _plan_mounts(
     if problems or not names:
         return [], problems
     index: GrpcTargetIndex | None = memo.get("webhook_targets")
+    if index is not None and not index.watches(namespace):
+        # Namespaced mode: its GrpcTargets are neither watched nor readable (no Role there).
+        _log.warning("a Pod in %s asks for GrpcTargets of a namespace not watched", namespace)
+        return [], [
+            f"{TARGETS_ANNOTATION}: namespace {namespace!r} is not watched by kuberesolver "
+            f"(it watches {', '.join(index.namespaces)}); the Pod is left unchanged"
+        ]
     targets: dict[str, Mapping[str, Any] | None] = dict.fromkeys(names)
     if index is not None and index.synced.is_set():
         targets = {name: index.get(namespace, name) for name in names}

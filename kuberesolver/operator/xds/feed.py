@@ -187,13 +187,29 @@ class XdsFeed:
         from kubernetes import client
 
         api: Any = client.CustomObjectsApi(self._client())
-        listed: Mapping[str, Any] = await asyncio.to_thread(
-            api.list_cluster_custom_object, GROUP, VERSION, PLURAL, _request_timeout=30
-        )
+        pages: list[Mapping[str, Any]] = []
+        for namespace in self.services.namespaces:  # namespaced mode: never cluster-wide
+            pages.append(
+                await asyncio.to_thread(
+                    api.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    _request_timeout=30,
+                )
+            )
+        if not self.services.namespaces:
+            pages.append(
+                await asyncio.to_thread(
+                    api.list_cluster_custom_object, GROUP, VERSION, PLURAL, _request_timeout=30
+                )
+            )
         keys: list[TargetKey] = []
-        for item in listed.get("items") or []:
-            meta: Mapping[str, Any] = item.get("metadata") or {}
-            keys.append((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
+        for listed in pages:
+            for item in listed.get("items") or []:
+                meta: Mapping[str, Any] = item.get("metadata") or {}
+                keys.append((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
         return keys
 
     async def _first_sync(self) -> None:
@@ -315,7 +331,15 @@ class XdsFeed:
 
     def _put(self, key: TargetKey, target: _Target) -> None:
         service, slices = self.services.lookup_live(target.service)
-        the_plan = plan(key[1], key[0], target.spec, service, slices, target.published)
+        the_plan = plan(
+            key[1],
+            key[0],
+            target.spec,
+            service,
+            slices,
+            target.published,
+            watched=self.services.namespaces,
+        )
         if isinstance(the_plan, InvalidSpec | PortNotFound):
             self._problem(key, target, the_plan.message)
             return
