@@ -39,14 +39,6 @@ CORE = (
     Call(
         "watched",
         "kuberesolver.io",
-        "grpctargets",
-        ("get",),
-        "no call in the operator's code makes it (the webhook reads a namespace's "
-        "GrpcTargets with list: admission._plan_mounts, Kube.list_grpctargets); granted",
-    ),
-    Call(
-        "watched",
-        "kuberesolver.io",
         "grpctargets/status",
         ("patch",),
         "status_writer.StatusWriter: Kube.patch_status (merge patch)",
