@@ -13,11 +13,11 @@ import string
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from kuberesolver.core.endpointslices import service_view
-from kuberesolver.core.names import is_dns1123_label
+from kuberesolver.core.names import is_dns1035_label, is_dns1123_label, is_dns1123_subdomain
 from kuberesolver.operator.webhook.admission import (
     MOUNT_ROOT,
     Mount,
@@ -225,50 +225,47 @@ def test_any_image_setting_is_an_image_without_spaces_or_a_clear_error(
         assert got.pull_policy in ("Always", "IfNotPresent", "Never")
 
 
-SPEC_TEXT = st.text(alphabet=string.ascii_letters + string.digits + "-./_ %\n", max_size=70)
-
-
-@given(
-    st.lists(
-        st.tuples(SPEC_TEXT, SPEC_TEXT, SPEC_TEXT, st.booleans() | st.none()),
-        min_size=1,
-        max_size=6,
-    ),
-    st.booleans(),
+SPEC_TEXT = st.one_of(
+    st.sampled_from(["", "greeter", "shop", "a-b", "a.b", "Greeter", "a b", "../etc", "x/y", "-x"]),
+    st.text(alphabet=string.ascii_letters + string.digits + "-./_ %\n", max_size=70),
 )
-def test_whatever_the_target_specs_a_sidecar_only_ever_gets_checked_arguments(
-    specs: list[tuple[str, str, str, bool | None]], with_image: bool
+"""A GrpcTarget field: absent, a good name, or any text at all."""
+
+
+@given(SPEC_TEXT, SPEC_TEXT, SPEC_TEXT, st.booleans(), st.booleans())
+@example("Greeter", "", "", True, True)  # one bad field each, the rest good: never a sidecar
+@example("greeter", "a.b", "", True, True)
+@example("greeter", "", "x/y", True, True)
+@example("greeter", "shop", "greeter.v2", True, True)  # all good: a sidecar
+@settings(max_examples=300)
+def test_whatever_the_target_spec_a_sidecar_only_ever_gets_checked_arguments(
+    service: str, service_namespace: str, configmap: str, headless: bool, with_image: bool
 ) -> None:
     """GrpcTarget specs are tenant text: a sidecar is planned only for names that passed the
-    checks, and each of its arguments is one flag with a plain value."""
-    names = [f"t{i}" for i in range(len(specs))]
-    targets = {
-        n: {"spec": {"service": s, "serviceNamespace": ns, "configMapName": cm}}
-        for n, (s, ns, cm, _) in zip(names, specs, strict=True)
-    }
-    headless = {f"t{i}": h for i, (*_, h) in enumerate(specs)}
-    mounts, _problems = plan_mounts("app", names, targets)
-    by_target = {m.target: m for m in mounts}
+    checks, and each of its arguments is one flag with a checked value."""
+    spec = {"service": service, "serviceNamespace": service_namespace, "configMapName": configmap}
+    targets = {"odd": {"spec": spec}, "inventory": TARGETS["inventory"]}
+    mounts, problems = plan_mounts("app", ["odd", "inventory"], targets)
 
-    def lookup(namespace: str, service: str) -> bool | None:
-        for m in by_target.values():
-            if (m.service_namespace, m.service) == (namespace, service):
-                return headless[m.target]
-        raise AssertionError("looked up a Service no mount names")
+    def lookup(namespace: str, name: str) -> bool | None:
+        return headless and (namespace, name) != ("shop", "stock")
 
     chosen, warnings = choose_delivery(mounts, lookup, IMAGE if with_image else None)
-    assert all(w.isascii() and w.isprintable() and len(w) < 400 for w in warnings)
+    assert all(w.isascii() and w.isprintable() and len(w) < 400 for w in [*problems, *warnings])
     body = pod()
     inject(body, chosen, "app")
-    for side in body["spec"].get("initContainers", []):
+    sidecars = body["spec"].get("initContainers", [])
+    for side in sidecars:
         assert is_dns1123_label(side["name"])
-        for arg in side["command"][1:]:
-            flag, _, value = arg.partition("=")
-            assert flag in ("--namespace", "--configmap", "--dir")
-            assert value
-            assert value.isascii()
-            assert not any(c.isspace() for c in value)
-            assert flag != "--dir" or (value.startswith(MOUNT_ROOT + "/") and ".." not in value)
-    sidecars = {c["name"] for c in body["spec"].get("initContainers", [])}
-    assert sidecars == {m.volume for m in chosen if headless[m.target] and with_image}
-    assert len(warnings) == (0 if with_image else sum(bool(headless[m.target]) for m in chosen))
+        flags = dict(arg.partition("=")[::2] for arg in side["command"][1:])
+        assert list(flags) == ["--namespace", "--configmap", "--dir"]
+        assert flags["--namespace"] == "app"
+        assert is_dns1123_subdomain(flags["--configmap"])
+        directory, _, leaf = flags["--dir"].rpartition("/")
+        name, _, namespace = leaf.partition(".")
+        assert directory == MOUNT_ROOT
+        assert is_dns1035_label(name)
+        assert is_dns1123_label(namespace)
+    planned_headless = bool(mounts) and headless
+    assert len(sidecars) == (1 if planned_headless and with_image else 0)
+    assert len(warnings) == (1 if planned_headless and not with_image else 0)

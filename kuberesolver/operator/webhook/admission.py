@@ -5,7 +5,12 @@ so other Pods never reach it) and annotated
 ``kuberesolver.io/targets: "greeter,inventory"`` (GrpcTargets in its namespace)
 gets, per target, one read-only ConfigMap volume mounted in every container at
 ``/var/run/kuberesolver/<service>.<namespace>``, never with ``subPath``
-(subPath mounts are never updated). Nothing else changes.
+(subPath mounts are never updated). Nothing else changes. But a target whose
+Service is headless (no ClusterIP to fall back on while kubelet's copy lags,
+as this replica's watch of the Services says) gets an ``emptyDir`` there
+instead, written by the projector in a native sidecar
+(:mod:`.projector_inject`; without ``KUBERESOLVER_PROJECTOR_IMAGE``, the
+ConfigMap volume and a warning naming the Service).
 
 The annotation is tenant input. Every name must be a DNS-1123 subdomain (so
 ``otherns/secret`` or ``greeter/status`` never becomes an API path), and a Pod
@@ -32,7 +37,7 @@ seen costs one LIST of the Pod's namespace (a consistent read, so a GrpcTarget
 created just before its Pod is found), never one request per name.
 
 :func:`parse_targets`, :func:`plan_mounts`, :func:`conflicts` and :func:`inject`
-are pure; the handler only reads the GrpcTargets and hands kopf the transformation.
+(and :func:`.projector_inject.choose_delivery`) are pure; the handler only reads the GrpcTargets and hands kopf the transformation.
 
 The same handler injects the xDS bootstrap into a Pod annotated
 ``kuberesolver.io/xds: "true"`` (:mod:`.xds_inject`: the environment variable,
