@@ -37,7 +37,9 @@ seen costs one LIST of the Pod's namespace (a consistent read, so a GrpcTarget
 created just before its Pod is found), never one request per name.
 
 :func:`parse_targets`, :func:`plan_mounts`, :func:`conflicts` and :func:`inject`
-(and :func:`.projector_inject.choose_delivery`) are pure; the handler only reads the GrpcTargets and hands kopf the transformation.
+(and :func:`.projector_inject.choose_delivery`) are pure; the handler only reads
+the GrpcTargets (and, from memory, which Services are headless) and hands kopf
+the transformation.
 
 The same handler injects the xDS bootstrap into a Pod annotated
 ``kuberesolver.io/xds: "true"`` (:mod:`.xds_inject`: the environment variable,
