@@ -332,6 +332,24 @@ def test_a_headless_services_target_gets_the_projector_and_a_clusterip_ones_the_
              "readOnly": True},
         ]  # fmt: skip
 
+    # With its own token (the apiserver's kube-api-access-* volume, mounted before the
+    # webhook runs), the sidecar mounts that one and the Pod gets no other.
+    client.CoreV1Api(admin_api).create_namespaced_service_account(
+        namespace, {"metadata": {"name": "greeter-client"}}
+    )
+    with_token = copy.deepcopy(body)
+    with_token["metadata"]["name"] = "client-with-token"
+    with_token["spec"]["serviceAccountName"] = "greeter-client"
+    del with_token["spec"]["automountServiceAccountToken"]
+    admitted, warnings = create(admin_api, namespace, with_token)
+    assert warnings == []
+    (side,) = _sidecars(admitted)
+    (token,) = [m for m in admitted["spec"]["containers"][0]["volumeMounts"]
+                if m["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount"]  # fmt: skip
+    assert token["name"].startswith("kube-api-access-")
+    assert side["volumeMounts"][1] == {**token, "readOnly": True}
+    assert "kuberesolver-api-access" not in [v["name"] for v in admitted["spec"]["volumes"]]
+
     # a Pod naming only the ClusterIP Service's target gets exactly the plain mount
     plain = pod("plain", INJECT, {"kuberesolver.io/targets": "inventory"})
     admitted, warnings = create(admin_api, namespace, plain)
