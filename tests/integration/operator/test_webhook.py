@@ -379,3 +379,34 @@ def test_without_a_projector_image_a_headless_target_is_mounted_with_a_warning(
     assert f"Service greeter.{namespace} (GrpcTarget 'greeter') is headless" in warning
     assert "KUBERESOLVER_PROJECTOR_IMAGE" in warning
     assert "calls may fail during rollouts" in warning
+
+
+def test_the_sidecar_passes_the_restricted_pod_security_level(
+    webhook_with_projector: OperatorProcess, admin_api: client.ApiClient, namespace: str
+) -> None:
+    """PodSecurity admission judges the Pod after the webhook: a hardened Pod in a namespace
+    enforcing "restricted" is admitted with the sidecar, not refused because of it."""
+    core = client.CoreV1Api(admin_api)
+    core.patch_namespace(
+        namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    )
+    create_service(admin_api, namespace, "greeter", headless=True)
+    create_target(admin_api, namespace, "greeter", {"service": "greeter"})
+    body = pod("hardened", INJECT, {"kuberesolver.io/targets": "greeter"})
+    body["spec"]["securityContext"] = {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    for c in body["spec"]["containers"]:
+        c["securityContext"] = {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        }
+
+    def with_sidecar() -> Any:
+        admitted, _ = recreate(admin_api, namespace, body)  # raises if PodSecurity refuses it
+        return admitted if _sidecars(admitted) else None
+
+    admitted = until(with_sidecar, timeout_s=60, message="a restricted Pod with the sidecar")
+    assert _sidecars(admitted)[0]["name"] == "kuberesolver-greeter"
