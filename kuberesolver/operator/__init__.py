@@ -66,7 +66,10 @@ Metrics (:mod:`.runtime.metrics`): ``kuberesolver_operator_targets``,
 
 Optional admission webhook (:mod:`.webhook.admission`, ``KUBERESOLVER_WEBHOOK_PORT``):
 Pods labelled ``kuberesolver.io/inject: "true"`` and annotated
-``kuberesolver.io/targets: "a,b"`` get those GrpcTargets' ConfigMaps mounted.
+``kuberesolver.io/targets: "a,b"`` get those GrpcTargets' ConfigMaps mounted;
+for a headless Service's target, the projector as a native sidecar
+(:mod:`.webhook.projector_inject`; its image ``KUBERESOLVER_PROJECTOR_IMAGE``,
+``KUBERESOLVER_PROJECTOR_IMAGE_PULL_POLICY``: ``IfNotPresent``).
 Its TLS (:mod:`.webhook.tls`, :mod:`.webhook.certs`): by default a CA and a
 serving certificate in Secret ``kuberesolver-webhook-tls``, rotated by the
 Lease leader, which patches the CA bundle into the configuration; every

@@ -5,7 +5,12 @@ so other Pods never reach it) and annotated
 ``kuberesolver.io/targets: "greeter,inventory"`` (GrpcTargets in its namespace)
 gets, per target, one read-only ConfigMap volume mounted in every container at
 ``/var/run/kuberesolver/<service>.<namespace>``, never with ``subPath``
-(subPath mounts are never updated). Nothing else changes.
+(subPath mounts are never updated). Nothing else changes. But a target whose
+Service is headless (no ClusterIP to fall back on while kubelet's copy lags,
+as this replica's watch of the Services says) gets an ``emptyDir`` there
+instead, written by the projector in a native sidecar
+(:mod:`.projector_inject`; without ``KUBERESOLVER_PROJECTOR_IMAGE``, the
+ConfigMap volume and a warning naming the Service).
 
 The annotation is tenant input. Every name must be a DNS-1123 subdomain (so
 ``otherns/secret`` or ``greeter/status`` never becomes an API path), and a Pod
@@ -32,7 +37,9 @@ seen costs one LIST of the Pod's namespace (a consistent read, so a GrpcTarget
 created just before its Pod is found), never one request per name.
 
 :func:`parse_targets`, :func:`plan_mounts`, :func:`conflicts` and :func:`inject`
-are pure; the handler only reads the GrpcTargets and hands kopf the transformation.
+(and :func:`.projector_inject.choose_delivery`) are pure; the handler only reads
+the GrpcTargets (and, from memory, which Services are headless) and hands kopf
+the transformation.
 
 The same handler injects the xDS bootstrap into a Pod annotated
 ``kuberesolver.io/xds: "true"`` (:mod:`.xds_inject`: the environment variable,
@@ -51,7 +58,7 @@ import re
 import shutil
 import ssl
 import tempfile
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -68,10 +75,20 @@ from kuberesolver.kube.kubeconfig import load_client
 from kuberesolver.operator.runtime.informer import (
     GrpcTargetIndex,
     Reflector,
+    ServiceStore,
     grpctarget_reflectors,
 )
 from kuberesolver.operator.runtime.kube import ApiError, Kube
 from kuberesolver.operator.settings import watch_namespaces
+from kuberesolver.operator.webhook.projector_inject import (
+    ProjectorImage,
+    api_access,
+    choose_delivery,
+    is_headless,
+    projector_image,
+    sidecar,
+    sidecars_of,
+)
 from kuberesolver.operator.webhook.tls import (
     CertKeeper,
     ReloadingServer,
@@ -126,11 +143,22 @@ _log = logging.getLogger("kuberesolver.operator.webhook")
 
 @dataclass(frozen=True, slots=True)
 class Mount:
-    """One GrpcTarget's ConfigMap, as a volume and where it is mounted."""
+    """One GrpcTarget's ConfigMap, as a volume and where it is mounted: the ConfigMap
+    itself, or (``projector`` set) an ``emptyDir`` the projector sidecar writes it into."""
 
     volume: str
     configmap: str
     path: str
+    service: str = ""
+    service_namespace: str = ""
+    target: str = ""
+    projector: ProjectorImage | None = None
+
+    def volume_source(self) -> dict[str, Any]:
+        """The volume as the Pod gets it."""
+        if self.projector is not None:
+            return {"name": self.volume, "emptyDir": {}}
+        return {"name": self.volume, "configMap": {"name": self.configmap}}
 
 
 def parse_targets(annotation: str) -> tuple[list[str], list[str]]:
@@ -232,20 +260,28 @@ def plan_mounts(
             )
             continue
         paths[path] = name
-        mounts.append(Mount(volume=volume_name(name), configmap=configmap, path=path))
+        mounts.append(Mount(volume_name(name), configmap, path, service, service_ns, name))
     return ([] if warnings else mounts), warnings
 
 
 def conflicts(pod: Mapping[str, Any], mounts: Sequence[Mount]) -> list[str]:
-    """Warnings for the Pod's own volumes or mounts in the way of ``mounts`` (a Pod that
-    already holds exactly our volume, as on a re-invocation, is no conflict)."""
+    """Warnings for the Pod's own volumes, mounts or containers in the way of ``mounts`` (a
+    Pod that already holds exactly ours, as on a re-invocation, is no conflict)."""
     spec = pod.get("spec") or {}
     volumes = {v.get("name"): v for v in spec.get("volumes") or [] if isinstance(v, Mapping)}
+    containers = {
+        c.get("name"): c
+        for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
+        if isinstance(c, Mapping)
+    }
     problems: list[str] = []
     for m in mounts:
         own = volumes.get(m.volume)
-        if own is not None and own.get("configMap", {}).get("name") != m.configmap:
+        if own is not None and not _same_volume(own, m.volume_source()):
             problems.append(f"the Pod already has a volume {m.volume!r}; it is left unchanged")
+        theirs = containers.get(m.volume)
+        if m.projector is not None and theirs is not None and not _is_sidecar(theirs, m):
+            problems.append(f"the Pod already has a container {m.volume!r}; it is left unchanged")
         for container in spec.get("containers") or []:
             for vm in container.get("volumeMounts") or []:
                 if vm.get("mountPath") == m.path and vm.get("name") != m.volume:
@@ -256,15 +292,34 @@ def conflicts(pod: Mapping[str, Any], mounts: Sequence[Mount]) -> list[str]:
     return problems
 
 
-def inject(pod: MutableMapping[str, Any], mounts: Sequence[Mount]) -> None:
-    """Add each mount's volume and a read-only mount in every container (idempotent)."""
+def _same_volume(own: Mapping[str, Any], ours: Mapping[str, Any]) -> bool:
+    if "configMap" in ours:
+        return bool((own.get("configMap") or {}).get("name") == ours["configMap"]["name"])
+    return own.get("emptyDir") is not None and "configMap" not in own
+
+
+def _is_sidecar(container: Mapping[str, Any], mount: Mount) -> bool:
+    """Whether ``container`` is the projector sidecar of ``mount`` (a re-invocation)."""
+    command = container.get("command")
+    return (
+        isinstance(command, list)
+        and command[:1] == ["kuberesolver-projector"]
+        and f"--configmap={mount.configmap}" in command
+        and f"--dir={mount.path}" in command
+    )
+
+
+def inject(pod: MutableMapping[str, Any], mounts: Sequence[Mount], namespace: str = "") -> None:
+    """Add each mount's volume and a read-only mount in every container, and for a mount
+    by the projector its sidecar (in ``namespace``, the Pod's) and token volume (idempotent)."""
     spec = pod.setdefault("spec", {})
     volumes = spec.setdefault("volumes", [])
     taken = {v.get("name") for v in volumes}
     for m in mounts:
         if m.volume not in taken:
-            volumes.append({"name": m.volume, "configMap": {"name": m.configmap}})
+            volumes.append(m.volume_source())
             taken.add(m.volume)
+    _inject_sidecars(spec, pod, mounts, namespace)
     for container in spec.get("containers") or []:
         existing = container.setdefault("volumeMounts", [])
         paths = {vm.get("mountPath") for vm in existing}
@@ -274,10 +329,30 @@ def inject(pod: MutableMapping[str, Any], mounts: Sequence[Mount]) -> None:
                 paths.add(m.path)
 
 
-def _transform(
-    mounts: Sequence[Mount], xds: XdsPlan | None, body: MutableMapping[str, Any]
+def _inject_sidecars(
+    spec: MutableMapping[str, Any],
+    pod: Mapping[str, Any],
+    mounts: Sequence[Mount],
+    namespace: str,
 ) -> None:
-    inject(body, mounts)
+    projected = sidecars_of(mounts)
+    if not projected:
+        return
+    token_volume, token_source = api_access(pod)
+    if token_source is not None:
+        spec["volumes"].append(token_source)
+    init = spec.setdefault("initContainers", [])
+    present = {c.get("name") for c in init}
+    for m in projected:
+        if m.volume not in present:
+            init.append(sidecar(m, namespace, token_volume))
+            present.add(m.volume)
+
+
+def _transform(
+    mounts: Sequence[Mount], xds: XdsPlan | None, namespace: str, body: MutableMapping[str, Any]
+) -> None:
+    inject(body, mounts, namespace)
     if xds is not None:
         inject_xds(body, xds)
 
@@ -314,6 +389,7 @@ async def webhook_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_:
         tls = TlsSettings.from_env()
         deadline_ms = webhook_deadline_ms()
         namespaces = watch_namespaces()
+        memo["webhook_projector"] = projector_image()
     except (TlsSettingsError, ValueError) as exc:
         raise kopf.PermanentError(f"bad setting: {exc}") from exc
     kube = memo["webhook_kube"] = Kube(workers=2)
@@ -396,7 +472,7 @@ async def pod_mutate(
         mounts, xds = [], None
     warnings.extend(problems)
     if mounts or xds is not None:
-        patch.fns.append(functools.partial(_transform, mounts, xds))
+        patch.fns.append(functools.partial(_transform, mounts, xds, namespace))
 
 
 async def _plan_mounts(
@@ -433,9 +509,24 @@ async def _plan_mounts(
         by_name = {str((t.get("metadata") or {}).get("name")): t for t in listed}
         targets.update({name: by_name.get(name) for name in missing})
     mounts, problems = plan_mounts(namespace, names, targets)
-    if mounts:
-        problems = conflicts(body, mounts)
-    return ([] if problems else mounts), problems
+    if problems:
+        return [], problems
+    mounts, notices = choose_delivery(mounts, _headless(memo), memo.get("webhook_projector"))
+    problems = conflicts(body, mounts)
+    return ([] if problems else mounts), problems or notices
+
+
+def _headless(memo: kopf.Memo) -> Callable[[str, str], bool | None]:
+    """Whether a Service is headless, from this replica's own watch of the Services (the
+    runtime's store; every replica keeps it): ``None`` while it is not known."""
+    store = getattr(memo.get("runtime"), "store", None)
+
+    def lookup(namespace: str, name: str) -> bool | None:
+        if not isinstance(store, ServiceStore) or not store.synced("services"):
+            return None
+        return is_headless(store.lookup((namespace, name))[0])
+
+    return lookup
 
 
 def _plan_xds(
