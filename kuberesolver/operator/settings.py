@@ -54,6 +54,11 @@ The environment variables are:
     with ``RenderMemoryLimit``.
 ``KUBERESOLVER_RENDER_TIMEOUT_MS``
     The wall-clock time one render may take (default 5000; ``RenderTimeout``).
+``KUBERESOLVER_LOG_FORMAT``
+    ``plain``, ``full`` or ``json``: kopf's ``kopf run --log-format``, for
+    where the command line is fixed; set, it wins over the flag. Either way
+    kopf's lines and the operator's own are in that format (one JSON object a
+    line with ``json``). Unset: as the command line says (default ``full``).
 """
 
 from __future__ import annotations
@@ -66,11 +71,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["DEFAULTS", "Settings", "SettingsError", "WriteBudget"]
+__all__ = ["DEFAULTS", "LOG_FORMATS", "Settings", "SettingsError", "WriteBudget", "log_format"]
 
 _log = logging.getLogger("kuberesolver.operator")
 
 _MAX_WINDOW_MS: Final = 3_600_000
+LOG_FORMATS: Final = ("plain", "full", "json")
+"""kopf's ``--log-format`` choices."""
 _BUDGET: Final = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*")
 
 
@@ -133,6 +140,8 @@ class Settings:
     render_cpu_s: int = 2
     render_memory_mib: int = 256
     render_timeout_ms: int = 5000
+    log_format: str = ""
+    """``plain``, ``full`` or ``json``; empty: as ``kopf run --log-format`` says."""
 
     @property
     def status_interval_s(self) -> float:
@@ -162,6 +171,7 @@ class Settings:
         render_cpu_s: int | None = None,
         render_memory_mib: int | None = None,
         render_timeout_ms: int | None = None,
+        log_format: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Arguments win, then ``KUBERESOLVER_*`` variables, then :data:`DEFAULTS`.
@@ -228,11 +238,27 @@ class Settings:
                 100,
                 3_600_000,
             ),
+            log_format=_log_format(log_format, env),
         )
 
 
 DEFAULTS: Final = Settings()
 """The defaults, in one place (``identity`` is filled in by :meth:`Settings.resolve`)."""
+
+
+def log_format(environ: Mapping[str, str] | None = None) -> str:
+    """``KUBERESOLVER_LOG_FORMAT``, lower-cased: one of :data:`LOG_FORMATS`, or empty."""
+    return _log_format(None, os.environ if environ is None else environ)
+
+
+def _log_format(arg: str | None, env: Mapping[str, str]) -> str:
+    raw = arg if arg is not None else env.get("KUBERESOLVER_LOG_FORMAT", "")
+    value = raw.strip().lower()
+    if value and value not in LOG_FORMATS:
+        raise SettingsError(
+            f"KUBERESOLVER_LOG_FORMAT={raw!r} is not one of {', '.join(LOG_FORMATS)}"
+        )
+    return value
 
 
 def _pick(
