@@ -212,7 +212,8 @@ class Metrics:
                 self.endpoints.remove(namespace, target, state)
 
     def follow_leadership(self, leading: Callable[[], bool]) -> None:
-        """``kuberesolver_operator_leader`` reads ``leading()`` at every scrape."""
+        """``kuberesolver_operator_leader`` reads ``leading()`` at every scrape, on the
+        metrics server's thread (so never ``asyncio.get_running_loop``)."""
         self.leader.set_function(lambda: 1.0 if leading() else 0.0)
 
     def follow_certificate(self, seconds_left: Callable[[], float | None]) -> None:

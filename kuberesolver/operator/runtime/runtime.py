@@ -94,7 +94,7 @@ class Runtime:
             on_start=self._lead,
             on_stop=self.targets.follow,
         )
-        metrics.follow_leadership(self.leading)
+        metrics.follow_leadership(self.elector.leading_seen_from_a_thread)  # scraped on a thread
         # Status patches on their own connection: a ConfigMap write never waits behind them.
         self.status_kube = Kube(workers=2)
         self.status = StatusWriter(
