@@ -433,6 +433,13 @@ def test_the_prometheus_rule_follows_the_webhook_and_its_values(offline: UserShe
     assert alerts["KuberesolverWebhookCertificateExpiring"]["expr"].endswith(f"< {3 * 86400}")
 
 
+def test_the_manifests_carry_the_charts_prometheus_rule(offline: UserShell) -> None:
+    """manifests/optional/prometheusrule.yaml, for kustomize users, is the chart's rule."""
+    chart = [one(render(offline, {"prometheusRule.enabled": True}), "PrometheusRule")]
+    manifest = yaml.safe_load((ROOT / "manifests/optional/prometheusrule.yaml").read_text())
+    assert comparable(chart) == comparable([manifest])
+
+
 def test_the_prometheus_rule_needs_the_metrics_port(offline: UserShell) -> None:
     error = refused(offline, {"prometheusRule.enabled": True, "metrics.port": 0})
     assert "prometheusRule.enabled needs metrics.port" in error
