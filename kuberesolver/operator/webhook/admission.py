@@ -411,11 +411,17 @@ async def webhook_cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 async def pod_mutate(
-    body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: kopf.Memo, **_: Any
+    body: kopf.Body,
+    patch: kopf.Patch,
+    warnings: list[str],
+    memo: kopf.Memo,
+    dryrun: bool = False,
+    **_: Any,
 ) -> None:
     """Never raises (an exception would deny the Pod with a 500): a Pod that cannot be
     served is admitted unchanged, with a warning that says why, and the same said in a
-    log line, a metric and an Event (:mod:`.skips`)."""
+    log line, a metric and an Event (:mod:`.skips`; no Event for a dry run, as the
+    configuration's ``sideEffects: NoneOnDryRun`` promises)."""
     started = asyncio.get_running_loop().time()
     namespace = body.metadata.namespace or ""
     failed = False
@@ -452,7 +458,7 @@ async def pod_mutate(
             "; ".join(problems),
         )
         reporter: SkipReporter | None = memo.get("webhook_skips")
-        if reporter is not None:
+        if reporter is not None and not dryrun:
             reporter.report(body, namespace, problems)
     if metrics is not None:
         if failed:

@@ -136,6 +136,12 @@ def test_a_skipped_injection_is_logged_counted_and_an_event_on_the_pods_owner(
         admitted, warnings = create(admin_api, namespace, body)
         assert any("no GrpcTarget 'nope'" in w for w in warnings), warnings
         assert not [v for v in admitted["spec"]["volumes"] if v["name"].startswith("kuberesolver-")]
+    # A dry run gets the warning, and no Event (sideEffects: NoneOnDryRun).
+    dry = pod("dry", INJECT, {"kuberesolver.io/targets": "nope"})
+    _, _, headers = client.CoreV1Api(admin_api).create_namespaced_pod_with_http_info(
+        namespace, dry, dry_run="All"
+    )
+    assert any("no GrpcTarget 'nope'" in w for k, w in headers.items() if k.lower() == "warning")
     # A Pod of no owner: the Event is about the Pod, by name.
     create(admin_api, namespace, pod("lone", INJECT, {"kuberesolver.io/targets": "Bad/Name"}))
 
@@ -155,10 +161,11 @@ def test_a_skipped_injection_is_logged_counted_and_an_event_on_the_pods_owner(
         message="an InjectionSkipped Event on the Pod",
     )
     assert "is not a GrpcTarget name" in lone.message
+    assert skipped_events(admin_api, namespace, "Pod", "dry") == []
 
     values = scrape(webhook)
     skipped = 'kuberesolver_operator_admissions_total{outcome="skipped",reason="%s"}'
-    assert values[skipped % "unknown_target"] == pods
+    assert values[skipped % "unknown_target"] == pods + 1  # and the dry run
     assert values[skipped % "bad_annotation"] == 1
     assert values['kuberesolver_operator_admissions_total{outcome="injected",reason=""}'] >= 1
     assert values["kuberesolver_operator_admission_seconds_count"] >= pods + 2
