@@ -33,10 +33,13 @@ class OperatorProcess:
         name: str = "op",
         *,
         quiet: bool = False,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.kubeconfig = kubeconfig
         self.name = name
         self.quiet = quiet  # kopf --quiet (benchmarks) instead of --verbose (tests, demo)
+        self.args = args
+        """More ``kopf run`` arguments (e.g. ``--log-format=json``)."""
         self.liveness_port = free_port()
         self.metrics_port = free_port()
         self.extra_env = dict(env or {})
@@ -62,7 +65,7 @@ class OperatorProcess:
             sys.executable, "-m", "kopf", "run", "-m", "kuberesolver.operator",
             *scope, "--standalone",
             f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
-            "--quiet" if self.quiet else "--verbose",
+            "--quiet" if self.quiet else "--verbose", *self.args,
         ]  # fmt: skip
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(

@@ -58,11 +58,25 @@ Templates render in worker processes (:mod:`.sandbox.render_pool`), never here:
 (5000); a breach is ``Rendered=False`` with reason ``RenderTimeout`` or
 ``RenderMemoryLimit``, and the last good ConfigMap stays.
 
-Metrics (:mod:`.runtime.metrics`): ``kuberesolver_operator_targets``,
-``kuberesolver_operator_endpoints{namespace,target,state}``,
+Metrics (:mod:`.runtime.metrics`, every one listed there): ``kuberesolver_operator_targets``,
+``kuberesolver_operator_endpoints{namespace,target,state}`` (``ready``, ``not_ready``,
+``terminating``: they sum to every endpoint),
 ``kuberesolver_operator_configmap_writes_total{operation}``,
+``kuberesolver_operator_configmap_write_errors_total{reason}``,
 ``kuberesolver_operator_reconcile_seconds`` (histogram),
-``kuberesolver_operator_errors_total{kind}``.
+``kuberesolver_operator_errors_total{kind}``, ``kuberesolver_operator_leader``,
+``kuberesolver_operator_build_info{version}``, the webhook's
+``kuberesolver_operator_admissions_total{outcome,reason}`` and
+``kuberesolver_operator_admission_seconds`` and
+``kuberesolver_operator_webhook_certificate_expiry_seconds``,
+``kuberesolver_operator_xds_denials_total{reason}``, and the process, platform and
+GC collectors. ``KUBERESOLVER_LOG_FORMAT`` (``plain``, ``full``, ``json``) is
+``kopf run --log-format`` for where the command line is fixed.
+
+A Pod the webhook admits without what it asked for (:mod:`.webhook.skips`) is a
+warning in the admission response, a log line, a count in
+``kuberesolver_operator_admissions_total{outcome="skipped"}`` and an aggregated
+Warning Event ``InjectionSkipped`` about its owner.
 
 Optional admission webhook (:mod:`.webhook.admission`, ``KUBERESOLVER_WEBHOOK_PORT``):
 Pods labelled ``kuberesolver.io/inject: "true"`` and annotated

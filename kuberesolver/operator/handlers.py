@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -31,11 +32,11 @@ import kopf
 from kuberesolver.operator.logic.spec import GROUP, PLURAL, VERSION, plain
 from kuberesolver.operator.runtime.events import REPORTER
 from kuberesolver.operator.runtime.kube import Kube
-from kuberesolver.operator.runtime.metrics import Metrics
+from kuberesolver.operator.runtime.metrics import shared
 from kuberesolver.operator.runtime.ready_server import ReadyServer
 from kuberesolver.operator.runtime.runtime import Runtime
 from kuberesolver.operator.sandbox.render_pool import RenderPool
-from kuberesolver.operator.settings import Settings, SettingsError
+from kuberesolver.operator.settings import Settings, SettingsError, log_format
 from kuberesolver.xds.settings import XdsSettings
 
 __all__ = [
@@ -58,6 +59,28 @@ class _QuietRoutine(logging.Filter):
             return True
         message = record.getMessage()
         return not (message.endswith(" succeeded.") and any(h in message for h in self._ROUTINE))
+
+
+def apply_log_format(environ: Mapping[str, str] | None = None) -> None:
+    """``KUBERESOLVER_LOG_FORMAT`` set: log as ``kopf run --log-format`` would (kopf's public
+    :func:`kopf.configure`), keeping the level the command line chose. Ours log through
+    the root logger, as kopf's own do, so both come out in that format."""
+    try:
+        chosen = log_format(environ)
+    except SettingsError:
+        return  # operator_startup refuses to start, and says why
+    if not chosen:
+        return
+    level = logging.getLogger().getEffectiveLevel()
+    kopf.configure(
+        debug=level <= logging.DEBUG and logging.getLogger("asyncio").propagate,
+        verbose=level <= logging.DEBUG,
+        quiet=level >= logging.WARNING,
+        log_format=kopf.LogFormat[chosen.upper()],
+    )
+
+
+apply_log_format()  # at import: kopf run has configured logging, and logged nothing of ours yet
 
 
 def _runtime(memo: kopf.Memo) -> Runtime | None:
@@ -86,7 +109,7 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
     objects_logger = logging.getLogger("kopf.objects")
     if not any(isinstance(f, _QuietRoutine) for f in objects_logger.filters):
         objects_logger.addFilter(_QuietRoutine())
-    metrics = Metrics()
+    metrics = shared(memo)
     try:
         metrics.serve(ours.metrics_port)
     except OSError as exc:

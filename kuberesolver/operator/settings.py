@@ -62,6 +62,11 @@ The environment variables are:
     with ``RenderMemoryLimit``.
 ``KUBERESOLVER_RENDER_TIMEOUT_MS``
     The wall-clock time one render may take (default 5000; ``RenderTimeout``).
+``KUBERESOLVER_LOG_FORMAT``
+    ``plain``, ``full`` or ``json``: kopf's ``kopf run --log-format``, for
+    where the command line is fixed; set, it wins over the flag. Either way
+    kopf's lines and the operator's own are in that format (one JSON object a
+    line with ``json``). Unset: as the command line says (default ``full``).
 """
 
 from __future__ import annotations
@@ -76,11 +81,21 @@ from typing import Final
 
 from kuberesolver.core.names import is_dns1123_label
 
-__all__ = ["DEFAULTS", "Settings", "SettingsError", "WriteBudget", "watch_namespaces"]
+__all__ = [
+    "DEFAULTS",
+    "LOG_FORMATS",
+    "Settings",
+    "SettingsError",
+    "WriteBudget",
+    "log_format",
+    "watch_namespaces",
+]
 
 _log = logging.getLogger("kuberesolver.operator")
 
 _MAX_WINDOW_MS: Final = 3_600_000
+LOG_FORMATS: Final = ("plain", "full", "json")
+"""kopf's ``--log-format`` choices."""
 _BUDGET: Final = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*")
 
 
@@ -145,6 +160,8 @@ class Settings:
     render_timeout_ms: int = 5000
     watch_namespaces: tuple[str, ...] = ()
     """Namespaced mode: the only namespaces watched (sorted); empty: every namespace."""
+    log_format: str = ""
+    """``plain``, ``full`` or ``json``; empty: as ``kopf run --log-format`` says."""
 
     def watches(self, namespace: str) -> bool:
         """Whether ``namespace`` is one this operator lists and watches."""
@@ -179,6 +196,7 @@ class Settings:
         render_memory_mib: int | None = None,
         render_timeout_ms: int | None = None,
         watch_namespaces: str | None = None,
+        log_format: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Arguments win, then ``KUBERESOLVER_*`` variables, then :data:`DEFAULTS`.
@@ -246,11 +264,27 @@ class Settings:
                 3_600_000,
             ),
             watch_namespaces=_namespaces(watch_namespaces, env),
+            log_format=_log_format(log_format, env),
         )
 
 
 DEFAULTS: Final = Settings()
 """The defaults, in one place (``identity`` is filled in by :meth:`Settings.resolve`)."""
+
+
+def log_format(environ: Mapping[str, str] | None = None) -> str:
+    """``KUBERESOLVER_LOG_FORMAT``, lower-cased: one of :data:`LOG_FORMATS`, or empty."""
+    return _log_format(None, os.environ if environ is None else environ)
+
+
+def _log_format(arg: str | None, env: Mapping[str, str]) -> str:
+    raw = arg if arg is not None else env.get("KUBERESOLVER_LOG_FORMAT", "")
+    value = raw.strip().lower()
+    if value and value not in LOG_FORMATS:
+        raise SettingsError(
+            f"KUBERESOLVER_LOG_FORMAT={raw!r} is not one of {', '.join(LOG_FORMATS)}"
+        )
+    return value
 
 
 def _pick(

@@ -108,6 +108,16 @@ WEBHOOK_SELF_TLS = (
         name="{full}-mounts",
     ),
 )
+WEBHOOK = (
+    Call(
+        "watched",
+        "",
+        "events",
+        ("create",),
+        "skip_reporter.SkipReporter: Kube.post_event (InjectionSkipped, in the Pod's namespace;"
+        " the webhook sees Pods of the watched namespaces only)",
+    ),
+)
 XDS_PODS = (Call("watched", "", "pods", ("list", "watch"), "informer.pod_reflectors"),)
 XDS_TOKEN_AUTH = (
     Call(
@@ -133,6 +143,8 @@ def feature_calls(values: Mapping[str, Any]) -> tuple[Call, ...]:
     webhook = values.get("webhook.enabled", True)
     xds = values.get("xds.enabled", False)
     calls = CORE
+    if webhook:
+        calls += WEBHOOK
     if webhook and values.get("webhook.tls.mode", "self") == "self":
         calls += WEBHOOK_SELF_TLS
     if xds and values.get("xds.podReadiness", True):

@@ -26,7 +26,8 @@ code calls; see manifests/rbac.yaml for the call behind each rule.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, create, update]
-# Events on GrpcTargets.
+# Events on GrpcTargets, and the webhook's InjectionSkipped Events (about a skipped
+# Pod's owner, in the Pod's namespace: the webhook sees watched namespaces only).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

@@ -79,7 +79,7 @@ class Runtime:
         if xds is not None and xds.enabled:  # grpc is imported only then
             from kuberesolver.operator.xds.feed import XdsFeed
 
-            self.xds = XdsFeed(xds, self.store, metrics.registry)
+            self.xds = XdsFeed(xds, self.store, metrics.registry, on_denied=metrics.xds_denied)
         self._reflectors: list[Reflector] = []
         self.ignored: set[TargetKey] = set()
         """GrpcTargets kopf delivered from namespaces not watched (each logged once)."""
@@ -98,6 +98,7 @@ class Runtime:
             on_start=self._lead,
             on_stop=self.targets.follow,
         )
+        metrics.follow_leadership(self.elector.leading_seen_from_a_thread)  # scraped on a thread
         # Status patches on their own connection: a ConfigMap write never waits behind them.
         self.status_kube = Kube(workers=2)
         self.status = StatusWriter(

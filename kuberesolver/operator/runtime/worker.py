@@ -168,18 +168,15 @@ class TargetWorker:
         written = (
             await self._publish(the_plan, rendered) if isinstance(rendered, Rendered) else None
         )
+        if isinstance(written, WriteFailed):
+            self.runtime.metrics.write_failed(written.reason)
         rep = report(the_plan, rendered, written, kept=self._kept())
         if not await self._report(rep, generation, cm_name, old_status, written):
             return
         if rep.error_kind is not None:
             self.runtime.metrics.errors.labels(rep.error_kind).inc()
         if rep.current is not None:
-            self.runtime.metrics.set_endpoints(
-                self.namespace,
-                self.name,
-                rep.ready_count,
-                len(rep.current.endpoints),
-            )
+            self.runtime.metrics.set_endpoints(self.namespace, self.name, rep.current.endpoints)
         self.runtime.metrics.reconcile_seconds.observe(
             loop.time() - (first_wake if first_wake is not None else started)
         )

@@ -79,7 +79,8 @@ from kuberesolver.operator.runtime.informer import (
     grpctarget_reflectors,
 )
 from kuberesolver.operator.runtime.kube import ApiError, Kube
-from kuberesolver.operator.settings import watch_namespaces
+from kuberesolver.operator.runtime.metrics import Metrics, shared
+from kuberesolver.operator.settings import Settings, SettingsError, watch_namespaces
 from kuberesolver.operator.webhook.projector_inject import (
     ProjectorImage,
     api_access,
@@ -89,6 +90,8 @@ from kuberesolver.operator.webhook.projector_inject import (
     sidecar,
     sidecars_of,
 )
+from kuberesolver.operator.webhook.skip_reporter import SkipReporter
+from kuberesolver.operator.webhook.skips import Problem, pod_label, reason_of
 from kuberesolver.operator.webhook.tls import (
     CertKeeper,
     ReloadingServer,
@@ -137,6 +140,8 @@ MAX_ANNOTATION_CHARS: Final = 16 * 1024
 (Reading a 250 KB one cost 50 ms of the event loop that every admission shares.)"""
 VOLUME_PREFIX: Final = "kuberesolver-"
 DEFAULT_DEADLINE_MS: Final = 2000
+NOTICE: Final = "notice"
+"""The reason of a warning that comes with the injection (not a skip)."""
 
 _log = logging.getLogger("kuberesolver.operator.webhook")
 
@@ -174,8 +179,11 @@ def parse_targets(annotation: str) -> tuple[list[str], list[str]]:
     entries = annotation.count(",") + 1
     if len(annotation) > MAX_ANNOTATION_CHARS:  # not read: it cannot be a short list
         return [], [
-            f"{TARGETS_ANNOTATION} is {len(annotation)} characters long ({entries} entries), "
-            f"more than {MAX_TARGETS} GrpcTarget names need; the Pod is left unchanged"
+            Problem(
+                f"{TARGETS_ANNOTATION} is {len(annotation)} characters long ({entries} entries), "
+                f"more than {MAX_TARGETS} GrpcTarget names need; the Pod is left unchanged",
+                "too_many_names",
+            )
         ]
     names: dict[str, None] = {}
     for part in annotation.split(","):
@@ -184,8 +192,11 @@ def parse_targets(annotation: str) -> tuple[list[str], list[str]]:
             names[name] = None
             if len(names) > MAX_TARGETS:
                 return [], [
-                    f"{TARGETS_ANNOTATION} lists {entries} names, more than the {MAX_TARGETS} "
-                    "GrpcTargets allowed; the Pod is left unchanged"
+                    Problem(
+                        f"{TARGETS_ANNOTATION} lists {entries} names, more than the "
+                        f"{MAX_TARGETS} GrpcTargets allowed; the Pod is left unchanged",
+                        "too_many_names",
+                    )
                 ]
     bad = [n for n in names if not is_dns1123_subdomain(n)]
     if not bad:
@@ -193,10 +204,13 @@ def parse_targets(annotation: str) -> tuple[list[str], list[str]]:
     shown = ", ".join(quoted(n) for n in bad[:3])
     more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
     return [], [
-        f"{TARGETS_ANNOTATION}: {shown}{more} "
-        f"{'is not a GrpcTarget name' if len(bad) == 1 else 'are not GrpcTarget names'} "
-        "(a DNS-1123 subdomain: lower-case letters, digits, '-' and '.'); "
-        "the Pod is left unchanged"
+        Problem(
+            f"{TARGETS_ANNOTATION}: {shown}{more} "
+            f"{'is not a GrpcTarget name' if len(bad) == 1 else 'are not GrpcTarget names'} "
+            "(a DNS-1123 subdomain: lower-case letters, digits, '-' and '.'); "
+            "the Pod is left unchanged",
+            "bad_annotation",
+        )
     ]
 
 
@@ -231,8 +245,11 @@ def plan_mounts(
         target = targets.get(name)
         if target is None:
             warnings.append(
-                f"{TARGETS_ANNOTATION}: no GrpcTarget {quoted(name)} in namespace "
-                f"{namespace!r}; the Pod is left unchanged"
+                Problem(
+                    f"{TARGETS_ANNOTATION}: no GrpcTarget {quoted(name)} in namespace "
+                    f"{namespace!r}; the Pod is left unchanged",
+                    "unknown_target",
+                )
             )
             continue
         spec = target.get("spec") or {}
@@ -248,15 +265,21 @@ def plan_mounts(
             and is_dns1123_subdomain(configmap)
         ):
             warnings.append(
-                f"GrpcTarget {quoted(name)} has no usable spec.service, serviceNamespace "
-                "or configMapName; the Pod is left unchanged"
+                Problem(
+                    f"GrpcTarget {quoted(name)} has no usable spec.service, serviceNamespace "
+                    "or configMapName; the Pod is left unchanged",
+                    "unusable_target",
+                )
             )
             continue
         path = f"{MOUNT_ROOT}/{service}.{service_ns}"
         if path in paths:
             warnings.append(
-                f"GrpcTargets {quoted(paths[path])} and {quoted(name)} both publish "
-                f"Service {service}.{service_ns} (one directory); the Pod is left unchanged"
+                Problem(
+                    f"GrpcTargets {quoted(paths[path])} and {quoted(name)} both publish "
+                    f"Service {service}.{service_ns} (one directory); the Pod is left unchanged",
+                    "conflict",
+                )
             )
             continue
         paths[path] = name
@@ -278,16 +301,28 @@ def conflicts(pod: Mapping[str, Any], mounts: Sequence[Mount]) -> list[str]:
     for m in mounts:
         own = volumes.get(m.volume)
         if own is not None and not _same_volume(own, m.volume_source()):
-            problems.append(f"the Pod already has a volume {m.volume!r}; it is left unchanged")
+            problems.append(
+                Problem(
+                    f"the Pod already has a volume {m.volume!r}; it is left unchanged", "conflict"
+                )
+            )
         theirs = containers.get(m.volume)
         if m.projector is not None and theirs is not None and not _is_sidecar(theirs, m):
-            problems.append(f"the Pod already has a container {m.volume!r}; it is left unchanged")
+            problems.append(
+                Problem(
+                    f"the Pod already has a container {m.volume!r}; it is left unchanged",
+                    "conflict",
+                )
+            )
         for container in spec.get("containers") or []:
             for vm in container.get("volumeMounts") or []:
                 if vm.get("mountPath") == m.path and vm.get("name") != m.volume:
                     problems.append(
-                        f"container {quoted(str(container.get('name', '')))} already "
-                        f"mounts something at {m.path}; the Pod is left unchanged"
+                        Problem(
+                            f"container {quoted(str(container.get('name', '')))} already "
+                            f"mounts something at {m.path}; the Pod is left unchanged",
+                            "conflict",
+                        )
                     )
     return problems
 
@@ -424,6 +459,15 @@ async def webhook_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_:
     for reflector in reflectors:
         reflector.start()
     memo["webhook_tls_task"] = asyncio.create_task(keeper.run(), name="kuberesolver-webhook-tls")
+    shared(memo).follow_certificate(keeper.seconds_left)
+    try:
+        identity = Settings.resolve().identity
+    except SettingsError:  # the operator's startup says what is wrong
+        identity = WEBHOOK_ID
+    reporter = memo["webhook_skips"] = SkipReporter(kube, identity)
+    memo["webhook_skips_task"] = asyncio.create_task(
+        reporter.run(), name="kuberesolver-webhook-skips"
+    )
     _log.info("admission webhook %s on port %d, TLS: %s", WEBHOOK_ID, port, tls.mode)
 
 
@@ -434,11 +478,15 @@ async def webhook_cleanup(memo: kopf.Memo, **_: Any) -> None:
     api = memo.get("webhook_api")
     if api is not None:
         api.close()
-    task: asyncio.Task[None] | None = memo.get("webhook_tls_task")
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for name in ("webhook_tls_task", "webhook_skips_task"):
+        task: asyncio.Task[None] | None = memo.get(name)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    reporter: SkipReporter | None = memo.get("webhook_skips")
+    if reporter is not None:
+        await reporter.close()
     kube: Kube | None = memo.get("webhook_kube")
     if kube is not None:
         kube.close()
@@ -448,11 +496,20 @@ async def webhook_cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 async def pod_mutate(
-    body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: kopf.Memo, **_: Any
+    body: kopf.Body,
+    patch: kopf.Patch,
+    warnings: list[str],
+    memo: kopf.Memo,
+    dryrun: bool = False,
+    **_: Any,
 ) -> None:
     """Never raises (an exception would deny the Pod with a 500): a Pod that cannot be
-    served is admitted unchanged, with a warning that says why."""
+    served is admitted unchanged, with a warning that says why, and the same said in a
+    log line, a metric and an Event (:mod:`.skips`; no Event for a dry run, as the
+    configuration's ``sideEffects: NoneOnDryRun`` promises)."""
+    started = asyncio.get_running_loop().time()
     namespace = body.metadata.namespace or ""
+    failed = False
     deadline_s: float = memo.get("webhook_deadline_s") or DEFAULT_DEADLINE_MS / 1000
     mounts: list[Mount] = []
     xds: XdsPlan | None = None
@@ -463,16 +520,43 @@ async def pod_mutate(
         problems += more
     except TimeoutError:
         problems = [
-            f"{TARGETS_ANNOTATION}: the GrpcTargets could not be read within "
-            f"{deadline_s * 1000:.0f} ms; the Pod is left unchanged"
+            Problem(
+                f"{TARGETS_ANNOTATION}: the GrpcTargets could not be read within "
+                f"{deadline_s * 1000:.0f} ms; the Pod is left unchanged",
+                "deadline",
+            )
         ]
     except Exception as exc:
         _log.exception("a Pod in %s is admitted unchanged", namespace)
         problems = [f"kuberesolver: the Pod is left unchanged ({type(exc).__name__})"]
-        mounts, xds = [], None
+        mounts, xds, failed = [], None, True
     warnings.extend(problems)
     if mounts or xds is not None:
         patch.fns.append(functools.partial(_transform, mounts, xds, namespace))
+    metrics: Metrics | None = memo.get("metrics")
+    # A notice comes with the mounts (the plain mount of a headless Service's target,
+    # no projector image set): a warning, not a skipped injection.
+    skipped = [p for p in problems if reason_of(p) != NOTICE]
+    if skipped:
+        _log.warning(
+            "Pod %s/%s admitted without %s: %s",
+            namespace,
+            pod_label(body),
+            "its xDS bootstrap" if reason_of(skipped[0]) == "xds" else "its mounts",
+            "; ".join(skipped),
+        )
+        reporter: SkipReporter | None = memo.get("webhook_skips")
+        if reporter is not None and not dryrun:
+            reporter.report(body, namespace, skipped)
+    if metrics is not None:
+        if failed:
+            metrics.admissions.labels("error", "").inc()
+        elif skipped:
+            metrics.skipped(reason_of(skipped[0]))
+        else:
+            outcome = "injected" if mounts or xds is not None else "unchanged"
+            metrics.admissions.labels(outcome, "").inc()
+        metrics.admission_seconds.observe(asyncio.get_running_loop().time() - started)
 
 
 async def _plan_mounts(
@@ -489,8 +573,11 @@ async def _plan_mounts(
         # Namespaced mode: its GrpcTargets are neither watched nor readable (no Role there).
         _log.warning("a Pod in %s asks for GrpcTargets of a namespace not watched", namespace)
         return [], [
-            f"{TARGETS_ANNOTATION}: namespace {namespace!r} is not watched by kuberesolver "
-            f"(it watches {', '.join(index.namespaces)}); the Pod is left unchanged"
+            Problem(
+                f"{TARGETS_ANNOTATION}: namespace {namespace!r} is not watched by kuberesolver "
+                f"(it watches {', '.join(index.namespaces)}); the Pod is left unchanged",
+                "namespace_not_watched",
+            )
         ]
     targets: dict[str, Mapping[str, Any] | None] = dict.fromkeys(names)
     if index is not None and index.synced.is_set():
@@ -503,8 +590,11 @@ async def _plan_mounts(
         except ApiError as exc:
             _log.warning("GrpcTargets in %s not read for a Pod: %s", namespace, exc)
             return [], [
-                f"{TARGETS_ANNOTATION}: the GrpcTargets of namespace {namespace!r} could not "
-                f"be read ({exc.status or 'no answer'}); the Pod is left unchanged"
+                Problem(
+                    f"{TARGETS_ANNOTATION}: the GrpcTargets of namespace {namespace!r} could "
+                    f"not be read ({exc.status or 'no answer'}); the Pod is left unchanged",
+                    "forbidden" if exc.status == 403 else "api_error",
+                )
             ]
         by_name = {str((t.get("metadata") or {}).get("name")): t for t in listed}
         targets.update({name: by_name.get(name) for name in missing})
@@ -513,7 +603,7 @@ async def _plan_mounts(
         return [], problems
     mounts, notices = choose_delivery(mounts, _headless(memo), memo.get("webhook_projector"))
     problems = conflicts(body, mounts)
-    return ([] if problems else mounts), problems or notices
+    return ([] if problems else mounts), problems or [Problem(n, NOTICE) for n in notices]
 
 
 def _headless(memo: kopf.Memo) -> Callable[[str, str], bool | None]:
@@ -534,13 +624,14 @@ def _plan_xds(
 ) -> tuple[XdsPlan | None, list[str]]:
     wanted, problems = wants_xds(body.metadata.annotations)
     if not wanted:
-        return None, problems
+        return None, [Problem(p, "xds") for p in problems]
     try:
         config = (settings or InjectSettings.from_env()).injection()
     except ValueError as exc:
         _log.warning("%s: no xDS bootstrap for a Pod in %s: %s", XDS_ANNOTATION, namespace, exc)
-        return None, [f"{XDS_ANNOTATION}: no xDS bootstrap added: {exc}"]
-    return plan_xds(body, namespace, config)
+        return None, [Problem(f"{XDS_ANNOTATION}: no xDS bootstrap added: {exc}", "xds")]
+    plan, problems = plan_xds(body, namespace, config)
+    return plan, [Problem(p, "xds") for p in problems]
 
 
 def register() -> None:

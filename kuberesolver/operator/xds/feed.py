@@ -91,6 +91,7 @@ class XdsFeed:
         *,
         list_targets: Callable[[], Awaitable[list[TargetKey]]] | None = None,
         ready_timeout_s: float = 30.0,
+        on_denied: Callable[[str], None] | None = None,
     ) -> None:
         from kuberesolver.xds.ads_aio import AdsServer
         from kuberesolver.xds.metrics import XdsMetrics
@@ -113,6 +114,7 @@ class XdsFeed:
         self._api: Any = None
         self._list_targets = list_targets or self._list_from_api
         self._ready_timeout_s = ready_timeout_s
+        self._on_denied = on_denied
         self._awaited: set[TargetKey] | None = None
         """GrpcTargets listed at start and not yet seen through kopf (``None``: not listed)."""
         self._seen: set[TargetKey] = set()
@@ -144,7 +146,7 @@ class XdsFeed:
             from kuberesolver.operator.xds.auth import KubeAuthorizer
 
             self.server.authorizer = KubeAuthorizer(
-                self._client(), self.configmap, self.settings.audience
+                self._client(), self.configmap, self.settings.audience, on_denied=self._on_denied
             )
         self.server.hold()
         port = await self.server.start(self.settings.address, credentials)
