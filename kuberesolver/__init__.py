@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from kuberesolver._version import __version__ as __version__
 
 if TYPE_CHECKING:
+    from kuberesolver.client.calls import ForkedChannelError
     from kuberesolver.client.channel import Channel, insecure_channel, secure_channel
     from kuberesolver.client.sources.file import SnapshotNotFound
     from kuberesolver.client.target import ParsedTarget, parse_target, register_scheme
@@ -42,6 +43,7 @@ __all__ = [
     "Builder",
     "Channel",
     "Endpoint",
+    "ForkedChannelError",
     "K8sClient",
     "ParsedTarget",
     "Snapshot",
@@ -70,6 +72,7 @@ _HOMES: dict[str, str] = {
     "register_in_cluster_with_schema": "kuberesolver.client.sources.api.builder",
     "Channel": "kuberesolver.client.channel",
     "Endpoint": "kuberesolver.core.snapshot",
+    "ForkedChannelError": "kuberesolver.client.calls",
     "ParsedTarget": "kuberesolver.client.target",
     "Snapshot": "kuberesolver.core.snapshot",
     "SnapshotError": "kuberesolver.core.snapshot",

@@ -200,9 +200,7 @@ class Lease:
             raise calls.ForkedChannelError(
                 f"this kuberesolver channel for {self.target.server_name} was made in process "
                 f"{self._pid} before it forked; this is process {os.getpid()}, where its xDS "
-                "server and file watch do not run (threads do not survive fork). Make channels "
-                "after the fork: in each worker (gunicorn: the post_fork hook, or on first use; "
-                "not at import with --preload), or in the multiprocessing target"
+                f"server and file watch do not run (threads do not survive fork). {_AFTER_FORK}"
             )
 
     @property
@@ -250,8 +248,9 @@ class _Registry:
         """Per server Listener (kuberesolver.server): the last version grpc accepted."""
         self._servers = 0
         """Drainable servers made and not yet stopped: they keep the xDS server up."""
-        self._forked_from: int | None = None
-        """The parent's pid, in a child forked from a process that ran our xDS server."""
+        self._forked_from: tuple[int, bool] | None = None
+        """In a child forked from a process that had our xDS server: the parent's pid, and
+        whether the server was running at the fork."""
         self._inherited: list[object] = []
         """The parent's xDS server and watches, in a forked child: kept, never stopped (their
         threads are not here, and stopping them would wait for threads that do not exist)."""
@@ -259,7 +258,7 @@ class _Registry:
     def forget_after_fork(self) -> None:
         """In a forked child: start empty. The parent's state stays the parent's."""
         if self._ads is not None:
-            self._forked_from = os.getppid()
+            self._forked_from = (os.getppid(), self._ads.running)
         self._inherited.append((self._ads, self._dirs))
         self._lock = threading.RLock()  # another thread may have held it at the fork
         self._server_acks = threading.Condition(self._lock)
@@ -637,21 +636,37 @@ _registry = _Registry()
 _GRPC_TRUE: Final = frozenset({"yes", "true", "1"})
 
 
-def _check_grpc_after_fork(parent: int | None) -> None:
-    """Refuse grpc in a child of a process that used it, unless grpc's fork support is on.
+_AFTER_FORK: Final = (
+    "Make channels only after the fork: gunicorn: in the post_fork hook or on first use in "
+    "the worker, not at import with --preload; multiprocessing: in the target function, or "
+    "with the spawn or forkserver start method"
+)
 
-    Without ``GRPC_ENABLE_FORK_SUPPORT``, grpc's core state in the child is the
-    parent's, mid-flight: a new channel or server there hangs (measured, grpcio 1.85).
+
+def _check_grpc_after_fork(forked_from: tuple[int, bool] | None) -> None:
+    """Refuse a new channel in a child of a process that had our xDS server (a grpc server).
+
+    Measured with grpcio 1.85: while the server ran at the fork, grpc in the child
+    hangs or crashes, with ``GRPC_ENABLE_FORK_SUPPORT`` too (grpc skips its fork
+    handlers while other threads are inside grpc, as the server's are). Once it was
+    stopped (every channel closed), grpc's own rule applies: fork support on, or nothing.
     """
-    if parent is None or os.environ.get(_FORK_SUPPORT, "").lower() in _GRPC_TRUE:
+    if forked_from is None:
         return
-    raise calls.ForkedChannelError(
-        f"this process ({os.getpid()}) was forked from process {parent} after it made "
-        "kuberesolver channels, and grpc's fork support is off: a channel made here would "
-        "hang. Make channels only after the fork (gunicorn: in the post_fork hook or on first "
-        f"use, not at import with --preload), or set {_FORK_SUPPORT}=1 in the environment "
-        "before the parent imports grpc"
-    )
+    parent, running = forked_from
+    if running:
+        raise calls.ForkedChannelError(
+            f"this process ({os.getpid()}) was forked from process {parent} while "
+            "kuberesolver's in-process xDS server ran there (a grpc server, serving that "
+            "process's channels): grpc cannot make channels in such a child, with or "
+            f"without {_FORK_SUPPORT}. {_AFTER_FORK}"
+        )
+    if os.environ.get(_FORK_SUPPORT, "").lower() not in _GRPC_TRUE:
+        raise calls.ForkedChannelError(
+            f"this process ({os.getpid()}) was forked from process {parent} after it used "
+            f"grpc for kuberesolver channels, and grpc's fork support is off: set "
+            f"{_FORK_SUPPORT}=1 before the parent imports grpc. {_AFTER_FORK}"
+        )
 
 
 def _after_fork_in_child() -> None:

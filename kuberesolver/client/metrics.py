@@ -279,20 +279,20 @@ def track_picks(
     Registers a collector with ``registry`` on its first use. Without a registry,
     or without ``prometheus_client``, logs one warning and returns None.
     """
-    if registry is None:
-        _warn_once(
-            "registry",
-            "pick_metrics is on but the channel has no registry=: no pick metrics (pass a "
-            "prometheus_client.CollectorRegistry, or prometheus_client.REGISTRY for the "
-            "global one)",
-        )
-        return None
     with _picks_lock:
         if _prom is None:
             _warn_once(
                 "prom",
                 "pick_metrics is on but prometheus_client is not installed: no pick "
                 "metrics (install kuberesolver[metrics])",
+            )
+            return None
+        if registry is None:
+            _warn_once(
+                "registry",
+                "pick_metrics is on but the channel has no registry=: no pick metrics (pass "
+                "a prometheus_client.CollectorRegistry, or prometheus_client.REGISTRY for "
+                "the global one)",
             )
             return None
         found = _picks.get(id(registry))

@@ -53,7 +53,9 @@ def test_sync_picks_per_endpoint_unary_and_streaming(
     pods: tuple[Backend, Backend], root: Path
 ) -> None:
     a, b = pods
-    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, pick_metrics=True, registry=prom.REGISTRY) as ch:
+    with kuberesolver.insecure_channel(
+        TARGET, snapshot_dir=root, pick_metrics=True, registry=prom.REGISTRY
+    ) as ch:
         for _ in range(6):
             ch.unary_unary(UNARY)(b"", timeout=5)
         ch.unary_unary(UNARY).future(b"", timeout=5).result()
@@ -100,7 +102,9 @@ def test_counts_survive_a_closed_channel_and_end_with_the_endpoint(
 ) -> None:
     """Never decreasing: a closed channel's connections keep their calls; a gone endpoint ends."""
     a, b = pods
-    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, pick_metrics=True, registry=prom.REGISTRY) as ch:
+    with kuberesolver.insecure_channel(
+        TARGET, snapshot_dir=root, pick_metrics=True, registry=prom.REGISTRY
+    ) as ch:
         call = ch.unary_unary(UNARY)
         for _ in range(4):
             call(b"", timeout=5)
@@ -126,7 +130,9 @@ def test_ipv6_endpoint(backends: Backends, root: Path, snapdir: Path) -> None:
     # ::1 on lo: a host with IPv6 has it, and so does the suite's own network namespace.
     b = backends("[::1]", "v6")
     publish(snapdir, make_snapshot([Endpoint("::1", b.port, pod="v6")]))
-    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, pick_metrics=True, registry=prom.REGISTRY) as ch:
+    with kuberesolver.insecure_channel(
+        TARGET, snapshot_dir=root, pick_metrics=True, registry=prom.REGISTRY
+    ) as ch:
         for _ in range(3):
             ch.unary_unary(UNARY)(b"", timeout=5)
         labels = {"target": LABEL, "endpoint": f"[::1]:{b.port}", "pod": "v6"}
@@ -179,7 +185,7 @@ def test_off_by_default_registers_nothing(root: Path, snapdir: Path) -> None:
             ch.unary_unary(UNARY)(b"", timeout=5)
             names = {m.name for m in prometheus_client.REGISTRY.collect()}
         a.stop()
-        print(metrics.pick_collector(prom.REGISTRY), "kuberesolver_picks" in names)
+        print(metrics.pick_collector(prometheus_client.REGISTRY), "kuberesolver_picks" in names)
         print("kuberesolver_revision" in names)
     """
     out = _python(code, root, PYTHONPATH=".")
