@@ -142,7 +142,7 @@ class AwaitedSnapshot:
                         break
             except Exception as exc:  # a watched directory vanished: poll, then watch again
                 log.debug("watching %s: %r", paths, exc)
-                self._stop.wait(min(1.0, self._poll_interval_ms / 1000))
+                self._stop.wait(self._poll_interval_ms / 1000)
 
     def _try(self) -> bool:
         """Look for the snapshot; when found and good, hand over to a SnapshotWatcher."""
