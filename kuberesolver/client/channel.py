@@ -144,8 +144,8 @@ _MAX_SENT = 6  # (type, version) entries remembered per directory until grpc ans
 
 
 _generation = 0
-_FORK_SUPPORT: Final = "GRPC_ENABLE_FORK_SUPPORT"
 """Bumped in a forked child: a lease of an older generation belongs to the parent."""
+_FORK_SUPPORT: Final = "GRPC_ENABLE_FORK_SUPPORT"
 
 
 class Lease:
@@ -1016,8 +1016,10 @@ def insecure_channel(
 
     Calls are balanced across the ready endpoints of the target's snapshot and
     follow its changes. ``server_name`` overrides ``:authority`` (default
-    ``service.namespace``). ``pick_metrics=True`` exports the calls per
-    endpoint to Prometheus (:mod:`kuberesolver.client.metrics`). See
+    ``service.namespace``). ``registry=`` (a ``prometheus_client.CollectorRegistry``)
+    receives the target's metrics, and with ``pick_metrics=True`` the calls per
+    endpoint (:mod:`kuberesolver.client.metrics`); none are recorded without it. A
+    snapshot not mounted yet is waited for (``strict=True`` raises instead). See
     :mod:`kuberesolver.client.settings` for the rest.
 
     A target of another scheme (``dns:///svc:50051``, ``localhost:50051``,

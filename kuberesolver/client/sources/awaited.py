@@ -171,7 +171,9 @@ class AwaitedSnapshot:
             if self._stop.is_set():
                 return True
             self._follower = follower
-        self._on_found(directory, snapshot)
+        # no longer missing before it is served: a channel that joins in between serves it
+        # itself rather than wait for a change
         self._missing = None
+        self._on_found(directory, snapshot)
         follower.start()
         return True
