@@ -348,7 +348,8 @@ def report(
         "ServiceFound", state is ServiceState.FOUND, state.value, the_plan.service_message
     )
     warnings: set[tuple[str, str]] = set()
-    unapplied = unapplied_parts(the_plan.snapshot.service_config, timeouts=False)
+    # The clients of the ConfigMap apply methodConfig timeouts as per-call deadlines.
+    unapplied = unapplied_parts(the_plan.snapshot.service_config)
     if unapplied:
         warnings.add(
             (
