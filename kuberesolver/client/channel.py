@@ -139,6 +139,17 @@ class _WatchedDir:
         return False
 
 
+def _file_dir(directory: Path, parsed: ParsedTarget, label: str, settings: Settings) -> _WatchedDir:
+    """A snapshot directory's entry, its watcher still to be set (it needs the entry)."""
+    return _WatchedDir(
+        directory=directory,
+        target=parsed,
+        watcher=None,  # type: ignore[arg-type]
+        label=label,
+        watch_settings=(settings.debounce_ms, settings.poll_interval_ms),
+    )
+
+
 _MAX_SENT = 6  # (type, version) entries remembered per directory until grpc answers
 # (two snapshots at most: a large one must not be held many times over)
 
@@ -300,14 +311,7 @@ class _Registry:
             spec = _spec(parsed, settings, snapshot, digest.hexdigest()[:8])
             ads = self._ensure_ads()
             if wd is None:
-                label = f"{parsed.server_name}:{spec.port}"
-                wd = _WatchedDir(
-                    directory=directory,
-                    target=parsed,
-                    watcher=None,  # type: ignore[arg-type]
-                    label=label,
-                    watch_settings=(settings.debounce_ms, settings.poll_interval_ms),
-                )
+                wd = _file_dir(directory, parsed, f"{parsed.server_name}:{spec.port}", settings)
                 wd.watcher = SnapshotWatcher(
                     directory,
                     parsed,
@@ -342,13 +346,7 @@ class _Registry:
             wd = self._dirs.get(directory)
             if wd is None:
                 label = f"{parsed.server_name}:{parsed.port or '-'}"
-                wd = _WatchedDir(
-                    directory=directory,
-                    target=parsed,
-                    watcher=None,  # type: ignore[arg-type]
-                    label=label,
-                    watch_settings=(settings.debounce_ms, settings.poll_interval_ms),
-                )
+                wd = _file_dir(directory, parsed, label, settings)
                 wd.watcher = AwaitedSnapshot(
                     settings.snapshot_dir,
                     parsed,

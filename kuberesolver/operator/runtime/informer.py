@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -323,15 +324,6 @@ def grpctarget_reflectors(
     ``index.namespaces``, or one for all); they keep only the fields a mount needs."""
     custom = client.CustomObjectsApi(api)
 
-    def list_all(**kwargs: Any) -> Any:
-        return custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
-
-    def list_in(namespace: str) -> Callable[..., Any]:
-        def list_fn(**kwargs: Any) -> Any:
-            return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kwargs)
-
-        return list_fn
-
     def decode(obj: Mapping[str, Any]) -> tuple[ObjectKey, dict[str, Any]]:
         spec = obj.get("spec") or {}
         if not isinstance(spec, Mapping):
@@ -349,7 +341,11 @@ def grpctarget_reflectors(
 
         return Reflector(
             _named("grpctargets", namespace),
-            list_in(namespace) if namespace else list_all,
+            functools.partial(
+                custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL
+            )
+            if namespace
+            else functools.partial(custom.list_cluster_custom_object, GROUP, VERSION, PLURAL),
             loop=loop,
             on_list=listed,
             on_event=event,
@@ -625,9 +621,9 @@ def service_reflectors(
         return [
             Reflector(
                 _named("services", namespace),
-                _scoped(core.list_namespaced_service, namespace)
-                if namespace
-                else core.list_service_for_all_namespaces,
+                _lister(
+                    core.list_namespaced_service, core.list_service_for_all_namespaces, namespace
+                ),
                 loop=loop,
                 on_list=services_listed,
                 on_event=service_event,
@@ -635,9 +631,11 @@ def service_reflectors(
             ),
             Reflector(
                 _named("endpointslices", namespace),
-                _scoped(discovery.list_namespaced_endpoint_slice, namespace)
-                if namespace
-                else discovery.list_endpoint_slice_for_all_namespaces,
+                _lister(
+                    discovery.list_namespaced_endpoint_slice,
+                    discovery.list_endpoint_slice_for_all_namespaces,
+                    namespace,
+                ),
                 loop=loop,
                 on_list=slices_listed,
                 on_event=slice_event,
@@ -671,9 +669,7 @@ def pod_reflectors(
 
         return Reflector(
             _named("pods", namespace),
-            _scoped(core.list_namespaced_pod, namespace)
-            if namespace
-            else core.list_pod_for_all_namespaces,
+            _lister(core.list_namespaced_pod, core.list_pod_for_all_namespaces, namespace),
             loop=loop,
             on_list=pods_listed,
             on_event=pod_event,
@@ -683,10 +679,9 @@ def pod_reflectors(
     return [reflector(ns) for ns in store.namespaces or ("",)]
 
 
-def _scoped(list_namespaced: Callable[..., Any], namespace: str) -> Callable[..., Any]:
-    """``list_namespaced`` (a ``list_namespaced_*`` of the client) bound to ``namespace``."""
-
-    def list_fn(**kwargs: Any) -> Any:
-        return list_namespaced(namespace, **kwargs)
-
-    return list_fn
+def _lister(
+    list_namespaced: Callable[..., Any], list_all: Callable[..., Any], namespace: str
+) -> Callable[..., Any]:
+    """``list_namespaced`` (a ``list_namespaced_*`` of the client) bound to ``namespace``;
+    ``list_all`` (its ``*_for_all_namespaces`` twin) when no namespace is given."""
+    return functools.partial(list_namespaced, namespace) if namespace else list_all
