@@ -305,8 +305,10 @@ class ControlPlane(Started):
         # For real nodes, Pods reach it as in a cluster: Service default/kubernetes, whose
         # endpoint (kept by the apiserver's lease reconciler) is NODE_IP, a local address of
         # the tests' private network namespace that kube-proxy forwards the ClusterIP to.
+        # kubelets are reached by their InternalIP (logs, exec): their names resolve nowhere.
         in_cluster = ("--bind-address=0.0.0.0", f"--advertise-address={NODE_IP}",
-                      "--endpoint-reconciler-type=lease")  # fmt: skip
+                      "--endpoint-reconciler-type=lease",
+                      "--kubelet-preferred-address-types=InternalIP")  # fmt: skip
         local = ("--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
                  "--endpoint-reconciler-type=none")  # fmt: skip
         if self.real_nodes and not in_private_network():

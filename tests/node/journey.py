@@ -1,9 +1,9 @@
 """The user's world for the journey on a real node: manifests, the client's log, the operator.
 
 The server is the test backend image (answers with its Pod's name, serves
-grpc.health.v1 for kubelet's gRPC probe); the client is the test client image,
-which calls through ``kuberesolver.insecure_channel`` and prints one JSON line
-per call (testenv/images/client.py).
+grpc.health.v1 for kubelet's gRPC probe, drains before it stops); the client
+is the test client image, which calls through ``kuberesolver.insecure_channel``
+and prints one JSON line per call (testenv/images/client.py).
 """
 
 from __future__ import annotations
@@ -33,14 +33,19 @@ spec:
   template:
     metadata: {{labels: {{app: server}}}}
     spec:
-      terminationGracePeriodSeconds: 10
+      terminationGracePeriodSeconds: 20
       containers:
         - name: server
           image: {image}
           imagePullPolicy: Never
-          env: [{{name: GRACE_S, value: "2"}}]
+          env:
+            - {{name: GRACE_S, value: "2"}}
+            - {{name: DRAIN_S, value: "5"}}
+            - {{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
           ports: [{{name: grpc, containerPort: 50051}}]
           readinessProbe: {{grpc: {{port: 50051}}, periodSeconds: 1}}
+          # Drain, then stop, once the endpoint is withdrawn (the README's server shutdown).
+          lifecycle: {{preStop: {{sleep: {{seconds: 5}}}}}}
 ---
 apiVersion: v1
 kind: Service

@@ -48,6 +48,10 @@ from tests.node.journey import (
 )
 from tests.node.workloads import http_get
 
+# The first test also sets up the module: the images (built when missing, one build at a
+# time on the machine), the operator and its webhook.
+pytestmark = pytest.mark.timeout(1800)
+
 REFRESH_BOUND_S = 3 * SYNC_FREQUENCY_S
 """Well above kubelet's refresh of a mounted ConfigMap (its sync period plus jitter)."""
 POD_START_S = 120
@@ -189,7 +193,6 @@ def says_why_and_keeps_running(
 # --- the journey -------------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(POD_START_S * 8 + REFRESH_BOUND_S * 2 + 300)
 def test_the_users_journey_on_a_real_node(
     installed: UserShell,
     images: dict[str, BuiltImage],
@@ -242,14 +245,16 @@ def test_the_users_journey_on_a_real_node(
         message="three new Ready server Pods, the old ones gone",
     )
     rolled = time.time()
+    # Until kubelet refreshes the mount, the calls ride the fallback; then per Pod again.
     balanced_over(core, ns, log_of, new_servers, timeout_s=REFRESH_BOUND_S)
-    window = between(calls(core, ns, log_of), started, rolled)
+    settled = time.time()
+    window = between(calls(core, ns, log_of), started, settled)
     lost = [c for c in window if not c.ok]
     print(
-        f"rollout: {len(window)} calls in {rolled - started:.1f} s, {len(lost)} failed, "
-        f"{len(new_servers)} new Pods balanced {time.time() - rolled:.1f} s after the rollout"
+        f"rollout: {rolled - started:.1f} s; the client balanced over the new Pods "
+        f"{settled - rolled:.1f} s later; {len(window)} calls, {len(lost)} failed"
     )
-    assert len(window) >= CLIENT_RATE * (rolled - started) / 2, "the client stalled"
+    assert len(window) >= CLIENT_RATE * (settled - started) / 2, "the client stalled"
     assert lost == [], lost[:5]
 
     # The leader goes; the other replica takes over and publishes what follows.
