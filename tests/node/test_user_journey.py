@@ -122,7 +122,6 @@ NO_SNAPSHOT_YET = pytest.mark.xfail(
 )
 
 
-@NO_SNAPSHOT_YET
 def test_a_client_pod_for_a_target_that_does_not_exist_starts_and_says_why(
     installed: UserShell,
     images: dict[str, BuiltImage],
@@ -133,18 +132,29 @@ def test_a_client_pod_for_a_target_that_does_not_exist_starts_and_says_why(
     user = user_in(installed, node_namespace, tmp_path)
     core = client.CoreV1Api(node_api)
     wait_for_webhook(node_api)
+    target = f"nosuch.{node_namespace}"
     warned = apply(
         user,
-        lone_client_yaml(
-            "lost", images["client"].ref, f"kubernetes:///nosuch.{node_namespace}:grpc", "nosuch"
-        ),
+        lone_client_yaml("lost", images["client"].ref, f"kubernetes:///{target}:grpc", "nosuch"),
     )
     # The webhook admits it unchanged and says why, as kubectl prints it.
     assert "Warning:" in warned, warned
     assert "nosuch" in warned, warned
     pod = core.read_namespaced_pod("lost", node_namespace)
     assert not [v for v in pod.spec.volumes or [] if v.config_map], pod.spec.volumes
-    says_why_and_keeps_running(core, node_namespace, "lost", "nosuch")
+    # Its container starts, and its log names the snapshot it lacks.
+    until(
+        lambda: f"no snapshot for {target}" in log_text(core, node_namespace, "lost"),
+        timeout_s=POD_START_S,
+        interval_s=1,
+        retry_on=(client.ApiException,),
+        message="the client's log to say which snapshot it lacks",
+    )
+
+
+def log_text(core: client.CoreV1Api, namespace: str, pod: str) -> str:
+    response = core.read_namespaced_pod_log(pod, namespace, _preload_content=False)
+    return str(response.data.decode(errors="replace"))
 
 
 @NO_SNAPSHOT_YET
@@ -310,9 +320,14 @@ def test_the_users_journey_on_a_real_node(
         message="two operator replicas of the upgrade Ready, and no other",
     )
     for pod in ready_pods(core, OPERATOR_NAMESPACE, OPERATOR_SELECTOR):
-        status, body = http_get(pod.status.pod_ip, "/metrics", port=9090)
-        assert status == 200, (pod.metadata.name, body)
-        assert "kuberesolver_operator_targets" in body, (pod.metadata.name, body)
+        until(
+            lambda ip=pod.status.pod_ip: (
+                "kuberesolver_operator_targets" in http_get(ip, "/metrics", port=9100)[1]
+            ),
+            timeout_s=30,
+            interval_s=0.5,
+            message=f"metrics on port 9100 of {pod.metadata.name}",
+        )
     upgrade_window = between(calls(core, ns, log_of), upgraded_from, time.time())
     assert upgrade_window, "the client stalled"
     assert all(c.ok for c in upgrade_window), upgrade_window[:5]
@@ -345,7 +360,7 @@ def upgraded_operators(core: client.CoreV1Api) -> set[str]:
         for p in pods
         for c in p.spec.containers
         for e in c.env or []
-        if e.name == "KUBERESOLVER_METRICS_PORT" and e.value == "9090"
+        if e.name == "KUBERESOLVER_METRICS_PORT" and e.value == "9100"
     }
     return upgraded if len(upgraded) == len(pods) else set()
 
