@@ -21,6 +21,7 @@ from collections.abc import Iterator, Set
 from pathlib import Path
 
 import pytest
+import urllib3
 from kubernetes import client
 
 from testenv.images import BuiltImage, ensure_images, import_into_containerd
@@ -52,6 +53,8 @@ from tests.node.workloads import http_get
 # time on the machine), the operator and its webhook.
 pytestmark = pytest.mark.timeout(1800)
 
+TRANSIENT = (client.ApiException, urllib3.exceptions.HTTPError, OSError)
+"""What a wait retries: the API or a Pod not answering yet (never a bug in the test)."""
 REFRESH_BOUND_S = 3 * SYNC_FREQUENCY_S
 """Well above kubelet's refresh of a mounted ConfigMap (its sync period plus jitter)."""
 POD_START_S = 120
@@ -147,7 +150,7 @@ def test_a_client_pod_for_a_target_that_does_not_exist_starts_and_says_why(
         lambda: f"no snapshot for {target}" in log_text(core, node_namespace, "lost"),
         timeout_s=POD_START_S,
         interval_s=1,
-        retry_on=(client.ApiException,),
+        retry_on=TRANSIENT,
         message="the client's log to say which snapshot it lacks",
     )
 
@@ -195,7 +198,7 @@ def says_why_and_keeps_running(
         failed_calls,
         timeout_s=POD_START_S,
         interval_s=1,
-        retry_on=(client.ApiException,),
+        retry_on=TRANSIENT,
         message=f"client {pod} to run and say why each call fails",
     )
 
@@ -223,13 +226,14 @@ def test_the_users_journey_on_a_real_node(
         lambda: names_if(ready_pods(core, ns, "app=server"), 3),
         timeout_s=POD_START_S,
         interval_s=0.5,
+        retry_on=TRANSIENT,
         message="three Ready server Pods",
     )
     until(
         lambda: len(endpoints(node_api, ns)) == 3,
         timeout_s=60,
         interval_s=0.5,
-        retry_on=(client.ApiException,),
+        retry_on=TRANSIENT,
         message="the three server Pods published",
     )
 
@@ -238,6 +242,7 @@ def test_the_users_journey_on_a_real_node(
         lambda: ready_pods(core, ns, "app=client"),
         timeout_s=POD_START_S,
         interval_s=0.5,
+        retry_on=TRANSIENT,
         message="the client Pod running",
     )
     the_webhook_mounted_the_config_map(client_pod, ns)
@@ -252,6 +257,7 @@ def test_the_users_journey_on_a_real_node(
         lambda: names_if(ready_pods(core, ns, "app=server"), 3, besides=servers),
         timeout_s=POD_START_S * 3,
         interval_s=0.5,
+        retry_on=TRANSIENT,
         message="three new Ready server Pods, the old ones gone",
     )
     rolled = time.time()
@@ -269,13 +275,14 @@ def test_the_users_journey_on_a_real_node(
 
     # The leader goes; the other replica takes over and publishes what follows.
     leader = until(lambda: lease_holder(node_api), timeout_s=30, message="a Lease holder")
-    others = [p.metadata.name for p in ready_pods(core, OPERATOR_NAMESPACE, OPERATOR_SELECTOR)]
+    others = {p.metadata.name for p in ready_pods(core, OPERATOR_NAMESPACE, OPERATOR_SELECTOR)}
     assert leader in others, (leader, others)
     core.delete_namespaced_pod(leader, OPERATOR_NAMESPACE)
     until(
-        lambda: lease_holder(node_api) in set(others) - {leader},
+        lambda: lease_holder(node_api) in others - {leader},
         timeout_s=60,
         interval_s=0.5,
+        retry_on=TRANSIENT,
         message=f"the other operator replica to take the Lease from {leader}",
     )
 
@@ -284,6 +291,7 @@ def test_the_users_journey_on_a_real_node(
         lambda: endpoints(node_api, ns) == [],
         timeout_s=60,
         interval_s=0.5,
+        retry_on=TRANSIENT,
         message="the new leader to publish no endpoints",
     )
     user.run(scale_line(3))
@@ -291,6 +299,7 @@ def test_the_users_journey_on_a_real_node(
         lambda: names_if(ready_pods(core, ns, "app=server"), 3, besides=new_servers),
         timeout_s=POD_START_S,
         interval_s=0.5,
+        retry_on=TRANSIENT,
         message="three Ready server Pods again",
     )
     back_at = time.time()
@@ -298,12 +307,14 @@ def test_the_users_journey_on_a_real_node(
         lambda: calls_succeed_since(core, ns, log_of, back_at),
         timeout_s=30,
         interval_s=0.5,
+        retry_on=TRANSIENT,
         message="the client's calls to succeed again",
     )
     until(
         lambda: len(endpoints(node_api, ns)) == 3,
         timeout_s=60,
         interval_s=0.5,
+        retry_on=TRANSIENT,
         message="the three new server Pods published",
     )
 
@@ -317,6 +328,7 @@ def test_the_users_journey_on_a_real_node(
         ),
         timeout_s=POD_START_S * 2,
         interval_s=0.5,
+        retry_on=TRANSIENT,
         message="two operator replicas of the upgrade Ready, and no other",
     )
     for pod in ready_pods(core, OPERATOR_NAMESPACE, OPERATOR_SELECTOR):
@@ -326,6 +338,7 @@ def test_the_users_journey_on_a_real_node(
             ),
             timeout_s=30,
             interval_s=0.5,
+            retry_on=TRANSIENT,
             message=f"metrics on port 9100 of {pod.metadata.name}",
         )
     upgrade_window = between(calls(core, ns, log_of), upgraded_from, time.time())
@@ -409,6 +422,7 @@ def balanced_over(
         balanced,
         timeout_s=timeout_s,
         interval_s=1,
+        retry_on=TRANSIENT,
         message=f"the client to balance over {sorted(servers)}",
     )
 
@@ -437,6 +451,7 @@ def the_uninstall_is_as_the_readme_says(
         lambda: not core.list_namespaced_pod(OPERATOR_NAMESPACE).items,
         timeout_s=60,
         interval_s=0.5,
+        retry_on=TRANSIENT,
         message="the operator's Pods gone",
     )
     user.run("kubectl get crd grpctargets.kuberesolver.io")
@@ -446,6 +461,7 @@ def the_uninstall_is_as_the_readme_says(
         lambda: len(ready_pods(core, namespace, "app=server")) == 4,
         timeout_s=POD_START_S,
         interval_s=0.5,
+        retry_on=TRANSIENT,
         message="a fourth server Pod Ready",
     )
     after = time.time()
@@ -453,6 +469,7 @@ def the_uninstall_is_as_the_readme_says(
         lambda: calls_succeed_since(core, namespace, log_of, after),
         timeout_s=30,
         interval_s=0.5,
+        retry_on=TRANSIENT,
         message="the client's calls after the uninstall",
     )
     recent = between(calls(core, namespace, log_of), after, time.time())
@@ -468,6 +485,6 @@ def the_uninstall_is_as_the_readme_says(
         lambda: calls_succeed_since(core, namespace, "named", 0),
         timeout_s=POD_START_S,
         interval_s=0.5,
-        retry_on=(client.ApiException,),
+        retry_on=TRANSIENT,
         message="a client that names the ConfigMap in its own spec to call",
     )
