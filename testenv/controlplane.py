@@ -6,7 +6,9 @@ controllers) run as child processes on free loopback ports. There is no
 kubelet and no scheduler: tests bind Pods to a Node themselves and set their
 status. ``ControlPlane(real_nodes=True)`` is the control plane for real
 kubelets (testenv/node.py): it adds kube-scheduler and the controllers that
-Deployments and Nodes need.
+Deployments and Nodes need, and listens for Pods as a cluster's apiserver does
+(Service ``default/kubernetes``, whose endpoint is a local address of the
+tests' network namespace: with kube-proxy, in-cluster clients find it).
 
     >>> with ControlPlane() as cp:
     ...     print(cp.admin_kubeconfig.name, cp.server.startswith("https://127.0.0.1:"))

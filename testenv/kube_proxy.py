@@ -10,7 +10,14 @@ IPs, and follows EndpointSlice changes within tens of milliseconds.
 
 It needs a Node with an InternalIP (else it waits 30 s for one) and a client
 certificate for ``system:kube-proxy``, the user the default RBAC already binds
-to ``system:node-proxier``.
+to ``system:node-proxier``. Beside a real kubelet (testenv/node.py), whose Node
+reports its own address: ``KubeProxy(cp, node=node.name, address=None)``; Pods
+then reach ClusterIPs over the node's bridge, and the apiserver reaches them too
+(it calls webhooks through their Service's ClusterIP).
+
+One per network namespace: every kube-proxy owns the nftables table
+``kube-proxy`` and clears the iptables and nftables rules of other modes as it
+starts, so a second one in the same test process is refused with a clear error.
 """
 
 from __future__ import annotations
