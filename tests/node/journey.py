@@ -61,10 +61,16 @@ spec: {{service: server, port: grpc}}
 """
 
 
+CALL_TIMEOUT_S = 5
+"""Each call's deadline. A call with no reachable endpoint fails at once (no wait_for_ready),
+so a short deadline catches nothing more; 1 s let a starved client on the loaded two-core
+machine time out calls while the operator's Pods started (19 of 724, in bursts)."""
+
+
 def client_env(target: str) -> str:
     return (
         f'[{{name: TARGET, value: "{target}"}}, {{name: RATE, value: "{CLIENT_RATE}"}},'
-        ' {name: TIMEOUT_S, value: "1"}]'
+        f' {{name: TIMEOUT_S, value: "{CALL_TIMEOUT_S}"}}]'
     )
 
 
