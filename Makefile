@@ -35,7 +35,7 @@ test: install controlplane  ## the whole suite: unit, client, integration and en
 	$(PY) -m pytest -n 3
 
 # What depends on the apiserver's version: the CRD (schema, CEL rules, explain), the
-# ConfigMap admission policy, EndpointSlices from kube-controller-manager, publishing and
+# ConfigMap admission policy, namespaced mode under its Roles (audited), EndpointSlices from kube-controller-manager, publishing and
 # status, the mounts webhook, RBAC, quota refusals, garbage collection, watches across an
 # apiserver restart, and the install with kubectl and helm. The other tests exercise the
 # operator's and the clients' own logic (operator restarts, leader hand-over, xDS,
@@ -46,6 +46,7 @@ OLDEST_TESTS := \
   tests/integration/test_crd_outlier_detection.py \
   tests/integration/operator/test_admission.py \
   tests/integration/operator/test_admission_policy.py \
+  tests/integration/operator/test_namespaced_mode.py \
   tests/integration/operator/test_publish.py \
   tests/integration/operator/test_webhook.py \
   $(LIFECYCLE)::test_deleting_a_target_needs_no_finalizer_and_collects_its_configmap \

@@ -139,6 +139,11 @@ def main() -> None:
     parser.add_argument("--pick-metrics", action="store_true")
     args = parser.parse_args()
     pick_metrics = args.pick_metrics or None
+    registry = None
+    if args.pick_metrics:  # the picks go to the registry the channel names: here the global one
+        import prometheus_client
+
+        registry = prometheus_client.REGISTRY
 
     import kuberesolver
     import kuberesolver.aio
@@ -151,7 +156,11 @@ def main() -> None:
 
         t0 = time.perf_counter()
         ours = kuberesolver.insecure_channel(
-            target, snapshot_dir=root, max_attempts=args.max_attempts, pick_metrics=pick_metrics
+            target,
+            snapshot_dir=root,
+            max_attempts=args.max_attempts,
+            pick_metrics=pick_metrics,
+            registry=registry,
         )
         ours.unary_unary(UNARY)(b"", timeout=10)
         first_rpc_ms = (time.perf_counter() - t0) * 1000
@@ -169,7 +178,11 @@ def main() -> None:
 
         async def run_aio() -> dict[str, list[tuple[float, float]]]:
             a_ours = kuberesolver.aio.insecure_channel(
-                target, snapshot_dir=root, max_attempts=args.max_attempts, pick_metrics=pick_metrics
+                target,
+                snapshot_dir=root,
+                max_attempts=args.max_attempts,
+                pick_metrics=pick_metrics,
+                registry=registry,
             )
             a_raw = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
             acalls = {"raw": a_raw.unary_unary(UNARY), "ours": a_ours.unary_unary(UNARY)}

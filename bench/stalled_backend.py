@@ -11,7 +11,7 @@ deadline, for ``--duration-s``.
 grpc's 60 s ping timeout, no outlier detection unless the snapshot asks),
 for comparison.
 
-The last line is one JSON object: the share of 1 s-deadline calls that
+The last line is one JSON object (json.dumps in _common.emit): the share of 1 s-deadline calls that
 succeeded from 10 s on (``ok_from_10s``) and over windows ending at 30, 60,
 100, 150 s ...; the seconds in which calls failed, with counts (each one is a
 re-admission of the stalled endpoint after its ejection), with how far the

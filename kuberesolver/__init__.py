@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from kuberesolver._version import __version__ as __version__
 
 if TYPE_CHECKING:
+    from kuberesolver.client.calls import ForkedChannelError
     from kuberesolver.client.channel import Channel, insecure_channel, secure_channel
     from kuberesolver.client.sources.file import SnapshotNotFound
     from kuberesolver.client.target import ParsedTarget, parse_target, register_scheme
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
         K8sClient,
         new_in_cluster_k8s_client,
         new_insecure_k8s_client,
+        new_k8s_client,
+        new_kubeconfig_k8s_client,
         register,
         register_in_cluster,
         register_in_cluster_with_schema,
@@ -42,6 +45,7 @@ __all__ = [
     "Builder",
     "Channel",
     "Endpoint",
+    "ForkedChannelError",
     "K8sClient",
     "ParsedTarget",
     "Snapshot",
@@ -52,6 +56,8 @@ __all__ = [
     "load_report",
     "new_in_cluster_k8s_client",
     "new_insecure_k8s_client",
+    "new_k8s_client",
+    "new_kubeconfig_k8s_client",
     "parse_target",
     "register",
     "register_in_cluster",
@@ -65,11 +71,14 @@ _HOMES: dict[str, str] = {
     "K8sClient": "kuberesolver.kube.client",
     "new_in_cluster_k8s_client": "kuberesolver.kube.client",
     "new_insecure_k8s_client": "kuberesolver.kube.client",
+    "new_k8s_client": "kuberesolver.kube.client",
+    "new_kubeconfig_k8s_client": "kuberesolver.kube.client",
     "register": "kuberesolver.client.sources.api.builder",
     "register_in_cluster": "kuberesolver.client.sources.api.builder",
     "register_in_cluster_with_schema": "kuberesolver.client.sources.api.builder",
     "Channel": "kuberesolver.client.channel",
     "Endpoint": "kuberesolver.core.snapshot",
+    "ForkedChannelError": "kuberesolver.client.calls",
     "ParsedTarget": "kuberesolver.client.target",
     "Snapshot": "kuberesolver.core.snapshot",
     "SnapshotError": "kuberesolver.core.snapshot",

@@ -22,6 +22,8 @@ from kuberesolver.kube.client import (
     WatchStream,
     new_in_cluster_k8s_client,
     new_insecure_k8s_client,
+    new_k8s_client,
+    new_kubeconfig_k8s_client,
 )
 
 __all__ = [
@@ -33,6 +35,8 @@ __all__ = [
     "choose_source",
     "new_in_cluster_k8s_client",
     "new_insecure_k8s_client",
+    "new_k8s_client",
+    "new_kubeconfig_k8s_client",
     "register",
     "register_in_cluster",
     "register_in_cluster_with_schema",

@@ -60,6 +60,18 @@ Node is Ready, and every namespace gets the ``kube-root-ca.crt`` that service-ac
 token volumes project."""
 
 
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+"""
+"""Every request of a ServiceAccount, with its verb, object and answer; nothing else."""
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -199,6 +211,8 @@ class ControlPlane(Started):
     temporary directory removed on stop unless one is given. ``kubernetes`` is
     ``newest`` or ``oldest`` (default: ``$KUBERESOLVER_TESTENV_KUBERNETES``, else
     newest; see testenv/build.py); ``bin_dir`` overrides it with ready binaries.
+    ``audit=True`` has the apiserver log every request of a ServiceAccount
+    (metadata only) to :attr:`audit_log` (testenv/audit.py reads it).
     """
 
     def __init__(
@@ -207,8 +221,10 @@ class ControlPlane(Started):
         bin_dir: Path | None = None,
         kubernetes: str | None = None,
         real_nodes: bool = False,
+        audit: bool = False,
     ) -> None:
         self._own_workdir = workdir is None
+        self.audit = audit
         self.real_nodes = real_nodes
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="kuberesolver-testenv-"))
         self.bin_dir = bin_dir
@@ -217,6 +233,7 @@ class ControlPlane(Started):
         self.apiserver_port = 0
         self.etcd_port = 0
         self.admin_kubeconfig = self.workdir / "admin.kubeconfig"
+        self.audit_log = self.workdir / "logs" / "audit.log"
         self._ca: CertificateAuthority | None = None
 
     # -- lifecycle -----------------------------------------------------------
@@ -348,10 +365,23 @@ class ControlPlane(Started):
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
                 "--v=1",
+                *self._audit_flags(),
             ],
             logs,
         )
         self._wait_ready(proc, timeout_s)
+
+    def _audit_flags(self) -> list[str]:
+        if not self.audit:
+            return []
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
+        ]
 
     def _wait_ready(self, proc: _Process, timeout_s: float) -> None:
         ctx = ssl.create_default_context(cafile=str(self.ca.cert_path))

@@ -33,10 +33,13 @@ class OperatorProcess:
         name: str = "op",
         *,
         quiet: bool = False,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.kubeconfig = kubeconfig
         self.name = name
         self.quiet = quiet  # kopf --quiet (benchmarks) instead of --verbose (tests, demo)
+        self.args = args
+        """More ``kopf run`` arguments (e.g. ``--log-format=json``)."""
         self.liveness_port = free_port()
         self.metrics_port = free_port()
         self.extra_env = dict(env or {})
@@ -55,11 +58,14 @@ class OperatorProcess:
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
+        # Namespaced mode: kopf gets the namespaces of KUBERESOLVER_WATCH_NAMESPACES.
+        watched = [n.strip() for n in env.get("KUBERESOLVER_WATCH_NAMESPACES", "").split(",")]
+        scope = [f"--namespace={n}" for n in watched if n] or ["--all-namespaces"]
         argv = [
             sys.executable, "-m", "kopf", "run", "-m", "kuberesolver.operator",
-            "--all-namespaces", "--standalone",
+            *scope, "--standalone",
             f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
-            "--quiet" if self.quiet else "--verbose",
+            "--quiet" if self.quiet else "--verbose", *self.args,
         ]  # fmt: skip
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(

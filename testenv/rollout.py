@@ -1,9 +1,17 @@
 """A Deployment-style rolling update under steady gRPC load, measured (shared by test and bench).
 
-One namespace holds a ClusterIP Service "greeter", its GrpcTarget, and five
-Pods whose gRPC servers run on their pod IPs. The client reads the snapshot
-that the projector writes (optionally ``lag_s`` late, like kubelet) and calls
-at a steady rate with a deadline and without ``wait_for_ready``. The rollout
+One namespace holds a Service "greeter" (a ClusterIP one, or ``headless``),
+its GrpcTarget, and five Pods whose gRPC servers run on their pod IPs. The
+client reads the snapshot that the projector writes (optionally ``lag_s``
+late, like kubelet) and calls at a steady rate with a deadline and without
+``wait_for_ready``.
+
+With ``via_webhook`` the delivery path is the mounts webhook's choice: a
+client Pod labelled for injection is created through the apiserver (the
+operator must serve the webhook, registered with it; nothing runs the Pod),
+and the harness does what its admitted spec says: the injected projector
+sidecar's own arguments, without lag, or for a plain ConfigMap volume the
+projector ``lag_s`` late, as kubelet. The rollout
 replaces the Pods one by one as a Deployment with maxSurge 1 and
 maxUnavailable 0 does:
 
@@ -119,6 +127,8 @@ class RolloutResult:
     server_stops: int = 0
     undrained_stops: int = 0
     """Old servers that still had connections when their drain timed out."""
+    delivery: str = ""
+    """How the snapshot reached the client: the projector, or a plain mount (lagged)."""
 
     @property
     def rps(self) -> float:
@@ -144,6 +154,7 @@ class RolloutResult:
             "reconnects": self.reconnects,
             "failures_by_code": dict(sorted(self.failures.items())),
             "undrained_stops": self.undrained_stops,
+            "delivery": self.delivery,
         }
 
 
@@ -202,16 +213,27 @@ class Load:
 class Projector:
     """The projector as the client's ServiceAccount (get/watch on ConfigMap "greeter")."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, root: Path, lag_s: float) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        root: Path,
+        lag_s: float,
+        injected: list[str] | None = None,
+    ) -> None:
+        """``injected``: an injected sidecar's arguments, run as they are but for ``--dir``,
+        moved under ``root`` (the same last component: the client's directory name)."""
         self.directory = root / f"{SERVICE}.{namespace}"
+        args = [f"--namespace={namespace}", f"--configmap={SERVICE}", f"--dir={self.directory}"]
+        if injected:
+            args = [a for a in injected if not a.startswith("--dir=")]
+            (where,) = [a.removeprefix("--dir=") for a in injected if a.startswith("--dir=")]
+            self.directory = root / Path(where).name
+            args.append(f"--dir={self.directory}")
         self.log_path = root.parent / f"projector-{namespace}.log"
         with open(self.log_path, "wb") as out:
             self.popen = subprocess.Popen(
-                [
-                    sys.executable, "-m", "kuberesolver.projector",
-                    f"--namespace={namespace}", f"--configmap={SERVICE}",
-                    f"--dir={self.directory}", f"--lag-s={lag_s}",
-                ],
+                [sys.executable, "-m", "kuberesolver.projector", *args, f"--lag-s={lag_s}"],
                 env={**os.environ, "KUBECONFIG": str(kubeconfig)},
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -288,17 +310,18 @@ class _ChannelPerUpdate:
 class _World:
     """The namespace's Service, GrpcTarget, client RBAC and Pods with their servers."""
 
-    def __init__(self, api: client.ApiClient, namespace: str, first_ip: int) -> None:
+    def __init__(
+        self, api: client.ApiClient, namespace: str, first_ip: int, headless: bool = False
+    ) -> None:
         self.api = api
         self.namespace = namespace
         self.core = client.CoreV1Api(api)
         self._next_ip = first_ip
         self._next_pod = 1
         self.servers: dict[str, PodServer] = {}
-        create_service(api, namespace, SERVICE, headless=False)
-        for doc in documents(ROOT / "manifests/examples/projector-sidecar.yaml"):
-            if doc["kind"] != "Pod":
-                apply_object(api, _moved(doc, namespace))
+        create_service(api, namespace, SERVICE, headless=headless)
+        for doc in documents(ROOT / "manifests/examples/projector-rbac.yaml"):
+            apply_object(api, _moved(doc, namespace))
 
     def publish(self, ips: set[str]) -> None:
         """Create the GrpcTarget once the slices list ``ips`` ready: its first version is whole."""
@@ -394,6 +417,8 @@ def run_rollout(
     client_kind: Client = "kuberesolver",
     lag_s: float = 0.0,
     fallback: bool = True,
+    headless: bool = False,
+    via_webhook: bool = False,
     replicas: int = 5,
     first_ip: int = 1000,
     rate_per_s: float = 250.0,
@@ -403,14 +428,23 @@ def run_rollout(
     log: Callable[[str], None] = lambda _: None,
 ) -> RolloutResult:
     """Set up one namespace, roll all ``replicas`` Pods under load, and measure."""
-    world = _World(api, namespace, first_ip)
+    world = _World(api, namespace, first_ip, headless=headless)
     token = service_account_token(api, namespace, "greeter-client")
     kubeconfig = control_plane.token_kubeconfig(f"client-{namespace}", token, namespace)
-    projector = Projector(kubeconfig, namespace, workdir / f"mount-{namespace}", lag_s)
+    root = workdir / f"mount-{namespace}"
+    projector: Projector | None = None
+    delivery = "plain mount" if lag_s else "projector"
+    if not via_webhook:
+        projector = Projector(kubeconfig, namespace, root, lag_s)
     try:
         old = [world.add_pod()[0] for _ in range(replicas)]
         old_ips = {world.servers[n].ip for n in old}
         world.publish(old_ips)
+        if projector is None:
+            args = injected_projector(api, namespace)
+            delivery = "projector sidecar (webhook)" if args else "plain mount (webhook)"
+            projector = Projector(kubeconfig, namespace, root, 0.0 if args else lag_s, args)
+            log(f"{namespace}: the webhook chose the {delivery}: {args}")
         until(
             message="the first snapshot with every Pod",
             fn=lambda: _ready_ips(projector.snapshot()) == old_ips,
@@ -458,6 +492,7 @@ def run_rollout(
             rollout_s=rollout_s,
             server_stops=len(ready_at),
             undrained_stops=undrained,
+            delivery=delivery,
         )
         for name, at in ready_at.items():
             first = world.servers[name].first_call_at
@@ -468,8 +503,55 @@ def run_rollout(
         result.reconnects = opened - needed
         return result
     finally:
-        projector.stop()
+        if projector is not None:
+            projector.stop()
         world.stop()
+
+
+def injected_projector(api: client.ApiClient, namespace: str) -> list[str]:
+    """Create a client Pod that names the GrpcTarget, as the webhook admits it (retried
+    until the webhook has answered); the injected projector sidecar's arguments, or
+    ``[]`` when it got the plain ConfigMap volume."""
+    core = client.CoreV1Api(api)
+    body: Any = {
+        "metadata": {
+            "name": "client",
+            "labels": {"kuberesolver.io/inject": "true"},
+            "annotations": {"kuberesolver.io/targets": SERVICE},
+        },
+        "spec": {
+            "serviceAccountName": "greeter-client",
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "client", "image": "example.invalid/client:1"}],
+        },
+    }
+
+    def gone() -> bool:
+        try:
+            core.read_namespaced_pod("client", namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        return False
+
+    def admitted() -> dict[str, Any] | None:
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespaced_pod("client", namespace, grace_period_seconds=0)
+        until(gone, timeout_s=30, message="the client Pod gone")
+        pod: dict[str, Any] = api.sanitize_for_serialization(  # type: ignore[no-untyped-call]
+            core.create_namespaced_pod(namespace, body)
+        )
+        mounted = any(v["name"].startswith("kuberesolver-") for v in pod["spec"]["volumes"])
+        return pod if mounted else None
+
+    pod = until(admitted, timeout_s=60, message="the webhook to mutate the Pod")
+    assert pod is not None
+    for container in pod["spec"].get("initContainers") or []:
+        command = container.get("command") or []
+        if container.get("restartPolicy") == "Always" and command[:1] == ["kuberesolver-projector"]:
+            return [str(a) for a in command[1:]]
+    return []
 
 
 def _warm(call: Callable[[], Callable[..., bytes]], world: _World, names: list[str]) -> bool:

@@ -25,6 +25,7 @@ class Channel(LeasedChannel, grpc.aio.Channel):  # type: ignore[misc]
     """A ``grpc.aio.Channel`` for a ``kubernetes:`` target; closing it releases the watch."""
 
     public_name = "kuberesolver.aio.Channel"
+    is_aio = True
 
     async def __aenter__(self) -> Channel:
         return self

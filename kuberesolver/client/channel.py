@@ -14,6 +14,15 @@ interface by delegating to a channel made with the public
 Channels of the same target and options share one watch and one set of xDS
 resources. The last channel to close stops the watch, and the last channel of
 the process stops the xDS server.
+
+A target whose snapshot is not mounted yet gets a channel anyway (unless
+``strict=True``): see :mod:`kuberesolver.client.sources.awaited` and
+:mod:`kuberesolver.client.calls`, which also applies ``methodConfig`` timeouts.
+
+Fork: the xDS server and the watches are threads, which a forked child does
+not inherit. In the child, the registry starts empty, and a channel made
+before the fork refuses its calls with :class:`~kuberesolver.client.calls.ForkedChannelError`
+naming the fix (make channels after the fork).
 """
 
 from __future__ import annotations
@@ -22,17 +31,18 @@ import atexit
 import functools
 import hashlib
 import logging
+import os
 import threading
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, TypeVar, Unpack
+from typing import Any, ClassVar, Final, Literal, Protocol, TypeVar, Unpack
 
 import grpc
 
-from kuberesolver.client import metrics
+from kuberesolver.client import calls, metrics
 from kuberesolver.client.memory import (
     SHRINK_THRESHOLD,
     fix_trim_threshold,
@@ -42,11 +52,18 @@ from kuberesolver.client.memory import (
 from kuberesolver.client.settings import ChannelArgs, Settings, resolve_from
 from kuberesolver.client.sources.api.builder import builder_or_default, choose_source
 from kuberesolver.client.sources.api.watcher import ApiWatcher
-from kuberesolver.client.sources.file import SnapshotWatcher, check_snapshot, locate
+from kuberesolver.client.sources.awaited import AwaitedSnapshot
+from kuberesolver.client.sources.file import (
+    SnapshotNotFound,
+    SnapshotWatcher,
+    check_snapshot,
+    locate,
+)
 from kuberesolver.client.sources.operator import authority as operator_authority
 from kuberesolver.client.sources.operator import ensure_bootstrap, xds_target
 from kuberesolver.client.target import ParsedTarget, parse_target, schemes
 from kuberesolver.core.policies import normalize_policy
+from kuberesolver.core.service_config import method_rules
 from kuberesolver.core.snapshot import ENDPOINTS_KEY, Snapshot, load
 from kuberesolver.xds.ads_inprocess import AdsServer
 from kuberesolver.xds.bootstrap_inprocess import install_bootstrap
@@ -94,6 +111,24 @@ class _WatchedDir:
     confirmed: Snapshot | None = None  # the last snapshot grpc's xDS client accepted
     logged_revision: int | None = None  # the last revision logged as applied
     peak_endpoints: int = 0  # most endpoints grpc held since memory was last given back
+    registries: dict[int, list[Any]] = field(default_factory=dict)  # id -> [registry, channels]
+    timeouts: tuple[Snapshot | None, dict[str, float | None]] = (None, {})
+    """The methodConfig timeouts of one snapshot, by method, as they were asked for."""
+
+    @property
+    def metric_registries(self) -> list[Any]:
+        """The registries the target's metrics go to (those of its channels)."""
+        return [entry[0] for entry in self.registries.values()]
+
+    def method_timeout(self, method: str) -> float | None:
+        snapshot = self.watcher.snapshot
+        held, by_method = self.timeouts
+        if held is not snapshot:
+            by_method = {}
+            self.timeouts = (snapshot, by_method)
+        if method not in by_method:
+            by_method[method] = calls.timeout_for(method_rules(snapshot.service_config), method)
+        return by_method[method]
 
     def owns(self, names: frozenset[str]) -> bool:
         for spec_name in self.specs:
@@ -108,12 +143,22 @@ _MAX_SENT = 6  # (type, version) entries remembered per directory until grpc ans
 # (two snapshots at most: a large one must not be held many times over)
 
 
+_generation = 0
+"""Bumped in a forked child: a lease of an older generation belongs to the parent."""
+_FORK_SUPPORT: Final = "GRPC_ENABLE_FORK_SUPPORT"
+
+
 class Lease:
     """One channel's hold on a target: its xDS name, released exactly once."""
 
-    def __init__(self, registry: _Registry, wd: _WatchedDir, spec: ChannelSpec) -> None:
+    def __init__(
+        self, registry: _Registry, wd: _WatchedDir, spec: ChannelSpec, metrics_registry: Any = None
+    ) -> None:
         self._registry = registry
         self._wd = wd
+        self._generation = _generation
+        self._pid = os.getpid()
+        self.metrics_registry = metrics_registry
         self.spec = spec
         self.target = wd.target
         self.directory = wd.directory
@@ -144,16 +189,41 @@ class Lease:
     def released(self) -> bool:
         return self._released
 
+    @property
+    def forked(self) -> bool:
+        """Whether this process is a child forked after the lease was taken."""
+        return self._generation != _generation
+
+    def check_process(self) -> None:
+        """Raise :class:`~kuberesolver.client.calls.ForkedChannelError` in a forked child."""
+        if self._generation != _generation:
+            raise calls.ForkedChannelError(
+                f"this kuberesolver channel for {self.target.server_name} was made in process "
+                f"{self._pid} before it forked; this is process {os.getpid()}, where its xDS "
+                f"server and file watch do not run (threads do not survive fork). {_AFTER_FORK}"
+            )
+
+    @property
+    def missing(self) -> str | None:
+        """What is missing while the target's snapshot is not mounted (None: it is there)."""
+        return getattr(self._wd.watcher, "missing", None)
+
+    def method_timeout(self, method: str) -> float | None:
+        """The snapshot's ``methodConfig`` timeout for ``method``, in seconds (None: none)."""
+        return self._wd.method_timeout(method)
+
     def release(self) -> None:
-        """Give the target back. Idempotent."""
+        """Give the target back. Idempotent; nothing in a forked child (the parent holds it)."""
         with self._lock:
             if self._released:
                 return
             self._released = True
             untrack, self._untrack_picks = self._untrack_picks, None
+        if self.forked:
+            return
         if untrack is not None:
             untrack()
-        self._registry.release(self._wd, self.spec)
+        self._registry.release(self._wd, self.spec, self.metrics_registry)
 
     def track_picks(self) -> None:
         """Export this target's calls per endpoint (see :mod:`kuberesolver.client.metrics`)."""
@@ -162,7 +232,7 @@ class Lease:
             if self._released or self._untrack_picks is not None:
                 return
             self._untrack_picks = metrics.track_picks(
-                self.xds_target, wd.label, lambda: wd.watcher.snapshot
+                self.xds_target, wd.label, lambda: wd.watcher.snapshot, self.metrics_registry
             )
 
 
@@ -178,6 +248,24 @@ class _Registry:
         """Per server Listener (kuberesolver.server): the last version grpc accepted."""
         self._servers = 0
         """Drainable servers made and not yet stopped: they keep the xDS server up."""
+        self._forked_from: tuple[int, bool] | None = None
+        """In a child forked from a process that had our xDS server: the parent's pid, and
+        whether the server was running at the fork."""
+        self._inherited: list[object] = []
+        """The parent's xDS server and watches, in a forked child: kept, never stopped (their
+        threads are not here, and stopping them would wait for threads that do not exist)."""
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: start empty. The parent's state stays the parent's."""
+        if self._ads is not None:
+            self._forked_from = (os.getppid(), self._ads.running)
+        self._inherited.append((self._ads, self._dirs))
+        self._lock = threading.RLock()  # another thread may have held it at the fork
+        self._server_acks = threading.Condition(self._lock)
+        self._ads = None
+        self._dirs = {}
+        self._server_acked = {}
+        self._servers = 0
 
     @property
     def ads(self) -> AdsServer | None:
@@ -193,11 +281,17 @@ class _Registry:
         *,
         namespace: str | None,
         settings: Settings,
+        metrics_registry: Any = None,
     ) -> Lease:
         parsed = parse_target(target, namespace=namespace, namespace_file=settings.namespace_file)
         if choose_source(parsed.scheme, settings.source) == "api":
-            return self._acquire_api(parsed, settings)
-        directory = locate(settings.snapshot_dir, parsed)
+            return self._acquire_api(parsed, settings, metrics_registry)
+        try:
+            directory = locate(settings.snapshot_dir, parsed)
+        except SnapshotNotFound as exc:
+            if settings.strict:
+                raise
+            return self._acquire_awaited(parsed, settings, str(exc), metrics_registry)
         with self._lock:
             wd = self._dirs.get(directory)
             snapshot = load(directory / ENDPOINTS_KEY) if wd is None else wd.watcher.snapshot
@@ -219,14 +313,13 @@ class _Registry:
                     parsed,
                     snapshot,
                     on_change=functools.partial(self._apply, wd),
-                    on_reject=functools.partial(_record_rejected, label),
+                    on_reject=functools.partial(_record_rejected, wd),
                     debounce_ms=settings.debounce_ms,
                     poll_interval_ms=settings.poll_interval_ms,
                 )
                 self._dirs[directory] = wd
                 wd.logged_revision = snapshot.revision
                 _warn_unapplied(wd, snapshot)
-                metrics.record_applied(label, snapshot)
                 wd.watcher.start()
                 log.info(
                     "following %s from %s: revision %d, %d ready of %d endpoints",
@@ -238,9 +331,65 @@ class _Registry:
                 )
             else:
                 _warn_watch_settings(wd, settings)
-            return self._hold(wd, spec, ads)
+            return self._hold(wd, spec, ads, metrics_registry)
 
-    def _acquire_api(self, parsed: ParsedTarget, settings: Settings) -> Lease:
+    def _acquire_awaited(
+        self, parsed: ParsedTarget, settings: Settings, missing: str, metrics_registry: Any
+    ) -> Lease:
+        """A target whose snapshot is not there yet: a channel that waits for it."""
+        directory = settings.snapshot_dir / parsed.server_name
+        with self._lock:
+            wd = self._dirs.get(directory)
+            if wd is None:
+                label = f"{parsed.server_name}:{parsed.port or '-'}"
+                wd = _WatchedDir(
+                    directory=directory,
+                    target=parsed,
+                    watcher=None,  # type: ignore[arg-type]
+                    label=label,
+                    watch_settings=(settings.debounce_ms, settings.poll_interval_ms),
+                )
+                wd.watcher = AwaitedSnapshot(
+                    settings.snapshot_dir,
+                    parsed,
+                    missing,
+                    on_found=functools.partial(self._found, wd),
+                    on_change=functools.partial(self._apply, wd),
+                    on_reject=functools.partial(_record_rejected, wd),
+                    debounce_ms=settings.debounce_ms,
+                    poll_interval_ms=settings.poll_interval_ms,
+                )
+                self._dirs[directory] = wd
+                log.warning(
+                    "%s: no snapshot yet (%s); its calls wait for it (wait_for_ready=True) "
+                    "or fail with UNAVAILABLE until it appears",
+                    parsed.server_name,
+                    missing,
+                )
+                wd.watcher.start()
+            else:
+                _warn_watch_settings(wd, settings)
+            digest = hashlib.sha1(str(directory.resolve()).encode(), usedforsecurity=False)
+            spec = _spec(parsed, settings, wd.watcher.snapshot, digest.hexdigest()[:8])
+            return self._hold(wd, spec, self._ensure_ads(), metrics_registry)
+
+    def _found(self, wd: _WatchedDir, directory: Path, snapshot: Snapshot) -> None:
+        """An awaited snapshot appeared: serve it to every channel of the target."""
+        log.info(
+            "%s: snapshot found in %s: revision %d, %d ready of %d endpoints",
+            wd.target.server_name,
+            directory,
+            snapshot.revision,
+            len(snapshot.ready_endpoints),
+            len(snapshot.endpoints),
+        )
+        with self._lock:
+            wd.logged_revision = snapshot.revision
+        self._apply(wd, snapshot)
+
+    def _acquire_api(
+        self, parsed: ParsedTarget, settings: Settings, metrics_registry: Any = None
+    ) -> Lease:
         """Direct mode: one API watch per target and API server, shared by its channels."""
         k8s = builder_or_default(parsed.scheme).client()
         key = f"api:{k8s.host}/{parsed.namespace}/{parsed.service}:{parsed.port}"
@@ -254,7 +403,6 @@ class _Registry:
                 wd.watcher = watcher
                 self._dirs[key] = wd
                 wd.logged_revision = snapshot.revision
-                metrics.record_applied(label, snapshot)
                 watcher.start()
                 log.info(
                     "following %s through the API at %s: %d ready of %d endpoints",
@@ -265,19 +413,29 @@ class _Registry:
                 )
             digest = hashlib.sha1(key.encode(), usedforsecurity=False)
             spec = _spec(parsed, settings, wd.watcher.snapshot, digest.hexdigest()[:8])
-            return self._hold(wd, spec, self._ensure_ads())
+            return self._hold(wd, spec, self._ensure_ads(), metrics_registry)
 
-    def _hold(self, wd: _WatchedDir, spec: ChannelSpec, ads: AdsServer) -> Lease:
+    def _hold(
+        self, wd: _WatchedDir, spec: ChannelSpec, ads: AdsServer, metrics_registry: Any
+    ) -> Lease:
+        awaited = getattr(wd.watcher, "missing", None) is not None
         entry = wd.specs.get(spec.name)
         if entry is None:
             wd.specs[spec.name] = [spec, 1]
-            _publish(ads, wd, spec, wd.watcher.snapshot)
+            if not awaited:  # grpc holds the name unresolved until the snapshot is found
+                _publish(ads, wd, spec, wd.watcher.snapshot)
         else:
             entry[1] += 1
-        return Lease(self, wd, spec)
+        if metrics_registry is not None:
+            held = wd.registries.setdefault(id(metrics_registry), [metrics_registry, 0])
+            held[1] += 1
+            if held[1] == 1 and not awaited:
+                metrics.record_applied(wd.label, wd.watcher.snapshot, [metrics_registry])
+        return Lease(self, wd, spec, metrics_registry)
 
     def _ensure_ads(self) -> AdsServer:
         if self._ads is None:
+            _check_grpc_after_fork(self._forked_from)
             ads = AdsServer()
             ads.on_idle = self._on_ads_idle
             ads.on_ack = self._on_ack
@@ -303,7 +461,7 @@ class _Registry:
             for spec, _refs in wd.specs.values():
                 _publish(ads, wd, spec, snapshot)
         _warn_unapplied(wd, snapshot)
-        metrics.record_applied(wd.label, snapshot)
+        metrics.record_applied(wd.label, snapshot, wd.metric_registries)
         log.debug("%s: revision %d sent to grpc's xDS client", wd.label, snapshot.revision)
 
     def _owner(self, names: frozenset[str]) -> _WatchedDir | None:
@@ -401,7 +559,7 @@ class _Registry:
                 wd.watcher.snapshot = good
                 for spec, _refs in wd.specs.values():
                     _publish(ads, wd, spec, good)
-        metrics.record_refused(wd.label)
+        metrics.record_refused(wd.label, wd.metric_registries)
         log.error(
             "%s: grpc's xDS client refused %s%s: %s; keeping %s",
             wd.label,
@@ -411,9 +569,14 @@ class _Registry:
             f"revision {good.revision}" if good is not None else "what it had",
         )
 
-    def release(self, wd: _WatchedDir, spec: ChannelSpec) -> None:
+    def release(self, wd: _WatchedDir, spec: ChannelSpec, metrics_registry: Any = None) -> None:
         stop_watcher = False
         with self._lock:
+            held = wd.registries.get(id(metrics_registry))
+            if held is not None:
+                held[1] -= 1
+                if held[1] <= 0:
+                    del wd.registries[id(held[0])]
             entry = wd.specs.get(spec.name)
             if entry is not None:
                 entry[1] -= 1
@@ -470,6 +633,51 @@ class _Registry:
 _registry = _Registry()
 
 
+_GRPC_TRUE: Final = frozenset({"yes", "true", "1"})
+
+
+_AFTER_FORK: Final = (
+    "Make channels only after the fork: gunicorn: in the post_fork hook or on first use in "
+    "the worker, not at import with --preload; multiprocessing: in the target function, or "
+    "with the spawn or forkserver start method"
+)
+
+
+def _check_grpc_after_fork(forked_from: tuple[int, bool] | None) -> None:
+    """Refuse a new channel in a child of a process that had our xDS server (a grpc server).
+
+    Measured with grpcio 1.85: while the server ran at the fork, grpc in the child
+    hangs or crashes, with ``GRPC_ENABLE_FORK_SUPPORT`` too (grpc skips its fork
+    handlers while other threads are inside grpc, as the server's are). Once it was
+    stopped (every channel closed), grpc's own rule applies: fork support on, or nothing.
+    """
+    if forked_from is None:
+        return
+    parent, running = forked_from
+    if running:
+        raise calls.ForkedChannelError(
+            f"this process ({os.getpid()}) was forked from process {parent} while "
+            "kuberesolver's in-process xDS server ran there (a grpc server, serving that "
+            "process's channels): grpc cannot make channels in such a child, with or "
+            f"without {_FORK_SUPPORT}. {_AFTER_FORK}"
+        )
+    if os.environ.get(_FORK_SUPPORT, "").lower() not in _GRPC_TRUE:
+        raise calls.ForkedChannelError(
+            f"this process ({os.getpid()}) was forked from process {parent} after it used "
+            f"grpc for kuberesolver channels, and grpc's fork support is off: set "
+            f"{_FORK_SUPPORT}=1 before the parent imports grpc. {_AFTER_FORK}"
+        )
+
+
+def _after_fork_in_child() -> None:
+    global _generation
+    _generation += 1
+    _registry.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def release_on_close(channel: object, lease: Lease) -> Callable[[], None]:
     """A callable that releases ``lease`` once: on close(), or when ``channel`` is collected.
 
@@ -495,14 +703,14 @@ def _release_collected(lease: Lease) -> None:
 
 def _warn_unapplied(wd: _WatchedDir, snapshot: Snapshot) -> None:
     """Say once per change when the snapshot's service config asks for what xDS cannot carry."""
-    keys = unapplied_service_config_keys(snapshot.service_config)
+    keys = unapplied_service_config_keys(snapshot.service_config, method_timeouts=True)
     if keys == wd.unapplied:
         return
     wd.unapplied = keys
     if keys:
         log.warning(
             "%s: revision %d: serviceConfig parts not applied by this client: %s "
-            "(applied: the load-balancing policy and methodConfig retry policies)",
+            "(applied: the load-balancing policy, methodConfig timeouts and retry policies)",
             wd.label,
             snapshot.revision,
             ", ".join(keys),
@@ -551,8 +759,8 @@ def _warn_watch_settings(wd: _WatchedDir, settings: Settings) -> None:
     )
 
 
-def _record_rejected(label: str, _problem: str) -> None:
-    metrics.record_rejected(label)
+def _record_rejected(wd: _WatchedDir, _problem: str) -> None:
+    metrics.record_rejected(wd.label, wd.metric_registries)
 
 
 def registry() -> _Registry:
@@ -633,7 +841,9 @@ def open_lease(target: str, kwargs: ChannelArgs) -> tuple[Lease, str]:
         server_name = authority
     namespace = kwargs.get("namespace")
     settings = resolve_from(kwargs)
-    lease = _registry.acquire(target, namespace=namespace, settings=settings)
+    lease = _registry.acquire(
+        target, namespace=namespace, settings=settings, metrics_registry=kwargs.get("registry")
+    )
     lease.default_options = settings.channel_options()
     try:
         if settings.pick_metrics:
@@ -691,8 +901,15 @@ def _forward(kind: str) -> Callable[..., Any]:
         response_deserializer: Callable[[bytes], Any] | None = None,
         _registered_method: bool | None = False,
     ) -> Any:
-        multicallable = getattr(self._channel, kind)
-        return multicallable(method, request_serializer, response_deserializer, _registered_method)
+        lease = self._lease
+        if lease is not None:
+            lease.check_process()
+        multicallable = getattr(self._channel, kind)(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+        if lease is None:  # grpc resolves it, or the operator serves it: nothing to add
+            return multicallable
+        return calls.wrap(kind, multicallable, method, lease, self.is_aio)
 
     call.__name__ = call.__qualname__ = kind
     return call
@@ -703,6 +920,7 @@ class LeasedChannel:
 
     public_name: ClassVar[str] = "kuberesolver.Channel"
     """The name ``repr()`` shows: where users import the class from."""
+    is_aio: ClassVar[bool] = False
 
     unary_unary = _forward("unary_unary")
     unary_stream = _forward("unary_stream")
@@ -764,10 +982,17 @@ class Channel(LeasedChannel, grpc.Channel):  # type: ignore[misc]
         self._channel.unsubscribe(callback)
 
     def close(self) -> None:
-        """Close the channel and release its watch. Idempotent."""
+        """Close the channel and release its watch. Idempotent.
+
+        In a child forked after the channel was made, only marks it closed: grpc's
+        channel and the watch are the parent's.
+        """
         if self._closed:
             return
         self._closed = True
+        if self._lease is not None and self._lease.forked:
+            self._release()
+            return
         try:
             self._channel.close()
         finally:
@@ -791,8 +1016,10 @@ def insecure_channel(
 
     Calls are balanced across the ready endpoints of the target's snapshot and
     follow its changes. ``server_name`` overrides ``:authority`` (default
-    ``service.namespace``). ``pick_metrics=True`` exports the calls per
-    endpoint to Prometheus (:mod:`kuberesolver.client.metrics`). See
+    ``service.namespace``). ``registry=`` (a ``prometheus_client.CollectorRegistry``)
+    receives the target's metrics, and with ``pick_metrics=True`` the calls per
+    endpoint (:mod:`kuberesolver.client.metrics`); none are recorded without it. A
+    snapshot not mounted yet is waited for (``strict=True`` raises instead). See
     :mod:`kuberesolver.client.settings` for the rest.
 
     A target of another scheme (``dns:///svc:50051``, ``localhost:50051``,

@@ -1,7 +1,12 @@
-"""Optional Prometheus metrics, active only when ``prometheus_client`` is importable.
+"""Optional Prometheus metrics, into the registry the caller passes, or nowhere.
 
-Install the ``metrics`` extra (``pip install kuberesolver[metrics]``) and
-expose the default registry as usual; kuberesolver then records:
+Metrics go only where the caller says: ``registry=`` on a channel constructor
+takes a ``prometheus_client.CollectorRegistry``, and that target's metrics go
+there. Without it (the default) nothing is recorded, and the global
+``prometheus_client.REGISTRY`` is never touched unless passed explicitly
+(``registry=prometheus_client.REGISTRY``). Several registries can follow the
+same target; every channel's registry gets the target's series. Needs the
+``metrics`` extra (``pip install kuberesolver[metrics]``). Recorded:
 
 - ``kuberesolver_endpoints{target,state}``: endpoints in the last good
   snapshot, by state (``ready``, ``terminating``, ``not_ready``);
@@ -12,7 +17,7 @@ expose the default registry as usual; kuberesolver then records:
   snapshot was applied;
 - ``kuberesolver_revision{target}``: its revision.
 
-With ``pick_metrics=True`` (or ``KUBERESOLVER_PICK_METRICS=1``), also:
+With ``pick_metrics=True`` (or ``KUBERESOLVER_PICK_METRICS=1``) and a registry, also:
 
 - ``kuberesolver_picks_total{target,endpoint,pod}``: completed calls (OK or
   not, each retry attempt apart) that grpc's balancer sent to each endpoint
@@ -34,7 +39,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from kuberesolver.client import channelz
@@ -59,37 +64,57 @@ except ImportError:  # pragma: no cover - the extra is not installed
 
 ENABLED: bool = _prom is not None
 
-_metrics: dict[str, Any] = {}
+_families: dict[int, tuple[Any, dict[str, Any]]] = {}
+"""id(registry) -> (registry, its metric families): one set per registry passed."""
+_families_lock = threading.Lock()
 
 
-def _get() -> dict[str, Any]:
-    if not _metrics and _prom is not None:
-        _metrics["endpoints"] = _prom.Gauge(
-            "kuberesolver_endpoints",
-            "Endpoints in the last good snapshot, by state.",
-            ["target", "state"],
-        )
-        _metrics["updates"] = _prom.Counter(
-            "kuberesolver_updates",
-            "Snapshots applied or rejected.",
-            ["target", "result"],
-        )
-        _metrics["last_update"] = _prom.Gauge(
-            "kuberesolver_last_update_timestamp_seconds",
-            "When the last good snapshot was applied (Unix time).",
-            ["target"],
-        )
-        _metrics["revision"] = _prom.Gauge(
-            "kuberesolver_revision", "Revision of the last good snapshot.", ["target"]
-        )
-    return _metrics
+def _get(registry: Any) -> dict[str, Any]:
+    with _families_lock:
+        found = _families.get(id(registry))
+        if found is not None:
+            return found[1]
+        families = {
+            "endpoints": _prom.Gauge(
+                "kuberesolver_endpoints",
+                "Endpoints in the last good snapshot, by state.",
+                ["target", "state"],
+                registry=registry,
+            ),
+            "updates": _prom.Counter(
+                "kuberesolver_updates",
+                "Snapshots applied or rejected.",
+                ["target", "result"],
+                registry=registry,
+            ),
+            "last_update": _prom.Gauge(
+                "kuberesolver_last_update_timestamp_seconds",
+                "When the last good snapshot was applied (Unix time).",
+                ["target"],
+                registry=registry,
+            ),
+            "revision": _prom.Gauge(
+                "kuberesolver_revision",
+                "Revision of the last good snapshot.",
+                ["target"],
+                registry=registry,
+            ),
+        }
+        _families[id(registry)] = (registry, families)
+        return families
 
 
-def record_applied(target: str, snapshot: Snapshot) -> None:
-    """Record a good snapshot for ``target`` (``service.namespace:port``)."""
-    if not ENABLED:
+def _usable(registries: Iterable[Any]) -> list[Any]:
+    if _prom is None:
+        return []
+    return list(registries)
+
+
+def record_applied(target: str, snapshot: Snapshot, registries: Iterable[Any] = ()) -> None:
+    """Record a good snapshot for ``target`` (``service.namespace:port``) in ``registries``."""
+    chosen = _usable(registries)
+    if not chosen:
         return
-    m = _get()
     states = {"ready": 0, "terminating": 0, "not_ready": 0}
     for ep in snapshot.endpoints:
         if ep.terminating:
@@ -98,23 +123,26 @@ def record_applied(target: str, snapshot: Snapshot) -> None:
             states["ready"] += 1
         else:
             states["not_ready"] += 1
-    for state, count in states.items():
-        m["endpoints"].labels(target, state).set(count)
-    m["updates"].labels(target, "applied").inc()
-    m["last_update"].labels(target).set(time.time())
-    m["revision"].labels(target).set(snapshot.revision)
+    now = time.time()
+    for registry in chosen:
+        m = _get(registry)
+        for state, count in states.items():
+            m["endpoints"].labels(target, state).set(count)
+        m["updates"].labels(target, "applied").inc()
+        m["last_update"].labels(target).set(now)
+        m["revision"].labels(target).set(snapshot.revision)
 
 
-def record_refused(target: str) -> None:
+def record_refused(target: str, registries: Iterable[Any] = ()) -> None:
     """Record a snapshot that grpc's xDS client refused (its last accepted one stays)."""
-    if ENABLED:
-        _get()["updates"].labels(target, "refused_by_grpc").inc()
+    for registry in _usable(registries):
+        _get(registry)["updates"].labels(target, "refused_by_grpc").inc()
 
 
-def record_rejected(target: str) -> None:
+def record_rejected(target: str, registries: Iterable[Any] = ()) -> None:
     """Record a snapshot that was refused (the last good one stays)."""
-    if ENABLED:
-        _get()["updates"].labels(target, "rejected").inc()
+    for registry in _usable(registries):
+        _get(registry)["updates"].labels(target, "rejected").inc()
 
 
 class PickCollector:
@@ -219,41 +247,59 @@ class PickCollector:
 
 
 _PICK_LABELS = ["target", "endpoint", "pod"]
-_picks: PickCollector | None = None
+_picks: dict[int, tuple[Any, PickCollector]] = {}
+"""id(registry) -> (registry, its pick collector)."""
 _picks_lock = threading.Lock()
-_warned = False
+_warned: set[str] = set()
 
 
 def _pods_of(snapshot: Snapshot) -> dict[str, str]:
     return {channelz.endpoint_key(ep.address, ep.port): ep.pod or "" for ep in snapshot.endpoints}
 
 
-def pick_collector() -> PickCollector | None:
-    """The registered pick collector, if any channel ever turned pick metrics on."""
-    return _picks
+def pick_collector(registry: Any) -> PickCollector | None:
+    """The pick collector registered with ``registry``, if a channel asked for one there."""
+    with _picks_lock:
+        found = _picks.get(id(registry))
+        return None if found is None else found[1]
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("%s", message)
 
 
 def track_picks(
-    xds_target: str, label: str, snapshot: Callable[[], Snapshot]
+    xds_target: str, label: str, snapshot: Callable[[], Snapshot], registry: Any
 ) -> Callable[[], None] | None:
-    """Export the picks of the channels on ``xds_target``; returns the call that stops it.
+    """Export the picks of the channels on ``xds_target`` to ``registry``; returns the
+    call that stops it.
 
-    Registers the collector with the default Prometheus registry on first use.
-    Without ``prometheus_client``, logs one warning and returns None.
+    Registers a collector with ``registry`` on its first use. Without a registry,
+    or without ``prometheus_client``, logs one warning and returns None.
     """
-    global _picks, _warned
     with _picks_lock:
         if _prom is None:
-            if not _warned:
-                _warned = True
-                log.warning(
-                    "pick_metrics is on but prometheus_client is not installed: no pick "
-                    "metrics (install kuberesolver[metrics])"
-                )
+            _warn_once(
+                "prom",
+                "pick_metrics is on but prometheus_client is not installed: no pick "
+                "metrics (install kuberesolver[metrics])",
+            )
             return None
-        if _picks is None:
-            _picks = PickCollector()
-            _prom.REGISTRY.register(_picks)
-        collector = _picks
+        if registry is None:
+            _warn_once(
+                "registry",
+                "pick_metrics is on but the channel has no registry=: no pick metrics (pass "
+                "a prometheus_client.CollectorRegistry, or prometheus_client.REGISTRY for "
+                "the global one)",
+            )
+            return None
+        found = _picks.get(id(registry))
+        if found is None:
+            found = (registry, PickCollector())
+            registry.register(found[1])
+            _picks[id(registry)] = found
+        collector = found[1]
     collector.track(xds_target, label, snapshot)
     return functools.partial(collector.untrack, xds_target)

@@ -42,6 +42,14 @@
 - ``source`` (``KUBERESOLVER_SOURCE``): ``file``, ``api`` (direct mode) or
   ``operator`` (the operator's xDS, :mod:`kuberesolver.client.sources.operator`);
   unset means the rule in :mod:`kuberesolver.client.sources.api.builder`.
+- ``strict`` (``KUBERESOLVER_STRICT``): raise at construction when the target's
+  snapshot is not mounted, default off: the channel is made, its calls wait
+  (``wait_for_ready``) or fail with UNAVAILABLE naming the missing file, and it
+  follows the file once it appears (:mod:`kuberesolver.client.sources.awaited`).
+
+``source`` and ``lb_policy`` are ``Literal`` types (:data:`SourceName`,
+:data:`~kuberesolver.core.policies.LoadBalancing`), checked by mypy; at run time a
+wrong value is a ``ValueError``.
 
 ``debounce_ms`` and ``poll_interval_ms`` belong to the watch of a snapshot
 directory, which every channel of that directory in the process shares: the
@@ -49,8 +57,10 @@ first channel's values hold, and a later channel that asks for others gets a
 warning (once per directory).
 
 The channel constructors take these as keywords (:class:`ChannelArgs`), plus
-``namespace`` (for a target without one) and ``server_name`` (the TLS name
-and ``:authority``, default the snapshot's ``serverName``).
+``namespace`` (for a target without one), ``server_name`` (the TLS name
+and ``:authority``, default the snapshot's ``serverName``) and ``registry``
+(where the client's Prometheus metrics go, :mod:`kuberesolver.client.metrics`;
+none by default).
 """
 
 from __future__ import annotations
@@ -59,9 +69,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypedDict
+from typing import Any, Final, Literal, Protocol, TypedDict
 
-from kuberesolver.core.policies import DEFAULT_MAX_ATTEMPTS
+from kuberesolver.core.policies import DEFAULT_MAX_ATTEMPTS, LoadBalancing
 
 __all__ = [
     "DEFAULT_DEBOUNCE_MS",
@@ -83,9 +93,12 @@ __all__ = [
     "ENV_PICK_METRICS",
     "ENV_POLL_INTERVAL_MS",
     "ENV_SOURCE",
+    "ENV_STRICT",
     "ENV_ZONE",
     "ChannelArgs",
+    "MetricsRegistry",
     "Settings",
+    "SourceName",
     "default_namespace",
     "resolve",
     "resolve_from",
@@ -111,6 +124,19 @@ ENV_KEEPALIVE_MS: Final = "KUBERESOLVER_KEEPALIVE_MS"
 ENV_OUTLIER_DETECTION: Final = "KUBERESOLVER_OUTLIER_DETECTION"
 DEFAULT_KEEPALIVE_MS: Final = 4000
 ENV_SOURCE: Final = "KUBERESOLVER_SOURCE"
+ENV_STRICT: Final = "KUBERESOLVER_STRICT"
+
+SourceName = Literal["file", "api", "operator"]
+"""Where a channel's endpoints come from (see :mod:`kuberesolver.client.sources.api.builder`)."""
+
+
+class MetricsRegistry(Protocol):
+    """What ``registry=`` takes: a ``prometheus_client.CollectorRegistry``."""
+
+    def register(self, collector: Any) -> None: ...
+
+    def unregister(self, collector: Any) -> None: ...
+
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
@@ -122,7 +148,7 @@ class ChannelArgs(TypedDict, total=False):
     snapshot_dir: str | os.PathLike[str] | None
     namespace: str | None
     zone: str | None
-    lb_policy: str | None
+    lb_policy: LoadBalancing | None
     max_attempts: int | None
     server_name: str | None
     """The TLS name and ``:authority``; default the snapshot's ``serverName``."""
@@ -132,7 +158,7 @@ class ChannelArgs(TypedDict, total=False):
     poll_interval_ms: int | None
     namespace_file: str | os.PathLike[str] | None
     pick_metrics: bool | None
-    source: str | None
+    source: SourceName | None
     """``"file"``, ``"api"`` (direct mode) or ``"operator"`` (the operator's xDS); see
     :mod:`kuberesolver.client.sources.api.builder`."""
     cluster_ip_fallback: bool | None
@@ -141,6 +167,11 @@ class ChannelArgs(TypedDict, total=False):
     keepalive_ms: int | None
     outlier_detection: bool | None
     """Eject endpoints whose calls fail when the snapshot sets no outlier detection."""
+    strict: bool | None
+    """Raise at construction when the snapshot is not mounted (default: wait for it)."""
+    registry: MetricsRegistry | None
+    """The ``prometheus_client.CollectorRegistry`` the target's metrics go to; none by
+    default (pass ``prometheus_client.REGISTRY`` for the global one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +191,7 @@ class Settings:
     keepalive_ms: int = DEFAULT_KEEPALIVE_MS
     outlier_detection: bool = True
     source: str | None = None
+    strict: bool = False
 
     def channel_options(self) -> list[tuple[str, int]]:
         """The grpc channel options these settings stand for (user options win)."""
@@ -218,6 +250,7 @@ def resolve(
     keepalive_ms: int | None = None,
     outlier_detection: bool | None = None,
     source: str | None = None,
+    strict: bool | None = None,
 ) -> Settings:
     """Resolve each setting: the argument if given, else its environment variable, else default."""
     return Settings(
@@ -261,6 +294,7 @@ def resolve(
         if outlier_detection is not None
         else _env_bool(ENV_OUTLIER_DETECTION, True),
         source=(source if source is not None else os.environ.get(ENV_SOURCE, "").strip()) or None,
+        strict=bool(strict) if strict is not None else _env_bool(ENV_STRICT, False),
     )
 
 

@@ -12,6 +12,12 @@ called, so ``import kuberesolver`` never loads it:
   any 401.
 - :func:`new_insecure_k8s_client`: plain HTTP to a proxy that adds the
   credentials itself, such as ``kubectl proxy``.
+- :func:`new_kubeconfig_k8s_client`: out of cluster, a kubeconfig found as
+  ``kubectl`` finds it: the ``kubeconfig`` argument, else ``$KUBECONFIG`` (a
+  list of files, merged), else ``~/.kube/config``; its current context, or
+  ``context``.
+- :func:`new_k8s_client`: in-cluster in a Pod (and no kubeconfig named), else the
+  kubeconfig: what :class:`~kuberesolver.direct.Builder` makes when given no client.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ __all__ = [
     "WatchStream",
     "new_in_cluster_k8s_client",
     "new_insecure_k8s_client",
+    "new_k8s_client",
+    "new_kubeconfig_k8s_client",
 ]
 
 DEFAULT_TOKEN_FILE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -140,6 +148,54 @@ def new_insecure_k8s_client(url: str) -> K8sClient:
     """A client that talks plain HTTP to ``url``, a proxy that authenticates (``kubectl proxy``)."""
     client: K8sClient = _implementation()(url.rstrip("/"))
     return client
+
+
+def kubeconfig_path(kubeconfig: str | os.PathLike[str] | None = None) -> str:
+    """The kubeconfig ``kubectl`` would read: the argument, ``$KUBECONFIG``, ``~/.kube/config``.
+
+    ``$KUBECONFIG`` may list several files (``os.pathsep``): they are merged, as kubectl
+    merges them.
+    """
+    if kubeconfig is not None and os.fspath(kubeconfig):
+        return os.path.expanduser(os.fspath(kubeconfig))
+    return os.environ.get("KUBECONFIG", "").strip() or os.path.expanduser("~/.kube/config")
+
+
+def new_kubeconfig_k8s_client(
+    kubeconfig: str | os.PathLike[str] | None = None, *, context: str | None = None
+) -> K8sClient:
+    """A client on a kubeconfig's credentials (out of cluster), found as ``kubectl`` does.
+
+    The file is :func:`kubeconfig_path`'s; ``context`` defaults to its current context.
+    """
+    path = kubeconfig_path(kubeconfig)
+    files = [p for p in path.split(os.pathsep) if p]
+    if not any(os.path.isfile(f) for f in files):
+        raise FileNotFoundError(
+            f"no kubeconfig: {path} does not exist (from "
+            + (
+                "the kubeconfig argument"
+                if kubeconfig is not None and os.fspath(kubeconfig)
+                else "$KUBECONFIG"
+                if os.environ.get("KUBECONFIG", "").strip()
+                else "the default, ~/.kube/config"
+            )
+            + "; direct mode out of cluster reads the kubeconfig kubectl would)"
+        )
+    client: K8sClient = _implementation().from_kubeconfig(path, context=context)
+    return client
+
+
+def new_k8s_client(
+    kubeconfig: str | os.PathLike[str] | None = None, *, context: str | None = None
+) -> K8sClient:
+    """In a Pod (``KUBERNETES_SERVICE_HOST`` set) and no kubeconfig named: the Pod's
+    ServiceAccount; else :func:`new_kubeconfig_k8s_client`."""
+    named = (kubeconfig is not None and os.fspath(kubeconfig)) or context is not None
+    in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.isfile(DEFAULT_TOKEN_FILE)
+    if in_pod and not named:
+        return new_in_cluster_k8s_client()
+    return new_kubeconfig_k8s_client(kubeconfig, context=context)
 
 
 def _implementation() -> Any:

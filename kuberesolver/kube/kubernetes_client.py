@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import urllib3
 from kubernetes import client as k8s
+from kubernetes import config
 
 from kuberesolver.core.endpointslices import SERVICE_NAME_LABEL
 from kuberesolver.kube.client import ApiError
@@ -128,10 +129,16 @@ class KubernetesClient:
     """Direct mode's API calls, on ``kubernetes.client``'s generated API."""
 
     def __init__(
-        self, host: str, *, token_file: str | None = None, ca_file: str | None = None
+        self,
+        host: str,
+        *,
+        token_file: str | None = None,
+        ca_file: str | None = None,
+        configuration: Any = None,
     ) -> None:
-        configuration: Any = k8s.Configuration()
-        configuration.host = host
+        if configuration is None:
+            configuration = k8s.Configuration()
+            configuration.host = host
         if ca_file:
             configuration.ssl_ca_cert = ca_file
         self.token_file = _TokenFile(token_file) if token_file else None
@@ -143,6 +150,21 @@ class KubernetesClient:
         self._core = k8s.CoreV1Api(self._api)
         self._discovery = k8s.DiscoveryV1Api(self._api)
         self._closed = False
+
+    @classmethod
+    def from_kubeconfig(cls, path: str, *, context: str | None = None) -> KubernetesClient:
+        """A client on the credentials of kubeconfig ``path`` (``os.pathsep``-separated
+        files are merged, as kubectl merges ``$KUBECONFIG``), its current context or
+        ``context``. Exec plugins and token files are the ``kubernetes`` library's to refresh.
+        """
+        configuration: Any = k8s.Configuration()
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=path,
+            context=context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+        return cls(str(configuration.host), configuration=configuration)
 
     @property
     def host(self) -> str:

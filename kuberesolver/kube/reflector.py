@@ -7,7 +7,8 @@
 3. ``410 Gone`` (an expired resourceVersion, as a status or an ERROR event)
    relists at once. Any other failure waits :class:`~kuberesolver.core.backoff.Backoff`
    (full jitter, capped), reset by the next success. A list refused with 401
-   or 403 is logged once, with what was refused, and retried the same way.
+   or 403 is logged once, with what was refused and ``refused_hint`` (what
+   right is missing), and retried the same way.
 4. Nothing it reads stops it: an object that fails to decode (or a handler
    that fails on it) is logged once per distinct problem and skipped; what
    was handed on before stays the caller's last good state.
@@ -90,12 +91,14 @@ class Reflector(Generic[T]):
         *,
         log: logging.Logger,
         backoff: Backoff | None = None,
+        refused_hint: str = "check the RBAC of this ServiceAccount",
     ) -> None:
         self.transport = transport
         self._decode = decode
         self._on_list = on_list
         self._on_event = on_event
         self._log = log
+        self._refused_hint = refused_hint
         self.backoff = backoff or Backoff()
         self.resource_version = ""
         self.lists = 0
@@ -168,9 +171,9 @@ class Reflector(Generic[T]):
                 return
             self._refused = refusal
             self._log.error(
-                "%s: the API refused it (%s): check the RBAC of this ServiceAccount; "
+                "%s: the API refused it (%s): %s; "
                 "the last good state stays; retrying with backoff (logged once)",
-                self.transport.what, refusal,
+                self.transport.what, refusal, self._refused_hint,
             )  # fmt: skip
             return
         self._log.warning(

@@ -49,22 +49,41 @@ changing; ``1/300ms`` is a fixed window; ``KUBERESOLVER_DEBOUNCE_MS=N`` is its
 deprecated alias for ``1/Nms``), ``KUBERESOLVER_METRICS_PORT`` (0: off),
 ``KUBERESOLVER_RESYNC_S`` (300), ``KUBERESOLVER_LEASE_DURATION_S`` (8),
 ``KUBERESOLVER_LEASE_RETRY_S`` (2), ``KUBERESOLVER_LEASE_NAME``,
-``KUBERESOLVER_LEASE_NAMESPACE``, ``KUBERESOLVER_IDENTITY``.
+``KUBERESOLVER_LEASE_NAMESPACE``, ``KUBERESOLVER_IDENTITY``,
+``KUBERESOLVER_WATCH_NAMESPACES`` (namespaced mode: every list and watch per
+namespace, with kopf's ``--namespace`` per namespace instead of ``--all-namespaces``).
 Templates render in worker processes (:mod:`.sandbox.render_pool`), never here:
 ``KUBERESOLVER_RENDER_WORKERS`` (2), and per render ``KUBERESOLVER_RENDER_CPU_S``
 (2), ``KUBERESOLVER_RENDER_MEMORY_MIB`` (256) and ``KUBERESOLVER_RENDER_TIMEOUT_MS``
 (5000); a breach is ``Rendered=False`` with reason ``RenderTimeout`` or
 ``RenderMemoryLimit``, and the last good ConfigMap stays.
 
-Metrics (:mod:`.runtime.metrics`): ``kuberesolver_operator_targets``,
-``kuberesolver_operator_endpoints{namespace,target,state}``,
+Metrics (:mod:`.runtime.metrics`, every one listed there): ``kuberesolver_operator_targets``,
+``kuberesolver_operator_endpoints{namespace,target,state}`` (``ready``, ``not_ready``,
+``terminating``: they sum to every endpoint),
 ``kuberesolver_operator_configmap_writes_total{operation}``,
+``kuberesolver_operator_configmap_write_errors_total{reason}``,
 ``kuberesolver_operator_reconcile_seconds`` (histogram),
-``kuberesolver_operator_errors_total{kind}``.
+``kuberesolver_operator_errors_total{kind}``, ``kuberesolver_operator_leader``,
+``kuberesolver_operator_build_info{version}``, the webhook's
+``kuberesolver_operator_admissions_total{outcome,reason}`` and
+``kuberesolver_operator_admission_seconds`` and
+``kuberesolver_operator_webhook_certificate_expiry_seconds``,
+``kuberesolver_operator_xds_denials_total{reason}``, and the process, platform and
+GC collectors. ``KUBERESOLVER_LOG_FORMAT`` (``plain``, ``full``, ``json``) is
+``kopf run --log-format`` for where the command line is fixed.
+
+A Pod the webhook admits without what it asked for (:mod:`.webhook.skips`) is a
+warning in the admission response, a log line, a count in
+``kuberesolver_operator_admissions_total{outcome="skipped"}`` and an aggregated
+Warning Event ``InjectionSkipped`` about its owner.
 
 Optional admission webhook (:mod:`.webhook.admission`, ``KUBERESOLVER_WEBHOOK_PORT``):
 Pods labelled ``kuberesolver.io/inject: "true"`` and annotated
-``kuberesolver.io/targets: "a,b"`` get those GrpcTargets' ConfigMaps mounted.
+``kuberesolver.io/targets: "a,b"`` get those GrpcTargets' ConfigMaps mounted;
+for a headless Service's target, the projector as a native sidecar
+(:mod:`.webhook.projector_inject`; its image ``KUBERESOLVER_PROJECTOR_IMAGE``,
+``KUBERESOLVER_PROJECTOR_IMAGE_PULL_POLICY``: ``IfNotPresent``).
 Its TLS (:mod:`.webhook.tls`, :mod:`.webhook.certs`): by default a CA and a
 serving certificate in Secret ``kuberesolver-webhook-tls``, rotated by the
 Lease leader, which patches the CA bundle into the configuration; every

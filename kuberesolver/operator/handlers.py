@@ -9,6 +9,11 @@
   of every GrpcTarget version and deletion; the operator's own task per
   target (while this replica holds the Lease) plans and writes.
 
+Namespaced mode (``KUBERESOLVER_WATCH_NAMESPACES``, with kopf's ``--namespace``
+arguments naming the same namespaces): every watch and list is per namespace,
+kopf's scans of namespaces and CRDs are off (they are cluster-wide), and a
+GrpcTarget kopf delivers from another namespace is ignored with one log line.
+
 Every replica runs every handler and every watch (no kopf peering: warm views everywhere);
 only the Lease holder writes. No handler needs a finalizer: the ConfigMap is
 owned by its GrpcTarget and the garbage collector removes it, so a GrpcTarget
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -26,11 +32,11 @@ import kopf
 from kuberesolver.operator.logic.spec import GROUP, PLURAL, VERSION, plain
 from kuberesolver.operator.runtime.events import REPORTER
 from kuberesolver.operator.runtime.kube import Kube
-from kuberesolver.operator.runtime.metrics import Metrics
+from kuberesolver.operator.runtime.metrics import shared
 from kuberesolver.operator.runtime.ready_server import ReadyServer
 from kuberesolver.operator.runtime.runtime import Runtime
 from kuberesolver.operator.sandbox.render_pool import RenderPool
-from kuberesolver.operator.settings import Settings, SettingsError
+from kuberesolver.operator.settings import Settings, SettingsError, log_format
 from kuberesolver.xds.settings import XdsSettings
 
 __all__ = [
@@ -55,6 +61,28 @@ class _QuietRoutine(logging.Filter):
         return not (message.endswith(" succeeded.") and any(h in message for h in self._ROUTINE))
 
 
+def apply_log_format(environ: Mapping[str, str] | None = None) -> None:
+    """``KUBERESOLVER_LOG_FORMAT`` set: log as ``kopf run --log-format`` would (kopf's public
+    :func:`kopf.configure`), keeping the level the command line chose. Ours log through
+    the root logger, as kopf's own do, so both come out in that format."""
+    try:
+        chosen = log_format(environ)
+    except SettingsError:
+        return  # operator_startup refuses to start, and says why
+    if not chosen:
+        return
+    level = logging.getLogger().getEffectiveLevel()
+    kopf.configure(
+        debug=level <= logging.DEBUG and logging.getLogger("asyncio").propagate,
+        verbose=level <= logging.DEBUG,
+        quiet=level >= logging.WARNING,
+        log_format=kopf.LogFormat[chosen.upper()],
+    )
+
+
+apply_log_format()  # at import: kopf run has configured logging, and logged nothing of ours yet
+
+
 def _runtime(memo: kopf.Memo) -> Runtime | None:
     runtime: Runtime | None = memo.get("runtime")
     return runtime
@@ -70,6 +98,10 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
         xds = XdsSettings.from_env()
     except (SettingsError, ValueError) as exc:
         raise kopf.PermanentError(f"bad setting: {exc}") from exc
+    _check_mode(ours, settings.peering.clusterwide)
+    if ours.watch_namespaces:
+        # Listing namespaces and watching CRDs are cluster-wide; the namespaces are given.
+        settings.scanning.disabled = True
     settings.posting.enabled = False  # our Events are posted by the leader (worker.py)
     settings.posting.reporting_component = REPORTER
     settings.posting.reporting_instance = ours.identity
@@ -77,7 +109,7 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
     objects_logger = logging.getLogger("kopf.objects")
     if not any(isinstance(f, _QuietRoutine) for f in objects_logger.filters):
         objects_logger.addFilter(_QuietRoutine())
-    metrics = Metrics()
+    metrics = shared(memo)
     try:
         metrics.serve(ours.metrics_port)
     except OSError as exc:
@@ -110,13 +142,32 @@ async def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_
             ) from exc
         memo["ready_server"] = ready
     _log.info(
-        "kuberesolver operator starting as %s: write budget %s, metrics port %d, Lease %s/%s",
+        "kuberesolver operator starting as %s: write budget %s, metrics port %d, Lease %s/%s, "
+        "watching %s",
         ours.identity,
         ours.write_budget,
         ours.metrics_port,
         ours.lease_namespace,
         ours.lease_name,
+        ", ".join(ours.watch_namespaces) or "all namespaces",
     )
+
+
+def _check_mode(ours: Settings, clusterwide: bool) -> None:
+    """Refuse to start when kopf's watch and ours disagree on the mode: kopf cluster-wide
+    under namespaced RBAC is refused every call, and kopf namespaced with cluster-wide
+    watches would serve targets it never hears of."""
+    if ours.watch_namespaces and clusterwide:
+        flags = " ".join(f"--namespace={ns}" for ns in ours.watch_namespaces)
+        raise kopf.PermanentError(
+            f"KUBERESOLVER_WATCH_NAMESPACES={','.join(ours.watch_namespaces)} is set, but kopf "
+            f"runs with --all-namespaces: run it with {flags} instead"
+        )
+    if not ours.watch_namespaces and not clusterwide:
+        raise kopf.PermanentError(
+            "kopf runs with --namespace but KUBERESOLVER_WATCH_NAMESPACES is not set: "
+            "set it to the same namespaces (comma-separated), or run kopf with --all-namespaces"
+        )
 
 
 @kopf.on.cleanup()
@@ -163,6 +214,18 @@ async def grpctarget_event(
     if runtime is None:
         return
     key = (namespace or "", name)
+    if not runtime.settings.watches(key[0]):
+        if key not in runtime.ignored:  # kopf's --namespace and ours differ: once per target
+            runtime.ignored.add(key)
+            _log.warning(
+                "GrpcTarget %s/%s ignored: namespace %r is not in KUBERESOLVER_WATCH_NAMESPACES "
+                "(%s); give kopf the same --namespace arguments",
+                key[0],
+                name,
+                key[0],
+                ",".join(runtime.settings.watch_namespaces),
+            )
+        return
     if type == "DELETED":
         runtime.targets.forget(key, uid)
         runtime.metrics.forget_target(key[0], name)

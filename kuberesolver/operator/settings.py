@@ -43,6 +43,14 @@ The environment variables are:
 ``KUBERESOLVER_IDENTITY``
     This replica's name in the Lease and on its Events (default: host name
     and process id; the Deployment passes the Pod's name).
+``KUBERESOLVER_WATCH_NAMESPACES``
+    Namespaced mode: the namespaces whose GrpcTargets, Services,
+    EndpointSlices and Pods the operator lists and watches, comma-separated
+    (default empty: every namespace, with cluster-wide watches). Every watch
+    and list is then per namespace, so namespaced RBAC (a Role in each) is
+    enough. kopf must be run with the same ``--namespace=NS`` arguments
+    instead of ``--all-namespaces``; the operator refuses to start when one
+    is namespaced and the other not.
 ``KUBERESOLVER_RENDER_WORKERS``
     How many worker processes render the GrpcTargets' templates (default 2).
     Templates never run in the operator's own process (:mod:`.sandbox.render_pool`).
@@ -54,6 +62,11 @@ The environment variables are:
     with ``RenderMemoryLimit``.
 ``KUBERESOLVER_RENDER_TIMEOUT_MS``
     The wall-clock time one render may take (default 5000; ``RenderTimeout``).
+``KUBERESOLVER_LOG_FORMAT``
+    ``plain``, ``full`` or ``json``: kopf's ``kopf run --log-format``, for
+    where the command line is fixed; set, it wins over the flag. Either way
+    kopf's lines and the operator's own are in that format (one JSON object a
+    line with ``json``). Unset: as the command line says (default ``full``).
 """
 
 from __future__ import annotations
@@ -66,11 +79,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["DEFAULTS", "Settings", "SettingsError", "WriteBudget"]
+from kuberesolver.core.names import is_dns1123_label
+
+__all__ = [
+    "DEFAULTS",
+    "LOG_FORMATS",
+    "Settings",
+    "SettingsError",
+    "WriteBudget",
+    "log_format",
+    "watch_namespaces",
+]
 
 _log = logging.getLogger("kuberesolver.operator")
 
 _MAX_WINDOW_MS: Final = 3_600_000
+LOG_FORMATS: Final = ("plain", "full", "json")
+"""kopf's ``--log-format`` choices."""
 _BUDGET: Final = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*")
 
 
@@ -133,6 +158,14 @@ class Settings:
     render_cpu_s: int = 2
     render_memory_mib: int = 256
     render_timeout_ms: int = 5000
+    watch_namespaces: tuple[str, ...] = ()
+    """Namespaced mode: the only namespaces watched (sorted); empty: every namespace."""
+    log_format: str = ""
+    """``plain``, ``full`` or ``json``; empty: as ``kopf run --log-format`` says."""
+
+    def watches(self, namespace: str) -> bool:
+        """Whether ``namespace`` is one this operator lists and watches."""
+        return not self.watch_namespaces or namespace in self.watch_namespaces
 
     @property
     def status_interval_s(self) -> float:
@@ -162,6 +195,8 @@ class Settings:
         render_cpu_s: int | None = None,
         render_memory_mib: int | None = None,
         render_timeout_ms: int | None = None,
+        watch_namespaces: str | None = None,
+        log_format: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Arguments win, then ``KUBERESOLVER_*`` variables, then :data:`DEFAULTS`.
@@ -228,11 +263,28 @@ class Settings:
                 100,
                 3_600_000,
             ),
+            watch_namespaces=_namespaces(watch_namespaces, env),
+            log_format=_log_format(log_format, env),
         )
 
 
 DEFAULTS: Final = Settings()
 """The defaults, in one place (``identity`` is filled in by :meth:`Settings.resolve`)."""
+
+
+def log_format(environ: Mapping[str, str] | None = None) -> str:
+    """``KUBERESOLVER_LOG_FORMAT``, lower-cased: one of :data:`LOG_FORMATS`, or empty."""
+    return _log_format(None, os.environ if environ is None else environ)
+
+
+def _log_format(arg: str | None, env: Mapping[str, str]) -> str:
+    raw = arg if arg is not None else env.get("KUBERESOLVER_LOG_FORMAT", "")
+    value = raw.strip().lower()
+    if value and value not in LOG_FORMATS:
+        raise SettingsError(
+            f"KUBERESOLVER_LOG_FORMAT={raw!r} is not one of {', '.join(LOG_FORMATS)}"
+        )
+    return value
 
 
 def _pick(
@@ -285,6 +337,25 @@ def _budget(
             f"and the window at most {_MAX_WINDOW_MS} ms"
         )
     return budget
+
+
+def watch_namespaces(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """``KUBERESOLVER_WATCH_NAMESPACES``, sorted and without repeats (:class:`SettingsError`
+    if a name is not a namespace name)."""
+    return _namespaces(None, os.environ if environ is None else environ)
+
+
+def _namespaces(arg: str | None, env: Mapping[str, str]) -> tuple[str, ...]:
+    name = "KUBERESOLVER_WATCH_NAMESPACES"
+    raw = arg if arg is not None else env.get(name, "")
+    names = {part.strip() for part in raw.split(",") if part.strip()}
+    bad = sorted(n for n in names if not is_dns1123_label(n))
+    if bad:
+        raise SettingsError(
+            f"{name}={raw!r}: {', '.join(repr(b) for b in bad)} is not a namespace name "
+            "(a DNS-1123 label; patterns are not supported)"
+        )
+    return tuple(sorted(names))
 
 
 def _text(arg: str | None, env: Mapping[str, str], name: str, default: str) -> str:

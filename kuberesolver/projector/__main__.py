@@ -7,6 +7,8 @@ Credentials: in-cluster when there, else ``--kubeconfig`` or ``$KUBECONFIG``.
 The namespace defaults to the Pod's own (or the kubeconfig context's).
 SIGTERM and SIGINT stop it cleanly (exit status 0). ``--once`` projects the
 current version and exits (status 1 if the ConfigMap does not exist).
+``--check`` only says whether ``--dir`` holds a projection yet (status 0) or
+not (1): the startup probe of the sidecar the mounts webhook injects.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--once", action="store_true", help="project once and exit")
     parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 0 if --dir holds a projection, else 1 (a startup probe); reads nothing else",
+    )
+    parser.add_argument(
         "--lag-s",
         type=float,
         default=0.0,
@@ -51,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--log-level", default=os.environ.get("KUBERESOLVER_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
+    if args.check:
+        from kuberesolver.core.atomic_writer import DATA_DIR_NAME
+
+        return 0 if (args.dir / DATA_DIR_NAME).is_dir() else 1
     try:
         import httpx  # noqa: F401  (the [projector] extra)
         import yaml  # noqa: F401
@@ -66,13 +77,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported after parsing: ``--help`` stays fast.
     from kuberesolver.kube.credentials import load_config
     from kuberesolver.kube.http import HttpApi
-    from kuberesolver.projector.configmap_watch import ConfigMapProjector, configmap_transport
+    from kuberesolver.projector.configmap_watch import (
+        ConfigMapProjector,
+        configmap_transport,
+        rbac_hint,
+    )
 
     config = load_config(args.kubeconfig)
     namespace = args.namespace or _pod_namespace() or config.namespace or "default"
     api = HttpApi(config)
     projector = ConfigMapProjector(
-        configmap_transport(api, namespace, args.configmap), args.dir, lag_s=args.lag_s
+        configmap_transport(api, namespace, args.configmap),
+        args.dir,
+        lag_s=args.lag_s,
+        refused_hint=rbac_hint(namespace, args.configmap),
     )
     if args.once:
         try:

@@ -14,7 +14,9 @@ Behaviour:
 - a deleted or absent ConfigMap leaves the directory as it was (as kubelet
   does): never an empty projection because something went missing;
 - errors (403, connection refused, an expired resourceVersion) are logged and
-  retried with backoff; the last good files stay;
+  retried with backoff; the last good files stay. A 403 is one ERROR line
+  (until it is allowed again) that says which rights the ServiceAccount lacks
+  (:func:`rbac_hint`);
 - nothing it reads stops it: a version it cannot project is logged once
   with its traceback, counted in ``errors``, and skipped; the last good
   files stay;
@@ -37,7 +39,7 @@ from kuberesolver.kube.http import Collection, HttpApi
 from kuberesolver.kube.reflector import Reflector, Transport
 from kuberesolver.projector.lag import Lagged
 
-__all__ = ["ConfigMapProjector", "configmap_transport", "files_of"]
+__all__ = ["ConfigMapProjector", "configmap_transport", "files_of", "rbac_hint"]
 
 _log = logging.getLogger("kuberesolver.projector")
 
@@ -71,6 +73,15 @@ def configmap_transport(api: HttpApi, namespace: str, name: str) -> Collection:
     )
 
 
+def rbac_hint(namespace: str, name: str) -> str:
+    """What a refused projector lacks, for its one log line."""
+    return (
+        f"this Pod's ServiceAccount needs get, list and watch on ConfigMap {name} in namespace "
+        f"{namespace} (a Role with resourceNames: [{name}] and a RoleBinding to the "
+        "ServiceAccount, as in manifests/examples/projector-rbac.yaml)"
+    )
+
+
 class ConfigMapProjector:
     """Keeps ``directory`` equal to the ConfigMap that ``transport`` lists and watches.
 
@@ -85,12 +96,15 @@ class ConfigMapProjector:
         *,
         on_write: Callable[[int], None] | None = None,
         lag_s: float = 0.0,
+        refused_hint: str = "check the RBAC of this ServiceAccount",
     ) -> None:
         self.transport = transport
         self.directory = Path(directory)
         self.on_write = on_write
         self.writes = 0
-        self.reflector = Reflector(transport, _decode, self._on_list, self._on_event, log=_log)
+        self.reflector = Reflector(
+            transport, _decode, self._on_list, self._on_event, log=_log, refused_hint=refused_hint
+        )
         self._lagged: Lagged[_Version] | None = Lagged(self._write, lag_s) if lag_s > 0 else None
 
     @property

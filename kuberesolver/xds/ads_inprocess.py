@@ -49,6 +49,35 @@ _MAX_STREAMS = 1024
 _MAX_UNIX_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 
 
+class DaemonExecutor(futures.Executor):
+    """Each task on a daemon thread of its own, which interpreter exit does not wait for.
+
+    ``ThreadPoolExecutor``'s workers are joined at exit before ``atexit`` runs: an
+    ADS stream held open by a channel the application never closed (a module-level
+    one) kept the process from exiting, and the ``atexit`` hook that stops the
+    server never ran.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future[Any]:
+        future: futures.Future[Any] = futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        threading.Thread(target=run, name=self._name, daemon=True).start()
+        return future
+
+
 @dataclass(eq=False)
 class _Stream:
     outbox: queue.SimpleQueue[discovery_pb2.DiscoveryResponse | None] = field(
@@ -120,11 +149,9 @@ class AdsServer:
             os.unlink(self.socket_path)
         server = grpc.server(
             # grpc (>= 1.62) keeps one xDS client, so one ADS stream, per channel
-            # target; each stream holds a worker thread for its life. Threads
-            # are made on demand, so the bound is only a bound.
-            futures.ThreadPoolExecutor(
-                max_workers=_MAX_STREAMS, thread_name_prefix="kuberesolver-ads"
-            ),
+            # target; each stream holds a thread for its life.
+            DaemonExecutor("kuberesolver-ads"),
+            maximum_concurrent_rpcs=_MAX_STREAMS,
             options=[("grpc.so_reuseport", 0)],
         )
         handler = _Handler(self)

@@ -165,6 +165,8 @@ def token_expiry(token: str) -> float | None:
 class Decision:
     allowed: bool
     reason: str = ""
+    kind: str = ""
+    """Why not, as a metric label: ``token_refused`` or ``forbidden``."""
 
 
 class DecisionCache:

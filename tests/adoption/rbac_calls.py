@@ -33,14 +33,8 @@ CORE = (
         "kuberesolver.io",
         "grpctargets",
         ("list", "watch"),
-        "kopf's watch for handlers.grpctarget_event; xds_feed.XdsFeed._list_from_api",
-    ),
-    Call(
-        "watched",
-        "kuberesolver.io",
-        "grpctargets",
-        ("get",),
-        "webhook.py: Kube.get_grpctarget (the webhook; list already shows every GrpcTarget)",
+        "kopf's watch for handlers.grpctarget_event; xds.feed.XdsFeed._list_from_api; "
+        "the webhook's informer.grpctarget_reflectors (per namespace in namespaced mode)",
     ),
     Call(
         "watched",
@@ -49,7 +43,13 @@ CORE = (
         ("patch",),
         "status_writer.StatusWriter: Kube.patch_status (merge patch)",
     ),
-    Call("watched", "", "services", ("list", "watch"), "informer.service_reflectors"),
+    Call(
+        "watched",
+        "",
+        "services",
+        ("list", "watch"),
+        "informer.service_reflectors (per namespace in namespaced mode)",
+    ),
     Call("watched", "", "services", ("get",), "worker.TargetWorker: Kube.get_service"),
     Call(
         "watched",
@@ -71,7 +71,7 @@ CORE = (
         "apiextensions.k8s.io",
         "customresourcedefinitions",
         ("list", "watch"),
-        "kopf's scan of CRD changes",
+        "kopf's scan of CRD changes (off in namespaced mode: granted, not called)",
     ),
     Call(
         "release",
@@ -108,7 +108,17 @@ WEBHOOK_SELF_TLS = (
         name="{full}-mounts",
     ),
 )
-XDS_PODS = (Call("watched", "", "pods", ("list", "watch"), "informer.pod_reflector"),)
+WEBHOOK = (
+    Call(
+        "watched",
+        "",
+        "events",
+        ("create",),
+        "skip_reporter.SkipReporter: Kube.post_event (InjectionSkipped, in the Pod's namespace;"
+        " the webhook sees Pods of the watched namespaces only)",
+    ),
+)
+XDS_PODS = (Call("watched", "", "pods", ("list", "watch"), "informer.pod_reflectors"),)
 XDS_TOKEN_AUTH = (
     Call(
         "cluster",
@@ -133,6 +143,8 @@ def feature_calls(values: Mapping[str, Any]) -> tuple[Call, ...]:
     webhook = values.get("webhook.enabled", True)
     xds = values.get("xds.enabled", False)
     calls = CORE
+    if webhook:
+        calls += WEBHOOK
     if webhook and values.get("webhook.tls.mode", "self") == "self":
         calls += WEBHOOK_SELF_TLS
     if xds and values.get("xds.podReadiness", True):

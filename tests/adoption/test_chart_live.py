@@ -9,9 +9,16 @@ In order, on one fresh control plane:
    certificate and patches its caBundle, watches Pods, and reviews tokens; not
    one of its calls is refused. A SubjectAccessReview allows every call of
    tests/adoption/rbac_calls.py.
-2. ``helm upgrade`` with the optional features off: their calls are refused, the
+2. Each feature on alone (the core, the webhook with its own TLS, xDS, xDS
+   with the Pod watch, xDS with token authorisation), in cluster mode and in
+   namespaced mode (``watchNamespaces``): ``helm upgrade`` to it, then the
+   operator runs under the release's RBAC and makes that feature's calls.
+   The apiserver audits every call of a ServiceAccount: a refused one (403)
+   fails the test, and so does, in namespaced mode, a list or watch of a
+   namespaced resource across the cluster. The features off have no grant.
+3. ``helm upgrade`` with the optional features off: their calls are refused, the
    core's still allowed.
-3. A second release beside the first (another name, its own namespace, no CRD):
+4. A second release beside the first (another name, its own namespace, no CRD):
    both are deployed; uninstalling both leaves the CRD, a GrpcTarget and the
    ConfigMap it owns (``crds.keep``), and no RBAC.
 
@@ -21,6 +28,8 @@ The tests run in file order on the module's control plane.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +38,7 @@ from kubernetes import client
 
 from kuberesolver.operator.xds.auth import KubeAuthorizer
 from testenv import ControlPlane
+from testenv.audit import AuditLog
 from testenv.controlplane import free_port
 from testenv.kube import api_client, apply_object, service_account_token
 from testenv.netns import pod_ip
@@ -37,7 +47,15 @@ from testenv.pki import CertificateAuthority
 from testenv.tools import UserShell
 from testenv.wait import until
 from tests.adoption._kubelet import run_pod
-from tests.adoption.rbac_calls import CORE, WEBHOOK_SELF_TLS, XDS_PODS, XDS_TOKEN_AUTH, Call
+from tests.adoption.chart import helm_args
+from tests.adoption.rbac_calls import (
+    CORE,
+    WEBHOOK_SELF_TLS,
+    XDS_PODS,
+    XDS_TOKEN_AUTH,
+    Call,
+    feature_calls,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +68,26 @@ EVERYTHING = (
 )
 INSTALL = f"helm install kuberesolver charts/kuberesolver -n {NS} --create-namespace"
 UPGRADE = f"helm upgrade kuberesolver charts/kuberesolver -n {NS}"
+ALONE: dict[str, dict[str, Any]] = {
+    "core": {"webhook.enabled": False},
+    "webhook": {"webhook.enabled": True, "webhook.tls.mode": "self"},
+    "xds": {"webhook.enabled": False, "xds.enabled": True, "xds.podReadiness": False},
+    "xds-pods": {"webhook.enabled": False, "xds.enabled": True, "xds.podReadiness": True},
+    "xds-token-auth": {"webhook.enabled": False, "xds.enabled": True, "xds.podReadiness": False,
+                       "xds.auth": "token", "xds.certSecret": "xds-tls"},
+}  # fmt: skip
+"""Each optional feature on alone (values for ``helm upgrade --reset-values``)."""
+MODES: dict[str, list[str]] = {"cluster": [], "namespaced": ["shop"]}
+NAMESPACED = {"services", "endpointslices", "pods", "configmaps", "events", "grpctargets",
+              "grpctargets/status", "secrets", "leases"}  # fmt: skip
+EVERY_CALL = CORE + WEBHOOK_SELF_TLS + XDS_PODS + XDS_TOKEN_AUTH
+
+
+@pytest.fixture(scope="module")
+def fresh_control_plane() -> Iterator[ControlPlane]:
+    """This module's own control plane, auditing every ServiceAccount's calls."""
+    with ControlPlane(audit=True) as cp:
+        yield cp
 
 
 def allowed(api: client.ApiClient, call: Call, verb: str, namespace: str) -> bool:
@@ -98,12 +136,13 @@ def operator_env(api: client.ApiClient, tls: Path, ca: CertificateAuthority) -> 
     for name, value in list(env.items()):
         if value.startswith("/etc/kuberesolver/xds/"):
             env[name] = str(tls / value.rsplit("/", 1)[1])
-    return env | {
-        "KUBERESOLVER_LEASE_NAMESPACE": NS,
-        "KUBERESOLVER_WEBHOOK_PORT": str(free_port()),
-        "KUBERESOLVER_WEBHOOK_ADDR": "127.0.0.1",
-        "KUBERESOLVER_XDS_ADDRESS": f"127.0.0.1:{free_port()}",
-    }
+    env["KUBERESOLVER_LEASE_NAMESPACE"] = NS
+    if "KUBERESOLVER_WEBHOOK_PORT" in env:
+        env |= {"KUBERESOLVER_WEBHOOK_PORT": str(free_port()),
+                "KUBERESOLVER_WEBHOOK_ADDR": "127.0.0.1"}  # fmt: skip
+    if "KUBERESOLVER_XDS_ADDRESS" in env:
+        env["KUBERESOLVER_XDS_ADDRESS"] = f"127.0.0.1:{free_port()}"
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +217,121 @@ def test_every_feature_runs_under_the_charts_rbac(
         assert not refused, "\n".join(refused)
     verdicts = call_verdicts(fresh_admin, CORE + WEBHOOK_SELF_TLS + XDS_PODS + XDS_TOKEN_AUTH)
     assert all(verdicts.values()), verdicts
+
+
+@pytest.fixture(scope="module")
+def shop(everything_on: str, fresh_admin: client.ApiClient) -> str:
+    """Namespace shop with Service cart and its one ready Pod (made by the first test, or
+    here when a test runs alone)."""
+    core = client.CoreV1Api(fresh_admin)
+    try:
+        core.read_namespaced_pod("cart-1", "shop")
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+        core.create_namespace({"metadata": {"name": "shop"}})
+        core.create_namespaced_service("shop", {
+            "metadata": {"name": "cart"},
+            "spec": {"selector": {"app": "cart"},
+                     "ports": [{"name": "grpc", "port": 50051, "targetPort": "grpc"}]},
+        })  # fmt: skip
+        run_pod(fresh_admin, "shop", "cart-1", pod_ip(71), {"app": "cart"})
+    return "shop"
+
+
+@pytest.mark.parametrize("feature", list(ALONE))
+@pytest.mark.parametrize("mode", list(MODES))
+def test_each_feature_alone_runs_under_its_rbac(
+    shop: str,
+    mode: str,
+    feature: str,
+    user: UserShell,
+    fresh_control_plane: ControlPlane,
+    fresh_admin: client.ApiClient,
+    tmp_path: Path,
+) -> None:
+    values = {**ALONE[feature], "watchNamespaces": MODES[mode]}
+    user.run(f"{UPGRADE} --reset-values {helm_args(values)}")
+    mine = feature_calls(values)
+    verdicts = call_verdicts(fresh_admin, EVERY_CALL)
+    wanted = {f"{v} {c.resource} {c.name}" for c in mine for v in c.verbs}
+    assert {k for k, ok in verdicts.items() if ok} == wanted, verdicts
+
+    token = service_account_token(fresh_admin, NS, f"{FULL}-operator")
+    kubeconfig = fresh_control_plane.token_kubeconfig(f"op-{mode}-{feature}", token, namespace=NS)
+    env = operator_env(fresh_admin, tmp_path / "xds", CertificateAuthority(tmp_path))
+    assert env.get("KUBERESOLVER_WATCH_NAMESPACES", "") == ",".join(MODES[mode])
+    audit = AuditLog(fresh_control_plane.audit_log)
+    audit.mark()
+    custom = client.CustomObjectsApi(fresh_admin)
+    name = f"{mode}-{feature}"
+    with OperatorProcess(kubeconfig, env=env, name=f"chart-{name}") as op:
+        apply_object(fresh_admin, {
+            "apiVersion": "kuberesolver.io/v1alpha1", "kind": "GrpcTarget",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"service": "cart", "port": "grpc"},
+        })  # fmt: skip
+
+        def published() -> bool:  # get Service, list slices, create ConfigMap, patch status
+            cm = client.CoreV1Api(fresh_admin).read_namespaced_config_map(name, "shop")
+            target = custom.get_namespaced_custom_object(
+                "kuberesolver.io", "v1alpha1", "shop", "grpctargets", name
+            )
+            return pod_ip(71) in (cm.data or {}).get("endpoints.json", "") and bool(
+                target.get("status", {}).get("observedGeneration")
+            )
+
+        until(published, timeout_s=60, message=f"the {name} ConfigMap and status")
+        if feature == "webhook":  # get/update Secret, get/patch the configuration
+            until(lambda: webhook_tls_kept(audit, fresh_admin, env), timeout_s=60,
+                  message="the webhook's Secret and caBundle")  # fmt: skip
+        if feature == "xds-pods":
+            until(lambda: any(c.resource == "pods" and c.verb == "watch"
+                              for c in audit.calls(ACCOUNT)),
+                  timeout_s=60, message="the Pod watch")  # fmt: skip
+        if feature == "xds-token-auth":
+            assert token_reviewed(fresh_admin, kubeconfig)
+        op.stop()
+        log = op.log_text()
+    refused = [str(c) for c in audit.calls(ACCOUNT) if c.code == 403]
+    assert refused == [], "refused calls:\n" + "\n".join(refused)
+    assert not [ln for ln in log.splitlines() if "forbidden" in ln.lower() or " 403" in ln]
+    if MODES[mode]:
+        wide = [str(c) for c in audit.calls(ACCOUNT)
+                if not c.namespace and c.resource in NAMESPACED]  # fmt: skip
+        assert wide == [], "cluster-wide calls in namespaced mode:\n" + "\n".join(wide)
+
+
+def webhook_tls_kept(audit: AuditLog, admin: client.ApiClient, env: dict[str, str]) -> bool:
+    """Whether the operator has read its TLS Secret and the webhook configuration, and the
+    configuration has its caBundle (patched now or by an earlier run)."""
+    calls = {(c.verb, c.resource, c.name) for c in audit.calls(ACCOUNT) if c.code < 300}
+    configuration = env["KUBERESOLVER_WEBHOOK_CONFIGURATION"]
+    if not {("get", "secrets", env["KUBERESOLVER_WEBHOOK_SECRET"]),
+            ("get", "mutatingwebhookconfigurations", configuration)} <= calls:  # fmt: skip
+        return False
+    config = client.AdmissionregistrationV1Api(admin).read_mutating_webhook_configuration(
+        configuration
+    )
+    return all(hook.client_config.ca_bundle for hook in config.webhooks)
+
+
+def token_reviewed(admin: client.ApiClient, kubeconfig: Path) -> bool:
+    """A TokenReview and a SubjectAccessReview as the xDS server makes them, as the operator."""
+    core = client.CoreV1Api(admin)
+    with contextlib.suppress(client.ApiException):  # made by the first run
+        core.create_namespaced_service_account("shop", {"metadata": {"name": "reader"}})
+    reader = core.create_namespaced_service_account_token(
+        "reader", "shop",
+        {"spec": {"audiences": ["xds.kuberesolver.io"], "expirationSeconds": 600}},
+    ).status.token  # fmt: skip
+    operator_api = api_client(kubeconfig)
+    try:
+        authorizer = KubeAuthorizer(operator_api, {("shop", "cart"): "cart"}.get)
+        refused = asyncio.run(authorizer.allowed(reader, ("shop", "cart"))) is False
+        return refused and authorizer.reviews == 1  # reviewed (no Role lets reader get it)
+    finally:
+        operator_api.close()
 
 
 def test_features_turned_off_take_their_grants_away(

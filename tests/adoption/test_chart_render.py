@@ -55,6 +55,10 @@ MATRIX: list[dict[str, Any]] = [
      "extraVolumes": [{"name": "v", "emptyDir": {}}],
      "extraVolumeMounts": [{"name": "v", "mountPath": "/v"}],
      "podLabels": {"team": "a"}, "podAnnotations": {"a": "b"}},
+    {"prometheusRule.enabled": True, "prometheusRule.labels": {"release": "prom"},
+     "prometheusRule.alertLabels": {"team": "platform"}, "logFormat": "json"},
+    {"prometheusRule.enabled": True, "webhook.enabled": False,
+     "prometheusRule.selector": 'job="kr"', "prometheusRule.certificateExpiryDays": 3},
 ]  # fmt: skip
 
 
@@ -201,6 +205,8 @@ def test_namespaced_mode_grants_namespaced_resources_only_by_role(offline: UserS
     assert "--namespace=shop" in args
     assert "--namespace=tenant" in args
     assert "--all-namespaces" not in args
+    env = {e["name"]: e.get("value") for e in container(objects)["env"]}
+    assert env["KUBERESOLVER_WATCH_NAMESPACES"] == "shop,tenant"
     (hook,) = one(objects, "MutatingWebhookConfiguration")["webhooks"]
     assert hook["namespaceSelector"] == {"matchExpressions": [
         {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["shop", "tenant"]}
@@ -355,6 +361,101 @@ def test_failure_policy_fail_needs_two_replicas(offline: UserShell) -> None:
     assert "replicas >= 2" in error
 
 
+# --- observability: alerts and logs -------------------------------------------------------
+
+ALERTS = {
+    "KuberesolverOperatorDown",
+    "KuberesolverNoLeader",
+    "KuberesolverConfigMapWriteErrors",
+    "KuberesolverWebhookCertificateExpiring",
+}
+
+
+def alert_rules(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    (group,) = one(objects, "PrometheusRule")["spec"]["groups"]
+    return {r["alert"]: r for r in group["rules"]}
+
+
+def operator_series() -> set[str]:
+    """Every series name the operator's registry exposes (histograms and counters with
+    their suffixes), and Prometheus' own ``up``."""
+    from kuberesolver.operator.runtime.metrics import Metrics
+
+    metrics = Metrics(process=False)
+    metrics.follow_certificate(lambda: 1.0)
+    return {s.name for m in metrics.registry.collect() for s in m.samples} | {"up"}
+
+
+def test_the_prometheus_rule_is_off_by_default(offline: UserShell) -> None:
+    assert not [o for o in render(offline) if o["kind"] == "PrometheusRule"]
+
+
+def test_the_prometheus_rule_alerts_on_series_the_operator_exposes(offline: UserShell) -> None:
+    objects = render(offline, {"prometheusRule.enabled": True,
+                               "prometheusRule.labels": {"release": "prom"},
+                               "prometheusRule.alertLabels": {"team": "platform"}},
+                     namespace="ops")  # fmt: skip
+    rule = one(objects, "PrometheusRule")
+    assert rule["metadata"]["namespace"] == "ops"
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    alerts = alert_rules(objects)
+    assert set(alerts) == ALERTS
+    # The series of this release: what the ServiceMonitor's scrapes of its Service carry.
+    metrics_service = one(objects, "Service", "kuberesolver-operator-metrics")["metadata"]["name"]
+    selector = f'job="{metrics_service}",namespace="ops"'
+    known = operator_series()
+    for name, alert in alerts.items():
+        expr = alert["expr"]
+        assert selector in expr, (name, expr)
+        used = set(re.findall(r"([a-z_:]+)\{", expr)) - {"by"}
+        assert used, (name, expr)
+        assert used <= known, (name, used - known)
+        assert alert["labels"]["team"] == "platform"
+        assert alert["labels"]["severity"] in ("critical", "warning")
+        assert alert["annotations"]["summary"], name
+    assert "absent(up{" in alerts["KuberesolverOperatorDown"]["expr"]
+    assert "kuberesolver_operator_leader" in alerts["KuberesolverNoLeader"]["expr"]
+    expiring = alerts["KuberesolverWebhookCertificateExpiring"]["expr"]
+    assert expiring.endswith(f"< {14 * 86400}")
+    # Prometheus' own template syntax reaches Prometheus, not Helm.
+    errors = alerts["KuberesolverConfigMapWriteErrors"]
+    assert "{{ $labels.reason }}" in errors["annotations"]["summary"]
+
+
+def test_the_prometheus_rule_follows_the_webhook_and_its_values(offline: UserShell) -> None:
+    alerts = alert_rules(render(offline, {
+        "prometheusRule.enabled": True, "webhook.enabled": False,
+        "prometheusRule.selector": 'cluster="a"', "prometheusRule.downFor": "2m",
+    }))  # fmt: skip
+    assert set(alerts) == ALERTS - {"KuberesolverWebhookCertificateExpiring"}
+    assert all('{cluster="a"}' in a["expr"] for a in alerts.values())
+    assert alerts["KuberesolverOperatorDown"]["for"] == "2m"
+    alerts = alert_rules(render(offline, {"prometheusRule.enabled": True,
+                                          "prometheusRule.certificateExpiryDays": 3}))  # fmt: skip
+    assert alerts["KuberesolverWebhookCertificateExpiring"]["expr"].endswith(f"< {3 * 86400}")
+
+
+def test_the_manifests_carry_the_charts_prometheus_rule(offline: UserShell) -> None:
+    """manifests/optional/prometheusrule.yaml, for kustomize users, is the chart's rule."""
+    chart = [one(render(offline, {"prometheusRule.enabled": True}), "PrometheusRule")]
+    manifest = yaml.safe_load((ROOT / "manifests/optional/prometheusrule.yaml").read_text())
+    assert comparable(chart) == comparable([manifest])
+
+
+def test_the_prometheus_rule_needs_the_metrics_port(offline: UserShell) -> None:
+    error = refused(offline, {"prometheusRule.enabled": True, "metrics.port": 0})
+    assert "prometheusRule.enabled needs metrics.port" in error
+
+
+@pytest.mark.parametrize(
+    ("values", "flag"), [({}, "--log-format=full"), ({"logFormat": "json"}, "--log-format=json")]
+)
+def test_log_format_is_kopfs_flag(offline: UserShell, values: dict[str, Any], flag: str) -> None:
+    args = container(render(offline, values))["args"]
+    assert [a for a in args if a.startswith("--log-format")] == [flag]
+    assert args.index(flag) < args.index("-m")
+
+
 # --- CRDs ----------------------------------------------------------------------------------
 
 
@@ -399,6 +500,8 @@ def test_the_chart_carries_the_crds_unchanged() -> None:
         ({"watchNamespaces": ["a", "a"]}, "watchNamespaces"),
         ({"settings": {"DEBUG": "1"}}, "KUBERESOLVER_"),  # names a KUBERESOLVER_ variable
         ({"podDisruptionBudget.minAvailable": "half"}, "minAvailable"),
+        ({"logFormat": "xml"}, "logFormat"),
+        ({"prometheusRule.downFor": "soon"}, "downFor"),
     ],
     ids=lambda v: ",".join(v) if isinstance(v, dict) else None,
 )
@@ -432,7 +535,7 @@ def test_combinations_the_schema_cannot_express_are_refused(
         ({}, ()),
         ({"webhook.tls.mode": "certManager"}, ("cert-manager",)),
         ({"webhook.enabled": False}, ("no-webhook",)),
-        ({"watchNamespaces": ["shop"]}, ("namespaced",)),
+        ({"watchNamespaces": ["shop", "tenant"]}, ("namespaced",)),
         ({"xds.enabled": True, "xds.podReadiness": False}, ("xds",)),
         ({"xds.enabled": True}, ("xds", "xds-pod-readiness")),
         (

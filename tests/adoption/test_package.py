@@ -53,6 +53,7 @@ def test_the_sdist_carries_what_a_user_installs_from(dist: Path) -> None:
         "crds/grpctarget.yaml",
         "manifests/kustomization.yaml", "manifests/deployment.yaml",
         "manifests/examples/greeter.yaml", "manifests/optional/servicemonitor.yaml",
+        "manifests/optional/prometheusrule.yaml",
         "charts/kuberesolver/Chart.yaml", "charts/kuberesolver/values.yaml",
         "charts/kuberesolver/templates/deployment.yaml",
         "tests/conftest.py", "tests/adoption/test_readme_install.py",

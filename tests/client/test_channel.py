@@ -376,7 +376,8 @@ def test_unapplied_service_config_is_logged(
         sc = {"methodConfig": method_config}
         publish(snapdir, make_snapshot([a.endpoint(), b.endpoint()], revision=2, service_config=sc))
         until(lambda: ch.snapshot.revision == 2, timeout_s=10)
-    said = "not applied by this client: methodConfig[0].waitForReady, methodConfig[0].timeout ("
+    # the timeout is applied (as each call's deadline), waitForReady is not
+    said = "not applied by this client: methodConfig[0].waitForReady ("
     assert caplog.text.count(said) == 1
     assert "loadBalancingConfig" not in caplog.text
 

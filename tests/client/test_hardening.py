@@ -136,7 +136,8 @@ def _channel_on_a(
     caplog.set_level(logging.INFO, logger="kuberesolver")
     a, b = backends("127.0.0.2", "a"), backends("127.0.0.3", "b")
     publish(snapdir, make_snapshot([a.endpoint()], revision=1))
-    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root) as ch:
+    prom = pytest.importorskip("prometheus_client")
+    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, registry=prom.REGISTRY) as ch:
         yield ch, ch.unary_unary(UNARY), a, b
 
 

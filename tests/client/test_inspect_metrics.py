@@ -79,7 +79,9 @@ def test_metrics_follow_the_snapshot(
         return prom.REGISTRY.get_sample_value(name, labels)  # type: ignore[no-any-return]
 
     label = "greeter.ns:grpc"
-    with kuberesolver.insecure_channel("kubernetes:///greeter.ns:grpc", snapshot_dir=root) as ch:
+    with kuberesolver.insecure_channel(
+        "kubernetes:///greeter.ns:grpc", snapshot_dir=root, registry=prom.REGISTRY
+    ) as ch:
         ch.unary_unary(UNARY)(b"", timeout=5)
         assert value("kuberesolver_revision", target=label) == 3
         assert value("kuberesolver_endpoints", target=label, state="ready") == 1

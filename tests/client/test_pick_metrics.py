@@ -53,7 +53,9 @@ def test_sync_picks_per_endpoint_unary_and_streaming(
     pods: tuple[Backend, Backend], root: Path
 ) -> None:
     a, b = pods
-    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, pick_metrics=True) as ch:
+    with kuberesolver.insecure_channel(
+        TARGET, snapshot_dir=root, pick_metrics=True, registry=prom.REGISTRY
+    ) as ch:
         for _ in range(6):
             ch.unary_unary(UNARY)(b"", timeout=5)
         ch.unary_unary(UNARY).future(b"", timeout=5).result()
@@ -73,8 +75,8 @@ def test_sync_picks_per_endpoint_unary_and_streaming(
         # every call has completed: channelz saw exactly what the servers saw
         assert picks(a) == a.calls
         assert picks(b) == b.calls
-        assert metrics.pick_collector() is not None
-        assert LABEL in metrics.pick_collector().tracked  # type: ignore[union-attr]
+        assert metrics.pick_collector(prom.REGISTRY) is not None
+        assert LABEL in metrics.pick_collector(prom.REGISTRY).tracked  # type: ignore[union-attr]
 
 
 async def test_aio_picks_per_endpoint_unary_and_streaming(
@@ -82,7 +84,7 @@ async def test_aio_picks_per_endpoint_unary_and_streaming(
 ) -> None:
     a, b = pods
     async with kuberesolver.aio.insecure_channel(
-        TARGET, snapshot_dir=root, pick_metrics=True
+        TARGET, snapshot_dir=root, pick_metrics=True, registry=prom.REGISTRY
     ) as ch:
         for _ in range(6):
             await ch.unary_unary(UNARY)(b"", timeout=5)
@@ -100,7 +102,9 @@ def test_counts_survive_a_closed_channel_and_end_with_the_endpoint(
 ) -> None:
     """Never decreasing: a closed channel's connections keep their calls; a gone endpoint ends."""
     a, b = pods
-    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, pick_metrics=True) as ch:
+    with kuberesolver.insecure_channel(
+        TARGET, snapshot_dir=root, pick_metrics=True, registry=prom.REGISTRY
+    ) as ch:
         call = ch.unary_unary(UNARY)
         for _ in range(4):
             call(b"", timeout=5)
@@ -117,8 +121,8 @@ def test_counts_survive_a_closed_channel_and_end_with_the_endpoint(
         until(lambda: call(b"", timeout=5) and picks(b) is None, timeout_s=10)
         call(b"", timeout=5)
         assert picks(a) == a.calls
-        assert metrics.pick_collector().tracked == [LABEL]  # type: ignore[union-attr]
-    assert metrics.pick_collector().tracked == []  # type: ignore[union-attr]
+        assert metrics.pick_collector(prom.REGISTRY).tracked == [LABEL]  # type: ignore[union-attr]
+    assert metrics.pick_collector(prom.REGISTRY).tracked == []  # type: ignore[union-attr]
     assert picks(a) is None
 
 
@@ -126,7 +130,9 @@ def test_ipv6_endpoint(backends: Backends, root: Path, snapdir: Path) -> None:
     # ::1 on lo: a host with IPv6 has it, and so does the suite's own network namespace.
     b = backends("[::1]", "v6")
     publish(snapdir, make_snapshot([Endpoint("::1", b.port, pod="v6")]))
-    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, pick_metrics=True) as ch:
+    with kuberesolver.insecure_channel(
+        TARGET, snapshot_dir=root, pick_metrics=True, registry=prom.REGISTRY
+    ) as ch:
         for _ in range(3):
             ch.unary_unary(UNARY)(b"", timeout=5)
         labels = {"target": LABEL, "endpoint": f"[::1]:{b.port}", "pod": "v6"}
@@ -139,12 +145,14 @@ def test_pick_metrics_from_the_environment(
     a = backends("127.0.0.2", "")
     publish(snapdir, make_snapshot([Endpoint(a.host, a.port)]))  # no pod name
     monkeypatch.setenv(ENV_PICK_METRICS, "true")
-    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root) as ch:
+    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, registry=prom.REGISTRY) as ch:
         ch.unary_unary(UNARY)(b"", timeout=5)
         assert picks(a, pod="") == 1
-    with kuberesolver.insecure_channel(TARGET, snapshot_dir=root, pick_metrics=False) as ch:
+    with kuberesolver.insecure_channel(
+        TARGET, snapshot_dir=root, pick_metrics=False, registry=prom.REGISTRY
+    ) as ch:
         ch.unary_unary(UNARY)(b"", timeout=5)
-        assert metrics.pick_collector().tracked == []  # type: ignore[union-attr]
+        assert metrics.pick_collector(prom.REGISTRY).tracked == []  # type: ignore[union-attr]
     monkeypatch.setenv(ENV_PICK_METRICS, "maybe")
     with pytest.raises(ValueError, match="KUBERESOLVER_PICK_METRICS"):
         kuberesolver.insecure_channel(TARGET, snapshot_dir=root)
@@ -177,12 +185,13 @@ def test_off_by_default_registers_nothing(root: Path, snapdir: Path) -> None:
             ch.unary_unary(UNARY)(b"", timeout=5)
             names = {m.name for m in prometheus_client.REGISTRY.collect()}
         a.stop()
-        print(metrics.pick_collector(), "kuberesolver_picks" in names)
+        print(metrics.pick_collector(prometheus_client.REGISTRY), "kuberesolver_picks" in names)
         print("kuberesolver_revision" in names)
     """
     out = _python(code, root, PYTHONPATH=".")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["None", "False", "True"]
+    # nothing in the global registry: not even the snapshot metrics, without registry=
+    assert out.stdout.split() == ["None", "False", "False"]
 
 
 def test_without_prometheus_client_one_warning(root: Path, snapdir: Path) -> None:

@@ -89,7 +89,9 @@ def test_locate_refuses_a_root_snapshot_of_another_target(root: Path) -> None:
 
 def test_missing_snapshot_names_the_directories_searched(root: Path) -> None:
     with pytest.raises(SnapshotNotFound) as info:
-        kuberesolver.insecure_channel("kubernetes:///greeter.ns:grpc", snapshot_dir=root)
+        kuberesolver.insecure_channel(
+            "kubernetes:///greeter.ns:grpc", snapshot_dir=root, strict=True
+        )
     message = str(info.value)
     assert str(root / "greeter.ns" / ENDPOINTS_KEY) in message
     assert str(root / ENDPOINTS_KEY) in message

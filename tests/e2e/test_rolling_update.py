@@ -8,6 +8,7 @@ channel calling at 250 RPC/s with a 1 s deadline and without wait_for_ready
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from kubernetes import client
 
 from testenv import ControlPlane
 from testenv.kube_proxy import KubeProxy
+from testenv.mounts_webhook import registered, webhook_env
 from testenv.operator_process import OperatorProcess
 from testenv.rollout import RolloutResult, run_rollout
 
@@ -36,10 +38,17 @@ def rollout(
     kube_proxy: KubeProxy,
     tmp_path: Path,
 ) -> Callable[..., RolloutResult]:
-    """Run one setting in this test's namespace, with an operator of its own."""
+    """Run one setting in this test's namespace, with an operator of its own (serving the
+    mounts webhook, with the projector image, for ``via_webhook``)."""
 
     def run(**kw: Any) -> RolloutResult:
-        with OperatorProcess(operator_kubeconfig, name="rollout"):
+        env: dict[str, str] = {}
+        hooked: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if kw.get("via_webhook"):
+            env = webhook_env(control_plane, tmp_path / "webhook-tls")
+            env["KUBERESOLVER_PROJECTOR_IMAGE"] = "kuberesolver-projector:0.1.0"
+            hooked = registered(admin_api, control_plane, int(env["KUBERESOLVER_WEBHOOK_PORT"]))
+        with hooked, OperatorProcess(operator_kubeconfig, env, name="rollout"):
             result = run_rollout(
                 control_plane, admin_api, namespace, tmp_path, first_ip=next(_ips), **kw
             )
@@ -81,3 +90,15 @@ def test_60s_lag_without_the_fallback_fails_calls(rollout: Callable[..., Rollout
     result: RolloutResult = rollout(lag_s=LAG_S, fallback=False)
     print(f"failed RPCs without the fallback: {result.failed_rpcs} of {result.rpcs}")
     assert result.failed_rpcs > 0
+
+
+def test_a_headless_service_gets_the_projector_from_the_webhook_and_loses_nothing(
+    rollout: Callable[..., RolloutResult],
+) -> None:
+    """No ClusterIP, so no fallback behind a lagging mount: the webhook gives the client Pod
+    the projector instead, and the harness runs what the admitted Pod says."""
+    result: RolloutResult = rollout(headless=True, via_webhook=True, lag_s=LAG_S)
+    assert result.delivery == "projector sidecar (webhook)"
+    assert result.rpcs > 0
+    assert result.failed_rpcs == 0, result.failures
+    assert None not in result.ready_to_first_rpc_ms.values()  # every new Pod got calls

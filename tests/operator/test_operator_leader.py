@@ -168,3 +168,27 @@ async def test_close_releases_even_after_a_renewal_it_did_not_see() -> None:
     await elector.close()
     await asyncio.wait_for(task, 5)
     assert api.lease["spec"]["holderIdentity"] == ""
+
+
+async def test_the_metrics_thread_sees_whether_this_replica_leads() -> None:
+    """The metrics server scrapes on its own thread, where no event loop runs."""
+    api = _Leases()
+    started = asyncio.Event()
+
+    async def on_start() -> None:
+        started.set()
+
+    async def on_stop() -> None:
+        return None
+
+    elector = LeaderElector(
+        api, namespace="ns", name="l", identity="me", duration_s=8, retry_s=0.05,
+        renew_deadline_s=6, on_start=on_start, on_stop=on_stop,
+    )  # fmt: skip
+    assert await asyncio.to_thread(elector.leading_seen_from_a_thread) is False
+    task = asyncio.create_task(elector.run())
+    await asyncio.wait_for(started.wait(), 5)
+    assert await asyncio.to_thread(elector.leading_seen_from_a_thread) is True
+    await elector.close()
+    await asyncio.wait_for(task, 5)
+    assert await asyncio.to_thread(elector.leading_seen_from_a_thread) is False

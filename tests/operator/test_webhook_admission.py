@@ -99,3 +99,22 @@ async def test_bad_names_cost_no_request() -> None:
     assert not patch.fns
     assert len(warnings) == 1
     assert api.requests == 0
+
+
+async def test_a_pod_outside_the_watched_namespaces_costs_no_request() -> None:
+    """Namespaced mode: its GrpcTargets are not readable there (no Role), so no LIST."""
+    index = GrpcTargetIndex(("shop",))
+    index.replace({("shop", "greeter"): {"service": "greeter"}}, "shop")
+    with SilentServer() as api:
+        kube = _kube(api.url)
+        try:
+            memo = {"webhook_kube": kube, "webhook_targets": index, "webhook_deadline_s": 5.0}
+            patch, warnings, _ = await _admit("greeter", memo)  # the Pod is in "app"
+        finally:
+            kube.close()
+    assert not patch.fns
+    assert warnings == [
+        "kuberesolver.io/targets: namespace 'app' is not watched by kuberesolver "
+        "(it watches shop); the Pod is left unchanged"
+    ]
+    assert api.requests == 0

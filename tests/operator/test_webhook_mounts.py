@@ -174,9 +174,15 @@ def test_plan_names_volume_configmap_and_path_per_target() -> None:
     )
     assert warnings == []
     assert mounts == [
-        Mount("kuberesolver-greeter", "greeter", "/var/run/kuberesolver/greeter.app"),
-        Mount("kuberesolver-inventory", "inv", "/var/run/kuberesolver/stock.shop"),
-    ]
+        Mount(
+            "kuberesolver-greeter", "greeter", "/var/run/kuberesolver/greeter.app",
+            "greeter", "app", "greeter",
+        ),
+        Mount(
+            "kuberesolver-inventory", "inv", "/var/run/kuberesolver/stock.shop",
+            "stock", "shop", "inventory",
+        ),
+    ]  # fmt: skip
 
 
 def test_an_unknown_target_means_no_mount_at_all_and_a_warning() -> None:

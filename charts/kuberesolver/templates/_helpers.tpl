@@ -107,4 +107,7 @@ Call: include "kuberesolver.imageRef" (dict "image" .Values.image "context" $)
 {{- if and .Values.webhook.enabled (eq .Values.webhook.failurePolicy "Fail") (lt (int .Values.replicas) 2) }}
 {{- fail "webhook.failurePolicy=Fail with one replica blocks every injected Pod while it restarts: set replicas >= 2" }}
 {{- end }}
+{{- if and .Values.prometheusRule.enabled (not (int .Values.metrics.port)) }}
+{{- fail "prometheusRule.enabled needs metrics.port: its alerts read the operator's metrics" }}
+{{- end }}
 {{- end }}

@@ -8,11 +8,10 @@ code calls; see manifests/rbac.yaml for the call behind each rule.
 {{/* Reading GrpcTargets, Services and EndpointSlices; writing status, ConfigMaps and Events. */}}
 {{- define "kuberesolver.rules.core" -}}
 # Its own resources: watched (kopf; the xDS feed lists them); only their status
-# is written (merge patch). The webhook reads the GrpcTargets a Pod names ("get",
-# which adds nothing to what list shows).
+# is written (merge patch). The webhook reads them from its own watch (list, watch).
 - apiGroups: [kuberesolver.io]
   resources: [grpctargets]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 - apiGroups: [kuberesolver.io]
   resources: [grpctargets/status]
   verbs: [patch]
@@ -27,7 +26,8 @@ code calls; see manifests/rbac.yaml for the call behind each rule.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, create, update]
-# Events on GrpcTargets.
+# Events on GrpcTargets, and the webhook's InjectionSkipped Events (about a skipped
+# Pod's owner, in the Pod's namespace: the webhook sees watched namespaces only).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

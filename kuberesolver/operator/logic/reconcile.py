@@ -3,8 +3,8 @@
 1. :func:`plan` (pure): from the spec, the Service, its slices and what was
    published before, a typed :data:`Plan`: :class:`InvalidSpec`,
    :class:`PortNotFound` (nothing is published; the last good ConfigMap
-   stays) or :class:`Publish` (a snapshot; empty when the Service is missing
-   or withholds its consent).
+   stays) or :class:`Publish` (a snapshot; empty when the Service is missing,
+   withholds its consent, or is in a namespace the operator does not watch).
 2. Rendering (an effect, async, injected: a worker-process pool in
    production): :func:`render` turns a :class:`Publish` into
    :class:`Rendered` data or :class:`RenderFailed`.
@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -81,6 +81,7 @@ class ServiceState(enum.Enum):
     FOUND = "ServiceFound"
     NOT_FOUND = "ServiceNotFound"
     REFUSED = "CrossNamespaceRefused"
+    NOT_WATCHED = "NamespaceNotWatched"
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,8 +213,15 @@ def plan(
     slices: Iterable[SliceView],
     previous: Published | None,
     cache: EndpointCache | None = None,
+    *,
+    watched: Collection[str] = (),
 ) -> Plan:
-    """What to publish; ``cache`` (the target's own) spares rebuilding unchanged endpoints."""
+    """What to publish; ``cache`` (the target's own) spares rebuilding unchanged endpoints.
+
+    ``watched``: in namespaced mode, the only namespaces watched (empty: all). A
+    Service elsewhere is never seen, so an empty snapshot is published, and
+    the reason says so.
+    """
     try:
         target = parse_spec(name, namespace, raw_spec)
     except SpecError as exc:
@@ -223,7 +231,14 @@ def plan(
     endpoints: tuple[Endpoint, ...] = ()
     cluster_ips: tuple[str, ...] = ()
     ref = TargetRef(target.service, target.service_namespace, port=target.port)
-    if service is None:
+    if watched and target.service_namespace not in watched:
+        state = ServiceState.NOT_WATCHED
+        message = (
+            f"Service {svc_name} is in namespace {target.service_namespace!r}, which this "
+            f"operator does not watch (it watches {', '.join(sorted(watched))}: "
+            "KUBERESOLVER_WATCH_NAMESPACES, the chart's watchNamespaces)"
+        )
+    elif service is None:
         state, message = ServiceState.NOT_FOUND, f"Service {svc_name} not found"
     elif target.cross_namespace and not consents(service, namespace):
         state = ServiceState.REFUSED
@@ -333,7 +348,8 @@ def report(
         "ServiceFound", state is ServiceState.FOUND, state.value, the_plan.service_message
     )
     warnings: set[tuple[str, str]] = set()
-    unapplied = unapplied_parts(the_plan.snapshot.service_config, timeouts=False)
+    # The clients of the ConfigMap apply methodConfig timeouts as per-call deadlines.
+    unapplied = unapplied_parts(the_plan.snapshot.service_config)
     if unapplied:
         warnings.add(
             (

@@ -28,8 +28,11 @@ def build_event(
     *,
     instance: str,
     now: datetime.datetime,
+    action: str = "Reconcile",
+    count: int = 1,
 ) -> dict[str, Any]:
-    """A ``v1`` Event about ``involved`` (an object with apiVersion, kind and metadata)."""
+    """A ``v1`` Event about ``involved`` (an object with apiVersion, kind and metadata;
+    without a uid, the Event names it by kind and name only)."""
     meta = involved.get("metadata") or {}
     if len(message) > MAX_MESSAGE:
         message = message[: MAX_MESSAGE - 3] + "..."
@@ -38,21 +41,25 @@ def build_event(
         "kind": "Event",
         "metadata": {"generateName": f"{REPORTER}-", "namespace": meta.get("namespace")},
         "involvedObject": {
-            "apiVersion": involved.get("apiVersion"),
-            "kind": involved.get("kind"),
-            "name": meta.get("name"),
-            "namespace": meta.get("namespace"),
-            "uid": meta.get("uid"),
+            k: v
+            for k, v in (
+                ("apiVersion", involved.get("apiVersion")),
+                ("kind", involved.get("kind")),
+                ("name", meta.get("name")),
+                ("namespace", meta.get("namespace")),
+                ("uid", meta.get("uid")),
+            )
+            if v is not None
         },
         "type": type_,
         "reason": reason,
         "message": message,
-        "action": "Reconcile",
+        "action": action,
         "source": {"component": REPORTER},
         "reportingComponent": REPORTER,
         "reportingInstance": instance[:128],
         "firstTimestamp": rfc3339(now),
         "lastTimestamp": rfc3339(now),
         "eventTime": micro_time(now),
-        "count": 1,
+        "count": count,
     }

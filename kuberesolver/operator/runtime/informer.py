@@ -10,7 +10,10 @@ reflector's thread; the event loop only swaps a dict entry and wakes the
 targets that follow the Service.
 
 A :class:`Reflector` (client-go's name) is the loop for one resource, across
-all namespaces:
+all namespaces, or in namespaced mode (``KUBERESOLVER_WATCH_NAMESPACES``) in
+one namespace: one reflector per watched namespace, so that no call needs a
+cluster-wide grant. The store then replaces a namespace's part on its list,
+and a resource counts as listed once every namespace has been:
 
 1. LIST (paginated) with ``resourceVersion`` of the list; the whole state
    replaces the store's (objects gone since are removed, and their followers
@@ -33,7 +36,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, Protocol, TypeAlias
 
 from kubernetes import client
@@ -58,8 +61,8 @@ __all__ = [
     "Reflector",
     "ServiceStore",
     "SliceCodec",
-    "grpctarget_reflector",
-    "pod_reflector",
+    "grpctarget_reflectors",
+    "pod_reflectors",
     "service_reflectors",
 ]
 
@@ -76,18 +79,24 @@ class ServiceStore:
 
     ``wake(service_key)`` is called for every Service whose views changed.
     With ``wake_pods``, the store also keeps the Pods' readiness
-    (:mod:`~kuberesolver.operator.logic.pod_readiness`, fed by :func:`pod_reflector`)
+    (:mod:`~kuberesolver.operator.logic.pod_readiness`, fed by :func:`pod_reflectors`)
     and calls ``wake_pods(service_key)`` for every Service listing a Pod whose
     readiness changed; :meth:`lookup_live` reads the slices with it.
+    ``namespaces``: the only namespaces watched (empty: all); each is listed
+    apart, and a resource is synced once all of them have been.
     """
 
     def __init__(
         self,
         wake: Callable[[ServiceKey], object],
         wake_pods: Callable[[ServiceKey], object] | None = None,
+        namespaces: Sequence[str] = (),
     ) -> None:
         self._wake = wake
         self._wake_pods = wake_pods
+        self.namespaces: tuple[str, ...] = tuple(namespaces)
+        self._scopes = frozenset(namespaces) or frozenset({""})
+        self._listed: dict[str, set[str]] = {}
         self._services: dict[ServiceKey, ServiceView] = {}
         self._slices: dict[ServiceKey, dict[str, SliceView]] = {}
         self._slice_owner: dict[ObjectKey, ServiceKey] = {}
@@ -146,13 +155,16 @@ class ServiceStore:
         for service in self._listed_in.get(key, ()):
             self._wake_pods(service)
 
-    def replace_pods(self, views: Mapping[ObjectKey, PodView]) -> None:
-        for namespace, pods in list(self._pods.items()):
-            for name in [n for n in pods if (namespace, n) not in views]:
-                self.set_pod((namespace, name), None)
+    def replace_pods(self, views: Mapping[ObjectKey, PodView], namespace: str = "") -> None:
+        """Every Pod (of ``namespace`` only, when given) is now one of ``views``."""
+        for ns, pods in list(self._pods.items()):
+            if namespace and ns != namespace:
+                continue
+            for name in [n for n in pods if (ns, n) not in views]:
+                self.set_pod((ns, name), None)
         for key, view in views.items():
             self.set_pod(key, view)
-        self.mark_synced("pods")
+        self.mark_synced("pods", namespace)
 
     def _index(self, service: ServiceKey, view: SliceView | None, step: int) -> None:
         if self._wake_pods is None or view is None:
@@ -179,8 +191,16 @@ class ServiceStore:
     def _event(self, resource: str) -> asyncio.Event:
         return self._synced.setdefault(resource, asyncio.Event())
 
-    def mark_synced(self, resource: str) -> None:
-        self._event(resource).set()
+    def watches(self, namespace: str) -> bool:
+        """Whether ``namespace`` is watched (always, without namespaces)."""
+        return not self.namespaces or namespace in self._scopes
+
+    def mark_synced(self, resource: str, namespace: str = "") -> None:
+        """``resource`` was listed in ``namespace`` ("": in all)."""
+        listed = self._listed.setdefault(resource, set())
+        listed.add(namespace)
+        if "" in listed or listed >= self._scopes:
+            self._event(resource).set()
 
     async def wait_synced(self, *resources: str) -> None:
         """Until every named resource has been listed once."""
@@ -204,12 +224,15 @@ class ServiceStore:
             self._services[key] = view
         self._wake(key)
 
-    def replace_services(self, views: Mapping[ServiceKey, ServiceView]) -> None:
-        for key in [k for k in self._services if k not in views]:
+    def replace_services(
+        self, views: Mapping[ServiceKey, ServiceView], namespace: str = ""
+    ) -> None:
+        """Every Service (of ``namespace`` only, when given) is now one of ``views``."""
+        for key in [k for k in self._services if k not in views and _in(k, namespace)]:
             self.set_service(key, None)
         for key, view in views.items():
             self.set_service(key, view)
-        self.mark_synced("services")
+        self.mark_synced("services", namespace)
 
     # --- EndpointSlices ---------------------------------------------------------------------
 
@@ -235,25 +258,36 @@ class ServiceStore:
         self._slice_owner[obj] = service
         self._wake(service)
 
-    def replace_slices(self, views: Mapping[ObjectKey, tuple[ServiceKey, SliceView]]) -> None:
-        for obj in [k for k in self._slice_owner if k not in views]:
+    def replace_slices(
+        self, views: Mapping[ObjectKey, tuple[ServiceKey, SliceView]], namespace: str = ""
+    ) -> None:
+        """Every EndpointSlice (of ``namespace`` only, when given) is now one of ``views``."""
+        for obj in [k for k in self._slice_owner if k not in views and _in(k, namespace)]:
             self.set_slice(obj, None, None)
         for obj, (service, view) in views.items():
             self.set_slice(obj, service, view)
-        self.mark_synced("endpointslices")
+        self.mark_synced("endpointslices", namespace)
+
+
+def _in(key: ObjectKey, namespace: str) -> bool:
+    """Whether ``key`` is in ``namespace`` ("": any)."""
+    return not namespace or key[0] == namespace
 
 
 class GrpcTargetIndex:
     """Every GrpcTarget's ``spec`` as this replica's own watch last saw it; event-loop only.
 
-    The admission webhook's source (:func:`grpctarget_reflector` keeps it):
+    The admission webhook's source (:func:`grpctarget_reflectors` keep it):
     its own watch, not kopf's handlers, so it is fresh on every replica.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, namespaces: Sequence[str] = ()) -> None:
         self._specs: dict[ObjectKey, Mapping[str, Any]] = {}
+        self.namespaces: tuple[str, ...] = tuple(namespaces)
+        self._scopes = frozenset(namespaces) or frozenset({""})
+        self._listed: set[str] = set()
         self.synced = asyncio.Event()
-        """Set once the first list is in."""
+        """Set once the first list is in (of every namespace, in namespaced mode)."""
 
     def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         """GrpcTarget ``namespace/name`` as ``{"spec": ...}``, or ``None`` if it is unknown."""
@@ -266,23 +300,37 @@ class GrpcTargetIndex:
         else:
             self._specs[key] = spec
 
-    def replace(self, specs: Mapping[ObjectKey, Mapping[str, Any]]) -> None:
-        self._specs = dict(specs)
-        self.synced.set()
+    def watches(self, namespace: str) -> bool:
+        """Whether ``namespace`` is watched (always, without namespaces)."""
+        return not self.namespaces or namespace in self._scopes
+
+    def replace(self, specs: Mapping[ObjectKey, Mapping[str, Any]], namespace: str = "") -> None:
+        """Every GrpcTarget (of ``namespace`` only, when given) is now one of ``specs``."""
+        kept = {k: v for k, v in self._specs.items() if namespace and k[0] != namespace}
+        self._specs = kept | dict(specs)
+        self._listed.add(namespace)
+        if "" in self._listed or self._listed >= self._scopes:
+            self.synced.set()
 
     def __len__(self) -> int:
         return len(self._specs)
 
 
-def grpctarget_reflector(
+def grpctarget_reflectors(
     api: client.ApiClient, index: GrpcTargetIndex, loop: asyncio.AbstractEventLoop
-) -> Reflector:
-    """The reflector that keeps ``index`` current (not started); it keeps only the
-    fields a mount needs."""
+) -> list[Reflector]:
+    """The reflectors that keep ``index`` current (not started; one per namespace of
+    ``index.namespaces``, or one for all); they keep only the fields a mount needs."""
     custom = client.CustomObjectsApi(api)
 
-    def list_fn(**kwargs: Any) -> Any:
+    def list_all(**kwargs: Any) -> Any:
         return custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+
+    def list_in(namespace: str) -> Callable[..., Any]:
+        def list_fn(**kwargs: Any) -> Any:
+            return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kwargs)
+
+        return list_fn
 
     def decode(obj: Mapping[str, Any]) -> tuple[ObjectKey, dict[str, Any]]:
         spec = obj.get("spec") or {}
@@ -291,16 +339,28 @@ def grpctarget_reflector(
         kept = {k: spec[k] for k in ("service", "serviceNamespace", "configMapName") if k in spec}
         return _key(obj), kept
 
-    def listed(items: list[tuple[ObjectKey, dict[str, Any]]]) -> None:
-        index.replace(dict(items))
-
     def event(kind: str, item: tuple[ObjectKey, dict[str, Any]]) -> None:
         key, spec = item
         index.set(key, None if kind == "DELETED" else spec)
 
-    return Reflector(
-        "grpctargets", list_fn, loop=loop, on_list=listed, on_event=event, decode=decode
-    )
+    def reflector(namespace: str) -> Reflector:
+        def listed(items: list[tuple[ObjectKey, dict[str, Any]]]) -> None:
+            index.replace(dict(items), namespace)
+
+        return Reflector(
+            _named("grpctargets", namespace),
+            list_in(namespace) if namespace else list_all,
+            loop=loop,
+            on_list=listed,
+            on_event=event,
+            decode=decode,
+        )
+
+    return [reflector(ns) for ns in index.namespaces or ("",)]
+
+
+def _named(resource: str, namespace: str) -> str:
+    return f"{resource} in {namespace}" if namespace else resource
 
 
 def _same_slice(before: SliceView | None, view: SliceView) -> bool:
@@ -341,7 +401,7 @@ class FastCodec(Protocol):
 
 
 class Reflector:
-    """List, then watch, one resource across all namespaces, on a daemon thread.
+    """List, then watch, one resource (across all namespaces, or in one), on a daemon thread.
 
     ``on_list(items)`` and ``on_event(type, obj)`` run on ``loop`` (through
     ``call_soon_threadsafe``), with objects already decoded; ``decode`` (run on
@@ -534,7 +594,8 @@ class SliceCodec:
 def service_reflectors(
     api: client.ApiClient, store: ServiceStore, loop: asyncio.AbstractEventLoop
 ) -> list[Reflector]:
-    """The two reflectors that keep ``store`` current (not started)."""
+    """The reflectors that keep ``store`` current (not started): Services and
+    EndpointSlices, across all namespaces or one of each per ``store.namespaces``."""
     core = client.CoreV1Api(api)
     discovery = client.DiscoveryV1Api(api)
 
@@ -546,63 +607,86 @@ def service_reflectors(
     ) -> tuple[ObjectKey, ServiceKey | None, SliceView]:
         return _key(obj), _service_of(obj), slice_view(obj)
 
-    def services_listed(items: list[tuple[ObjectKey, ServiceView]]) -> None:
-        store.replace_services(dict(items))
-
     def service_event(kind: str, item: tuple[ObjectKey, ServiceView]) -> None:
         key, view = item
         store.set_service(key, None if kind == "DELETED" else view)
-
-    def slices_listed(items: list[tuple[ObjectKey, ServiceKey | None, SliceView]]) -> None:
-        store.replace_slices({k: (s, v) for k, s, v in items if s is not None})
 
     def slice_event(kind: str, item: tuple[ObjectKey, ServiceKey | None, SliceView]) -> None:
         key, service, view = item
         store.set_slice(key, service, None if kind == "DELETED" else view)
 
-    return [
-        Reflector(
-            "services",
-            core.list_service_for_all_namespaces,
-            loop=loop,
-            on_list=services_listed,
-            on_event=service_event,
-            decode=decode_service,
-        ),
-        Reflector(
-            "endpointslices",
-            discovery.list_endpoint_slice_for_all_namespaces,
-            loop=loop,
-            on_list=slices_listed,
-            on_event=slice_event,
-            decode=decode_slice,
-            label_selector=SERVICE_NAME_LABEL,
-            fast=SliceCodec(),
-        ),
-    ]
+    def reflectors(namespace: str) -> list[Reflector]:
+        def services_listed(items: list[tuple[ObjectKey, ServiceView]]) -> None:
+            store.replace_services(dict(items), namespace)
+
+        def slices_listed(items: list[tuple[ObjectKey, ServiceKey | None, SliceView]]) -> None:
+            store.replace_slices({k: (s, v) for k, s, v in items if s is not None}, namespace)
+
+        return [
+            Reflector(
+                _named("services", namespace),
+                _scoped(core.list_namespaced_service, namespace)
+                if namespace
+                else core.list_service_for_all_namespaces,
+                loop=loop,
+                on_list=services_listed,
+                on_event=service_event,
+                decode=decode_service,
+            ),
+            Reflector(
+                _named("endpointslices", namespace),
+                _scoped(discovery.list_namespaced_endpoint_slice, namespace)
+                if namespace
+                else discovery.list_endpoint_slice_for_all_namespaces,
+                loop=loop,
+                on_list=slices_listed,
+                on_event=slice_event,
+                decode=decode_slice,
+                label_selector=SERVICE_NAME_LABEL,
+                fast=SliceCodec(),
+            ),
+        ]
+
+    return [r for ns in store.namespaces or ("",) for r in reflectors(ns)]
 
 
-def pod_reflector(
+def pod_reflectors(
     api: client.ApiClient, store: ServiceStore, loop: asyncio.AbstractEventLoop
-) -> Reflector:
-    """The reflector that keeps the Pods' readiness in ``store`` (not started); Pods
-    without an IP are in no slice and are dropped on its thread."""
+) -> list[Reflector]:
+    """The reflectors that keep the Pods' readiness in ``store`` (not started; one per
+    namespace of ``store.namespaces``, or one for all); Pods without an IP are in no
+    slice and are dropped on their thread."""
+    core = client.CoreV1Api(api)
 
     def decode_pod(obj: Mapping[str, Any]) -> tuple[ObjectKey, PodView | None]:
         return _key(obj), pod_view(obj)
-
-    def pods_listed(items: list[tuple[ObjectKey, PodView | None]]) -> None:
-        store.replace_pods({k: v for k, v in items if v is not None})
 
     def pod_event(kind: str, item: tuple[ObjectKey, PodView | None]) -> None:
         key, view = item
         store.set_pod(key, None if kind == "DELETED" else view)
 
-    return Reflector(
-        "pods",
-        client.CoreV1Api(api).list_pod_for_all_namespaces,
-        loop=loop,
-        on_list=pods_listed,
-        on_event=pod_event,
-        decode=decode_pod,
-    )
+    def reflector(namespace: str) -> Reflector:
+        def pods_listed(items: list[tuple[ObjectKey, PodView | None]]) -> None:
+            store.replace_pods({k: v for k, v in items if v is not None}, namespace)
+
+        return Reflector(
+            _named("pods", namespace),
+            _scoped(core.list_namespaced_pod, namespace)
+            if namespace
+            else core.list_pod_for_all_namespaces,
+            loop=loop,
+            on_list=pods_listed,
+            on_event=pod_event,
+            decode=decode_pod,
+        )
+
+    return [reflector(ns) for ns in store.namespaces or ("",)]
+
+
+def _scoped(list_namespaced: Callable[..., Any], namespace: str) -> Callable[..., Any]:
+    """``list_namespaced`` (a ``list_namespaced_*`` of the client) bound to ``namespace``."""
+
+    def list_fn(**kwargs: Any) -> Any:
+        return list_namespaced(namespace, **kwargs)
+
+    return list_fn

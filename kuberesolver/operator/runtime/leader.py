@@ -160,6 +160,7 @@ class LeaderElector:
         self._on_stop = on_stop
         self._leading = False
         self._renewed_at = -float("inf")
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._seen: LeaseRecord | None = None
         self._seen_since = 0.0
         self._closed = asyncio.Event()
@@ -171,8 +172,16 @@ class LeaderElector:
         loop = asyncio.get_running_loop()
         return self._leading and loop.time() - self._renewed_at < self.renew_deadline_s
 
+    def leading_seen_from_a_thread(self) -> bool:
+        """:attr:`leading`, read from another thread (the metrics server's), on the
+        clock of the loop that runs :meth:`run`; False before it runs."""
+        loop = self._loop
+        if loop is None:
+            return False
+        return self._leading and loop.time() - self._renewed_at < self.renew_deadline_s
+
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         while not self._closed.is_set():
             started = loop.time()
             holds = False

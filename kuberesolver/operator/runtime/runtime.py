@@ -29,7 +29,7 @@ from kuberesolver.operator.runtime.hub import Hub, TargetKey, Trigger, run_coale
 from kuberesolver.operator.runtime.informer import (
     Reflector,
     ServiceStore,
-    pod_reflector,
+    pod_reflectors,
     service_reflectors,
 )
 from kuberesolver.operator.runtime.kube import ApiError, Kube
@@ -71,14 +71,18 @@ class Runtime:
         self.hub = Hub()
         pod_readiness = xds is not None and xds.enabled and xds.pod_readiness
         self.store = ServiceStore(
-            self._service_changed, self._pods_changed if pod_readiness else None
+            self._service_changed,
+            self._pods_changed if pod_readiness else None,
+            namespaces=settings.watch_namespaces,
         )
         self.xds: XdsFeed | None = None
         if xds is not None and xds.enabled:  # grpc is imported only then
             from kuberesolver.operator.xds.feed import XdsFeed
 
-            self.xds = XdsFeed(xds, self.store, metrics.registry)
+            self.xds = XdsFeed(xds, self.store, metrics.registry, on_denied=metrics.xds_denied)
         self._reflectors: list[Reflector] = []
+        self.ignored: set[TargetKey] = set()
+        """GrpcTargets kopf delivered from namespaces not watched (each logged once)."""
         self._watch_api: Any = None
         self.targets = Targets(self.hub, self._run_target)
         # Its own connection and thread: a renewal never queues behind ConfigMap writes.
@@ -94,6 +98,7 @@ class Runtime:
             on_start=self._lead,
             on_stop=self.targets.follow,
         )
+        metrics.follow_leadership(self.elector.leading_seen_from_a_thread)  # scraped on a thread
         # Status patches on their own connection: a ConfigMap write never waits behind them.
         self.status_kube = Kube(workers=2)
         self.status = StatusWriter(
@@ -139,8 +144,8 @@ class Runtime:
                 self._watch_api, self.store, asyncio.get_running_loop()
             )
             if self.store.tracks_pods:
-                self._reflectors.append(
-                    pod_reflector(self._watch_api, self.store, asyncio.get_running_loop())
+                self._reflectors += pod_reflectors(
+                    self._watch_api, self.store, asyncio.get_running_loop()
                 )
             self._settle_task = asyncio.create_task(self._settle_after_lists())
             for reflector in self._reflectors:

@@ -29,6 +29,7 @@ from kuberesolver.operator.logic.reconcile import (
     Rendered,
     Renderer,
     Report,
+    ServiceState,
     WriteFailed,
     Written,
     baseline,
@@ -136,8 +137,9 @@ class TargetWorker:
 
         svc_key = (raw_spec.get("serviceNamespace") or self.namespace, raw_spec.get("service", ""))
         self.runtime.hub.follow(self.key, svc_key)
-        service, slices = self.runtime.store.lookup(svc_key)
-        if not self.confirmed and (service is None or not slices):
+        store = self.runtime.store
+        service, slices = store.lookup(svc_key)
+        if not self.confirmed and (service is None or not slices) and store.watches(svc_key[0]):
             service, slices = await self._confirm(svc_key, service, slices)
         cm_name = raw_spec.get("configMapName") or self.name
         if first_wake is None:
@@ -149,7 +151,14 @@ class TargetWorker:
             await self._load_configmap(cm_name, old_status)
 
         the_plan = plan(
-            self.name, self.namespace, raw_spec, service, slices, self.published, self.endpoints
+            self.name,
+            self.namespace,
+            raw_spec,
+            service,
+            slices,
+            self.published,
+            self.endpoints,
+            watched=store.namespaces,
         )
         rendered = (
             await render(the_plan, self.runtime.renderer, self.encoded)
@@ -159,18 +168,15 @@ class TargetWorker:
         written = (
             await self._publish(the_plan, rendered) if isinstance(rendered, Rendered) else None
         )
+        if isinstance(written, WriteFailed):
+            self.runtime.metrics.write_failed(written.reason)
         rep = report(the_plan, rendered, written, kept=self._kept())
         if not await self._report(rep, generation, cm_name, old_status, written):
             return
         if rep.error_kind is not None:
             self.runtime.metrics.errors.labels(rep.error_kind).inc()
         if rep.current is not None:
-            self.runtime.metrics.set_endpoints(
-                self.namespace,
-                self.name,
-                rep.ready_count,
-                len(rep.current.endpoints),
-            )
+            self.runtime.metrics.set_endpoints(self.namespace, self.name, rep.current.endpoints)
         self.runtime.metrics.reconcile_seconds.observe(
             loop.time() - (first_wake if first_wake is not None else started)
         )
@@ -314,6 +320,8 @@ class TargetWorker:
         if status_changed(base, status) and self.runtime.leading():
             self._submit_status(status, urgent=not summary_only(base, status))
         for reason, message in sorted(rep.warnings - self.warned):
+            if reason == ServiceState.NOT_WATCHED.value:  # a setup problem: say it in the log too
+                _log.warning("%s/%s: %s", self.namespace, self.name, message)
             self._post("Warning", reason, message)
         self.warned = rep.warnings
         if self.ready_before is None:

@@ -5,7 +5,12 @@ so other Pods never reach it) and annotated
 ``kuberesolver.io/targets: "greeter,inventory"`` (GrpcTargets in its namespace)
 gets, per target, one read-only ConfigMap volume mounted in every container at
 ``/var/run/kuberesolver/<service>.<namespace>``, never with ``subPath``
-(subPath mounts are never updated). Nothing else changes.
+(subPath mounts are never updated). Nothing else changes. But a target whose
+Service is headless (no ClusterIP to fall back on while kubelet's copy lags,
+as this replica's watch of the Services says) gets an ``emptyDir`` there
+instead, written by the projector in a native sidecar
+(:mod:`.projector_inject`; without ``KUBERESOLVER_PROJECTOR_IMAGE``, the
+ConfigMap volume and a warning naming the Service).
 
 The annotation is tenant input. Every name must be a DNS-1123 subdomain (so
 ``otherns/secret`` or ``greeter/status`` never becomes an API path), and a Pod
@@ -32,7 +37,9 @@ seen costs one LIST of the Pod's namespace (a consistent read, so a GrpcTarget
 created just before its Pod is found), never one request per name.
 
 :func:`parse_targets`, :func:`plan_mounts`, :func:`conflicts` and :func:`inject`
-are pure; the handler only reads the GrpcTargets and hands kopf the transformation.
+(and :func:`.projector_inject.choose_delivery`) are pure; the handler only reads
+the GrpcTargets (and, from memory, which Services are headless) and hands kopf
+the transformation.
 
 The same handler injects the xDS bootstrap into a Pod annotated
 ``kuberesolver.io/xds: "true"`` (:mod:`.xds_inject`: the environment variable,
@@ -51,7 +58,7 @@ import re
 import shutil
 import ssl
 import tempfile
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -68,9 +75,23 @@ from kuberesolver.kube.kubeconfig import load_client
 from kuberesolver.operator.runtime.informer import (
     GrpcTargetIndex,
     Reflector,
-    grpctarget_reflector,
+    ServiceStore,
+    grpctarget_reflectors,
 )
 from kuberesolver.operator.runtime.kube import ApiError, Kube
+from kuberesolver.operator.runtime.metrics import Metrics, shared
+from kuberesolver.operator.settings import Settings, SettingsError, watch_namespaces
+from kuberesolver.operator.webhook.projector_inject import (
+    ProjectorImage,
+    api_access,
+    choose_delivery,
+    is_headless,
+    projector_image,
+    sidecar,
+    sidecars_of,
+)
+from kuberesolver.operator.webhook.skip_reporter import SkipReporter
+from kuberesolver.operator.webhook.skips import Problem, pod_label, reason_of
 from kuberesolver.operator.webhook.tls import (
     CertKeeper,
     ReloadingServer,
@@ -119,17 +140,30 @@ MAX_ANNOTATION_CHARS: Final = 16 * 1024
 (Reading a 250 KB one cost 50 ms of the event loop that every admission shares.)"""
 VOLUME_PREFIX: Final = "kuberesolver-"
 DEFAULT_DEADLINE_MS: Final = 2000
+NOTICE: Final = "notice"
+"""The reason of a warning that comes with the injection (not a skip)."""
 
 _log = logging.getLogger("kuberesolver.operator.webhook")
 
 
 @dataclass(frozen=True, slots=True)
 class Mount:
-    """One GrpcTarget's ConfigMap, as a volume and where it is mounted."""
+    """One GrpcTarget's ConfigMap, as a volume and where it is mounted: the ConfigMap
+    itself, or (``projector`` set) an ``emptyDir`` the projector sidecar writes it into."""
 
     volume: str
     configmap: str
     path: str
+    service: str = ""
+    service_namespace: str = ""
+    target: str = ""
+    projector: ProjectorImage | None = None
+
+    def volume_source(self) -> dict[str, Any]:
+        """The volume as the Pod gets it."""
+        if self.projector is not None:
+            return {"name": self.volume, "emptyDir": {}}
+        return {"name": self.volume, "configMap": {"name": self.configmap}}
 
 
 def parse_targets(annotation: str) -> tuple[list[str], list[str]]:
@@ -145,8 +179,11 @@ def parse_targets(annotation: str) -> tuple[list[str], list[str]]:
     entries = annotation.count(",") + 1
     if len(annotation) > MAX_ANNOTATION_CHARS:  # not read: it cannot be a short list
         return [], [
-            f"{TARGETS_ANNOTATION} is {len(annotation)} characters long ({entries} entries), "
-            f"more than {MAX_TARGETS} GrpcTarget names need; the Pod is left unchanged"
+            Problem(
+                f"{TARGETS_ANNOTATION} is {len(annotation)} characters long ({entries} entries), "
+                f"more than {MAX_TARGETS} GrpcTarget names need; the Pod is left unchanged",
+                "too_many_names",
+            )
         ]
     names: dict[str, None] = {}
     for part in annotation.split(","):
@@ -155,8 +192,11 @@ def parse_targets(annotation: str) -> tuple[list[str], list[str]]:
             names[name] = None
             if len(names) > MAX_TARGETS:
                 return [], [
-                    f"{TARGETS_ANNOTATION} lists {entries} names, more than the {MAX_TARGETS} "
-                    "GrpcTargets allowed; the Pod is left unchanged"
+                    Problem(
+                        f"{TARGETS_ANNOTATION} lists {entries} names, more than the "
+                        f"{MAX_TARGETS} GrpcTargets allowed; the Pod is left unchanged",
+                        "too_many_names",
+                    )
                 ]
     bad = [n for n in names if not is_dns1123_subdomain(n)]
     if not bad:
@@ -164,10 +204,13 @@ def parse_targets(annotation: str) -> tuple[list[str], list[str]]:
     shown = ", ".join(quoted(n) for n in bad[:3])
     more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
     return [], [
-        f"{TARGETS_ANNOTATION}: {shown}{more} "
-        f"{'is not a GrpcTarget name' if len(bad) == 1 else 'are not GrpcTarget names'} "
-        "(a DNS-1123 subdomain: lower-case letters, digits, '-' and '.'); "
-        "the Pod is left unchanged"
+        Problem(
+            f"{TARGETS_ANNOTATION}: {shown}{more} "
+            f"{'is not a GrpcTarget name' if len(bad) == 1 else 'are not GrpcTarget names'} "
+            "(a DNS-1123 subdomain: lower-case letters, digits, '-' and '.'); "
+            "the Pod is left unchanged",
+            "bad_annotation",
+        )
     ]
 
 
@@ -202,8 +245,11 @@ def plan_mounts(
         target = targets.get(name)
         if target is None:
             warnings.append(
-                f"{TARGETS_ANNOTATION}: no GrpcTarget {quoted(name)} in namespace "
-                f"{namespace!r}; the Pod is left unchanged"
+                Problem(
+                    f"{TARGETS_ANNOTATION}: no GrpcTarget {quoted(name)} in namespace "
+                    f"{namespace!r}; the Pod is left unchanged",
+                    "unknown_target",
+                )
             )
             continue
         spec = target.get("spec") or {}
@@ -219,51 +265,96 @@ def plan_mounts(
             and is_dns1123_subdomain(configmap)
         ):
             warnings.append(
-                f"GrpcTarget {quoted(name)} has no usable spec.service, serviceNamespace "
-                "or configMapName; the Pod is left unchanged"
+                Problem(
+                    f"GrpcTarget {quoted(name)} has no usable spec.service, serviceNamespace "
+                    "or configMapName; the Pod is left unchanged",
+                    "unusable_target",
+                )
             )
             continue
         path = f"{MOUNT_ROOT}/{service}.{service_ns}"
         if path in paths:
             warnings.append(
-                f"GrpcTargets {quoted(paths[path])} and {quoted(name)} both publish "
-                f"Service {service}.{service_ns} (one directory); the Pod is left unchanged"
+                Problem(
+                    f"GrpcTargets {quoted(paths[path])} and {quoted(name)} both publish "
+                    f"Service {service}.{service_ns} (one directory); the Pod is left unchanged",
+                    "conflict",
+                )
             )
             continue
         paths[path] = name
-        mounts.append(Mount(volume=volume_name(name), configmap=configmap, path=path))
+        mounts.append(Mount(volume_name(name), configmap, path, service, service_ns, name))
     return ([] if warnings else mounts), warnings
 
 
 def conflicts(pod: Mapping[str, Any], mounts: Sequence[Mount]) -> list[str]:
-    """Warnings for the Pod's own volumes or mounts in the way of ``mounts`` (a Pod that
-    already holds exactly our volume, as on a re-invocation, is no conflict)."""
+    """Warnings for the Pod's own volumes, mounts or containers in the way of ``mounts`` (a
+    Pod that already holds exactly ours, as on a re-invocation, is no conflict)."""
     spec = pod.get("spec") or {}
     volumes = {v.get("name"): v for v in spec.get("volumes") or [] if isinstance(v, Mapping)}
+    containers = {
+        c.get("name"): c
+        for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
+        if isinstance(c, Mapping)
+    }
     problems: list[str] = []
     for m in mounts:
         own = volumes.get(m.volume)
-        if own is not None and own.get("configMap", {}).get("name") != m.configmap:
-            problems.append(f"the Pod already has a volume {m.volume!r}; it is left unchanged")
+        if own is not None and not _same_volume(own, m.volume_source()):
+            problems.append(
+                Problem(
+                    f"the Pod already has a volume {m.volume!r}; it is left unchanged", "conflict"
+                )
+            )
+        theirs = containers.get(m.volume)
+        if m.projector is not None and theirs is not None and not _is_sidecar(theirs, m):
+            problems.append(
+                Problem(
+                    f"the Pod already has a container {m.volume!r}; it is left unchanged",
+                    "conflict",
+                )
+            )
         for container in spec.get("containers") or []:
             for vm in container.get("volumeMounts") or []:
                 if vm.get("mountPath") == m.path and vm.get("name") != m.volume:
                     problems.append(
-                        f"container {quoted(str(container.get('name', '')))} already "
-                        f"mounts something at {m.path}; the Pod is left unchanged"
+                        Problem(
+                            f"container {quoted(str(container.get('name', '')))} already "
+                            f"mounts something at {m.path}; the Pod is left unchanged",
+                            "conflict",
+                        )
                     )
     return problems
 
 
-def inject(pod: MutableMapping[str, Any], mounts: Sequence[Mount]) -> None:
-    """Add each mount's volume and a read-only mount in every container (idempotent)."""
+def _same_volume(own: Mapping[str, Any], ours: Mapping[str, Any]) -> bool:
+    if "configMap" in ours:
+        return bool((own.get("configMap") or {}).get("name") == ours["configMap"]["name"])
+    return own.get("emptyDir") is not None and "configMap" not in own
+
+
+def _is_sidecar(container: Mapping[str, Any], mount: Mount) -> bool:
+    """Whether ``container`` is the projector sidecar of ``mount`` (a re-invocation)."""
+    command = container.get("command")
+    return (
+        isinstance(command, list)
+        and command[:1] == ["kuberesolver-projector"]
+        and f"--configmap={mount.configmap}" in command
+        and f"--dir={mount.path}" in command
+    )
+
+
+def inject(pod: MutableMapping[str, Any], mounts: Sequence[Mount], namespace: str = "") -> None:
+    """Add each mount's volume and a read-only mount in every container, and for a mount
+    by the projector its sidecar (in ``namespace``, the Pod's) and token volume (idempotent)."""
     spec = pod.setdefault("spec", {})
     volumes = spec.setdefault("volumes", [])
     taken = {v.get("name") for v in volumes}
     for m in mounts:
         if m.volume not in taken:
-            volumes.append({"name": m.volume, "configMap": {"name": m.configmap}})
+            volumes.append(m.volume_source())
             taken.add(m.volume)
+    _inject_sidecars(spec, pod, mounts, namespace)
     for container in spec.get("containers") or []:
         existing = container.setdefault("volumeMounts", [])
         paths = {vm.get("mountPath") for vm in existing}
@@ -273,10 +364,30 @@ def inject(pod: MutableMapping[str, Any], mounts: Sequence[Mount]) -> None:
                 paths.add(m.path)
 
 
-def _transform(
-    mounts: Sequence[Mount], xds: XdsPlan | None, body: MutableMapping[str, Any]
+def _inject_sidecars(
+    spec: MutableMapping[str, Any],
+    pod: Mapping[str, Any],
+    mounts: Sequence[Mount],
+    namespace: str,
 ) -> None:
-    inject(body, mounts)
+    projected = sidecars_of(mounts)
+    if not projected:
+        return
+    token_volume, token_source = api_access(pod)
+    if token_source is not None:
+        spec["volumes"].append(token_source)
+    init = spec.setdefault("initContainers", [])
+    present = {c.get("name") for c in init}
+    for m in projected:
+        if m.volume not in present:
+            init.append(sidecar(m, namespace, token_volume))
+            present.add(m.volume)
+
+
+def _transform(
+    mounts: Sequence[Mount], xds: XdsPlan | None, namespace: str, body: MutableMapping[str, Any]
+) -> None:
+    inject(body, mounts, namespace)
     if xds is not None:
         inject_xds(body, xds)
 
@@ -312,6 +423,8 @@ async def webhook_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_:
     try:
         tls = TlsSettings.from_env()
         deadline_ms = webhook_deadline_ms()
+        namespaces = watch_namespaces()
+        memo["webhook_projector"] = projector_image()
     except (TlsSettingsError, ValueError) as exc:
         raise kopf.PermanentError(f"bad setting: {exc}") from exc
     kube = memo["webhook_kube"] = Kube(workers=2)
@@ -339,27 +452,41 @@ async def webhook_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_:
     memo["webhook_keeper"] = keeper
     memo["webhook_xds"] = InjectSettings.from_env()
     memo["webhook_deadline_s"] = deadline_ms / 1000
-    index = memo["webhook_targets"] = GrpcTargetIndex()
+    index = memo["webhook_targets"] = GrpcTargetIndex(namespaces)
     api, _namespace = load_client(pool_maxsize=2)
-    reflector = grpctarget_reflector(api, index, asyncio.get_running_loop())
-    memo["webhook_reflector"], memo["webhook_api"] = reflector, api
-    reflector.start()
+    reflectors = grpctarget_reflectors(api, index, asyncio.get_running_loop())
+    memo["webhook_reflectors"], memo["webhook_api"] = reflectors, api
+    for reflector in reflectors:
+        reflector.start()
     memo["webhook_tls_task"] = asyncio.create_task(keeper.run(), name="kuberesolver-webhook-tls")
+    shared(memo).follow_certificate(keeper.seconds_left)
+    try:
+        identity = Settings.resolve().identity
+    except SettingsError:  # the operator's startup says what is wrong
+        identity = WEBHOOK_ID
+    reporter = memo["webhook_skips"] = SkipReporter(kube, identity)
+    memo["webhook_skips_task"] = asyncio.create_task(
+        reporter.run(), name="kuberesolver-webhook-skips"
+    )
     _log.info("admission webhook %s on port %d, TLS: %s", WEBHOOK_ID, port, tls.mode)
 
 
 async def webhook_cleanup(memo: kopf.Memo, **_: Any) -> None:
-    reflector: Reflector | None = memo.get("webhook_reflector")
-    if reflector is not None:
+    reflectors: list[Reflector] = memo.get("webhook_reflectors") or []
+    for reflector in reflectors:
         reflector.stop()
     api = memo.get("webhook_api")
     if api is not None:
         api.close()
-    task: asyncio.Task[None] | None = memo.get("webhook_tls_task")
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for name in ("webhook_tls_task", "webhook_skips_task"):
+        task: asyncio.Task[None] | None = memo.get(name)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    reporter: SkipReporter | None = memo.get("webhook_skips")
+    if reporter is not None:
+        await reporter.close()
     kube: Kube | None = memo.get("webhook_kube")
     if kube is not None:
         kube.close()
@@ -369,11 +496,20 @@ async def webhook_cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 async def pod_mutate(
-    body: kopf.Body, patch: kopf.Patch, warnings: list[str], memo: kopf.Memo, **_: Any
+    body: kopf.Body,
+    patch: kopf.Patch,
+    warnings: list[str],
+    memo: kopf.Memo,
+    dryrun: bool = False,
+    **_: Any,
 ) -> None:
     """Never raises (an exception would deny the Pod with a 500): a Pod that cannot be
-    served is admitted unchanged, with a warning that says why."""
+    served is admitted unchanged, with a warning that says why, and the same said in a
+    log line, a metric and an Event (:mod:`.skips`; no Event for a dry run, as the
+    configuration's ``sideEffects: NoneOnDryRun`` promises)."""
+    started = asyncio.get_running_loop().time()
     namespace = body.metadata.namespace or ""
+    failed = False
     deadline_s: float = memo.get("webhook_deadline_s") or DEFAULT_DEADLINE_MS / 1000
     mounts: list[Mount] = []
     xds: XdsPlan | None = None
@@ -384,16 +520,43 @@ async def pod_mutate(
         problems += more
     except TimeoutError:
         problems = [
-            f"{TARGETS_ANNOTATION}: the GrpcTargets could not be read within "
-            f"{deadline_s * 1000:.0f} ms; the Pod is left unchanged"
+            Problem(
+                f"{TARGETS_ANNOTATION}: the GrpcTargets could not be read within "
+                f"{deadline_s * 1000:.0f} ms; the Pod is left unchanged",
+                "deadline",
+            )
         ]
     except Exception as exc:
         _log.exception("a Pod in %s is admitted unchanged", namespace)
         problems = [f"kuberesolver: the Pod is left unchanged ({type(exc).__name__})"]
-        mounts, xds = [], None
+        mounts, xds, failed = [], None, True
     warnings.extend(problems)
     if mounts or xds is not None:
-        patch.fns.append(functools.partial(_transform, mounts, xds))
+        patch.fns.append(functools.partial(_transform, mounts, xds, namespace))
+    metrics: Metrics | None = memo.get("metrics")
+    # A notice comes with the mounts (the plain mount of a headless Service's target,
+    # no projector image set): a warning, not a skipped injection.
+    skipped = [p for p in problems if reason_of(p) != NOTICE]
+    if skipped:
+        _log.warning(
+            "Pod %s/%s admitted without %s: %s",
+            namespace,
+            pod_label(body),
+            "its xDS bootstrap" if reason_of(skipped[0]) == "xds" else "its mounts",
+            "; ".join(skipped),
+        )
+        reporter: SkipReporter | None = memo.get("webhook_skips")
+        if reporter is not None and not dryrun:
+            reporter.report(body, namespace, skipped)
+    if metrics is not None:
+        if failed:
+            metrics.admissions.labels("error", "").inc()
+        elif skipped:
+            metrics.skipped(reason_of(skipped[0]))
+        else:
+            outcome = "injected" if mounts or xds is not None else "unchanged"
+            metrics.admissions.labels(outcome, "").inc()
+        metrics.admission_seconds.observe(asyncio.get_running_loop().time() - started)
 
 
 async def _plan_mounts(
@@ -406,6 +569,16 @@ async def _plan_mounts(
     if problems or not names:
         return [], problems
     index: GrpcTargetIndex | None = memo.get("webhook_targets")
+    if index is not None and not index.watches(namespace):
+        # Namespaced mode: its GrpcTargets are neither watched nor readable (no Role there).
+        _log.warning("a Pod in %s asks for GrpcTargets of a namespace not watched", namespace)
+        return [], [
+            Problem(
+                f"{TARGETS_ANNOTATION}: namespace {namespace!r} is not watched by kuberesolver "
+                f"(it watches {', '.join(index.namespaces)}); the Pod is left unchanged",
+                "namespace_not_watched",
+            )
+        ]
     targets: dict[str, Mapping[str, Any] | None] = dict.fromkeys(names)
     if index is not None and index.synced.is_set():
         targets = {name: index.get(namespace, name) for name in names}
@@ -417,15 +590,33 @@ async def _plan_mounts(
         except ApiError as exc:
             _log.warning("GrpcTargets in %s not read for a Pod: %s", namespace, exc)
             return [], [
-                f"{TARGETS_ANNOTATION}: the GrpcTargets of namespace {namespace!r} could not "
-                f"be read ({exc.status or 'no answer'}); the Pod is left unchanged"
+                Problem(
+                    f"{TARGETS_ANNOTATION}: the GrpcTargets of namespace {namespace!r} could "
+                    f"not be read ({exc.status or 'no answer'}); the Pod is left unchanged",
+                    "forbidden" if exc.status == 403 else "api_error",
+                )
             ]
         by_name = {str((t.get("metadata") or {}).get("name")): t for t in listed}
         targets.update({name: by_name.get(name) for name in missing})
     mounts, problems = plan_mounts(namespace, names, targets)
-    if mounts:
-        problems = conflicts(body, mounts)
-    return ([] if problems else mounts), problems
+    if problems:
+        return [], problems
+    mounts, notices = choose_delivery(mounts, _headless(memo), memo.get("webhook_projector"))
+    problems = conflicts(body, mounts)
+    return ([] if problems else mounts), problems or [Problem(n, NOTICE) for n in notices]
+
+
+def _headless(memo: kopf.Memo) -> Callable[[str, str], bool | None]:
+    """Whether a Service is headless, from this replica's own watch of the Services (the
+    runtime's store; every replica keeps it): ``None`` while it is not known."""
+    store = getattr(memo.get("runtime"), "store", None)
+
+    def lookup(namespace: str, name: str) -> bool | None:
+        if not isinstance(store, ServiceStore) or not store.synced("services"):
+            return None
+        return is_headless(store.lookup((namespace, name))[0])
+
+    return lookup
 
 
 def _plan_xds(
@@ -433,13 +624,14 @@ def _plan_xds(
 ) -> tuple[XdsPlan | None, list[str]]:
     wanted, problems = wants_xds(body.metadata.annotations)
     if not wanted:
-        return None, problems
+        return None, [Problem(p, "xds") for p in problems]
     try:
         config = (settings or InjectSettings.from_env()).injection()
     except ValueError as exc:
         _log.warning("%s: no xDS bootstrap for a Pod in %s: %s", XDS_ANNOTATION, namespace, exc)
-        return None, [f"{XDS_ANNOTATION}: no xDS bootstrap added: {exc}"]
-    return plan_xds(body, namespace, config)
+        return None, [Problem(f"{XDS_ANNOTATION}: no xDS bootstrap added: {exc}", "xds")]
+    plan, problems = plan_xds(body, namespace, config)
+    return plan, [Problem(p, "xds") for p in problems]
 
 
 def register() -> None:

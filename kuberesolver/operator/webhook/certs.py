@@ -228,6 +228,12 @@ def serial_of(cert_pem: bytes) -> int:
     return int(x509.load_pem_x509_certificate(cert_pem).serial_number)
 
 
+def seconds_left(cert_pem: bytes, now: datetime.datetime) -> float:
+    """Seconds until the first certificate in ``cert_pem`` expires (negative: expired)."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return (cert.not_valid_after_utc - now).total_seconds()
+
+
 def renewal_due(cert: x509.Certificate, now: datetime.datetime) -> bool:
     """Whether less than a third of the certificate's lifetime is left."""
     begin, end = cert.not_valid_before_utc, cert.not_valid_after_utc

@@ -44,6 +44,7 @@ from kuberesolver.operator.webhook.certs import (
     keep_trusted,
     material_of,
     plan,
+    seconds_left,
     secret_body,
     serving_names,
 )
@@ -223,6 +224,13 @@ class CertKeeper:
             return
         self.served = material
         _log.info("webhook TLS: serving certificate serial %x", material.serial)
+
+    def seconds_left(self) -> float | None:
+        """Until the served certificate expires; None while none is served."""
+        served = self.served
+        if served is None:
+            return None
+        return seconds_left(served.cert, datetime.datetime.now(datetime.UTC))
 
     def reload(self) -> None:
         """Load the current certificate again (kopf has just set the context up)."""

@@ -60,6 +60,7 @@ class KubeAuthorizer:
         configmap: Callable[[TargetKey], str | None],
         audience: str = DEFAULT_AUDIENCE,
         cache: DecisionCache | None = None,
+        on_denied: Callable[[str], None] | None = None,
     ) -> None:
         self._api: Any = api  # the typed API classes want model objects; ours are dicts
         self._authn: Any = client.AuthenticationV1Api(api)
@@ -67,6 +68,8 @@ class KubeAuthorizer:
         self._configmap = configmap
         self.audience = audience
         self.cache = cache if cache is not None else DecisionCache()
+        self._on_denied = on_denied or (lambda _reason: None)
+        """Told of every refusal, with its kind (``kuberesolver_operator_xds_denials_total``)."""
         self.reviews = 0
         """TokenReviews sent (for tests: the cache saves them)."""
         self._identities: OrderedDict[bytes, tuple[float, Identity]] = OrderedDict()
@@ -76,13 +79,20 @@ class KubeAuthorizer:
         namespace = key[0]
         configmap = self._configmap(key)
         if not token or configmap is None:  # no token, or a target this replica does not serve
+            self._on_denied("no_token" if not token else "unknown_target")
             return False
         cached = self.cache.get(token, namespace, configmap)
         if cached is None:
-            cached = await asyncio.to_thread(self._decide, token, namespace, configmap)
+            try:
+                cached = await asyncio.to_thread(self._decide, token, namespace, configmap)
+            except Exception:  # the server counts it as a no, and asks again
+                self._on_denied("api_error")
+                raise
             self.cache.put(token, namespace, configmap, cached)
             if not cached.allowed:
                 _log.info("xDS: %s/%s refused: %s", namespace, key[1], cached.reason)
+        if not cached.allowed:
+            self._on_denied(cached.kind or "forbidden")
         return cached.allowed
 
     def _identity(self, token: str) -> Identity:
@@ -110,9 +120,9 @@ class KubeAuthorizer:
         try:
             identity = self._identity(token)
         except PermissionError as exc:
-            return Decision(False, str(exc))
+            return Decision(False, str(exc), "token_refused")
         answer: dict[str, Any] = self._api.sanitize_for_serialization(
             self._authz.create_subject_access_review(access_review(identity, namespace, configmap))
         )
         allowed, reason = access_allowed(answer)
-        return Decision(allowed, reason)
+        return Decision(allowed, reason, "" if allowed else "forbidden")

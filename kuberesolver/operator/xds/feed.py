@@ -91,6 +91,7 @@ class XdsFeed:
         *,
         list_targets: Callable[[], Awaitable[list[TargetKey]]] | None = None,
         ready_timeout_s: float = 30.0,
+        on_denied: Callable[[str], None] | None = None,
     ) -> None:
         from kuberesolver.xds.ads_aio import AdsServer
         from kuberesolver.xds.metrics import XdsMetrics
@@ -113,6 +114,7 @@ class XdsFeed:
         self._api: Any = None
         self._list_targets = list_targets or self._list_from_api
         self._ready_timeout_s = ready_timeout_s
+        self._on_denied = on_denied
         self._awaited: set[TargetKey] | None = None
         """GrpcTargets listed at start and not yet seen through kopf (``None``: not listed)."""
         self._seen: set[TargetKey] = set()
@@ -144,7 +146,7 @@ class XdsFeed:
             from kuberesolver.operator.xds.auth import KubeAuthorizer
 
             self.server.authorizer = KubeAuthorizer(
-                self._client(), self.configmap, self.settings.audience
+                self._client(), self.configmap, self.settings.audience, on_denied=self._on_denied
             )
         self.server.hold()
         port = await self.server.start(self.settings.address, credentials)
@@ -187,13 +189,29 @@ class XdsFeed:
         from kubernetes import client
 
         api: Any = client.CustomObjectsApi(self._client())
-        listed: Mapping[str, Any] = await asyncio.to_thread(
-            api.list_cluster_custom_object, GROUP, VERSION, PLURAL, _request_timeout=30
-        )
+        pages: list[Mapping[str, Any]] = []
+        for namespace in self.services.namespaces:  # namespaced mode: never cluster-wide
+            pages.append(
+                await asyncio.to_thread(
+                    api.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    _request_timeout=30,
+                )
+            )
+        if not self.services.namespaces:
+            pages.append(
+                await asyncio.to_thread(
+                    api.list_cluster_custom_object, GROUP, VERSION, PLURAL, _request_timeout=30
+                )
+            )
         keys: list[TargetKey] = []
-        for item in listed.get("items") or []:
-            meta: Mapping[str, Any] = item.get("metadata") or {}
-            keys.append((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
+        for listed in pages:
+            for item in listed.get("items") or []:
+                meta: Mapping[str, Any] = item.get("metadata") or {}
+                keys.append((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
         return keys
 
     async def _first_sync(self) -> None:
@@ -315,7 +333,15 @@ class XdsFeed:
 
     def _put(self, key: TargetKey, target: _Target) -> None:
         service, slices = self.services.lookup_live(target.service)
-        the_plan = plan(key[1], key[0], target.spec, service, slices, target.published)
+        the_plan = plan(
+            key[1],
+            key[0],
+            target.spec,
+            service,
+            slices,
+            target.published,
+            watched=self.services.namespaces,
+        )
         if isinstance(the_plan, InvalidSpec | PortNotFound):
             self._problem(key, target, the_plan.message)
             return

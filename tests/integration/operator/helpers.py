@@ -126,6 +126,16 @@ def metric_sum(op: OperatorProcess, name: str) -> float:
     return total
 
 
+def metric_sum_labelled(op: OperatorProcess, name: str, **labels: str) -> float:
+    """The sum of one metric's samples that carry ``labels``, scraped from the operator."""
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    total = 0.0
+    for line in op.metrics().splitlines():
+        if line.startswith(name + "{") and all(w in line.split("}", 1)[0] for w in wanted):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def configmap_writes(op: OperatorProcess) -> float:
     return metric_sum(op, "kuberesolver_operator_configmap_writes_total")
 

@@ -104,7 +104,7 @@ def test_restart_converges_and_keeps_the_revision_monotonic(
     second.stop()
     with ConfigMapWrites(ns.api, ns.name, "t", cm.metadata.resource_version) as writes:
         op2 = operator_factory()
-        gauge = f'kuberesolver_operator_endpoints{{namespace="{ns.name}",state="total",target="t"}}'
+        gauge = f'kuberesolver_operator_endpoints{{namespace="{ns.name}",state="ready",target="t"}}'
         until(
             lambda: gauge in op2.metrics(),
             timeout_s=60,

@@ -62,12 +62,13 @@ def test_metrics_and_liveness(
         return values
 
     values = until(scraped, timeout_s=30, message="metrics")
-    assert (
-        values[
-            f'kuberesolver_operator_endpoints{{namespace="{namespace}",state="total",target="m"}}'
+    states = {
+        state: values[
+            f'kuberesolver_operator_endpoints{{namespace="{namespace}",state="{state}",target="m"}}'
         ]
-        == 2
-    )
+        for state in ("ready", "not_ready", "terminating")
+    }
+    assert states == {"ready": 1, "not_ready": 1, "terminating": 0}  # they sum to all 2
     assert values["kuberesolver_operator_targets"] >= 2
     assert values['kuberesolver_operator_configmap_writes_total{operation="create"}'] >= 1
     assert values["kuberesolver_operator_reconcile_seconds_count"] >= 1

@@ -118,3 +118,54 @@ def test_once_mode(client_kubeconfig: Path, admin_api: client.ApiClient, namespa
     )
     assert subprocess.run(argv, env=env, capture_output=True, check=False).returncode == 0
     assert read_dir(tmp_path / "d") == {"k": b"v"}
+
+
+def test_a_refused_projector_says_which_rights_it_lacks_then_projects_once_granted(
+    control_plane: ControlPlane, admin_api: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    """A ServiceAccount without the example's Role: one ERROR line naming the ConfigMap and
+    the rights; the example Role and RoleBinding (projector-rbac.yaml) then let it project."""
+    core = client.CoreV1Api(admin_api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "greeter-client"}})
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "greeter"}, "data": {"endpoints.json": "{}\n"}}
+    )
+    token = service_account_token(admin_api, namespace, "greeter-client")
+    kubeconfig = control_plane.token_kubeconfig(f"refused-{namespace}", token, namespace)
+    target, log = tmp_path / f"greeter.{namespace}", tmp_path / "projector.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kuberesolver.projector", "--configmap=greeter",
+             f"--namespace={namespace}", f"--dir={target}"],
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        line = until(
+            lambda: next(
+                iter(ln for ln in log.read_text().splitlines() if "refused it" in ln), None
+            ),
+            timeout_s=60,
+            message="the refusal logged",
+        )
+        assert "ERROR" in line
+        assert f"ConfigMap {namespace}/greeter: the API refused it (403" in line
+        assert (
+            f"this Pod's ServiceAccount needs get, list and watch on ConfigMap greeter in "
+            f"namespace {namespace}" in line
+        )
+        assert "manifests/examples/projector-rbac.yaml" in line
+        assert not target.exists()
+        for doc in documents(ROOT / "manifests/examples/projector-rbac.yaml"):
+            doc = {**doc, "metadata": {**doc["metadata"], "namespace": namespace}}
+            if doc["kind"] == "RoleBinding":
+                doc["subjects"] = [{**s, "namespace": namespace} for s in doc["subjects"]]
+            if doc["kind"] != "ServiceAccount":
+                apply_object(admin_api, doc)
+        until(lambda: read_dir(target) == {"endpoints.json": b"{}\n"}, timeout_s=90,
+              message="the projection once granted")  # fmt: skip
+        assert len([ln for ln in log.read_text().splitlines() if "refused it" in ln]) == 1
+        assert "allowed again" in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)

@@ -8,8 +8,6 @@ against a twin Pod that the webhook never sees.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import copy
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,9 +17,10 @@ import pytest
 from kubernetes import client
 
 from testenv import ControlPlane, free_port
-from testenv.kube import apply_object, documents
+from testenv.mounts_webhook import registered
 from testenv.operator_process import OperatorProcess
 from testenv.wait import until
+from testenv.workloads import create_service
 from tests.integration.operator.helpers import create_target
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,6 +37,34 @@ def webhook(
     tmp_path: Path,
 ) -> Iterator[OperatorProcess]:
     """An operator serving the webhook on 127.0.0.1, registered with the apiserver."""
+    yield from serve(control_plane, admin_api, operator_factory, tmp_path, {})
+
+
+PROJECTOR_IMAGE = "registry.example/kuberesolver-projector:0.1.0"
+
+
+@pytest.fixture
+def webhook_with_projector(
+    control_plane: ControlPlane,
+    admin_api: client.ApiClient,
+    operator_factory: Callable[..., OperatorProcess],
+    tmp_path: Path,
+) -> Iterator[OperatorProcess]:
+    """The same, given the projector image (as the shipped Deployment does)."""
+    env = {
+        "KUBERESOLVER_PROJECTOR_IMAGE": PROJECTOR_IMAGE,
+        "KUBERESOLVER_PROJECTOR_IMAGE_PULL_POLICY": "Never",
+    }
+    yield from serve(control_plane, admin_api, operator_factory, tmp_path, env)
+
+
+def serve(
+    control_plane: ControlPlane,
+    admin_api: client.ApiClient,
+    operator_factory: Callable[..., OperatorProcess],
+    tmp_path: Path,
+    env: dict[str, str],
+) -> Iterator[OperatorProcess]:
     cert_dir = tmp_path / "webhook-tls"
     cert_dir.mkdir()
     files = control_plane.ca.issue(
@@ -51,35 +78,12 @@ def webhook(
             "KUBERESOLVER_WEBHOOK_PORT": str(port),
             "KUBERESOLVER_WEBHOOK_ADDR": "127.0.0.1",
             "KUBERESOLVER_WEBHOOK_CERT_DIR": str(cert_dir),
+            **env,
         },
         name="webhook",
     )
     with registered(admin_api, control_plane, port):
         yield op
-
-
-@contextlib.contextmanager
-def registered(
-    admin_api: client.ApiClient, control_plane: ControlPlane, port: int
-) -> Iterator[None]:
-    """The shipped MutatingWebhookConfiguration, calling https://127.0.0.1:PORT with the test CA."""
-    config = next(
-        d for d in documents(ROOT / "manifests/webhook.yaml")
-        if d["kind"] == "MutatingWebhookConfiguration"
-    )  # fmt: skip
-    config = copy.deepcopy(config)
-    config["metadata"]["annotations"] = {}
-    ca_bundle = base64.b64encode(control_plane.ca.cert_path.read_bytes()).decode()
-    for hook in config["webhooks"]:
-        path = hook["clientConfig"]["service"]["path"]
-        hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca_bundle}
-    apply_object(admin_api, config)
-    try:
-        yield
-    finally:
-        client.AdmissionregistrationV1Api(admin_api).delete_mutating_webhook_configuration(
-            config["metadata"]["name"]
-        )
 
 
 def pod(name: str, labels: dict[str, str], annotations: dict[str, str]) -> dict[str, Any]:
@@ -276,3 +280,133 @@ def test_a_target_created_just_before_its_pod_is_found(
         )
         assert [v["name"] for v in admitted["spec"]["volumes"]][-1] == f"kuberesolver-fresh-{i}"
         assert warnings == []
+
+
+def _sidecars(admitted: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in admitted["spec"].get("initContainers") or [] if c.get("restartPolicy")]
+
+
+def test_a_headless_services_target_gets_the_projector_and_a_clusterip_ones_the_mount(
+    webhook_with_projector: OperatorProcess, admin_api: client.ApiClient, namespace: str
+) -> None:
+    """No ClusterIP to fall back on while kubelet's copy lags: the projector in a native
+    sidecar writes the path the client reads; a ClusterIP Service keeps the plain mount."""
+    create_service(admin_api, namespace, "greeter", headless=True)
+    create_service(admin_api, namespace, "stock", headless=False)
+    create_target(admin_api, namespace, "greeter", {"service": "greeter"})
+    create_target(admin_api, namespace, "inventory", {"service": "stock"})
+    body = pod("client", INJECT, {"kuberesolver.io/targets": "greeter,inventory"})
+
+    def with_sidecar() -> Any:
+        admitted, warnings = recreate(admin_api, namespace, body)
+        return (admitted, warnings) if _sidecars(admitted) else None
+
+    # until the webhook answers and its watch of the Services has the new one
+    admitted, warnings = until(with_sidecar, timeout_s=60, message="a Pod with the sidecar")
+    assert warnings == []
+    spec = admitted["spec"]
+    greeter_path = f"{MOUNT_ROOT}/greeter.{namespace}"
+    (side,) = _sidecars(admitted)
+    assert side["name"] == "kuberesolver-greeter"
+    assert side["restartPolicy"] == "Always"
+    assert side["image"] == PROJECTOR_IMAGE
+    assert side["imagePullPolicy"] == "Never"
+    assert side["command"] == [
+        "kuberesolver-projector", f"--namespace={namespace}", "--configmap=greeter",
+        f"--dir={greeter_path}",
+    ]  # fmt: skip
+    assert side["volumeMounts"] == [
+        {"name": "kuberesolver-greeter", "mountPath": greeter_path},
+        {"name": "kuberesolver-api-access", "readOnly": True,
+         "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+    ]  # fmt: skip
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["kuberesolver-greeter"] == {"name": "kuberesolver-greeter", "emptyDir": {}}
+    assert volumes["kuberesolver-inventory"]["configMap"]["name"] == "inventory"
+    assert "kuberesolver-api-access" in volumes  # the Pod mounts no token of its own
+    for c in spec["containers"]:
+        ours = [m for m in c["volumeMounts"] if m["mountPath"].startswith(MOUNT_ROOT)]
+        assert ours == [
+            {"name": "kuberesolver-greeter", "mountPath": greeter_path, "readOnly": True},
+            {"name": "kuberesolver-inventory", "mountPath": f"{MOUNT_ROOT}/stock.{namespace}",
+             "readOnly": True},
+        ]  # fmt: skip
+
+    # With its own token (the apiserver's kube-api-access-* volume, mounted before the
+    # webhook runs), the sidecar mounts that one and the Pod gets no other.
+    client.CoreV1Api(admin_api).create_namespaced_service_account(
+        namespace, {"metadata": {"name": "greeter-client"}}
+    )
+    with_token = copy.deepcopy(body)
+    with_token["metadata"]["name"] = "client-with-token"
+    with_token["spec"]["serviceAccountName"] = "greeter-client"
+    del with_token["spec"]["automountServiceAccountToken"]
+    admitted, warnings = create(admin_api, namespace, with_token)
+    assert warnings == []
+    (side,) = _sidecars(admitted)
+    (token,) = [m for m in admitted["spec"]["containers"][0]["volumeMounts"]
+                if m["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount"]  # fmt: skip
+    assert token["name"].startswith("kube-api-access-")
+    assert side["volumeMounts"][1] == {**token, "readOnly": True}
+    assert "kuberesolver-api-access" not in [v["name"] for v in admitted["spec"]["volumes"]]
+
+    # a Pod naming only the ClusterIP Service's target gets exactly the plain mount
+    plain = pod("plain", INJECT, {"kuberesolver.io/targets": "inventory"})
+    admitted, warnings = create(admin_api, namespace, plain)
+    assert warnings == []
+    assert "initContainers" not in admitted["spec"]
+    assert [v["name"] for v in admitted["spec"]["volumes"]] == ["scratch", "kuberesolver-inventory"]
+
+
+def test_without_a_projector_image_a_headless_target_is_mounted_with_a_warning(
+    webhook: OperatorProcess, admin_api: client.ApiClient, namespace: str
+) -> None:
+    create_service(admin_api, namespace, "greeter", headless=True)
+    create_target(admin_api, namespace, "greeter", {"service": "greeter"})
+    body = pod("client", INJECT, {"kuberesolver.io/targets": "greeter"})
+
+    def warned() -> Any:
+        admitted, warnings = recreate(admin_api, namespace, body)
+        return (admitted, warnings) if warnings else None
+
+    admitted, warnings = until(warned, timeout_s=60, message="the headless Service noticed")
+    assert "initContainers" not in admitted["spec"]
+    assert {
+        "name": "kuberesolver-greeter",
+        "configMap": {"name": "greeter", "defaultMode": 420},
+    } in (admitted["spec"]["volumes"])
+    (warning,) = warnings
+    assert f"Service greeter.{namespace} (GrpcTarget 'greeter') is headless" in warning
+    assert "KUBERESOLVER_PROJECTOR_IMAGE" in warning
+    assert "calls may fail during rollouts" in warning
+
+
+def test_the_sidecar_passes_the_restricted_pod_security_level(
+    webhook_with_projector: OperatorProcess, admin_api: client.ApiClient, namespace: str
+) -> None:
+    """PodSecurity admission judges the Pod after the webhook: a hardened Pod in a namespace
+    enforcing "restricted" is admitted with the sidecar, not refused because of it."""
+    core = client.CoreV1Api(admin_api)
+    core.patch_namespace(
+        namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    )
+    create_service(admin_api, namespace, "greeter", headless=True)
+    create_target(admin_api, namespace, "greeter", {"service": "greeter"})
+    body = pod("hardened", INJECT, {"kuberesolver.io/targets": "greeter"})
+    body["spec"]["securityContext"] = {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    for c in body["spec"]["containers"]:
+        c["securityContext"] = {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        }
+
+    def with_sidecar() -> Any:
+        admitted, _ = recreate(admin_api, namespace, body)  # raises if PodSecurity refuses it
+        return admitted if _sidecars(admitted) else None
+
+    admitted = until(with_sidecar, timeout_s=60, message="a restricted Pod with the sidecar")
+    assert _sidecars(admitted)[0]["name"] == "kuberesolver-greeter"

@@ -34,7 +34,13 @@ from testenv.operator_process import OperatorProcess
 from testenv.pki import CertificateAuthority
 from testenv.wait import until
 from tests.client._support import Backend
-from tests.integration.operator.helpers import create_target, ep, make_slice, selectorless_service
+from tests.integration.operator.helpers import (
+    create_target,
+    ep,
+    make_slice,
+    metric_sum_labelled,
+    selectorless_service,
+)
 from tests.integration.test_xds_auth import CONFIGMAP, may_read_configmap, service_account, token
 from tests.xds.conftest import AUTHORITY, Client, write_bootstrap
 
@@ -163,6 +169,11 @@ def test_only_a_service_account_that_may_read_the_configmap_sees_the_target(
             assert got["errors"], (who, got)
             assert f"(node '{who}') may not see {namespace}/t" in op.log_text(), who
         assert backend.calls >= 15  # the allowed ones only
+        # Each refusal counted by why: no RBAC rule, a token the TokenReview refuses, none.
+        denials = "kuberesolver_operator_xds_denials_total"
+        for reason in ("forbidden", "token_refused", "no_token"):
+            assert metric_sum_labelled(op, denials, reason=reason) >= 1, reason
+        assert metric_sum_labelled(op, denials, reason="api_error") == 0
     finally:
         backend.stop()
         client.CoreV1Api(admin_api).delete_namespace(other, propagation_policy="Background")

@@ -16,16 +16,25 @@ Go's kuberesolver, in Python names::
 
 Nothing is probed: a mounted snapshot never overrides a registration, and a
 registration never overrides ``source="file"``. ``"api"`` for a scheme that
-was not registered uses an in-cluster client (the pod's ServiceAccount).
+was not registered uses a default client (below).
+
+**Which credentials** a builder without a client uses, made at its first channel
+(:func:`~kuberesolver.kube.client.new_k8s_client`): in a Pod, the Pod's
+ServiceAccount; out of cluster, or with ``kubeconfig=``, a kubeconfig found as
+``kubectl`` finds it: the ``kubeconfig`` argument, else ``$KUBECONFIG`` (files
+merged), else ``~/.kube/config``, in its current context (or ``context=``)::
+
+    kuberesolver.register(kuberesolver.Builder(kubeconfig="~/.kube/dev.yaml"))
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Final, Literal
 
 from kuberesolver.client.target import DEFAULT_SCHEME, register_scheme
-from kuberesolver.kube.client import K8sClient, new_in_cluster_k8s_client
+from kuberesolver.kube.client import K8sClient, new_k8s_client
 
 __all__ = [
     "Builder",
@@ -48,24 +57,36 @@ _builders: dict[str, Builder] = {}
 class Builder:
     """Direct mode for one scheme: targets resolved by watching the API with ``k8s_client``.
 
-    Without a client, an in-cluster one is made at the first channel (as Go's
-    ``NewBuilder(nil, ...)`` does) and shared by every target of the scheme.
+    Without a client, one is made at the first channel and shared by every target of
+    the scheme: in-cluster in a Pod (as Go's ``NewBuilder(nil, ...)`` does), else from
+    the kubeconfig (``kubeconfig``, ``$KUBECONFIG``, ``~/.kube/config``, as kubectl).
     """
 
-    def __init__(self, k8s_client: K8sClient | None = None, scheme: str = DEFAULT_SCHEME) -> None:
+    def __init__(
+        self,
+        k8s_client: K8sClient | None = None,
+        scheme: str = DEFAULT_SCHEME,
+        *,
+        kubeconfig: str | os.PathLike[str] | None = None,
+        context: str | None = None,
+    ) -> None:
+        if k8s_client is not None and (kubeconfig is not None or context is not None):
+            raise ValueError("pass a k8s_client or a kubeconfig/context, not both")
         self._client = k8s_client
+        self._kubeconfig = kubeconfig
+        self._context = context
         self.scheme = scheme.strip().lower().removesuffix("://").removesuffix(":")
         self._lock = threading.Lock()
 
     def client(self) -> K8sClient:
-        """The client, made in-cluster on first use when none was given."""
+        """The client, made on first use when none was given (see the class)."""
         with self._lock:
             if self._client is None:
-                self._client = new_in_cluster_k8s_client()
+                self._client = new_k8s_client(self._kubeconfig, context=self._context)
             return self._client
 
     def __repr__(self) -> str:
-        host = self._client.host if self._client is not None else "in-cluster (not yet made)"
+        host = self._client.host if self._client is not None else "not yet made"
         return f"Builder(scheme={self.scheme!r}, api={host!r})"
 
 
