@@ -116,14 +116,6 @@ def apply(user: UserShell, manifest: str) -> str:
 
 # --- bad input on the node ---------------------------------------------------------------------
 
-NO_SNAPSHOT_YET = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="kuberesolver.insecure_channel raises SnapshotNotFound when the snapshot is missing, "
-    "so the client's container exits and kubelet restarts it: a channel without its mount is to "
-    "be made anyway, its calls failing with the reason until the file appears",
-)
-
 
 def test_a_client_pod_for_a_target_that_does_not_exist_starts_and_says_why(
     installed: UserShell,
@@ -160,7 +152,6 @@ def log_text(core: client.CoreV1Api, namespace: str, pod: str) -> str:
     return str(response.data.decode(errors="replace"))
 
 
-@NO_SNAPSHOT_YET
 def test_a_client_pod_whose_mount_is_missing_does_not_crash_loop(
     installed: UserShell,
     images: dict[str, BuiltImage],
