@@ -31,8 +31,11 @@ demo: install controlplane  ## control plane + operator + real gRPC backends + a
 
 # Three workers, each with its own control plane and network namespace: the suite mostly
 # waits on processes, so three keep two cores busy (18 min, against 30+ serially).
+# tests/node runs after them in one process of its own: a network namespace holds one
+# kube-proxy (they share the nftables table), and the journey's kube-proxy is its node's.
 test: install controlplane  ## the whole suite: unit, client, integration and end-to-end
-	$(PY) -m pytest -n 3
+	$(PY) -m pytest -n 3 --ignore=tests/node
+	$(PY) -m pytest tests/node
 
 # What depends on the apiserver's version: the CRD (schema, CEL rules, explain), the
 # ConfigMap admission policy, namespaced mode under its Roles (audited), EndpointSlices from kube-controller-manager, publishing and

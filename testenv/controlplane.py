@@ -6,7 +6,9 @@ controllers) run as child processes on free loopback ports. There is no
 kubelet and no scheduler: tests bind Pods to a Node themselves and set their
 status. ``ControlPlane(real_nodes=True)`` is the control plane for real
 kubelets (testenv/node.py): it adds kube-scheduler and the controllers that
-Deployments and Nodes need.
+Deployments and Nodes need, and listens for Pods as a cluster's apiserver does
+(Service ``default/kubernetes``, whose endpoint is a local address of the
+tests' network namespace: with kube-proxy, in-cluster clients find it).
 
     >>> with ControlPlane() as cp:
     ...     print(cp.admin_kubeconfig.name, cp.server.startswith("https://127.0.0.1:"))
@@ -16,6 +18,7 @@ Deployments and Nodes need.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import shutil
@@ -33,7 +36,7 @@ from typing import IO, Self
 import yaml
 
 from testenv.build import chosen_kubernetes, ensure_binaries
-from testenv.netns import SERVICE_CIDR
+from testenv.netns import NODE_IP, SERVICE_CIDR, in_private_network
 from testenv.pki import CertFiles, CertificateAuthority, service_account_keypair
 from testenv.wait import WaitTimeout, until
 
@@ -49,6 +52,8 @@ CONTROLLERS = ",".join(
         "validatingadmissionpolicy-status-controller",
     )
 )
+KUBERNETES_SERVICE_IP = str(ipaddress.ip_network(SERVICE_CIDR)[1])
+"""The ClusterIP of Service ``default/kubernetes``: where Pods find the apiserver."""
 NODE_CONTROLLERS = "deployment,replicaset,nodelifecycle,podgc,root-ca-cert-publisher"
 """Added for real nodes: Deployments roll, kubelet's not-ready taint is lifted once the
 Node is Ready, and every namespace gets the ``kube-root-ca.crt`` that service-account
@@ -316,11 +321,25 @@ class ControlPlane(Started):
 
     def _start_apiserver(self, bins: Path, pki: Path, logs: Path, timeout_s: float) -> None:
         ca = self.ca
+        # For real nodes, Pods reach it as in a cluster: Service default/kubernetes, whose
+        # endpoint (kept by the apiserver's lease reconciler) is NODE_IP, a local address of
+        # the tests' private network namespace that kube-proxy forwards the ClusterIP to.
+        # kubelets are reached by their InternalIP (logs, exec): their names resolve nowhere.
+        in_cluster = ("--bind-address=0.0.0.0", f"--advertise-address={NODE_IP}",
+                      "--endpoint-reconciler-type=lease",
+                      "--kubelet-preferred-address-types=InternalIP")  # fmt: skip
+        local = ("--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+                 "--endpoint-reconciler-type=none")  # fmt: skip
+        if self.real_nodes and not in_private_network():
+            raise ControlPlaneError(
+                "a control plane for real nodes listens for their Pods: start it only after "
+                "testenv.netns.enter_private_network()"
+            )
         serving = ca.issue(
             "apiserver",
             "kube-apiserver",
             dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
-            ip_addresses=("127.0.0.1",),
+            ip_addresses=("127.0.0.1", NODE_IP, KUBERNETES_SERVICE_IP),
             server=True,
         )
         sa = service_account_keypair(pki)
@@ -332,8 +351,7 @@ class ControlPlane(Started):
             [
                 str(bins / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                *(in_cluster if self.real_nodes else local),
                 f"--secure-port={self.apiserver_port}",
                 f"--tls-cert-file={serving.cert}",
                 f"--tls-private-key-file={serving.key}",
@@ -345,7 +363,6 @@ class ControlPlane(Started):
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",
-                "--endpoint-reconciler-type=none",
                 "--profiling=false",
                 "--v=1",
                 *self._audit_flags(),

@@ -10,7 +10,14 @@ IPs, and follows EndpointSlice changes within tens of milliseconds.
 
 It needs a Node with an InternalIP (else it waits 30 s for one) and a client
 certificate for ``system:kube-proxy``, the user the default RBAC already binds
-to ``system:node-proxier``.
+to ``system:node-proxier``. Beside a real kubelet (testenv/node.py), whose Node
+reports its own address: ``KubeProxy(cp, node=node.name, address=None)``; Pods
+then reach ClusterIPs over the node's bridge, and the apiserver reaches them too
+(it calls webhooks through their Service's ClusterIP).
+
+One per network namespace: every kube-proxy owns the nftables table
+``kube-proxy`` and clears the iptables and nftables rules of other modes as it
+starts, so a second one in the same test process is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from testenv.netns import NODE_IP, POD_CIDR, in_private_network
 __all__ = ["NODE_NAME", "KubeProxy", "create_node_with_address"]
 
 NODE_NAME = "node-1"
+_running: set[int] = set()
+"""The KubeProxy objects running in this process (so in its network namespace)."""
 
 
 def create_node_with_address(api: client.ApiClient, name: str, address: str) -> None:
@@ -65,9 +74,14 @@ def create_node_with_address(api: client.ApiClient, name: str, address: str) -> 
 class KubeProxy(Started):
     """One kube-proxy process for ``node``; ``start()``/``stop()`` idempotent, a context manager."""
 
-    def __init__(self, control_plane: ControlPlane, node: str = NODE_NAME) -> None:
+    def __init__(
+        self, control_plane: ControlPlane, node: str = NODE_NAME, address: str | None = NODE_IP
+    ) -> None:
+        """``address``: the InternalIP to give Node ``node`` (created if missing); ``None``
+        for the Node of a real kubelet, which reports its own."""
         self.control_plane = control_plane
         self.node = node
+        self.address = address
         self.healthz_port = 0
         self.process: _Process | None = None
 
@@ -79,17 +93,24 @@ class KubeProxy(Started):
                 "kube-proxy rewrites the network namespace's nftables: start it only after "
                 "testenv.netns.enter_private_network()"
             )
+        if _running:
+            raise ControlPlaneError(
+                "a kube-proxy already programs this network namespace (nftables table "
+                "kube-proxy, and each one clears the other's rules as it starts): one per "
+                "namespace, so one control plane with ClusterIPs per test process"
+            )
         if shutil.which("nft") is None:
             raise ControlPlaneError("kube-proxy's nftables mode needs `nft` (apt-get nftables)")
         binary = ensure_binaries() / "kube-proxy"
         if not binary.is_file():
             raise ControlPlaneError(f"{binary} is missing: run testenv/build.sh")
         cp = self.control_plane
-        admin = api_client(cp.admin_kubeconfig)
-        try:
-            create_node_with_address(admin, self.node, NODE_IP)
-        finally:
-            admin.close()  # type: ignore[no-untyped-call]
+        if self.address is not None:
+            admin = api_client(cp.admin_kubeconfig)
+            try:
+                create_node_with_address(admin, self.node, self.address)
+            finally:
+                admin.close()  # type: ignore[no-untyped-call]
         kubeconfig = cp.cert_kubeconfig("kube-proxy", "kube-proxy", "system:kube-proxy")
         self.healthz_port = free_port()
         logs = cp.workdir / "logs"
@@ -113,6 +134,7 @@ class KubeProxy(Started):
             ],
             logs / "kube-proxy.log",
         )
+        _running.add(id(self))
         try:
             self._wait_healthy(timeout_s)
         except BaseException:
@@ -136,3 +158,4 @@ class KubeProxy(Started):
         if self.process is not None:
             self.process.stop()
             self.process = None
+            _running.discard(id(self))

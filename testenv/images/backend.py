@@ -7,6 +7,11 @@ client with a raw codec (grpc-go's bench client too) learns which pod answered.
 Environment: ``PORT`` (default 50051), ``POD_NAME`` (default the hostname),
 ``GRACE_S`` (default 5). On SIGTERM Health turns NOT_SERVING, then the server
 stops taking calls and lets those in flight finish within ``GRACE_S``.
+
+With ``DRAIN_S`` (seconds, default 0: off) and ``POD_IP`` it serves on that
+address with ``kuberesolver.server.DrainableServer``, as the README advises:
+on SIGTERM it first drains (every client gets a GOAWAY and leaves, new
+connections are refused, for at most ``DRAIN_S``), then stops.
 """
 
 from __future__ import annotations
@@ -34,7 +39,18 @@ def main() -> None:
     def say_hello(request: bytes, context: grpc.ServicerContext) -> bytes:
         return reply
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    drain_s = float(os.environ.get("DRAIN_S", "0"))
+    executor = futures.ThreadPoolExecutor(max_workers=8)
+    drainable = None
+    if drain_s > 0:
+        from kuberesolver.server import DrainableServer  # only the draining backend has it
+
+        drainable = DrainableServer(executor)
+        server: grpc.Server = drainable
+        address = f"{os.environ['POD_IP']}:{port}"
+    else:
+        server = grpc.server(executor)
+        address = f"0.0.0.0:{port}"
     server.add_generic_rpc_handlers(
         (
             grpc.method_handlers_generic_handler(
@@ -46,7 +62,7 @@ def main() -> None:
     checks.set("", health_pb2.HealthCheckResponse.SERVING)
     checks.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(checks, server)
-    server.add_insecure_port(f"0.0.0.0:{port}")
+    server.add_insecure_port(address)
     server.start()
     print(json.dumps({"event": "serving", "pod": pod, "port": port}), flush=True)
 
@@ -55,7 +71,10 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     stopping.wait()
     checks.enter_graceful_shutdown()
-    server.stop(grace_s).wait()
+    if drainable is not None:
+        drainable.drain_and_stop(drain_timeout_s=drain_s, grace_s=grace_s)
+    else:
+        server.stop(grace_s).wait()
     print(json.dumps({"event": "stopped", "pod": pod}), flush=True)
 
 

@@ -56,7 +56,12 @@ IMAGES: dict[str, Spec] = {
             "projector", "localhost/kuberesolver-projector", _PRODUCT, "projector", ("projector",)
         ),
         Spec(
-            "backend", "localhost/kuberesolver-test-backend", _TESTS, "backend", (), ("backend.py",)
+            "backend",
+            "localhost/kuberesolver-test-backend",
+            _TESTS,
+            "backend",
+            ("server",),
+            ("backend.py",),
         ),
         Spec(
             "client",

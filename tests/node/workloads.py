@@ -75,9 +75,9 @@ def pod_with_config_map(
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
-def http_get(ip: str, path: str, timeout_s: float = 2.0) -> tuple[int, str]:
-    """``GET http://ip:8080/path`` straight to a Pod IP (no proxy): status and body."""
-    conn = http.client.HTTPConnection(ip, PORT, timeout=timeout_s)
+def http_get(ip: str, path: str, timeout_s: float = 2.0, port: int = PORT) -> tuple[int, str]:
+    """``GET http://ip:port/path`` straight to a Pod IP (no proxy): status and body."""
+    conn = http.client.HTTPConnection(ip, port, timeout=timeout_s)
     try:
         conn.request("GET", path)
         response = conn.getresponse()
