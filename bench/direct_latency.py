@@ -51,6 +51,7 @@ from kubernetes import client
 from kubernetes.watch.watch import iter_resp_lines
 
 from testenv import ControlPlane, ensure_binaries
+from testenv.go_kuberesolver import go_kuberesolver_client
 from testenv.kube import (
     api_client,
     apply,
@@ -65,29 +66,9 @@ from testenv.wait import until
 from testenv.workloads import create_node, create_pod, create_service, set_pod_status
 
 ROOT = Path(__file__).resolve().parent.parent
-GO_MODULE = ROOT / "bench/go/kuberesolver-client"
-GO_VERSION = "v6.0.1"  # github.com/sercand/kuberesolver/v6, as pinned in GO_MODULE/go.mod
 NS = "bench"
 PORT = 50051
 CLIENTS = ("direct", "operator", "go_kuberesolver")
-
-
-def go_client() -> Path:
-    """The Go client binary, built once into the testenv cache."""
-    cache = Path(
-        os.environ.get("KUBERESOLVER_TESTENV_CACHE", Path.home() / ".cache/kuberesolver-testenv")
-    )
-    binary = cache / f"go-kuberesolver-{GO_VERSION}" / "kuberesolver-client"
-    if not binary.is_file():
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        print(f"building {binary} (Go's kuberesolver {GO_VERSION})", file=sys.stderr)
-        subprocess.run(
-            ["go", "build", "-trimpath", "-o", str(binary), "."],
-            cwd=GO_MODULE,
-            check=True,
-            env={**os.environ, "CGO_ENABLED": "0"},
-        )
-    return binary
 
 
 class Backends:
@@ -235,7 +216,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    go_binary = go_client()
+    go_binary = go_kuberesolver_client()
     ensure_binaries()
     enter_private_network()
     base = 3000

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from testenv import go_kuberesolver
 from testenv.images import base, wheelhouse
 from testenv.images._cache import ROOT, cache_dir, digest, files_digest, locked
 
@@ -40,6 +41,8 @@ class Spec:
     """The project's extras its wheelhouse must hold."""
     scripts: tuple[str, ...] = ()
     """Files beside this module that a test image copies (its context is assembled)."""
+    go_binary: bool = False
+    """Its context is Go's kuberesolver client binary alone (testenv.go_kuberesolver)."""
 
     @property
     def product(self) -> bool:
@@ -68,8 +71,16 @@ IMAGES: dict[str, Spec] = {
             "localhost/kuberesolver-test-client",
             _TESTS,
             "client",
-            ("direct",),
+            ("direct", "metrics"),
             ("client.py",),
+        ),
+        Spec(
+            "go-kuberesolver",
+            "localhost/kuberesolver-test-go-kuberesolver",
+            go_kuberesolver.MODULE / "Dockerfile",
+            "client",
+            (),
+            go_binary=True,
         ),
     )
 }
@@ -159,6 +170,12 @@ def context_of(spec: Spec) -> Iterator[tuple[Path, list[Path]]]:
     if spec.product:
         files = [p for name in PRODUCT_CONTEXT for p in _files(ROOT / name)]
         yield ROOT, files
+        return
+    if spec.go_binary:
+        binary = go_kuberesolver.go_kuberesolver_client()
+        with tempfile.TemporaryDirectory(prefix=f"kuberesolver-{spec.name}-context-") as tmp:
+            _link(str(binary), str(Path(tmp) / binary.name))
+            yield Path(tmp), _files(Path(tmp))
         return
     with tempfile.TemporaryDirectory(prefix=f"kuberesolver-{spec.name}-context-") as tmp:
         context = Path(tmp)

@@ -11,6 +11,14 @@ Environment: ``TARGET`` (required, e.g. ``kubernetes:///greeter.default:grpc``),
 ``/demo.Greeter/SayHello``), ``WAIT_FOR_READY`` (``1``: calls wait for a
 connection), ``DIRECT`` (``1``: direct mode, the client watches the API).
 Only kuberesolver's public API is used.
+
+Two optional reports, each its own line: ``PICKS_EVERY_S`` (seconds, default
+0: off) prints ``{"picks": {"<address:port>": n, ...}, "t": ...}`` that often,
+the calls grpc's balancer sent to each endpoint so far (the library's pick
+metrics: a ClusterIP there is the fallback); ``WATCH_SNAPSHOT`` (a snapshot
+directory) prints ``{"snapshot": <revision>, "t": ...}`` whenever the
+revision of its ``endpoints.json`` changes (read every 50 ms), so a bench
+sees when kubelet (or the projector) refreshed the file in the container.
 """
 
 from __future__ import annotations
@@ -76,6 +84,32 @@ class Tally:
             return {"calls": self.calls, "failed": self.failed, "pods": dict(self.pods)}
 
 
+def report_picks(registry: Any, every_s: float, stopping: threading.Event) -> None:
+    """Print the calls per endpoint every ``every_s`` until ``stopping``."""
+    while not stopping.wait(every_s):
+        picks = {
+            sample.labels["endpoint"]: int(sample.value)
+            for metric in registry.collect()
+            for sample in metric.samples
+            if sample.name == "kuberesolver_picks_total"
+        }
+        print(json.dumps({"picks": picks, "t": round(time.time(), 3)}), flush=True)
+
+
+def watch_snapshot(directory: str, stopping: threading.Event) -> None:
+    """Print the revision of ``directory``'s snapshot each time it changes."""
+    seen = None
+    while not stopping.wait(0.05):
+        try:
+            with open(os.path.join(directory, "endpoints.json")) as f:
+                revision = json.load(f).get("revision")
+        except (OSError, ValueError):
+            continue
+        if revision != seen:
+            seen = revision
+            print(json.dumps({"snapshot": revision, "t": round(time.time(), 3)}), flush=True)
+
+
 def main() -> int:
     target = os.environ.get("TARGET")
     if not target:
@@ -93,7 +127,20 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     tally = Tally()
-    with kuberesolver.insecure_channel(target) as channel:
+    kwargs: dict[str, Any] = {}
+    picks_every_s = float(os.environ.get("PICKS_EVERY_S", "0"))
+    if picks_every_s > 0:
+        from prometheus_client import CollectorRegistry
+
+        kwargs.update(registry=CollectorRegistry(), pick_metrics=True)
+        threading.Thread(
+            target=report_picks, args=(kwargs["registry"], picks_every_s, stopping), daemon=True
+        ).start()
+    if os.environ.get("WATCH_SNAPSHOT"):
+        threading.Thread(
+            target=watch_snapshot, args=(os.environ["WATCH_SNAPSHOT"], stopping), daemon=True
+        ).start()
+    with kuberesolver.insecure_channel(target, **kwargs) as channel:
         call = channel.unary_unary(method)
         start = time.monotonic()
         sent = 0

@@ -29,10 +29,7 @@ from testenv.kube_proxy import KubeProxy
 from testenv.node import Node
 from testenv.node_cluster import NodeCluster
 from testenv.node_config import SYNC_FREQUENCY_S
-from testenv.tools import UserShell
-from testenv.wait import until
-from tests.adoption.conftest import readme_block
-from tests.node.journey import (
+from testenv.node_journey import (
     CLIENT_RATE,
     OPERATOR_NAMESPACE,
     OPERATOR_SELECTOR,
@@ -46,7 +43,11 @@ from tests.node.journey import (
     mounted_client_yaml,
     ready_pods,
     server_yaml,
+    wait_for_webhook,
 )
+from testenv.tools import UserShell
+from testenv.wait import until
+from tests.adoption.conftest import readme_block
 from tests.node.workloads import http_get
 
 # The first test also sets up the module: the images (built when missing, one build at a
@@ -382,17 +383,6 @@ def operators_ready_through_their_probe(core: client.CoreV1Api) -> None:
         (container,) = pod.spec.containers
         assert container.readiness_probe.http_get.path == "/readyz", container.readiness_probe
         assert container.image.startswith("localhost/kuberesolver-operator:"), container.image
-
-
-def wait_for_webhook(api: client.ApiClient) -> None:
-    """The leader has patched its CA into the webhook configuration (the apiserver trusts it)."""
-    admission = client.AdmissionregistrationV1Api(api)
-
-    def patched() -> bool:
-        configs = admission.list_mutating_webhook_configuration().items
-        return any(w.client_config.ca_bundle for c in configs for w in c.webhooks or [])
-
-    until(patched, timeout_s=60, interval_s=0.5, message="the webhook's CA bundle")
 
 
 def the_webhook_mounted_the_config_map(pod: client.V1Pod, namespace: str) -> None:

@@ -1,16 +1,23 @@
 // Command kuberesolver-client is Go's sercand/kuberesolver v6, unchanged, in a
-// tiny gRPC client for bench/direct_latency.py: it resolves a kubernetes:///
-// target through the API server and calls /demo.Greeter/SayHello in a loop,
-// with metadata x-client=<id> so the benchmark's servers know who called.
+// tiny gRPC client for the benches: it resolves a kubernetes:/// target through
+// the API server and calls /demo.Greeter/SayHello in a loop, with metadata
+// x-client=<id> so the benchmark's servers know who called.
 //
-// The K8sClient given to kuberesolver.NewBuilder reads the API server URL, its
-// CA and a bearer token file from flags (the test control plane on 127.0.0.1).
+// With -server, the K8sClient given to kuberesolver.NewBuilder reads the API
+// server URL, its CA and a bearer token file from flags (bench/direct_latency.py,
+// the test control plane on 127.0.0.1); without it, the library's own in-cluster
+// client (the Pod's ServiceAccount; bench/node_rollout.py, in its image).
+//
+// -rate N starts N calls per second without waiting for their ends (else one
+// call at a time, -interval apart); -log prints one JSON line per call, as the
+// Python test client does: {"t": unix s, "ok": bool, "pod": the reply or null}.
 package main
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -66,18 +73,30 @@ func main() {
 	target := flag.String("target", "", "kubernetes:///service.namespace:port")
 	id := flag.String("id", "go_kuberesolver", "x-client metadata value")
 	interval := flag.Duration("interval", time.Millisecond, "pause between calls")
+	rate := flag.Float64("rate", 0, "calls per second, each in its own goroutine (0: -interval)")
+	timeout := flag.Duration("timeout", time.Second, "each call's deadline")
+	logCalls := flag.Bool("log", false, "print one JSON line per call")
 	flag.Parse()
 
-	ca, err := os.ReadFile(*caFile)
-	if err != nil {
-		log.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	client := &apiClient{
-		host:      strings.TrimSuffix(*server, "/"),
-		tokenFile: *tokenFile,
-		http:      &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
+	var client kuberesolver.K8sClient
+	if *server == "" {
+		inCluster, err := kuberesolver.NewInClusterK8sClient()
+		if err != nil {
+			log.Fatal(err)
+		}
+		client = inCluster
+	} else {
+		ca, err := os.ReadFile(*caFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		client = &apiClient{
+			host:      strings.TrimSuffix(*server, "/"),
+			tokenFile: *tokenFile,
+			http:      &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
+		}
 	}
 	conn, err := grpc.NewClient(*target,
 		grpc.WithResolvers(kuberesolver.NewBuilder(client, "kubernetes")),
@@ -90,11 +109,44 @@ func main() {
 	defer conn.Close()
 	fmt.Println("ready")
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-client", *id)
-	for {
+	call := func() {
 		in, out := []byte{}, []byte{}
-		callCtx, cancel := context.WithTimeout(ctx, time.Second)
-		_ = conn.Invoke(callCtx, "/demo.Greeter/SayHello", &in, &out, grpc.ForceCodec(rawCodec{}))
+		callCtx, cancel := context.WithTimeout(ctx, *timeout)
+		err := conn.Invoke(callCtx, "/demo.Greeter/SayHello", &in, &out, grpc.ForceCodec(rawCodec{}))
 		cancel()
-		time.Sleep(*interval)
+		if *logCalls {
+			printCall(err, out)
+		}
 	}
+	if *rate <= 0 {
+		for {
+			call()
+			time.Sleep(*interval)
+		}
+	}
+	start := time.Now()
+	for sent := 0; ; sent++ {
+		go call()
+		time.Sleep(time.Until(start.Add(time.Duration(float64(sent+1) / *rate * float64(time.Second)))))
+	}
+}
+
+type callLine struct {
+	T     float64 `json:"t"`
+	OK    bool    `json:"ok"`
+	Pod   *string `json:"pod"`
+	Error string  `json:"error,omitempty"`
+}
+
+// printCall writes one call's line; a single Write per line, so lines never interleave.
+func printCall(err error, reply []byte) {
+	line := callLine{T: float64(time.Now().UnixMilli()) / 1000, OK: err == nil}
+	if err == nil {
+		pod := string(reply)
+		line.Pod = &pod
+	} else {
+		line.Error = err.Error()
+	}
+	data, _ := json.Marshal(line)
+	os.Stdout.Write(append(data, '\n'))
 }

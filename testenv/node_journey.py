@@ -1,4 +1,6 @@
-"""The user's world for the journey on a real node: manifests, the client's log, the operator.
+"""The user's world on a real node: manifests, the client's log, the operator.
+
+Shared by the journey (tests/node/test_user_journey.py) and bench/node_rollout.py.
 
 The server is the test backend image (answers with its Pod's name, serves
 grpc.health.v1 for kubelet's gRPC probe, drains before it stops); the client
@@ -14,6 +16,8 @@ from typing import Any
 
 from kubernetes import client
 
+from testenv.wait import until
+
 OPERATOR_NAMESPACE = "kuberesolver-system"
 OPERATOR_SELECTOR = "app.kubernetes.io/instance=kuberesolver"
 LEASE = "kuberesolver-operator"
@@ -21,14 +25,17 @@ CLIENT_RATE = 25
 """The client's calls per second."""
 
 
-def server_yaml(image: str, replicas: int = 3) -> str:
-    """Deployment ``server`` (Ready through a gRPC probe), its ClusterIP Service, its GrpcTarget."""
+def server_yaml(image: str, replicas: int = 3, headless: bool = False) -> str:
+    """Deployment ``server`` (Ready through a gRPC probe, rolled one new Pod at a time, none
+    unavailable), its Service (ClusterIP unless ``headless``), its GrpcTarget."""
+    cluster_ip = "\n  clusterIP: None" if headless else ""
     return f"""\
 apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: server}}
 spec:
   replicas: {replicas}
+  strategy: {{type: RollingUpdate, rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}}}
   selector: {{matchLabels: {{app: server}}}}
   template:
     metadata: {{labels: {{app: server}}}}
@@ -50,7 +57,7 @@ spec:
 apiVersion: v1
 kind: Service
 metadata: {{name: server}}
-spec:
+spec:{cluster_ip}
   selector: {{app: server}}
   ports: [{{name: grpc, port: 50051, targetPort: grpc}}]
 ---
@@ -67,10 +74,12 @@ so a short deadline catches nothing more; 1 s let a starved client on the loaded
 machine time out calls while the operator's Pods started (19 of 724, in bursts)."""
 
 
-def client_env(target: str) -> str:
+def client_env(target: str, rate: int = CLIENT_RATE, **more: str) -> str:
+    """The test client's environment (flow YAML): its target, rate, deadline and ``more``."""
+    extra = "".join(f', {{name: {k}, value: "{v}"}}' for k, v in more.items())
     return (
-        f'[{{name: TARGET, value: "{target}"}}, {{name: RATE, value: "{CLIENT_RATE}"}},'
-        f' {{name: TIMEOUT_S, value: "{CALL_TIMEOUT_S}"}}]'
+        f'[{{name: TARGET, value: "{target}"}}, {{name: RATE, value: "{rate}"}},'
+        f' {{name: TIMEOUT_S, value: "{CALL_TIMEOUT_S}"}}{extra}]'
     )
 
 
@@ -138,9 +147,14 @@ class Call:
     error: str | None
 
 
-def calls(core: client.CoreV1Api, namespace: str, pod: str) -> list[Call]:
-    """Every call the client Pod ``pod`` has logged so far (other lines skipped)."""
-    response = core.read_namespaced_pod_log(pod, namespace, _preload_content=False)
+def calls(
+    core: client.CoreV1Api, namespace: str, pod: str, since_seconds: int | None = None
+) -> list[Call]:
+    """Every call the client Pod ``pod`` has logged so far, or in its last ``since_seconds``
+    (other lines skipped)."""
+    response: Any = core.read_namespaced_pod_log(
+        pod, namespace, since_seconds=since_seconds, _preload_content=False
+    )
     found = []
     for line in response.data.decode(errors="replace").splitlines():
         if not line.startswith('{"t":'):
@@ -156,7 +170,7 @@ def between(log: list[Call], start: float, end: float) -> list[Call]:
 
 def ready_pods(core: client.CoreV1Api, namespace: str, selector: str) -> list[Any]:
     """The Pods of ``selector`` that are Ready and not terminating."""
-    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+    pods: list[Any] = core.list_namespaced_pod(namespace, label_selector=selector).items
     return [
         p
         for p in pods
@@ -166,7 +180,7 @@ def ready_pods(core: client.CoreV1Api, namespace: str, selector: str) -> list[An
 
 
 def lease_holder(api: client.ApiClient) -> str | None:
-    lease = client.CoordinationV1Api(api).read_namespaced_lease(LEASE, OPERATOR_NAMESPACE)
+    lease: Any = client.CoordinationV1Api(api).read_namespaced_lease(LEASE, OPERATOR_NAMESPACE)
     holder: str | None = lease.spec.holder_identity
     return holder
 
@@ -176,3 +190,14 @@ def endpoints(api: client.ApiClient, namespace: str) -> list[str]:
     cm = client.CoreV1Api(api).read_namespaced_config_map("server", namespace)
     snapshot = json.loads((cm.data or {}).get("endpoints.json", "{}"))
     return sorted(e["address"] for e in snapshot.get("endpoints", []) if e.get("ready", True))
+
+
+def wait_for_webhook(api: client.ApiClient) -> None:
+    """The leader has patched its CA into the webhook configuration (the apiserver trusts it)."""
+    admission = client.AdmissionregistrationV1Api(api)
+
+    def patched() -> bool:
+        configs = admission.list_mutating_webhook_configuration().items
+        return any(w.client_config.ca_bundle for c in configs for w in c.webhooks or [])
+
+    until(patched, timeout_s=60, interval_s=0.5, message="the webhook's CA bundle")
