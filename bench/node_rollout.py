@@ -73,6 +73,7 @@ from testenv.node_journey import (
     calls,
     client_env,
     endpoints,
+    json_documents,
     ready_pods,
     server_yaml,
     wait_for_webhook,
@@ -251,12 +252,7 @@ class Watched:
 def log_lines(core: client.CoreV1Api, namespace: str, pod: str, key: str) -> list[dict[str, Any]]:
     """The client's report lines that start with ``key`` (``picks``, ``snapshot``)."""
     response = core.read_namespaced_pod_log(pod, namespace, _preload_content=False)
-    prefix = f'{{"{key}":'
-    return [
-        json.loads(line)
-        for line in response.data.decode(errors="replace").splitlines()
-        if line.startswith(prefix)
-    ]
+    return [doc for doc in json_documents(response.data.decode(errors="replace")) if key in doc]
 
 
 def names_if(pods: list[client.V1Pod], count: int, besides: set[str]) -> set[str]:

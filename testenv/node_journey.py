@@ -11,6 +11,7 @@ and prints one JSON line per call (testenv/images/client.py).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,13 +156,27 @@ def calls(
     response: Any = core.read_namespaced_pod_log(
         pod, namespace, since_seconds=since_seconds, _preload_content=False
     )
-    found = []
-    for line in response.data.decode(errors="replace").splitlines():
-        if not line.startswith('{"t":'):
-            continue
-        doc: dict[str, Any] = json.loads(line)
-        found.append(Call(doc["t"], doc["ok"], doc["pod"], doc.get("error")))
-    return found
+    return [
+        Call(doc["t"], doc["ok"], doc["pod"], doc.get("error"))
+        for doc in json_documents(response.data.decode(errors="replace"))
+        if "ok" in doc and "t" in doc
+    ]
+
+
+def json_documents(text: str) -> Iterator[dict[str, Any]]:
+    """Every JSON object in a log, one or more per line (two threads' lines can end up on one
+    line when their writes interleave); other text skipped."""
+    decoder = json.JSONDecoder()
+    for line in text.splitlines():
+        at = line.find("{")
+        while at != -1:
+            try:
+                doc, end = decoder.raw_decode(line, at)
+            except ValueError:
+                break
+            if isinstance(doc, dict):
+                yield doc
+            at = line.find("{", end)
 
 
 def between(log: list[Call], start: float, end: float) -> list[Call]:

@@ -36,6 +36,15 @@ import grpc
 
 import kuberesolver
 
+_OUT = threading.Lock()
+
+
+def say(doc: dict[str, Any]) -> None:
+    """Print ``doc`` as one line, in one write: threads' lines never interleave."""
+    with _OUT:
+        sys.stdout.write(json.dumps(doc) + "\n")
+        sys.stdout.flush()
+
 
 class Tally:
     """The calls' results, printed as they complete."""
@@ -71,7 +80,7 @@ class Tally:
                 self.failed += 1
             else:
                 self.pods[pod] += 1
-            print(json.dumps(line), flush=True)
+            say(line)
             self.in_flight -= 1
             self.idle.notify_all()
 
@@ -93,7 +102,7 @@ def report_picks(registry: Any, every_s: float, stopping: threading.Event) -> No
             for sample in metric.samples
             if sample.name == "kuberesolver_picks_total"
         }
-        print(json.dumps({"picks": picks, "t": round(time.time(), 3)}), flush=True)
+        say({"picks": picks, "t": round(time.time(), 3)})
 
 
 def watch_snapshot(directory: str, stopping: threading.Event) -> None:
@@ -107,7 +116,7 @@ def watch_snapshot(directory: str, stopping: threading.Event) -> None:
             continue
         if revision != seen:
             seen = revision
-            print(json.dumps({"snapshot": revision, "t": round(time.time(), 3)}), flush=True)
+            say({"snapshot": revision, "t": round(time.time(), 3)})
 
 
 def main() -> int:
@@ -152,7 +161,7 @@ def main() -> int:
             sent += 1
             stopping.wait(max(0.0, start + sent / rate - time.monotonic()))
         tally.wait_idle(timeout_s + 5)
-    print(json.dumps({"summary": tally.summary()}), flush=True)
+    say({"summary": tally.summary()})
     return 0
 
 
