@@ -28,7 +28,8 @@ Paths (``--paths=a,b``, default all):
   that may only get, list and watch EndpointSlices.
 
 Per path: ``failed_rpcs`` (from the restart to the client balanced over the
-new Pods), ``calls``; ``ready_to_first_rpc_ms_p50``/``_p99``: per new Pod, from
+new Pods), ``calls`` and ``calls_per_s`` (what the client achieved of its 200);
+``ready_to_first_rpc_ms_p50``/``_p99``: per new Pod, from
 the bench's watch seeing it Ready to the first call the client logged that it
 answered; ``calls_via_fallback``: the calls the library's balancer sent to the
 Service's ClusterIP in that window (its pick metrics; 0 for Go, which has no
@@ -425,6 +426,7 @@ class Bench:
         result: dict[str, Any] = {
             "failed_rpcs": sum(not c.ok for c in window),
             "calls": len(window),
+            "calls_per_s": round(len(window) / max(settled - started, 1e-9), 1),
             "ready_to_first_rpc_ms_p50": round(percentile(delays, 50), 1) if delays else None,
             "ready_to_first_rpc_ms_p99": round(percentile(delays, 99), 1) if delays else None,
             "ready_to_first_rpc_pods": len(delays),
