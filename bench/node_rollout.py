@@ -487,6 +487,9 @@ def main() -> None:
                         traceback.print_exc()
                         results[path] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                     print(json.dumps({path: results[path]}), file=sys.stderr, flush=True)
+    left = nodes.leftovers()
+    if left:
+        print(f"the stopped node left these behind: {left}", file=sys.stderr)
     emit(results)
 
 
