@@ -38,7 +38,7 @@ from google.protobuf import any_pb2  # type: ignore[import-untyped]
 from google.protobuf.message import Message  # type: ignore[import-untyped]
 
 from kuberesolver.xds.ads_core import AdsStream
-from kuberesolver.xds.channel_resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
+from kuberesolver.xds.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
 
 __all__ = ["AdsServer"]
 
