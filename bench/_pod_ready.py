@@ -25,9 +25,10 @@ import grpc
 from _common import percentile
 from kubernetes import client
 
-from testenv import ControlPlane
+from testenv import ControlPlane, ensure_binaries
 from testenv.gobuild import cached_go_binary
 from testenv.kube import apply, apply_object, create_namespace, documents, service_account_token
+from testenv.netns import enter_private_network, pod_ip
 from testenv.wait import until
 from testenv.workloads import create_node, create_pod, create_service, set_pod_status
 
@@ -98,6 +99,17 @@ class Backends:
             timeout_s=60,
             message=f"every client to reach {what}",
         )
+
+
+def prepare(rounds: int, first_ip: int) -> tuple[list[str], Backends]:
+    """Before the control plane: Go's kuberesolver built, the control plane's binaries
+    found, a private network namespace entered; then ``rounds + 2`` pod IPs from
+    ``pod_ip(first_ip)`` on, and the backends serving them."""
+    go_client()
+    ensure_binaries()
+    enter_private_network()
+    ips = [pod_ip(first_ip + i) for i in range(rounds + 2)]
+    return ips, Backends(ips)
 
 
 def in_namespace(doc: dict[str, Any]) -> dict[str, Any]:

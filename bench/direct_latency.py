@@ -50,9 +50,8 @@ from _common import emit, percentile
 from kubernetes import client
 from kubernetes.watch.watch import iter_resp_lines
 
-from testenv import ControlPlane, ensure_binaries
+from testenv import ControlPlane
 from testenv.kube import api_client, service_account_token
-from testenv.netns import enter_private_network, pod_ip
 from testenv.operator_process import OperatorProcess
 
 CLIENTS = ("direct", "operator", "go_kuberesolver")
@@ -148,12 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    pod.go_client()  # built (when missing) before the control plane starts
-    ensure_binaries()
-    enter_private_network()
-    base = 3000
-    ips = [pod_ip(base + i) for i in range(args.rounds + 2)]
-    backends = pod.Backends(ips)
+    ips, backends = pod.prepare(args.rounds, first_ip=3000)
     procs: list[subprocess.Popen[bytes]] = []
     with ControlPlane() as cp:
         work = cp.workdir

@@ -50,11 +50,10 @@ import _pod_ready as pod
 from _common import emit
 
 from kuberesolver.xds.bootstrap import DEFAULT_AUTHORITY, build_bootstrap, dumps
-from testenv import ControlPlane, ensure_binaries
+from testenv import ControlPlane
 from testenv.controlplane import free_port
 from testenv.grpc_go import xds_client
 from testenv.kube import api_client, apply_cluster_rbac, service_account_token
-from testenv.netns import enter_private_network, pod_ip
 from testenv.operator_process import OperatorProcess
 
 CLIENTS = ("grpcio_xds", "grpc_go_xds", "file_path", "go_kuberesolver", "grpcio_xds_slices_only")
@@ -102,13 +101,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    pod.go_client()  # built (when missing) before the control plane starts
     go_xds_binary = xds_client()
-    ensure_binaries()
-    enter_private_network()
-    base = 3100
-    ips = [pod_ip(base + i) for i in range(args.rounds + 2)]
-    backends = pod.Backends(ips)
+    ips, backends = pod.prepare(args.rounds, first_ip=3100)
     procs: list[subprocess.Popen[bytes]] = []
     go_xds: GoXdsCaller | None = None
     with ControlPlane() as cp:

@@ -1,7 +1,7 @@
 """A tiny state-of-the-world ADS server that feeds grpc's own xDS client, in process.
 
 It listens on a private unix socket (a 0700 temporary directory) and serves the
-resources :mod:`kuberesolver.xds.channel_resources` builds. grpc (since 1.62) keeps
+resources :mod:`kuberesolver.xds.resources` builds. grpc (since 1.62) keeps
 one xDS client per channel target, so there is one ADS stream per distinct
 kuberesolver target (channel spec) in use; each costs two threads here.
 
