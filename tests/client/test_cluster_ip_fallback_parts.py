@@ -11,8 +11,9 @@ from envoy.config.core.v3 import health_check_pb2 as hc
 
 from kuberesolver.client.settings import resolve
 from kuberesolver.core.snapshot import Endpoint, Snapshot, SnapshotError, TargetRef, decode, encode
-from kuberesolver.xds.channel_resources import CLUSTER_IP_LOCALITY, ChannelSpec, build_resources
-from kuberesolver.xds.channel_resources import build_endpoints as build_cla
+from kuberesolver.xds.channel_resources import ChannelSpec
+from kuberesolver.xds.resources import CLUSTER_IP_LOCALITY, build_resources
+from kuberesolver.xds.resources import build_endpoints as build_cla
 
 SPEC = ChannelSpec("greeter", "ns", "grpc")
 REF = TargetRef("greeter", "ns", "grpc", "grpc", 8080)
