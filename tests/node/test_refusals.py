@@ -52,7 +52,9 @@ from tests.node.test_user_journey import (  # the module's node, kube-proxy and 
 
 __all__ = ["images", "kube_proxy", "node"]  # fixtures, used by name
 
-pytestmark = pytest.mark.timeout(1200)
+# The first test also sets up the module: the images (built when missing, one build at a
+# time on the machine) and the chart.
+pytestmark = pytest.mark.timeout(1800)
 
 OPERATOR = "kuberesolver-operator"
 REFUSED = "the API refused it"
