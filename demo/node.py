@@ -35,7 +35,7 @@ from testenv.netns import enter_private_network
 from testenv.node import Node
 from testenv.node_cluster import NodeCluster
 from testenv.tools import UserShell
-from testenv.wait import until
+from testenv.wait import WaitTimeout, until
 from tests.node.journey import (
     OPERATOR_NAMESPACE,
     Call,
@@ -58,6 +58,8 @@ HELM_INSTALL = (
 """The README's install with locally built images (its ``helm-local`` block)."""
 TRANSIENT = (client.ApiException, OSError)
 POD_START_S = 180
+BALANCE_S = 120
+"""From the first calls, or from the file's refresh, to calls spread over every server Pod."""
 REFRESH_BOUND_S = 180
 """Well above kubelet's refresh of a mounted ConfigMap (its 60 s sync period, plus jitter)."""
 
@@ -175,13 +177,7 @@ def rollout(
     print(f"  client Pod {pod.metadata.name}: the webhook added the volume, kubelet mounted")
     print(f"  {mounted}")
     name = pod.metadata.name
-    until(
-        lambda: {c.pod for c in recent(core, name, 2)} == old,
-        timeout_s=60,
-        interval_s=1,
-        retry_on=TRANSIENT,
-        message="the client to balance over the three Pods",
-    )
+    balanced(core, name, old)
     for server, count in sorted(spread(recent(core, name, 2)).items()):
         print(f"  {server:<32} {'#' * count} {count}")
 
@@ -205,13 +201,7 @@ def rollout(
             message="kubelet to refresh the mounted file",
         )
         refreshed = watch.changes[-1][0]
-        until(
-            lambda: {c.pod for c in recent(core, name, 2)} == new,
-            timeout_s=60,
-            interval_s=1,
-            retry_on=TRANSIENT,
-            message="the client to balance over the new Pods",
-        )
+        balanced(core, name, new)
         settled = time.time()
     window = between(calls(core, NS, name), started, settled)
     failed = [c for c in window if not c.ok]
@@ -237,6 +227,24 @@ def rollout(
         f"{len(fallback)} calls, and none failed"
     )
     return 0
+
+
+def balanced(core: client.CoreV1Api, pod: str, servers: frozenset[str]) -> None:
+    """Wait until the client's last two seconds of calls reached each of ``servers``, only;
+    if they never do, show what they reached."""
+    try:
+        until(
+            lambda: {c.pod for c in recent(core, pod, 2)} == servers,
+            timeout_s=BALANCE_S,
+            interval_s=1,
+            retry_on=TRANSIENT,
+            message=f"the client to balance over {sorted(servers)}",
+        )
+    except WaitTimeout:
+        last = recent(core, pod, 2)
+        failed = [c for c in last if not c.ok]
+        print(f"  the client's last 2 s: {spread(last)}; {len(failed)} failed: {failed[:3]}")
+        raise
 
 
 def apply(user: UserShell, manifest: str) -> None:
