@@ -9,8 +9,10 @@ its wheel there: a venv holds only what the install brings.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ import pytest
 from kuberesolver.core.atomic_writer import write_atomic
 from kuberesolver.core.extras import CLIENT_INSTALL
 from testenv.images import wheelhouse
+from testenv.images._cache import ROOT
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 CLIENT_DISTRIBUTIONS = {"grpcio", "xds-protos", "protobuf", "watchfiles"}
@@ -179,3 +182,17 @@ def test_each_extra_brings_what_its_part_imports(wheels: Path, tmp_path: Path, e
 
 def test_every_extra_is_checked() -> None:
     assert {*WHAT_EACH_EXTRA_RUNS, "projector"} == set(wheelhouse.all_extras())
+
+
+def test_the_operator_pins_the_client_s_requirements_alike() -> None:
+    """The operator repeats three of the client's requirements (it needs no watchfiles)."""
+    optional = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    client = {re.split(r"[<>=!~ ]", r, maxsplit=1)[0]: r for r in optional["client"]}
+    repeated = [
+        r for r in optional["operator"] if re.split(r"[<>=!~ ]", r, maxsplit=1)[0] in client
+    ]
+    assert len(repeated) == 3, repeated
+    for requirement in repeated:
+        assert requirement in client.values(), requirement
