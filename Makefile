@@ -14,7 +14,7 @@ install: $(STAMP)  ## a .venv with the package, its extras and the dev tools (id
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade 'pip>=25.1'
-	$(PY) -m pip install -q -e '.[operator,metrics,direct,projector]' --group dev
+	$(PY) -m pip install -q -e '.[client,operator,metrics,direct,projector]' --group dev
 	touch $(STAMP)
 
 controlplane:  ## build (or find) the cached control plane, kubelet, kube-scheduler and the node's images
