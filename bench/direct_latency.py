@@ -26,7 +26,12 @@ projected file held it (``file``, polled every millisecond) and each client's
 first call (``first_rpc_<client>``), with ``steps_ms``, the p50 of each
 step's own share per round (``slice``, ``slice_to_configmap``,
 ``configmap_to_file``, ``file_to_rpc``, and ``slice_to_rpc_go``).
-Option ``--rounds`` (default 20).
+Options: ``--rounds`` (default 20); ``--quiet-ms`` (default 1500), the pause
+before each round, so that each pod turns Ready in a Service that was quiet
+for that long, as in a rollout whose pods take seconds to become ready. The
+operator's default write budget (5 writes, then one per 300 ms) is full again
+after 1500 ms; ``--quiet-ms=0`` runs the rounds back to back, a storm of three
+changes every few hundred ms, where the budget coalesces on purpose.
 """
 
 from __future__ import annotations
@@ -234,6 +239,7 @@ def start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subp
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--quiet-ms", type=int, default=1500)
     args = parser.parse_args()
     go_binary = go_client()
     ensure_binaries()
@@ -313,6 +319,7 @@ def main() -> None:
             at: dict[str, list[float]] = {k: [] for k in ("slice", "configmap", "file")}
             for r in range(1, args.rounds + 1):
                 ip, name = ips[r], f"greeter-{r}"
+                time.sleep(args.quiet_ms / 1000)  # the workload's pace, not a wait for a condition
                 create_pod(admin, NS, name, ip, "node-bench", {"app": "greeter"}, ready=False)
                 until(
                     lambda ip=ip: slice_has(admin, ip, False),
@@ -354,7 +361,7 @@ def main() -> None:
             if stages is not None:
                 stages.stop()
 
-    result: dict[str, Any] = {"rounds": args.rounds}
+    result: dict[str, Any] = {"rounds": args.rounds, "quiet_ms": args.quiet_ms}
     for who in CLIENTS:
         ms = [s * 1000 for s in samples[who]]
         result[who] = {
