@@ -180,15 +180,22 @@ def test_settings_default_server_is_the_service_in_the_operators_namespace() -> 
     assert settings.injection() == XdsInjection(server_uri="kuberesolver-xds.ops.svc:18000")
 
 
-def test_settings_under_tls_read_the_ca_beside_the_certificate() -> None:
-    env = {
+def tls_settings(cert_dir: str, **more: str) -> InjectSettings:
+    """The settings of an operator serving xDS over TLS from ``cert_dir``, and ``more``."""
+    return InjectSettings.from_env({
         "KUBERESOLVER_XDS_ADDRESS": "[::]:18000",
-        "KUBERESOLVER_XDS_CERT_FILE": "/etc/kuberesolver/xds/tls.crt",
-        "KUBERESOLVER_XDS_KEY_FILE": "/etc/kuberesolver/xds/tls.key",
-        "KUBERESOLVER_XDS_INJECT_SERVER": "xds.example:443",
-        "KUBERESOLVER_XDS_AUDIENCE": "aud",
-    }
-    settings = InjectSettings.from_env(env)
+        "KUBERESOLVER_XDS_CERT_FILE": f"{cert_dir}/tls.crt",
+        "KUBERESOLVER_XDS_KEY_FILE": f"{cert_dir}/tls.key",
+        **more,
+    })  # fmt: skip
+
+
+def test_settings_under_tls_read_the_ca_beside_the_certificate() -> None:
+    settings = tls_settings(
+        "/etc/kuberesolver/xds",
+        KUBERESOLVER_XDS_INJECT_SERVER="xds.example:443",
+        KUBERESOLVER_XDS_AUDIENCE="aud",
+    )
     assert settings.ca_file == "/etc/kuberesolver/xds/ca.crt"
     read: list[str] = []
 
@@ -202,13 +209,7 @@ def test_settings_under_tls_read_the_ca_beside_the_certificate() -> None:
 
 
 def test_settings_an_unreadable_or_bad_ca_is_a_clear_error() -> None:
-    env = {
-        "KUBERESOLVER_XDS_ADDRESS": "[::]:18000",
-        "KUBERESOLVER_XDS_CERT_FILE": "/c/tls.crt",
-        "KUBERESOLVER_XDS_KEY_FILE": "/c/tls.key",
-        "KUBERESOLVER_XDS_INJECT_CA_FILE": "/nowhere/ca.pem",
-    }
-    settings = InjectSettings.from_env(env)
+    settings = tls_settings("/c", KUBERESOLVER_XDS_INJECT_CA_FILE="/nowhere/ca.pem")
     with pytest.raises(ValueError, match=r"cannot read the xDS CA /nowhere/ca\.pem"):
         settings.injection()
     with pytest.raises(ValueError, match="no PEM certificate"):
