@@ -202,16 +202,19 @@ def run_rounds(
     clients: Sequence[str],
     rounds: int,
     on_ready: Callable[[str, float], None] = lambda ip, t0: None,
+    quiet_s: float = 0.0,
 ) -> dict[str, list[float]]:
     """Each round's time (s) from the pod marked Ready to each client's first call to it.
 
     Round ``r`` uses ``ips[r]`` (``ips[0]`` is the base pod); ``on_ready(ip, t0)`` runs
-    once every client reached it, before the pod is deleted.
+    once every client reached it, before the pod is deleted. Each round starts
+    ``quiet_s`` after the last one ended: the workload's pace.
     """
     core = client.CoreV1Api(admin)
     samples: dict[str, list[float]] = {who: [] for who in clients}
     for r in range(1, rounds + 1):
         ip, name = ips[r], f"greeter-{r}"
+        time.sleep(quiet_s)  # the workload's pace, not a wait for a condition
         create_pod(admin, NS, name, ip, NODE, LABELS, ready=False)
         until(
             lambda ip=ip: slice_has(admin, ip, False),

@@ -26,7 +26,12 @@ projected file held it (``file``, polled every millisecond) and each client's
 first call (``first_rpc_<client>``), with ``steps_ms``, the p50 of each
 step's own share per round (``slice``, ``slice_to_configmap``,
 ``configmap_to_file``, ``file_to_rpc``, and ``slice_to_rpc_go``).
-Option ``--rounds`` (default 20).
+Options: ``--rounds`` (default 20); ``--quiet-ms`` (default 1500), the pause
+before each round, so that each pod turns Ready in a Service that was quiet
+for that long, as in a rollout whose pods take seconds to become ready. The
+operator's default write budget (5 writes, then one per 300 ms) is full again
+after 1500 ms; ``--quiet-ms=0`` runs the rounds back to back, a storm of three
+changes every few hundred ms, where the budget coalesces on purpose.
 """
 
 from __future__ import annotations
@@ -146,6 +151,7 @@ def _configmap_ready(obj: dict[str, Any]) -> set[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--quiet-ms", type=int, default=1500)
     args = parser.parse_args()
     ips, backends = pod.prepare(args.rounds, first_ip=3000)
     procs: list[subprocess.Popen[bytes]] = []
@@ -187,7 +193,9 @@ def main() -> None:
                 for stage, times in at.items():
                     times.append((stages.at(stage, ip) or float("nan")) - t0)
 
-            samples = pod.run_rounds(admin, backends, ips, CLIENTS, args.rounds, record_stages)
+            samples = pod.run_rounds(
+                admin, backends, ips, CLIENTS, args.rounds, record_stages, args.quiet_ms / 1000
+            )
         finally:
             pod.stop(procs)
             op.stop()
@@ -195,7 +203,11 @@ def main() -> None:
             if stages is not None:
                 stages.stop()
 
-    result: dict[str, Any] = {"rounds": args.rounds, **pod.latencies(samples)}
+    result: dict[str, Any] = {
+        "rounds": args.rounds,
+        "quiet_ms": args.quiet_ms,
+        **pod.latencies(samples),
+    }
     go = result["go_kuberesolver"]
     result["ratio_p50"] = round(result["direct"]["p50_ms"] / max(go["p50_ms"], 0.1), 3)
     result["ratio_p99"] = round(result["direct"]["p99_ms"] / max(go["p99_ms"], 0.1), 3)

@@ -52,7 +52,8 @@ async def test_trigger_remembers_the_first_wake() -> None:
     before = loop.time()
     t.wake()
     after_first = loop.time()
-    await asyncio.sleep(0.05)  # the loop clock moves on: a later wake has a later time
+    # The loop clock moves on: a later wake has a later time.
+    await until_async(lambda: loop.time() > after_first, timeout_s=5)
     t.wake()
     assert loop.time() > after_first
     first = t.consume()
@@ -103,9 +104,10 @@ async def test_close_ends_the_loop_during_the_window() -> None:
     task = asyncio.create_task(
         run_coalesced(trigger, reconcile, budget=WriteBudget(1, 10_000), resync_s=60)
     )
-    await asyncio.sleep(0.02)
-    trigger.wake()
-    await asyncio.sleep(0.02)
+    await until_async(lambda: reconcile.count == 1, timeout_s=5)  # the run at the start
+    trigger.wake()  # no token for 10 s: the loop waits for the window
+    for _ in range(3):  # let it reach that wait (loop turns, not time)
+        await asyncio.sleep(0)
     trigger.close()
     await asyncio.wait_for(task, 5)  # not after the 10 s window
     assert reconcile.count == 1
