@@ -12,8 +12,9 @@
 #
 # Each image's venv is made in a build stage and copied into the runtime stage:
 # pip runs from its wheel, so no image carries pip, and none carries a compiler.
-# The projector image has the [projector] extra only (httpx, PyYAML): no kubernetes
-# client, no kopf, no Jinja2.
+# The projector image has the [projector] extra only (httpx, PyYAML): no grpc, no
+# protobuf, no kubernetes client, no kopf, no Jinja2. The operator's extra brings
+# grpcio and the xDS protos for its xDS server.
 
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 

@@ -1,6 +1,6 @@
 """Import cost of ``import kuberesolver`` against ``import grpc``, in a clean virtualenv.
 
-A fresh venv gets this project (a wheel, no extras) and nothing else; each
+A fresh venv gets this project (its wheel, with the ``client`` extra) and nothing else; each
 import runs in a new interpreter, interleaved, ``--runs`` times: ``grpc``,
 ``kuberesolver`` (the package alone) and ``kuberesolver.client.channel`` (what a
 client's first channel loads: grpc, the xDS protos, the watcher). It prints
@@ -31,7 +31,7 @@ TIMER = "import time; t = time.perf_counter(); import {0}; print(time.perf_count
 
 
 def clean_venv(directory: Path) -> Path:
-    """A new venv with this project installed from a wheel (no extras, no dev tools)."""
+    """A new venv with this project installed from a wheel with the client extra (no dev tools)."""
     subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
     python = directory / "bin" / "python"
     wheels = directory / "wheels"
@@ -40,7 +40,7 @@ def clean_venv(directory: Path) -> Path:
         check=True,
     )
     (wheel,) = wheels.glob("kuberesolver-*.whl")
-    subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", f"{wheel}[client]"], check=True)
     return python
 
 

@@ -7,7 +7,9 @@ the ready endpoints of the mounted snapshot and follow its changes;
 
 Importing ``kuberesolver`` (or ``kuberesolver.core.snapshot``) loads nothing heavy:
 grpc, the xDS protos and watchfiles are imported on first use of a name that
-needs them, and the operator's dependencies never.
+needs them, and the operator's dependencies never. They come with the
+``client`` extra (``pip install 'kuberesolver[client]'``); without it, such a
+name raises ``ModuleNotFoundError`` naming that install.
 
 Direct mode (no operator: the client watches the API, as Go's kuberesolver
 does): ``kuberesolver.register_in_cluster()``, then the same channels. The
@@ -93,9 +95,12 @@ _HOMES: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
+    from kuberesolver.core.extras import client_extra
+
     home = _HOMES.get(name)
     if home is not None:
-        value = getattr(importlib.import_module(home), name)
+        with client_extra():
+            value = getattr(importlib.import_module(home), name)
     elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         # ``import kuberesolver`` then ``kuberesolver.aio.insecure_channel(...)``, as with
         # any package whose submodules are loaded on first use.

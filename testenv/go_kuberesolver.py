@@ -9,11 +9,10 @@ testenv.images packs it into the ``go-kuberesolver`` image for the node benches.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from testenv.gobuild import cached_go_binary
 
 __all__ = ["MODULE", "go_kuberesolver_client", "kuberesolver_version"]
 
@@ -33,26 +32,16 @@ def kuberesolver_version() -> str:
 
 def go_kuberesolver_client() -> Path:
     """The client binary; built when missing (about a minute warm)."""
-    cache = Path(
-        os.environ.get("KUBERESOLVER_TESTENV_CACHE", Path.home() / ".cache/kuberesolver-testenv")
-    )
     sources = hashlib.sha256()
     for name in SOURCES:
         sources.update(hashlib.sha256((MODULE / name).read_bytes()).digest())
-    key = sources.hexdigest()[:16]
-    binary = cache / f"go-kuberesolver-{kuberesolver_version()}-{key}" / "kuberesolver-client"
-    if not binary.is_file():
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        print(f"building {binary} (Go's kuberesolver {kuberesolver_version()})", file=sys.stderr)
-        partial = binary.with_name(f".kuberesolver-client.partial-{os.getpid()}")
-        subprocess.run(
-            ["nice", "-n", "10", "go", "build", "-trimpath", "-o", str(partial), "."],
-            cwd=MODULE,
-            check=True,
-            env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"},
-        )
-        partial.replace(binary)
-    return binary
+    version = kuberesolver_version()
+    return cached_go_binary(
+        MODULE,
+        f"go-kuberesolver-{version}-{sources.hexdigest()[:16]}",
+        "kuberesolver-client",
+        f"Go's kuberesolver {version}",
+    )
 
 
 if __name__ == "__main__":

@@ -95,6 +95,7 @@ __all__ = [
     "ENV_SOURCE",
     "ENV_STRICT",
     "ENV_ZONE",
+    "WATCH_STEP_MS",
     "ChannelArgs",
     "MetricsRegistry",
     "Settings",
@@ -109,6 +110,13 @@ DEFAULT_NAMESPACE_FILE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/n
 DEFAULT_NAMESPACE: Final = "default"
 DEFAULT_DEBOUNCE_MS: Final = 50
 DEFAULT_POLL_INTERVAL_MS: Final = 5000
+WATCH_STEP_MS: Final = 1
+"""How long watchfiles waits for more events after one before it yields them.
+
+Every wait costs about twice this before a change is seen (measured: 3.8 ms
+at 1, 5.8 ms at 2). A yield in the middle of kubelet's swap is harmless: the
+snapshot is read through the ``..data`` link, whole, and the rest of the swap
+is one more event."""
 
 ENV_DIR: Final = "KUBERESOLVER_DIR"
 ENV_ZONE: Final = "KUBERESOLVER_ZONE"

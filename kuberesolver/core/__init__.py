@@ -2,6 +2,7 @@
 
 The snapshot contract (:mod:`.snapshot`), service config and balancing
 policies, Kubernetes names, the EndpointSlice fold, kubelet's atomic directory
-layout and the retry backoff. Standard library only: no grpc, no kubernetes
-client, no kopf.
+layout, the retry backoff, and the error that names the ``client`` extra when
+its dependencies are missing (:mod:`.extras`). Standard library only: no grpc,
+no kubernetes client, no kopf.
 """

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from kuberesolver.core.extras import client_extra
+
 __all__ = ["LOAD_REPORT_KEY", "load_report"]
 
 LOAD_REPORT_KEY: Final = "endpoint-load-metrics-bin"
@@ -36,7 +38,8 @@ def load_report(
     ``application_utilization`` (if given) is what grpc uses, else
     ``cpu_utilization``; ``rps`` is the request rate, ``eps`` the error rate.
     """
-    from xds.data.orca.v3 import orca_load_report_pb2
+    with client_extra():
+        from xds.data.orca.v3 import orca_load_report_pb2
 
     if cpu_utilization is None and application_utilization is None:
         raise ValueError("report cpu_utilization or application_utilization")

@@ -20,9 +20,8 @@ def main(argv: list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog="python -m testenv.images wheelhouse")
         parser.add_argument("--python", default=base.PYTHON_VERSION, help="X.Y")
         opts = parser.parse_args(args[1:])
-        extras = sorted({e for s in build.IMAGES.values() for e in s.extras})
         with locked():
-            wheels = wheelhouse.ensure_wheelhouse(extras, opts.python)
+            wheels = wheelhouse.ensure_wheelhouse(wheelhouse.all_extras(), opts.python)
         print(f"{len(wheels)} wheels in {wheelhouse.DEFAULT_DEST}")
         return 0
     parser = argparse.ArgumentParser(prog="python -m testenv.images", description=__doc__)

@@ -25,9 +25,13 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def locked() -> Iterator[None]:
-    """Hold the cache's lock: one process builds at a time, the others then find its result."""
-    with (cache_dir() / ".lock").open("a") as handle:
+def locked(name: str = "") -> Iterator[None]:
+    """Hold the cache's lock: one process builds at a time, the others then find its result.
+
+    ``name`` picks a lock of its own for one part of the cache (``wheels``: the
+    wheelhouse's caches), which a process holding the main lock takes too.
+    """
+    with (cache_dir() / f".{name}.lock" if name else cache_dir() / ".lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -37,8 +37,6 @@ class Spec:
     repository: str
     dockerfile: Path
     target: str
-    extras: tuple[str, ...]
-    """The project's extras its wheelhouse must hold."""
     scripts: tuple[str, ...] = ()
     """Files beside this module that a test image copies (its context is assembled)."""
     go_binary: bool = False
@@ -54,32 +52,15 @@ _TESTS = HERE / "Dockerfile"
 IMAGES: dict[str, Spec] = {
     s.name: s
     for s in (
-        Spec("operator", "localhost/kuberesolver-operator", _PRODUCT, "operator", ("operator",)),
-        Spec(
-            "projector", "localhost/kuberesolver-projector", _PRODUCT, "projector", ("projector",)
-        ),
-        Spec(
-            "backend",
-            "localhost/kuberesolver-test-backend",
-            _TESTS,
-            "backend",
-            ("server",),
-            ("backend.py",),
-        ),
-        Spec(
-            "client",
-            "localhost/kuberesolver-test-client",
-            _TESTS,
-            "client",
-            ("direct", "metrics"),
-            ("client.py",),
-        ),
+        Spec("operator", "localhost/kuberesolver-operator", _PRODUCT, "operator"),
+        Spec("projector", "localhost/kuberesolver-projector", _PRODUCT, "projector"),
+        Spec("backend", "localhost/kuberesolver-test-backend", _TESTS, "backend", ("backend.py",)),
+        Spec("client", "localhost/kuberesolver-test-client", _TESTS, "client", ("client.py",)),
         Spec(
             "go-kuberesolver",
             "localhost/kuberesolver-test-go-kuberesolver",
             go_kuberesolver.MODULE / "Dockerfile",
             "client",
-            (),
             go_binary=True,
         ),
     )
@@ -105,10 +86,9 @@ class BuiltImage:
 def ensure_images(names: Iterable[str] | None = None) -> dict[str, BuiltImage]:
     """Build what is missing and return every named image (default: all of ``IMAGES``)."""
     specs = [IMAGES[n] for n in (names or IMAGES)]
-    extras = sorted({e for s in IMAGES.values() for e in s.extras})
     with locked():
         the_base = base.ensure_base_locked()
-        wheels = wheelhouse.ensure_wheelhouse(extras)
+        wheels = wheelhouse.ensure_wheelhouse(wheelhouse.all_extras())
         version = project_version(wheels)
         built = {}
         for spec in specs:

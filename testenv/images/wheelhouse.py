@@ -1,10 +1,10 @@
-"""The wheelhouse: every wheel the images install, made on the host, cached.
+"""The wheelhouse: every wheel the images and the package tests install, made on the host, cached.
 
 The images install with ``--no-index`` from it, so their builds reach no
 package index (here the registries sit behind a TLS-intercepting proxy that
 an image does not trust). It holds the project's wheel, the wheels of its
-dependencies and of the extras the images name (read from pyproject.toml,
-pinned by constraints.txt) for the image's CPython and C library, and
+dependencies and of all its extras (read from pyproject.toml, pinned by
+constraints.txt) for the image's CPython and C library, and
 ``requirements.txt`` beside this file (pip itself, the test backend's extra).
 
 Two caches, each made only when missing: the project's wheel, keyed by its
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from testenv.images import base
-from testenv.images._cache import ROOT, cache_dir, digest, file_digest, files_digest, tree_files
+from testenv.images._cache import (
+    ROOT,
+    cache_dir,
+    digest,
+    file_digest,
+    files_digest,
+    locked,
+    tree_files,
+)
 
 HERE = Path(__file__).resolve().parent
 EXTRA_REQUIREMENTS = HERE / "requirements.txt"
@@ -36,16 +45,36 @@ DEFAULT_DEST = ROOT / "wheelhouse"
 
 
 def requirements(extras: Iterable[str]) -> list[str]:
-    """The project's dependencies and those of ``extras``, as pyproject.toml lists them."""
+    """The project's dependencies and those of ``extras``, as pyproject.toml lists them.
+
+    An extra that names another (``kuberesolver[client]``) brings that one's instead.
+    """
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     optional: dict[str, list[str]] = project.get("optional-dependencies", {})
     unknown = sorted(set(extras) - set(optional))
     if unknown:
         raise ValueError(f"pyproject.toml has no extra {', '.join(unknown)}")
     found = list(project["dependencies"])
-    for extra in sorted(set(extras)):
-        found += [r for r in optional[extra] if r not in found]
+    todo, seen = sorted(set(extras)), set()
+    while todo:
+        extra = todo.pop(0)
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for r in optional[extra]:
+            own = re.fullmatch(rf"{project['name']}\[([^]]+)\]", r)
+            if own:
+                todo += [e.strip() for e in own.group(1).split(",")]
+            elif r not in found:
+                found.append(r)
     return found
+
+
+def all_extras() -> list[str]:
+    """Every extra of pyproject.toml: the wheelhouse holds them all (the images install
+    some; the package tests install each into a fresh venv)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return sorted(project.get("optional-dependencies", {}))
 
 
 def platform_tags(glibc: tuple[int, int] = base.GLIBC) -> list[str]:
@@ -74,8 +103,7 @@ def ensure_wheelhouse(
 
     Call it under the cache's lock (``testenv.images._cache.locked``).
     """
-    project = _project_wheel()
-    deps = _dependencies(requirements(extras), python_version)
+    project, deps = cached_wheels(extras, python_version)
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
@@ -85,6 +113,18 @@ def ensure_wheelhouse(
         except OSError:
             shutil.copy2(wheel, dest / wheel.name)
     return sorted(dest.iterdir())
+
+
+def cached_wheels(
+    extras: Sequence[str], python_version: str = base.PYTHON_VERSION
+) -> tuple[Path, Path]:
+    """The cache's directories of the project's wheel and of its dependencies' wheels.
+
+    Made when missing, under the wheelhouse's own lock: an image build in
+    progress (which holds the cache's main lock for minutes) does not hold it up.
+    """
+    with locked("wheels"):
+        return _project_wheel(), _dependencies(requirements(extras), python_version)
 
 
 def _project_wheel() -> Path:

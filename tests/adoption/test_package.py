@@ -1,7 +1,8 @@
 """The distribution a platform team reviews: sdist and wheel built, checked by twine, complete.
 
-The install of the wheel into a clean virtualenv (which needs the package
-index) runs in CI outside the tests' private network: .ci/package-check.
+The install of the bare wheel into a clean virtualenv (which needs the package
+index) runs in CI outside the tests' private network: .ci/package-check; each
+extra's, from the cached wheels, in tests/package/test_extras.py.
 """
 
 from __future__ import annotations
@@ -78,7 +79,11 @@ def test_the_wheel_metadata(dist: Path) -> None:
                    "Topic ::", "Typing :: Typed"):  # fmt: skip
         assert any(c.startswith(prefix) for c in classifiers), prefix
     assert set(meta.get_all("Provides-Extra") or []) >= {"operator", "metrics", "projector"}
-    projector = [r for r in meta.get_all("Requires-Dist") or [] if 'extra == "projector"' in r]
+    requires = meta.get_all("Requires-Dist") or []
+    # The base depends on nothing heavy: grpc and the rest come with the client extra.
+    assert [r for r in requires if "extra ==" not in r] == []
+    assert any(r.startswith("grpcio") and 'extra == "client"' in r for r in requires)
+    projector = [r for r in requires if 'extra == "projector"' in r]
     assert projector, projector
     # The projector runs on httpx and PyYAML: never the kubernetes client, kopf or Jinja2.
     names = {re.split(r"[<>=!~; ]", r, maxsplit=1)[0].lower() for r in projector}

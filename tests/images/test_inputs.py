@@ -57,10 +57,21 @@ def test_a_changed_input_changes_the_key(tmp_path: Path) -> None:
 
 def test_the_wheelhouse_follows_the_extras_of_pyproject() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    optional = project["optional-dependencies"]
     expected = project["dependencies"] + [
-        r for r in project["optional-dependencies"]["projector"] if r not in project["dependencies"]
+        r for r in optional["projector"] if r not in project["dependencies"]
     ]
     assert wheelhouse.requirements(["projector"]) == expected
+    # An extra that names another (kuberesolver[client]) brings that one's requirements:
+    # pip would look the project itself up in the index.
+    own = [r for r in optional["direct"] if r.startswith("kuberesolver[")]
+    assert own == ["kuberesolver[client]"]
+    direct = wheelhouse.requirements(["direct"])
+    assert set(direct) == (set(optional["direct"]) - set(own)) | set(optional["client"])
+    assert len(direct) == len(set(direct))
+    everything = wheelhouse.requirements(wheelhouse.all_extras())
+    assert not [r for r in everything if r.startswith("kuberesolver")]
+    assert set(wheelhouse.all_extras()) == set(optional)
     with pytest.raises(ValueError, match="no extra nope"):
         wheelhouse.requirements(["projector", "nope"])
 

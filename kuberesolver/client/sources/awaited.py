@@ -21,7 +21,11 @@ from pathlib import Path
 
 import watchfiles
 
-from kuberesolver.client.settings import DEFAULT_DEBOUNCE_MS, DEFAULT_POLL_INTERVAL_MS
+from kuberesolver.client.settings import (
+    DEFAULT_DEBOUNCE_MS,
+    DEFAULT_POLL_INTERVAL_MS,
+    WATCH_STEP_MS,
+)
 from kuberesolver.client.sources.file import SnapshotWatcher, check_snapshot, locate
 from kuberesolver.client.target import ParsedTarget
 from kuberesolver.core.snapshot import ENDPOINTS_KEY, Snapshot, SnapshotError, TargetRef, load
@@ -129,7 +133,7 @@ class AwaitedSnapshot:
                     *paths,
                     watch_filter=None,
                     debounce=self._debounce_ms,
-                    step=max(1, min(2, self._debounce_ms)),
+                    step=min(WATCH_STEP_MS, self._debounce_ms),
                     stop_event=self._stop,
                     rust_timeout=self._poll_interval_ms,
                     yield_on_timeout=True,

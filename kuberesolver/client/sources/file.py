@@ -28,7 +28,11 @@ from pathlib import Path
 
 import watchfiles
 
-from kuberesolver.client.settings import DEFAULT_DEBOUNCE_MS, DEFAULT_POLL_INTERVAL_MS
+from kuberesolver.client.settings import (
+    DEFAULT_DEBOUNCE_MS,
+    DEFAULT_POLL_INTERVAL_MS,
+    WATCH_STEP_MS,
+)
 from kuberesolver.client.target import ParsedTarget
 from kuberesolver.core.snapshot import ENDPOINTS_KEY, Snapshot, SnapshotError, decode, load
 
@@ -167,14 +171,11 @@ class SnapshotWatcher:
             self._stop.wait(self._poll_interval_ms / 1000)
             self.check()
             return
-        # How long the rust side waits for more events after one: kubelet's swap
-        # is done within a millisecond.
-        step = max(1, min(2, self._debounce_ms))
         for _changes in watchfiles.watch(
             self.directory,
             watch_filter=None,
             debounce=self._debounce_ms,
-            step=step,
+            step=min(WATCH_STEP_MS, self._debounce_ms),
             stop_event=_StopSignal(self._stop, self._ready),
             rust_timeout=self._poll_interval_ms,
             yield_on_timeout=True,

@@ -24,6 +24,9 @@ and a resource counts as listed once every namespace has been:
 3. ``410 Gone`` relists at once; any other failure (an API error, a dropped
    connection, an object it cannot read) is logged, and retried with
    :func:`~kuberesolver.core.backoff.backoff_s`. The last good views stay meanwhile.
+   A LIST the API refuses (401 or 403: a right missing from the operator's
+   RBAC) is one ERROR line naming the resource and the right, logged once
+   until it is allowed again; :attr:`Reflector.refused` says so meanwhile.
 
 :class:`ServiceStore` is the state, touched only on the event loop:
 :meth:`ServiceStore.lookup` is what a target's reconcile reads.
@@ -381,6 +384,13 @@ class _Gone(Exception):
     """The watch's resourceVersion expired (410): relist."""
 
 
+def _refusal(exc: Exception) -> str | None:
+    """``"403 Forbidden"`` for an API error that refuses a right (401 or 403), else ``None``."""
+    if isinstance(exc, client.ApiException) and exc.status in (401, 403):
+        return f"{exc.status} {exc.reason}"
+    return None
+
+
 class FastCodec(Protocol):
     """Decoders of raw JSON straight to what ``decode`` makes of it; ``None``: not this one.
 
@@ -417,8 +427,14 @@ class Reflector:
         label_selector: str = "",
         watch_timeout_s: int = 300,
         fast: FastCodec | None = None,
+        refused_hint: str = "",
     ) -> None:
         self.name = name
+        self._refused_hint = refused_hint or (
+            f"grant list and watch on {name.split()[0]} to the operator's ServiceAccount"
+        )
+        self.refused: str | None = None
+        """The API's refusal of the last LIST (``"403 Forbidden"``), until one is allowed."""
         self._list_fn = list_fn
         self._loop = loop
         self._on_list = on_list
@@ -467,8 +483,14 @@ class Reflector:
                     return
                 failures += 1
                 self.errors += 1
-                level = logging.WARNING if failures == 1 else logging.DEBUG
-                _log.log(level, "watching %s failed (%s); retrying", self.name, exc, exc_info=True)
+                refusal = _refusal(exc)
+                if refusal is not None:
+                    self._refused(refusal)
+                else:
+                    level = logging.WARNING if failures == 1 else logging.DEBUG
+                    _log.log(
+                        level, "watching %s failed (%s); retrying", self.name, exc, exc_info=True
+                    )
                 if self._stop.wait(backoff_s(failures)):
                     return
                 if failures > 3:
@@ -501,8 +523,21 @@ class Reflector:
             if not token:
                 break
         self.lists += 1
+        if self.refused is not None:
+            _log.info("%s: allowed again", self.name)
+            self.refused = None
         self._loop.call_soon_threadsafe(self._on_list, items)
         return version
+
+    def _refused(self, refusal: str) -> None:
+        """One ERROR line for a refusal (not repeated while it lasts): what, and which right."""
+        if refusal != self.refused:
+            _log.error(
+                "%s: the API refused it (%s): %s; "
+                "the last good state stays, retrying with backoff (logged once)",
+                self.name, refusal, self._refused_hint,
+            )  # fmt: skip
+        self.refused = refusal
 
     def _watch(self, version: str) -> str:
         resp = self._call(
@@ -648,6 +683,14 @@ def service_reflectors(
     return [r for ns in store.namespaces or ("",) for r in reflectors(ns)]
 
 
+PODS_REFUSED_HINT: Final = (
+    "grant list and watch on pods to the operator's ServiceAccount (the chart does with "
+    "xds.podReadiness), or set KUBERESOLVER_XDS_POD_READINESS=false; until then the xDS "
+    "feed follows the EndpointSlices alone, and everything else is served as before"
+)
+"""What a refused Pod watch costs: only the xDS feed's early readiness (Pods are optional)."""
+
+
 def pod_reflectors(
     api: client.ApiClient, store: ServiceStore, loop: asyncio.AbstractEventLoop
 ) -> list[Reflector]:
@@ -674,6 +717,7 @@ def pod_reflectors(
             on_list=pods_listed,
             on_event=pod_event,
             decode=decode_pod,
+            refused_hint=PODS_REFUSED_HINT,
         )
 
     return [reflector(ns) for ns in store.namespaces or ("",)]
