@@ -10,7 +10,7 @@ import pytest
 
 from kuberesolver.client.sources.api.builder import Builder, choose_source, register, unregister
 from kuberesolver.client.sources.api.fold import SliceSet, build_snapshot
-from kuberesolver.core.endpointslices import PortError, service_view
+from kuberesolver.core.endpointslices import PortError, SliceView, service_view, slice_view
 
 SERVICE = service_view(
     {
@@ -20,13 +20,13 @@ SERVICE = service_view(
 )
 
 
-def eps_slice(name: str, *ips: str, port: int = 50051, ready: Any = True) -> dict[str, Any]:
-    return {
+def eps_slice(name: str, *ips: str, port: int = 50051, ready: Any = True) -> SliceView:
+    return slice_view({
         "metadata": {"name": name, "resourceVersion": "7"},
         "addressType": "IPv4",
         "ports": [{"name": "grpc", "port": port, "protocol": "TCP"}],
         "endpoints": [{"addresses": [ip], "conditions": {"ready": ready}} for ip in ips],
-    }
+    })  # fmt: skip
 
 
 def snap(slices: SliceSet, port: str = "grpc", previous: Any = None) -> Any:

@@ -1,5 +1,8 @@
-"""The one reflector on the real API server: 410 relist, bookmarks, a refused list, recovery.
+"""The one reflector on the real API server: 410 relist (as an ERROR event and as a status),
+bookmarks, a watch the server ends resumed, a refused list, recovery.
 
+Every caller (the operator's informer, direct mode, the projector) runs this same loop, so
+its behaviours are tested here once; the callers' tests test what they do with its output.
 It runs as a namespace's own ServiceAccount, with a Role that grants exactly
 list and watch on ConfigMaps (or nothing, for the refused list).
 """
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,24 +32,29 @@ _log = logging.getLogger("test.reflector")
 
 
 class _Recording:
-    """The real transport, remembering each raw event the API sent (to see bookmarks)."""
+    """The real transport, remembering each raw event the API sent (to see bookmarks) and,
+    in ``log``, each watch's resourceVersion among them."""
 
     def __init__(self, inner: Collection) -> None:
         self.inner = inner
         self.what = inner.what
         self.events: list[Mapping[str, Any]] = []
+        self.log: list[tuple[str, str]] = []
+        """``("watch", its resourceVersion)`` and ``(event type, its resourceVersion)``."""
 
     def list(self) -> Listed:
         return self.inner.list()
 
     def watch(self, resource_version: str) -> Watch:
         stream = self.inner.watch(resource_version)
-        events = self.events
+        self.log.append(("watch", resource_version))
+        events, log = self.events, self.log
 
         class _Seen:
             def __iter__(self) -> Iterator[Mapping[str, Any]]:
                 for event in stream:
                     events.append(event)
+                    log.append((str(event.get("type")), _rv_of(event)))
                     yield event
 
             def close(self) -> None:
@@ -71,6 +79,10 @@ class _Names:
             self.names.discard(name)
         else:
             self.names.add(name)
+
+
+def _rv_of(event: Mapping[str, Any]) -> str:
+    return str(((event.get("object") or {}).get("metadata") or {}).get("resourceVersion") or "")
 
 
 def _name(obj: Mapping[str, Any]) -> str:
@@ -123,12 +135,12 @@ def _configmap(admin_api: client.ApiClient, namespace: str, name: str) -> None:
     )
 
 
-def test_an_expired_resource_version_relists(
+def test_an_expired_resource_version_in_an_error_event_relists(
     kubeconfig: Path, admin_api: client.ApiClient, namespace: str, control_plane: ControlPlane
 ) -> None:
     _grant(admin_api, namespace)
     _configmap(admin_api, namespace, "before")
-    reflector, _, seen = _reflector(kubeconfig, namespace, watch_timeout_s=30)
+    reflector, transport, seen = _reflector(kubeconfig, namespace, watch_timeout_s=30)
     thread = _running(reflector)
     try:
         until(lambda: seen.names == {"before"}, timeout_s=30, message="the first list")
@@ -140,6 +152,9 @@ def test_an_expired_resource_version_relists(
         compact_etcd(control_plane)
         control_plane.restart_apiserver()
         until(lambda: reflector.gone >= 1, timeout_s=60, message="410 Gone on the resume")
+        expired = [e for e in transport.events if e.get("type") == "ERROR"]
+        assert expired, transport.events[-3:]
+        assert expired[0]["object"]["code"] == 410
         until(lambda: reflector.lists >= 2, timeout_s=60, message="a relist after it")
         _configmap(admin_api, namespace, "after")
         until(lambda: seen.names == {"before", "after"}, timeout_s=60, message="the watch")
@@ -147,6 +162,80 @@ def test_an_expired_resource_version_relists(
     finally:
         reflector.stop()
         thread.join(60)
+
+
+class _ExpiringFirstList:
+    """The real transport, whose first list is read in pages of one, with history compacted
+    between its pages: the API answers the second page 410 Gone (its continue token expired)."""
+
+    def __init__(self, inner: Collection, compact: Callable[[], None]) -> None:
+        self.inner = inner
+        self.what = inner.what
+        self._compact = compact
+        self.expired = False
+
+    def list(self) -> Listed:
+        if self.expired:
+            return self.inner.list()
+        self.expired = True
+        paged = {**self.inner.params, "limit": "1"}
+        first = self.inner.api.get_json(self.inner.path, paged)
+        self._compact()
+        token = str(first["metadata"]["continue"])
+        self.inner.api.get_json(self.inner.path, {**paged, "continue": token})
+        raise AssertionError("the continue token outlived the compaction of its history")
+
+    def watch(self, resource_version: str) -> Watch:
+        return self.inner.watch(resource_version)
+
+
+def test_an_expired_resource_version_as_a_status_relists(
+    kubeconfig: Path, admin_api: client.ApiClient, namespace: str, control_plane: ControlPlane
+) -> None:
+    _grant(admin_api, namespace)
+    for name in ("a", "b"):
+        _configmap(admin_api, namespace, name)
+
+    def compact() -> None:
+        client.CoreV1Api(admin_api).create_namespaced_config_map(
+            namespace, {"metadata": {"name": "history-moves-on"}}
+        )
+        compact_etcd(control_plane)
+
+    reflector, recording, seen = _reflector(kubeconfig, namespace, watch_timeout_s=30)
+    reflector.transport = transport = _ExpiringFirstList(recording.inner, compact)
+    thread = _running(reflector)
+    try:
+        until(lambda: seen.names == {"a", "b"}, timeout_s=60, message="the relist after a 410")
+        assert transport.expired
+        assert (reflector.gone, reflector.failures, reflector.lists) == (1, 0, 1)
+    finally:
+        reflector.stop()
+        thread.join(60)
+
+
+def test_a_watch_the_server_ends_resumes_from_the_last_resource_version(
+    kubeconfig: Path, admin_api: client.ApiClient, namespace: str
+) -> None:
+    _grant(admin_api, namespace)
+    reflector, transport, seen = _reflector(kubeconfig, namespace, watch_timeout_s=2)
+    thread = _running(reflector)
+    try:
+        until(lambda: reflector.lists == 1, timeout_s=30, message="the first list")
+        for name in ("one", "two"):
+            _configmap(admin_api, namespace, name)
+        until(lambda: seen.names == {"one", "two"}, timeout_s=30, message="both watched")
+        until(lambda: sum(k == "watch" for k, _ in transport.log) >= 3, timeout_s=30,
+              message="the server ended the watch twice")  # fmt: skip
+    finally:
+        reflector.stop()
+        thread.join(60)
+    assert reflector.lists == 1  # every end resumed, none relisted
+    last = transport.log[0][1]
+    for kind, rv in transport.log[1:]:
+        if kind == "watch":
+            assert rv == last, transport.log  # from the last resourceVersion seen, never older
+        last = rv or last
 
 
 def test_a_bookmark_advances_the_resource_version(
