@@ -23,6 +23,7 @@ called, so ``import kuberesolver`` never loads it:
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, Protocol, runtime_checkable
@@ -33,6 +34,7 @@ __all__ = [
     "ApiError",
     "K8sClient",
     "WatchStream",
+    "json_object",
     "new_in_cluster_k8s_client",
     "new_insecure_k8s_client",
     "new_k8s_client",
@@ -54,6 +56,17 @@ class ApiError(RuntimeError):
         self.status = status
         self.reason = reason
         self.path = path
+
+
+def json_object(data: bytes | str, what: str) -> Mapping[str, Any]:
+    """``data`` read as one JSON object; ``OSError`` (naming ``what``) for anything else."""
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise OSError(f"{what}: not JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise OSError(f"{what}: not a JSON object")
+    return doc
 
 
 @runtime_checkable

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from kuberesolver.kube.client import ApiError
+from kuberesolver.kube.client import ApiError, json_object
 from kuberesolver.kube.credentials import ApiConfig
 from kuberesolver.kube.reflector import Listed
 
@@ -48,14 +48,7 @@ class HttpApi:
         self._lock = threading.Lock()
 
     def get_json(self, path: str, params: Mapping[str, str]) -> Mapping[str, Any]:
-        body = self._send(path, params, self.timeout_s, stream=False)
-        try:
-            doc = json.loads(body)
-        except ValueError as exc:
-            raise OSError(f"GET {path}: not JSON ({exc})") from exc
-        if not isinstance(doc, dict):
-            raise OSError(f"GET {path}: not a JSON object")
-        return doc
+        return json_object(self._send(path, params, self.timeout_s, stream=False), f"GET {path}")
 
     def stream(self, path: str, params: Mapping[str, str], read_timeout_s: float) -> _Stream:
         response = self._send(path, params, read_timeout_s, stream=True)

@@ -25,7 +25,7 @@ from kubernetes import client as k8s
 from kubernetes import config
 
 from kuberesolver.core.endpointslices import SERVICE_NAME_LABEL
-from kuberesolver.kube.client import ApiError
+from kuberesolver.kube.client import ApiError, json_object
 from kuberesolver.kube.kubeconfig import CONNECT_TIMEOUT_S, no_hidden_retries
 
 __all__ = ["KubernetesClient"]
@@ -232,13 +232,7 @@ class KubernetesClient:
             data = response.data
         finally:
             response.release_conn()
-        try:
-            doc = json.loads(data)
-        except ValueError as exc:
-            raise OSError(f"GET {path}: not JSON ({exc})") from exc
-        if not isinstance(doc, dict):
-            raise OSError(f"GET {path}: not a JSON object")
-        return doc
+        return json_object(data, f"GET {path}")
 
     def _call(self, path: str, call: Callable[[], T]) -> T:
         """Run ``call``; a 401 re-reads the token and tries once more; errors become ApiError."""

@@ -78,12 +78,6 @@ def test_a_port_the_service_lacks_is_an_error() -> None:
         snap(SliceSet(), port="nope")
 
 
-def test_bookmark_and_error_events_change_nothing() -> None:
-    s = SliceSet()
-    assert not s.apply("BOOKMARK", {"metadata": {"resourceVersion": "9"}})
-    assert len(s) == 0
-
-
 def test_the_source_rule() -> None:
     assert choose_source("kubernetes", None) == "file"
     assert choose_source("kubernetes", "API") == "api"

@@ -9,6 +9,7 @@ list and watch on ConfigMaps (or nothing, for the refused list).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -123,10 +124,16 @@ def _reflector(kubeconfig: Path, namespace: str, watch_timeout_s: int) -> tuple[
     return Reflector(transport, _name, seen.on_list, seen.on_event, log=_log), transport, seen
 
 
-def _running(reflector: Reflector[str]) -> threading.Thread:
+@contextlib.contextmanager
+def _running(reflector: Reflector[str]) -> Iterator[None]:
+    """``reflector`` running on a thread of its own, until the block ends."""
     thread = threading.Thread(target=reflector.run, daemon=True)
     thread.start()
-    return thread
+    try:
+        yield
+    finally:
+        reflector.stop()
+        thread.join(60)
 
 
 def _configmap(admin_api: client.ApiClient, namespace: str, name: str) -> None:
@@ -141,8 +148,7 @@ def test_an_expired_resource_version_in_an_error_event_relists(
     _grant(admin_api, namespace)
     _configmap(admin_api, namespace, "before")
     reflector, transport, seen = _reflector(kubeconfig, namespace, watch_timeout_s=30)
-    thread = _running(reflector)
-    try:
+    with _running(reflector):
         until(lambda: seen.names == {"before"}, timeout_s=30, message="the first list")
         # History moves on and is compacted, and the API server's cache is gone with its
         # restart: the watch resumes from a resourceVersion that no longer exists.
@@ -159,14 +165,12 @@ def test_an_expired_resource_version_in_an_error_event_relists(
         _configmap(admin_api, namespace, "after")
         until(lambda: seen.names == {"before", "after"}, timeout_s=60, message="the watch")
         assert ("ADDED", "after") in seen.events
-    finally:
-        reflector.stop()
-        thread.join(60)
 
 
 class _ExpiringFirstList:
     """The real transport, whose first list is read in pages of one, with history compacted
-    between its pages: the API answers the second page 410 Gone (its continue token expired)."""
+    between its pages (and the API server's cache gone): the API answers the second page
+    410 Gone (its continue token expired)."""
 
     def __init__(self, inner: Collection, compact: Callable[[], None]) -> None:
         self.inner = inner
@@ -201,17 +205,16 @@ def test_an_expired_resource_version_as_a_status_relists(
             namespace, {"metadata": {"name": "history-moves-on"}}
         )
         compact_etcd(control_plane)
+        # The API server serves a continue token from its cache while it can; restarted, it
+        # has to read the token's resourceVersion from etcd, where it is compacted away.
+        control_plane.restart_apiserver()
 
     reflector, recording, seen = _reflector(kubeconfig, namespace, watch_timeout_s=30)
     reflector.transport = transport = _ExpiringFirstList(recording.inner, compact)
-    thread = _running(reflector)
-    try:
+    with _running(reflector):
         until(lambda: seen.names == {"a", "b"}, timeout_s=60, message="the relist after a 410")
         assert transport.expired
         assert (reflector.gone, reflector.failures, reflector.lists) == (1, 0, 1)
-    finally:
-        reflector.stop()
-        thread.join(60)
 
 
 def test_a_watch_the_server_ends_resumes_from_the_last_resource_version(
@@ -219,17 +222,13 @@ def test_a_watch_the_server_ends_resumes_from_the_last_resource_version(
 ) -> None:
     _grant(admin_api, namespace)
     reflector, transport, seen = _reflector(kubeconfig, namespace, watch_timeout_s=2)
-    thread = _running(reflector)
-    try:
+    with _running(reflector):
         until(lambda: reflector.lists == 1, timeout_s=30, message="the first list")
         for name in ("one", "two"):
             _configmap(admin_api, namespace, name)
         until(lambda: seen.names == {"one", "two"}, timeout_s=30, message="both watched")
         until(lambda: sum(k == "watch" for k, _ in transport.log) >= 3, timeout_s=30,
               message="the server ended the watch twice")  # fmt: skip
-    finally:
-        reflector.stop()
-        thread.join(60)
     assert reflector.lists == 1  # every end resumed, none relisted
     last = transport.log[0][1]
     for kind, rv in transport.log[1:]:
@@ -243,8 +242,7 @@ def test_a_bookmark_advances_the_resource_version(
 ) -> None:
     _grant(admin_api, namespace)
     reflector, transport, _ = _reflector(kubeconfig, namespace, watch_timeout_s=5)
-    thread = _running(reflector)
-    try:
+    with _running(reflector):
         until(lambda: reflector.lists == 1, timeout_s=30, message="the first list")
         listed_rv = reflector.resource_version
         # Changes elsewhere move the API's resourceVersion; only a bookmark tells this watch.
@@ -263,9 +261,6 @@ def test_a_bookmark_advances_the_resource_version(
         until(lambda: int(reflector.resource_version) >= int(mark_rv), timeout_s=10,
               message="the reflector's resourceVersion at the bookmark's")  # fmt: skip
         assert reflector.lists == 1  # resumed from the bookmark, never relisted
-    finally:
-        reflector.stop()
-        thread.join(60)
 
 
 def test_a_refused_list_is_logged_once_and_retried_until_allowed(
@@ -278,8 +273,7 @@ def test_a_refused_list_is_logged_once_and_retried_until_allowed(
     _configmap(admin_api, namespace, "there")
     reflector, _, seen = _reflector(kubeconfig, namespace, watch_timeout_s=30)
     reflector.backoff.first_s = reflector.backoff.cap_s = 0.05
-    thread = _running(reflector)
-    try:
+    with _running(reflector):
         until(lambda: reflector.failures >= 3, timeout_s=30, message="retries of a 403")
         refused = [r for r in caplog.records if "the API refused it (403" in r.getMessage()]
         assert len(refused) == 1, caplog.text
@@ -287,6 +281,3 @@ def test_a_refused_list_is_logged_once_and_retried_until_allowed(
         _grant(admin_api, namespace)
         until(lambda: seen.names == {"there"}, timeout_s=60, message="the list once allowed")
         assert any("allowed again" in r.getMessage() for r in caplog.records)
-    finally:
-        reflector.stop()
-        thread.join(60)

@@ -14,13 +14,13 @@ declines (``None``), the plain path (JSON, then the reflector's ``decode``) read
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, Protocol
 
 import urllib3
 
 from kuberesolver.kube.client import ApiError as AnswerError
+from kuberesolver.kube.client import json_object
 from kuberesolver.kube.kubeconfig import CONNECT_TIMEOUT_S
 from kuberesolver.kube.reflector import Decoded, Listed
 from kuberesolver.operator.runtime.kube import ApiError, Http
@@ -89,7 +89,7 @@ class Collection:
                 objects, token, version = page
                 decoded.extend(objects)
             else:
-                body = _json(data, self.what)
+                body = json_object(data, self.what)
                 items.extend(i for i in body.get("items") or () if isinstance(i, Mapping))
                 meta = body.get("metadata") or {}
                 token, version = meta.get("continue") or "", str(meta.get("resourceVersion") or "")
@@ -130,7 +130,7 @@ class _Stream:
                 if fast is not None:
                     yield Decoded(*fast)
                     continue
-                event = _json(line, self._what)
+                event = json_object(line, self._what)
                 yield event
         except (urllib3.exceptions.HTTPError, ValueError) as exc:
             raise OSError(f"watch {self._what} broke: {type(exc).__name__}: {exc}") from exc
@@ -157,13 +157,3 @@ def _lines(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
                 yield line
     if pending:
         yield pending
-
-
-def _json(data: bytes, what: str) -> Mapping[str, Any]:
-    try:
-        doc = json.loads(data)
-    except ValueError as exc:
-        raise OSError(f"{what}: not JSON ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise OSError(f"{what}: not a JSON object")
-    return doc
