@@ -130,8 +130,7 @@ class _Stream:
                 if fast is not None:
                     yield Decoded(*fast)
                     continue
-                event = json_object(line, self._what)
-                yield event
+                yield json_object(line, self._what)
         except (urllib3.exceptions.HTTPError, ValueError) as exc:
             raise OSError(f"watch {self._what} broke: {type(exc).__name__}: {exc}") from exc
         finally:
@@ -141,9 +140,9 @@ class _Stream:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # already released or closed: nothing to end
             self._resp.shutdown()
-        if not self._reading:
+        if not self._reading:  # never read: nobody else holds it, and its body is unread
             with contextlib.suppress(Exception):
-                self._resp.release_conn()
+                self._resp.close()
 
 
 def _lines(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
