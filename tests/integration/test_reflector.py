@@ -136,6 +136,18 @@ def _running(reflector: Reflector[str]) -> Iterator[None]:
         thread.join(60)
 
 
+@contextlib.contextmanager
+def _granted_and_listed(
+    kubeconfig: Path, admin_api: client.ApiClient, namespace: str, watch_timeout_s: int
+) -> Iterator[tuple[Reflector[str], _Recording, _Names]]:
+    """A reflector allowed to list and watch, running, past its first list."""
+    _grant(admin_api, namespace)
+    reflector, transport, seen = _reflector(kubeconfig, namespace, watch_timeout_s)
+    with _running(reflector):
+        until(lambda: reflector.lists == 1, timeout_s=30, message="the first list")
+        yield reflector, transport, seen
+
+
 def _configmap(admin_api: client.ApiClient, namespace: str, name: str) -> None:
     client.CoreV1Api(admin_api).create_namespaced_config_map(
         namespace, {"metadata": {"name": name, "labels": {"test": "reflector"}}}
@@ -220,10 +232,7 @@ def test_an_expired_resource_version_as_a_status_relists(
 def test_a_watch_the_server_ends_resumes_from_the_last_resource_version(
     kubeconfig: Path, admin_api: client.ApiClient, namespace: str
 ) -> None:
-    _grant(admin_api, namespace)
-    reflector, transport, seen = _reflector(kubeconfig, namespace, watch_timeout_s=2)
-    with _running(reflector):
-        until(lambda: reflector.lists == 1, timeout_s=30, message="the first list")
+    with _granted_and_listed(kubeconfig, admin_api, namespace, 2) as (reflector, transport, seen):
         for name in ("one", "two"):
             _configmap(admin_api, namespace, name)
         until(lambda: seen.names == {"one", "two"}, timeout_s=30, message="both watched")
@@ -240,10 +249,7 @@ def test_a_watch_the_server_ends_resumes_from_the_last_resource_version(
 def test_a_bookmark_advances_the_resource_version(
     kubeconfig: Path, admin_api: client.ApiClient, namespace: str
 ) -> None:
-    _grant(admin_api, namespace)
-    reflector, transport, _ = _reflector(kubeconfig, namespace, watch_timeout_s=5)
-    with _running(reflector):
-        until(lambda: reflector.lists == 1, timeout_s=30, message="the first list")
+    with _granted_and_listed(kubeconfig, admin_api, namespace, 5) as (reflector, transport, _):
         listed_rv = reflector.resource_version
         # Changes elsewhere move the API's resourceVersion; only a bookmark tells this watch.
         client.CoreV1Api(admin_api).create_namespaced_config_map(
