@@ -39,85 +39,22 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import grpc
+import _pod_ready as pod
 from _common import emit, percentile
 from kubernetes import client
 from kubernetes.watch.watch import iter_resp_lines
 
-from testenv import ControlPlane, ensure_binaries
-from testenv.kube import (
-    api_client,
-    apply,
-    apply_object,
-    create_namespace,
-    documents,
-    service_account_token,
-)
-from testenv.netns import enter_private_network, pod_ip
+from testenv import ControlPlane
+from testenv.kube import api_client, service_account_token
 from testenv.operator_process import OperatorProcess
-from testenv.wait import until
-from testenv.workloads import create_node, create_pod, create_service, set_pod_status
 
-ROOT = Path(__file__).resolve().parent.parent
-GO_MODULE = ROOT / "bench/go/kuberesolver-client"
-GO_VERSION = "v6.0.1"  # github.com/sercand/kuberesolver/v6, as pinned in GO_MODULE/go.mod
-NS = "bench"
-PORT = 50051
 CLIENTS = ("direct", "operator", "go_kuberesolver")
-
-
-def go_client() -> Path:
-    """The Go client binary, built once into the testenv cache."""
-    cache = Path(
-        os.environ.get("KUBERESOLVER_TESTENV_CACHE", Path.home() / ".cache/kuberesolver-testenv")
-    )
-    binary = cache / f"go-kuberesolver-{GO_VERSION}" / "kuberesolver-client"
-    if not binary.is_file():
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        print(f"building {binary} (Go's kuberesolver {GO_VERSION})", file=sys.stderr)
-        subprocess.run(
-            ["go", "build", "-trimpath", "-o", str(binary), "."],
-            cwd=GO_MODULE,
-            check=True,
-            env={**os.environ, "CGO_ENABLED": "0"},
-        )
-    return binary
-
-
-class Backends:
-    """One gRPC server on many pod IPs; records when each client first reached each IP."""
-
-    def __init__(self, ips: list[str]) -> None:
-        self.first: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-        handler = grpc.method_handlers_generic_handler(
-            "demo.Greeter", {"SayHello": grpc.unary_unary_rpc_method_handler(self._hello)}
-        )
-        self.server.add_generic_rpc_handlers((handler,))
-        for ip in ips:
-            if self.server.add_insecure_port(f"{ip}:{PORT}") == 0:
-                raise OSError(f"cannot listen on {ip}:{PORT}")
-        self.server.start()
-
-    def _hello(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        now = time.monotonic()
-        ip = context.peer().split(":")[1]
-        who = dict(context.invocation_metadata()).get("x-client", "?")
-        key = (str(who), ip)
-        with self._lock:
-            self.first.setdefault(key, now)
-        return b"ok"
-
-    def reached(self, who: str, ip: str) -> float | None:
-        with self._lock:
-            return self.first.get((who, ip))
 
 
 class Stages:
@@ -162,7 +99,7 @@ class Stages:
     def _watch(self, stage: str, fn: Any, labels: str, fields: str, ready: Any) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(Exception):  # a dropped watch: start again
-                resp = fn(NS, label_selector=labels, field_selector=fields, watch=True,
+                resp = fn(pod.NS, label_selector=labels, field_selector=fields, watch=True,
                           timeout_seconds=300, _preload_content=False)  # fmt: skip
                 for line in iter_resp_lines(resp):
                     now = time.monotonic()
@@ -206,59 +143,16 @@ def _configmap_ready(obj: dict[str, Any]) -> set[str]:
     return _snapshot_ready(raw) if raw else set()
 
 
-def in_namespace(doc: dict[str, Any]) -> dict[str, Any]:
-    doc = {**doc, "metadata": {**doc["metadata"], "namespace": NS}}
-    if "subjects" in doc:
-        doc["subjects"] = [{**s, "namespace": NS} for s in doc["subjects"]]
-    return doc
-
-
-def slice_has(api: client.ApiClient, ip: str, ready: bool | None) -> bool:
-    slices = client.DiscoveryV1Api(api).list_namespaced_endpoint_slice(
-        NS, label_selector="kubernetes.io/service-name=greeter"
-    )
-    for s in slices.items:
-        for e in s.endpoints or []:
-            if ip in e.addresses:
-                return ready is None or bool(e.conditions and e.conditions.ready) == ready
-    return False
-
-
-def start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    go_binary = go_client()
-    ensure_binaries()
-    enter_private_network()
-    base = 3000
-    ips = [pod_ip(base + i) for i in range(args.rounds + 2)]
-    backends = Backends(ips)
+    ips, backends = pod.prepare(args.rounds, first_ip=3000)
     procs: list[subprocess.Popen[bytes]] = []
     with ControlPlane() as cp:
         work = cp.workdir
         admin = api_client(cp.admin_kubeconfig)
-        core = client.CoreV1Api(admin)
-        apply(admin, ROOT / "crds", ROOT / "manifests/namespace.yaml", ROOT / "manifests/rbac.yaml")
-        create_namespace(admin, NS)  # and its default ServiceAccount, which Pods need
-        for path in ("direct-mode-rbac.yaml", "projector-sidecar.yaml", "greeter.yaml"):
-            for doc in documents(ROOT / "manifests/examples" / path):
-                # The bench makes its own Namespace, Service and Pods (the example's are a user's).
-                if doc["kind"] not in ("Namespace", "Pod", "Service"):
-                    apply_object(admin, in_namespace(doc))
-        create_node(admin, "node-bench")
-        create_service(admin, NS, "greeter")
-        create_pod(admin, NS, "greeter-base", ips[0], "node-bench", {"app": "greeter"})
-        until(
-            lambda: slice_has(admin, ips[0], True), timeout_s=60, message="the base pod in a slice"
-        )
+        pod.install_greeter(admin, ips[0])
 
         op_token = service_account_token(admin, "kuberesolver-system", "kuberesolver-operator")
         op = OperatorProcess(
@@ -266,101 +160,42 @@ def main() -> None:
         )
         op.start()
         direct_token = work / "direct.token"
-        direct_token.write_text(service_account_token(admin, NS, "greeter-direct-client"))
-        projector_kc = cp.token_kubeconfig(
-            "projector", service_account_token(admin, NS, "greeter-client"), NS
-        )
-        root = work / "kuberesolver"
-        target = f"kubernetes:///greeter.{NS}:grpc"
+        direct_token.write_text(service_account_token(admin, pod.NS, "greeter-direct-client"))
+        target = f"kubernetes:///greeter.{pod.NS}:grpc"
         stages: Stages | None = None
         try:
-            procs.append(start(
-                [sys.executable, "-m", "kuberesolver.projector", f"--namespace={NS}",
-                 "--configmap=greeter", f"--dir={root / f'greeter.{NS}'}"],
-                work / "projector.log", {"KUBECONFIG": str(projector_kc)},
-            ))  # fmt: skip
-            until(
-                (root / f"greeter.{NS}/endpoints.json").exists,
-                timeout_s=60,
-                message="the projected snapshot",
-            )
-            client_py = str(ROOT / "bench/_latency_client.py")
-            procs.append(start(
+            root = pod.start_projector(cp, admin, procs)
+            client_py = str(pod.ROOT / "bench/_latency_client.py")
+            procs.append(pod.start(
                 [sys.executable, client_py, "--mode=api", f"--target={target}", "--id=direct",
                  f"--server={cp.server}", f"--token-file={direct_token}",
                  f"--ca={cp.ca.cert_path}"],
                 work / "direct.log",
             ))  # fmt: skip
-            procs.append(start(
+            procs.append(pod.start(
                 [sys.executable, client_py, "--mode=file", f"--target={target}", "--id=operator",
                  f"--dir={root}"],
                 work / "operator-client.log",
             ))  # fmt: skip
-            procs.append(start(
-                [str(go_binary), f"--server={cp.server}", f"--ca={cp.ca.cert_path}",
-                 f"--token-file={direct_token}", f"--target={target}", "--id=go_kuberesolver"],
-                work / "go.log",
-            ))  # fmt: skip
-            for who in CLIENTS:
-                until(
-                    lambda w=who: backends.reached(w, ips[0]) is not None,
-                    timeout_s=60,
-                    message=f"{who} to reach the base pod",
-                )
+            procs.append(pod.start_go_kuberesolver(cp, direct_token, target))
+            backends.wait_reached(CLIENTS, ips[0], "the base pod")
 
-            stages = Stages(admin, root / f"greeter.{NS}")
-            samples: dict[str, list[float]] = {who: [] for who in CLIENTS}
+            stages = Stages(admin, root / f"greeter.{pod.NS}")
             at: dict[str, list[float]] = {k: [] for k in ("slice", "configmap", "file")}
-            for r in range(1, args.rounds + 1):
-                ip, name = ips[r], f"greeter-{r}"
-                create_pod(admin, NS, name, ip, "node-bench", {"app": "greeter"}, ready=False)
-                until(
-                    lambda ip=ip: slice_has(admin, ip, False),
-                    timeout_s=60,
-                    message=f"{name} listed not ready",
-                )
-                t0 = time.monotonic()
-                set_pod_status(admin, NS, name, ip=ip, ready=True)
-                until(
-                    lambda ip=ip: all(backends.reached(w, ip) is not None for w in CLIENTS),
-                    timeout_s=60,
-                    message=f"every client to reach {name}",
-                )
-                for who in CLIENTS:
-                    samples[who].append((backends.reached(who, ip) or t0) - t0)
+
+            def record_stages(ip: str, t0: float, stages: Stages = stages) -> None:
                 for stage, times in at.items():
                     times.append((stages.at(stage, ip) or float("nan")) - t0)
-                core.delete_namespaced_pod(name, NS, grace_period_seconds=0)
-                until(
-                    lambda ip=ip: not slice_has(admin, ip, None),
-                    timeout_s=60,
-                    message=f"{name} gone",
-                )
-                print(
-                    f"round {r}: "
-                    + ", ".join(f"{w} {samples[w][-1] * 1000:.0f} ms" for w in CLIENTS),
-                    file=sys.stderr,
-                )
+
+            samples = pod.run_rounds(admin, backends, ips, CLIENTS, args.rounds, record_stages)
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            pod.stop(procs)
             op.stop()
             backends.server.stop(None)
             if stages is not None:
                 stages.stop()
 
-    result: dict[str, Any] = {"rounds": args.rounds}
-    for who in CLIENTS:
-        ms = [s * 1000 for s in samples[who]]
-        result[who] = {
-            "p50_ms": round(percentile(ms, 50), 1),
-            "p99_ms": round(percentile(ms, 99), 1),
-        }
+    result: dict[str, Any] = {"rounds": args.rounds, **pod.latencies(samples)}
     go = result["go_kuberesolver"]
     result["ratio_p50"] = round(result["direct"]["p50_ms"] / max(go["p50_ms"], 0.1), 3)
     result["ratio_p99"] = round(result["direct"]["p99_ms"] / max(go["p99_ms"], 0.1), 3)

@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -42,21 +41,6 @@ NS = "bench-shutdown"
 CPU_BOMB = (
     "{% for a in range(100000) %}{% for b in range(100000) %}{% for c in range(100000) %}"
     "{% endfor %}{% endfor %}{% endfor %}"
-)
-SERVER = textwrap.dedent(
-    """
-    import signal, sys
-    from concurrent import futures
-    from grpc_health.v1 import health, health_pb2_grpc
-    from kuberesolver.server import DrainableServer
-    server = DrainableServer(futures.ThreadPoolExecutor(max_workers=4))
-    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
-    server.add_insecure_port(sys.argv[1])
-    server.start()
-    signal.signal(signal.SIGTERM, lambda *_: server.drain_and_stop(5, 1))
-    print("serving", flush=True)
-    server.wait_for_termination()
-    """
 )
 
 
@@ -163,10 +147,12 @@ def main() -> None:
             results["projector"].append({"exit_s": exit_s, "status": status})
             address = f"{pod_ip(200 + k)}:{free_port()}"
             server = subprocess.Popen(
-                [sys.executable, "-c", SERVER, address], stdout=subprocess.PIPE, cwd=ROOT
+                [sys.executable, "-m", "testenv.drain_server", address],
+                stdout=subprocess.PIPE,
+                cwd=ROOT,
             )
             assert server.stdout is not None
-            server.stdout.readline()  # "serving"
+            server.stdout.readline()  # drain_server.READY
             exit_s, status = wait_exit(server)
             results["server"].append({"exit_s": exit_s, "status": status})
         admin.close()

@@ -40,78 +40,24 @@ import argparse
 import subprocess
 import sys
 import threading
-import time
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import grpc
-from _common import emit, percentile
-from direct_latency import NS, PORT, go_client, in_namespace, slice_has, start
-from kubernetes import client
+import _pod_ready as pod
+from _common import emit
 
 from kuberesolver.xds.bootstrap import DEFAULT_AUTHORITY, build_bootstrap, dumps
-from testenv import ControlPlane, ensure_binaries
+from testenv import ControlPlane
 from testenv.controlplane import free_port
 from testenv.grpc_go import xds_client
-from testenv.kube import (
-    api_client,
-    apply,
-    apply_cluster_rbac,
-    apply_object,
-    create_namespace,
-    documents,
-    service_account_token,
-)
-from testenv.netns import enter_private_network, pod_ip
+from testenv.kube import api_client, apply_cluster_rbac, service_account_token
 from testenv.operator_process import OperatorProcess
-from testenv.wait import until
-from testenv.workloads import create_node, create_pod, create_service, set_pod_status
 
-ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = ("grpcio_xds", "grpc_go_xds", "file_path", "go_kuberesolver", "grpcio_xds_slices_only")
 BASELINE = "go_kuberesolver"
-
-
-class Backends:
-    """One gRPC server on many pod IPs; records when each client first reached each IP."""
-
-    def __init__(self, ips: list[str]) -> None:
-        self.first: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-        greeter = grpc.method_handlers_generic_handler(
-            "demo.Greeter", {"SayHello": grpc.unary_unary_rpc_method_handler(self._hello)}
-        )
-        echo = grpc.method_handlers_generic_handler(  # grpc-go-xds's method: no metadata
-            "kr.test.Echo", {"Unary": grpc.unary_unary_rpc_method_handler(self._echo)}
-        )
-        self.server.add_generic_rpc_handlers((greeter, echo))
-        for ip in ips:
-            if self.server.add_insecure_port(f"{ip}:{PORT}") == 0:
-                raise OSError(f"cannot listen on {ip}:{PORT}")
-        self.server.start()
-
-    def _record(self, who: str, context: grpc.ServicerContext) -> None:
-        now = time.monotonic()
-        key = (who, context.peer().split(":")[1])
-        with self._lock:
-            self.first.setdefault(key, now)
-
-    def _hello(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        self._record(str(dict(context.invocation_metadata()).get("x-client", "?")), context)
-        return b"ok"
-
-    def _echo(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        self._record("grpc_go_xds", context)
-        return b"ok|"
-
-    def reached(self, who: str, ip: str) -> float | None:
-        with self._lock:
-            return self.first.get((who, ip))
 
 
 class GoXdsCaller:
@@ -155,34 +101,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    go_binary = go_client()
     go_xds_binary = xds_client()
-    ensure_binaries()
-    enter_private_network()
-    base = 3100
-    ips = [pod_ip(base + i) for i in range(args.rounds + 2)]
-    backends = Backends(ips)
+    ips, backends = pod.prepare(args.rounds, first_ip=3100)
     procs: list[subprocess.Popen[bytes]] = []
     go_xds: GoXdsCaller | None = None
-    samples: dict[str, list[float]] = {who: [] for who in CLIENTS}
     with ControlPlane() as cp:
         work = cp.workdir
         admin = api_client(cp.admin_kubeconfig)
-        core = client.CoreV1Api(admin)
-        apply(admin, ROOT / "crds", ROOT / "manifests/namespace.yaml", ROOT / "manifests/rbac.yaml")
+        pod.install_greeter(admin, ips[0])
         # The feed's Pod watch.
-        apply_cluster_rbac(admin, ROOT / "manifests/optional/xds-pod-readiness")
-        create_namespace(admin, NS)
-        for path in ("direct-mode-rbac.yaml", "projector-sidecar.yaml", "greeter.yaml"):
-            for doc in documents(ROOT / "manifests/examples" / path):
-                if doc["kind"] not in ("Namespace", "Pod", "Service"):
-                    apply_object(admin, in_namespace(doc))
-        create_node(admin, "node-bench")
-        create_service(admin, NS, "greeter")
-        create_pod(admin, NS, "greeter-base", ips[0], "node-bench", {"app": "greeter"})
-        until(
-            lambda: slice_has(admin, ips[0], True), timeout_s=60, message="the base pod in a slice"
-        )
+        apply_cluster_rbac(admin, pod.ROOT / "manifests/optional/xds-pod-readiness")
 
         xds_port = free_port()
         op_token = service_account_token(admin, "kuberesolver-system", "kuberesolver-operator")
@@ -208,103 +136,41 @@ def main() -> None:
         bootstrap_slices.write_text(
             dumps(build_bootstrap(f"127.0.0.1:{slices_port}", node_id="bench-slices"))
         )
-        xds_target = f"xds://{DEFAULT_AUTHORITY}/greeter.{NS}"
+        xds_target = f"xds://{DEFAULT_AUTHORITY}/greeter.{pod.NS}"
         token = work / "go.token"
-        token.write_text(service_account_token(admin, NS, "greeter-direct-client"))
-        projector_kc = cp.token_kubeconfig(
-            "projector", service_account_token(admin, NS, "greeter-client"), NS
-        )
-        root = work / "kuberesolver"
-        target = f"kubernetes:///greeter.{NS}:grpc"
-        client_py = str(ROOT / "bench/_latency_client.py")
+        token.write_text(service_account_token(admin, pod.NS, "greeter-direct-client"))
+        target = f"kubernetes:///greeter.{pod.NS}:grpc"
+        client_py = str(pod.ROOT / "bench/_latency_client.py")
         try:
-            procs.append(start(
-                [sys.executable, "-m", "kuberesolver.projector", f"--namespace={NS}",
-                 "--configmap=greeter", f"--dir={root / f'greeter.{NS}'}"],
-                work / "projector.log", {"KUBECONFIG": str(projector_kc)},
-            ))  # fmt: skip
-            until(
-                (root / f"greeter.{NS}/endpoints.json").exists,
-                timeout_s=60,
-                message="the projected snapshot",
-            )
-            procs.append(start(
+            root = pod.start_projector(cp, admin, procs)
+            procs.append(pod.start(
                 [sys.executable, client_py, "--mode=file", f"--target={target}",
                  "--id=file_path", f"--dir={root}"],
                 work / "file-client.log",
             ))  # fmt: skip
-            procs.append(start(
+            procs.append(pod.start(
                 [sys.executable, client_py, "--mode=xds", f"--target={xds_target}",
                  "--id=grpcio_xds"],
                 work / "grpcio-xds.log", {"GRPC_XDS_BOOTSTRAP": str(bootstrap)},
             ))  # fmt: skip
-            procs.append(start(
+            procs.append(pod.start(
                 [sys.executable, client_py, "--mode=xds", f"--target={xds_target}",
                  "--id=grpcio_xds_slices_only"],
                 work / "grpcio-xds-slices.log", {"GRPC_XDS_BOOTSTRAP": str(bootstrap_slices)},
             ))  # fmt: skip
-            procs.append(start(
-                [str(go_binary), f"--server={cp.server}", f"--ca={cp.ca.cert_path}",
-                 f"--token-file={token}", f"--target={target}", "--id=go_kuberesolver"],
-                work / "go.log",
-            ))  # fmt: skip
+            procs.append(pod.start_go_kuberesolver(cp, token, target))
             go_xds = GoXdsCaller(go_xds_binary, xds_target, bootstrap, work / "grpc-go-xds.log")
-            for who in CLIENTS:
-                until(
-                    lambda w=who: backends.reached(w, ips[0]) is not None,
-                    timeout_s=60,
-                    message=f"{who} to reach the base pod",
-                )
-
-            for r in range(1, args.rounds + 1):
-                ip, name = ips[r], f"greeter-{r}"
-                create_pod(admin, NS, name, ip, "node-bench", {"app": "greeter"}, ready=False)
-                until(
-                    lambda ip=ip: slice_has(admin, ip, False),
-                    timeout_s=60,
-                    message=f"{name} listed not ready",
-                )
-                t0 = time.monotonic()
-                set_pod_status(admin, NS, name, ip=ip, ready=True)
-                until(
-                    lambda ip=ip: all(backends.reached(w, ip) is not None for w in CLIENTS),
-                    timeout_s=60,
-                    message=f"every client to reach {name}",
-                )
-                for who in CLIENTS:
-                    samples[who].append((backends.reached(who, ip) or t0) - t0)
-                core.delete_namespaced_pod(name, NS, grace_period_seconds=0)
-                until(
-                    lambda ip=ip: not slice_has(admin, ip, None),
-                    timeout_s=60,
-                    message=f"{name} gone",
-                )
-                print(
-                    f"round {r}: "
-                    + ", ".join(f"{w} {samples[w][-1] * 1000:.0f} ms" for w in CLIENTS),
-                    file=sys.stderr,
-                )
+            backends.wait_reached(CLIENTS, ips[0], "the base pod")
+            samples = pod.run_rounds(admin, backends, ips, CLIENTS, args.rounds)
         finally:
             if go_xds is not None:
                 go_xds.stop()
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            pod.stop(procs)
             op.stop()
             op_slices.stop()
             backends.server.stop(None)
 
-    result: dict[str, Any] = {"rounds": args.rounds}
-    for who in CLIENTS:
-        ms = [s * 1000 for s in samples[who]]
-        result[who] = {
-            "p50_ms": round(percentile(ms, 50), 1),
-            "p99_ms": round(percentile(ms, 99), 1),
-        }
+    result: dict[str, Any] = {"rounds": args.rounds, **pod.latencies(samples)}
     go = result[BASELINE]
     result["ratios"] = {
         f"{who}_{p}": round(result[who][f"{p}_ms"] / max(go[f"{p}_ms"], 0.1), 3)

@@ -7,11 +7,10 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from testenv.gobuild import cached_go_binary
 
 __all__ = ["grpc_go_version", "xds_client"]
 
@@ -29,22 +28,8 @@ def grpc_go_version() -> str:
 
 def xds_client() -> Path:
     """The client binary; built when missing (about a minute warm, longer cold)."""
-    cache = Path(
-        os.environ.get("KUBERESOLVER_TESTENV_CACHE", Path.home() / ".cache/kuberesolver-testenv")
-    )
-    binary = cache / f"grpc-go-xds-{grpc_go_version()}" / "grpc-go-xds"
-    if not binary.is_file():
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        print(f"building {binary} (grpc-go {grpc_go_version()})", file=sys.stderr)
-        partial = binary.with_name(".grpc-go-xds.partial")
-        subprocess.run(
-            ["nice", "-n", "10", "go", "build", "-trimpath", "-o", str(partial), "."],
-            cwd=MODULE,
-            check=True,
-            env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"},
-        )
-        partial.replace(binary)
-    return binary
+    version = grpc_go_version()
+    return cached_go_binary(MODULE, f"grpc-go-xds-{version}", "grpc-go-xds", f"grpc-go {version}")
 
 
 if __name__ == "__main__":

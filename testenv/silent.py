@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from types import TracebackType
+from collections.abc import Iterator
 
 
 class SilentServer:
@@ -47,13 +47,7 @@ class SilentServer:
 
     def _read(self, conn: socket.socket) -> None:
         seen = b""
-        while True:
-            try:
-                chunk = conn.recv(65536)
-            except OSError:
-                return
-            if not chunk:
-                return
+        for chunk in _received(conn):
             seen = (seen + chunk)[-65536:]
             lines = seen.count(b" HTTP/1.1\r\n")
             if lines:
@@ -75,13 +69,20 @@ class SilentServer:
     def __enter__(self) -> SilentServer:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _received(conn: socket.socket) -> Iterator[bytes]:
+    """What ``conn`` sends, chunk by chunk, until it closes or fails."""
+    while True:
+        try:
+            chunk = conn.recv(65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        yield chunk
 
 
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -111,13 +112,7 @@ class StalledHttp2Server(SilentServer):
     def _read(self, conn: socket.socket) -> None:
         buffer = b""
         greeted = False
-        while True:
-            try:
-                chunk = conn.recv(65536)
-            except OSError:
-                return
-            if not chunk:
-                return
+        for chunk in _received(conn):
             buffer += chunk
             if not greeted:
                 if len(buffer) < len(_PREFACE):

@@ -165,14 +165,19 @@ class _MultiCallable:
             named["timeout"] = configured if own is None else min(own, configured)
         return first, named
 
-    def _refusal(self, named: dict[str, Any]) -> str | None:
+    def _prepared(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, dict[str, Any], Exception | None]:
+        """:meth:`_arguments`, and the error that refuses the call (``None``: it goes ahead)."""
+        first, named = self._arguments(args, kwargs)
         missing = self._rules.missing
         if missing is None or named.get("wait_for_ready"):
-            return None
-        return (
+            return first, named, None
+        details = (
             f"{missing}; the channel follows it once it appears "
             "(calls with wait_for_ready=True wait for it)"
         )
+        return first, named, self._refuse(details)
 
     def _refuse(self, details: str) -> Exception:
         if self._aio:
@@ -183,27 +188,23 @@ class _MultiCallable:
         return SnapshotMissing(details)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        first, named = self._arguments(args, kwargs)
-        details = self._refusal(named)
-        if details is not None:
-            refusal = self._refuse(details)
+        first, named, refusal = self._prepared(args, kwargs)
+        if refusal is not None:
             if self._streams and not self._aio:
                 return refusal
             raise refusal
         return self._inner(first, **named)
 
     def with_call(self, *args: Any, **kwargs: Any) -> Any:
-        first, named = self._arguments(args, kwargs)
-        details = self._refusal(named)
-        if details is not None:
-            raise self._refuse(details)
+        first, named, refusal = self._prepared(args, kwargs)
+        if refusal is not None:
+            raise refusal
         return self._inner.with_call(first, **named)
 
     def future(self, *args: Any, **kwargs: Any) -> Any:
-        first, named = self._arguments(args, kwargs)
-        details = self._refusal(named)
-        if details is not None:
-            return self._refuse(details)
+        first, named, refusal = self._prepared(args, kwargs)
+        if refusal is not None:
+            return refusal
         return self._inner.future(first, **named)
 
     def __getattr__(self, name: str) -> Any:

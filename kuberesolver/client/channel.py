@@ -67,12 +67,12 @@ from kuberesolver.core.service_config import method_rules
 from kuberesolver.core.snapshot import ENDPOINTS_KEY, Snapshot, load
 from kuberesolver.xds.ads_inprocess import AdsServer
 from kuberesolver.xds.bootstrap_inprocess import install_bootstrap
-from kuberesolver.xds.channel_resources import (
+from kuberesolver.xds.channel_resources import ChannelSpec
+from kuberesolver.xds.resources import (
     AUTHORITY,
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
     LISTENER_TYPE,
-    ChannelSpec,
     build_resources,
     cluster_name,
     endpoints_name,

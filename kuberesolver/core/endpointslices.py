@@ -107,17 +107,22 @@ class ServicePort:
     protocol: str = "TCP"
 
 
-def service_view(body: Mapping[str, Any]) -> ServiceView:
-    meta = body.get("metadata") or {}
-    spec = body.get("spec") or {}
-    ports: list[PortView] = [
+def _port_views(ports: Any) -> list[PortView]:
+    """A Service's or a slice's ``ports``, with the API's defaults filled in."""
+    return [
         {
             "name": p.get("name") or "",
             "port": int(p.get("port") or 0),
             "protocol": p.get("protocol") or "TCP",
         }
-        for p in spec.get("ports") or []
+        for p in ports or []
     ]
+
+
+def service_view(body: Mapping[str, Any]) -> ServiceView:
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    ports = _port_views(spec.get("ports"))
     view: ServiceView = {
         "namespace": meta.get("namespace") or "",
         "name": meta.get("name") or "",
@@ -135,14 +140,7 @@ def service_view(body: Mapping[str, Any]) -> ServiceView:
 
 def slice_view(body: Mapping[str, Any]) -> SliceView:
     meta = body.get("metadata") or {}
-    ports: list[PortView] = [
-        {
-            "name": p.get("name") or "",
-            "port": int(p.get("port") or 0),
-            "protocol": p.get("protocol") or "TCP",
-        }
-        for p in body.get("ports") or []
-    ]
+    ports = _port_views(body.get("ports"))
     endpoints: list[EndpointView] = []
     append = endpoints.append
     for ep in body.get("endpoints") or ():  # the hot loop of every slice event: kept lean

@@ -58,14 +58,14 @@ class ApiError(RuntimeError):
         self.path = path
 
 
-def json_object(data: bytes | str, what: str) -> Mapping[str, Any]:
-    """``data`` read as one JSON object; ``OSError`` (naming ``what``) for anything else."""
+def json_object(body: bytes | str, path: str) -> dict[str, Any]:
+    """The body of ``GET path`` as a JSON object; ``OSError`` (a broken answer) otherwise."""
     try:
-        doc = json.loads(data)
+        doc = json.loads(body)
     except ValueError as exc:
-        raise OSError(f"{what}: not JSON ({exc})") from exc
+        raise OSError(f"GET {path}: not JSON ({exc})") from exc
     if not isinstance(doc, dict):
-        raise OSError(f"{what}: not a JSON object")
+        raise OSError(f"GET {path}: not a JSON object")
     return doc
 
 

@@ -48,7 +48,7 @@ class HttpApi:
         self._lock = threading.Lock()
 
     def get_json(self, path: str, params: Mapping[str, str]) -> Mapping[str, Any]:
-        return json_object(self._send(path, params, self.timeout_s, stream=False), f"GET {path}")
+        return json_object(self._send(path, params, self.timeout_s, stream=False), path)
 
     def stream(self, path: str, params: Mapping[str, str], read_timeout_s: float) -> _Stream:
         response = self._send(path, params, read_timeout_s, stream=True)

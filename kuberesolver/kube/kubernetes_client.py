@@ -232,7 +232,7 @@ class KubernetesClient:
             data = response.data
         finally:
             response.release_conn()
-        return json_object(data, f"GET {path}")
+        return json_object(data, path)
 
     def _call(self, path: str, call: Callable[[], T]) -> T:
         """Run ``call``; a 401 re-reads the token and tries once more; errors become ApiError."""

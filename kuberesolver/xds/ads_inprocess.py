@@ -1,7 +1,7 @@
 """A tiny state-of-the-world ADS server that feeds grpc's own xDS client, in process.
 
 It listens on a private unix socket (a 0700 temporary directory) and serves the
-resources :mod:`kuberesolver.xds.channel_resources` builds. grpc (since 1.62) keeps
+resources :mod:`kuberesolver.xds.resources` builds. grpc (since 1.62) keeps
 one xDS client per channel target, so there is one ADS stream per distinct
 kuberesolver target (channel spec) in use; each costs two threads here.
 
@@ -38,7 +38,7 @@ from google.protobuf import any_pb2  # type: ignore[import-untyped]
 from google.protobuf.message import Message  # type: ignore[import-untyped]
 
 from kuberesolver.xds.ads_core import AdsStream
-from kuberesolver.xds.channel_resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
+from kuberesolver.xds.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE
 
 __all__ = ["AdsServer"]
 

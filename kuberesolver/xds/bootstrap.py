@@ -33,6 +33,9 @@ from typing import Any, Final
 
 __all__ = [
     "DEFAULT_AUTHORITY",
+    "ENV_CALL_CREDS",
+    "ENV_CONFIG",
+    "ENV_FILE",
     "LISTENER_TEMPLATE",
     "authority_entry",
     "build_bootstrap",
@@ -43,6 +46,13 @@ __all__ = [
 DEFAULT_AUTHORITY: Final = "xds.kuberesolver.io"
 """The operator's authority (its one definition): unlike the in-process ``kuberesolver``,
 a domain name of ours."""
+
+ENV_FILE: Final = "GRPC_XDS_BOOTSTRAP"
+"""grpc's variable naming a bootstrap file; it wins over :data:`ENV_CONFIG`."""
+ENV_CONFIG: Final = "GRPC_XDS_BOOTSTRAP_CONFIG"
+"""grpc's variable holding a bootstrap inline (JSON)."""
+ENV_CALL_CREDS: Final = "GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS"
+"""``true``: grpc reads the bootstrap's ``call_creds`` (gRFC A97)."""
 
 LISTENER_TEMPLATE: Final = "xdstp://{authority}/envoy.config.listener.v3.Listener/%s"
 """A47's listener name template; ``%s`` is the target's path (``<name>.<namespace>``)."""

@@ -29,25 +29,29 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any, Final
 
-from kuberesolver.xds.bootstrap import authority_entry, build_bootstrap, xds_server
-from kuberesolver.xds.channel_resources import AUTHORITY
+from kuberesolver.xds.bootstrap import (
+    ENV_CONFIG,
+    ENV_FILE,
+    authority_entry,
+    build_bootstrap,
+    xds_server,
+)
+from kuberesolver.xds.resources import AUTHORITY
 from kuberesolver.xds.serving import SERVER_LISTENER_TEMPLATE
 
 __all__ = [
-    "ENV_CONFIG",
-    "ENV_FILE",
     "add_authority",
     "install_bootstrap",
     "merge_bootstrap",
     "own_bootstrap",
+    "read_bootstrap",
 ]
 
 log = logging.getLogger("kuberesolver.xds")
 
-ENV_FILE: Final = "GRPC_XDS_BOOTSTRAP"
-ENV_CONFIG: Final = "GRPC_XDS_BOOTSTRAP_CONFIG"
 _MARK: Final = "kuberesolver"
 _MARKER_KEY: Final = "kuberesolver_installed"
 
@@ -90,22 +94,31 @@ def _base_of(bootstrap: dict[str, Any]) -> dict[str, Any] | None:
     return dict(base) if isinstance(base, dict) else None
 
 
-def _current() -> dict[str, Any] | None:
-    path = os.environ.get(ENV_FILE)
+def read_bootstrap(env: Mapping[str, str]) -> tuple[str, Any]:
+    """The bootstrap grpc would read from ``env``, and where it came from (``("", None)``: none).
+
+    The file named by ``GRPC_XDS_BOOTSTRAP`` wins over ``GRPC_XDS_BOOTSTRAP_CONFIG``, as in grpc.
+    ``ValueError`` for a file that cannot be read or for JSON that does not parse.
+    """
+    path = env.get(ENV_FILE, "")
     if path:
         try:
             with open(path, encoding="utf-8") as f:
-                loaded = json.load(f)
+                return f"{ENV_FILE}={path}", json.load(f)
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot read the xDS bootstrap {ENV_FILE}={path}: {exc}") from exc
-        return _base_of(dict(loaded))
-    text = os.environ.get(ENV_CONFIG)
-    if text:
-        try:
-            return _base_of(dict(json.loads(text)))
-        except ValueError as exc:
-            raise ValueError(f"{ENV_CONFIG} is not valid JSON: {exc}") from exc
-    return None
+    text = env.get(ENV_CONFIG, "")
+    if not text:
+        return "", None
+    try:
+        return ENV_CONFIG, json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{ENV_CONFIG} is not valid JSON: {exc}") from exc
+
+
+def _current() -> dict[str, Any] | None:
+    raw = _raw_current()
+    return None if raw is None else _base_of(raw)
 
 
 def install_bootstrap(uri: str) -> dict[str, Any]:
@@ -158,17 +171,5 @@ def add_authority(name: str, entry: dict[str, Any]) -> dict[str, Any]:
 
 def _raw_current() -> dict[str, Any] | None:
     """The bootstrap grpc would read now, as it is (``_current`` gives its base)."""
-    path = os.environ.get(ENV_FILE)
-    if path:
-        try:
-            with open(path, encoding="utf-8") as f:
-                return dict(json.load(f))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read the xDS bootstrap {ENV_FILE}={path}: {exc}") from exc
-    text = os.environ.get(ENV_CONFIG)
-    if text:
-        try:
-            return dict(json.loads(text))
-        except ValueError as exc:
-            raise ValueError(f"{ENV_CONFIG} is not valid JSON: {exc}") from exc
-    return None
+    _, loaded = read_bootstrap(os.environ)
+    return None if loaded is None else dict(loaded)

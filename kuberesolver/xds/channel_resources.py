@@ -1,70 +1,19 @@
-"""The client's side of the xDS resources: its channel spec, and the shared builders.
+"""The client's side of the xDS resources: its channel spec.
 
 The builders live in :mod:`kuberesolver.xds.resources`, shared with the
-operator-side xDS server; they are re-exported here for the client's modules.
-A :class:`ChannelSpec` names its resources after everything that tells two
-channels apart, under the authority ``kuberesolver`` of the in-process server.
+operator-side xDS server. A :class:`ChannelSpec` names its resources after
+everything that tells two channels apart, under the authority ``kuberesolver``
+of the in-process server.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kuberesolver.core.policies import (
-    DEFAULT_MAX_ATTEMPTS,
-    LB_POLICIES,
-    PICK_FIRST,
-    ROUND_ROBIN,
-    WEIGHTED_ROUND_ROBIN,
-    normalize_policy,
-    policy_from_service_config,
-)
-from kuberesolver.xds.resources import (
-    AUTHORITY,
-    CLUSTER_IP_LOCALITY,
-    CLUSTER_TYPE,
-    ENDPOINT_TYPE,
-    LISTENER_TYPE,
-    build_cluster,
-    build_endpoints,
-    build_listener,
-    build_outlier_detection,
-    build_resources,
-    build_routes,
-    cluster_name,
-    effective_policy,
-    endpoints_name,
-    health_of,
-    listener_name,
-    unapplied_service_config_keys,
-)
+from kuberesolver.core.policies import DEFAULT_MAX_ATTEMPTS
+from kuberesolver.xds.resources import AUTHORITY
 
-__all__ = [
-    "AUTHORITY",
-    "CLUSTER_IP_LOCALITY",
-    "CLUSTER_TYPE",
-    "ENDPOINT_TYPE",
-    "LB_POLICIES",
-    "LISTENER_TYPE",
-    "PICK_FIRST",
-    "ROUND_ROBIN",
-    "WEIGHTED_ROUND_ROBIN",
-    "ChannelSpec",
-    "build_cluster",
-    "build_endpoints",
-    "build_listener",
-    "build_outlier_detection",
-    "build_resources",
-    "build_routes",
-    "cluster_name",
-    "effective_policy",
-    "endpoints_name",
-    "health_of",
-    "listener_name",
-    "normalize_policy",
-    "policy_from_service_config",
-    "unapplied_service_config_keys",
-]
+__all__ = ["ChannelSpec"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +24,13 @@ class ChannelSpec:
     namespace: str
     port: str
     lb_policy: str = ""
-    """A policy of :data:`LB_POLICIES`, or ``""``: the snapshot's (else round_robin)."""
+    """A policy of ``core.policies.LB_POLICIES``, or ``""``: the snapshot's (else round_robin)."""
     zone: str | None = None
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     source: str = ""
     """Tells apart the same target followed from different directories."""
     cluster_ip_fallback: bool = True
-    """Serve the snapshot's ClusterIPs as the lowest priority (see :func:`build_endpoints`)."""
+    """Serve the snapshot's ClusterIPs as the lowest priority (``build_endpoints``)."""
     method_timeouts: bool = False
     """Serve ``methodConfig`` timeouts as ``max_stream_duration``. Off for grpcio, which
     ends such calls 1-2 s early (grpc/grpc#34547, still in 1.85); the same for

@@ -33,7 +33,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf import any_pb2, wrappers_pb2  # type: ignore[import-untyped]
 from google.protobuf.message import Message  # type: ignore[import-untyped]
 
-from kuberesolver.xds.channel_resources import AUTHORITY
+from kuberesolver.xds.resources import AUTHORITY
 
 __all__ = [
     "SERVER_LISTENER_TEMPLATE",

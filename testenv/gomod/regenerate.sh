@@ -7,8 +7,21 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../versions.env"
 staging_version=v0.${KUBERNETES_VERSION#v1.}
 
-modfile=$(cd "$here" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+# The go.mod of k8s.io/kubernetes at version $1, from the module cache.
+kubernetes_modfile() {
+  (cd "$here" && go mod download -json "k8s.io/kubernetes@$1" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+}
+
+# The replace block: every ./staging module of go.mod $1 at its staging version $2.
+staging_replaces() {
+  echo "replace ("
+  grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$1" |
+    awk -v v="$2" '{print "\t" $1 " => " $1 " " v}'
+  echo ")"
+}
+
+modfile=$(kubernetes_modfile "$KUBERNETES_VERSION")
 
 cd "$here/kubernetes"
 {
@@ -27,10 +40,7 @@ cd "$here/kubernetes"
   echo "	k8s.io/kubernetes/cmd/kubelet"
   echo ")"
   echo
-  echo "replace ("
-  grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$modfile" |
-    awk -v v="$staging_version" '{print "\t" $1 " => " $1 " " v}'
-  echo ")"
+  staging_replaces "$modfile" "$staging_version"
 } > go.mod
 rm -f go.sum
 go mod tidy
@@ -58,8 +68,7 @@ go mod tidy
 # released with. That Go predates the go.mod "tool" directive, so tools.go (build
 # tag "tools", never compiled) keeps the commands' packages required.
 oldest_staging=v0.${KUBERNETES_OLDEST_VERSION#v1.}
-oldest_modfile=$(cd "$here" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_OLDEST_VERSION" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+oldest_modfile=$(kubernetes_modfile "$KUBERNETES_OLDEST_VERSION")
 cd "$here/kubernetes-oldest"
 {
   echo "// Wrapper module: the oldest supported kube-apiserver, kube-controller-manager and"
@@ -70,10 +79,7 @@ cd "$here/kubernetes-oldest"
   echo
   echo "require k8s.io/kubernetes $KUBERNETES_OLDEST_VERSION"
   echo
-  echo "replace ("
-  grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$oldest_modfile" |
-    awk -v v="$oldest_staging" '{print "\t" $1 " => " $1 " " v}'
-  echo ")"
+  staging_replaces "$oldest_modfile" "$oldest_staging"
 } > go.mod
 rm -f go.sum
 GOTOOLCHAIN=$KUBERNETES_OLDEST_GO go mod tidy

@@ -153,6 +153,7 @@ def everything_on(user: UserShell, fresh_admin: client.ApiClient) -> str:
 
 def test_every_feature_runs_under_the_charts_rbac(
     everything_on: str,
+    shop: str,
     fresh_control_plane: ControlPlane,
     fresh_admin: client.ApiClient,
     tmp_path: Path,
@@ -165,29 +166,7 @@ def test_every_feature_runs_under_the_charts_rbac(
     assert env["KUBERESOLVER_XDS_POD_READINESS"] == "true"
     assert env["KUBERESOLVER_XDS_AUTH"] == "token"
     with OperatorProcess(kubeconfig, env=env, name="chart-live") as op:
-        core.create_namespace({"metadata": {"name": "shop"}})
-        core.create_namespaced_service("shop", {
-            "metadata": {"name": "cart"},
-            "spec": {"selector": {"app": "cart"},
-                     "ports": [{"name": "grpc", "port": 50051, "targetPort": "grpc"}]},
-        })  # fmt: skip
-        run_pod(fresh_admin, "shop", "cart-1", pod_ip(71), {"app": "cart"})
-        apply_object(fresh_admin, {
-            "apiVersion": "kuberesolver.io/v1alpha1", "kind": "GrpcTarget",
-            "metadata": {"name": "cart", "namespace": "shop"},
-            "spec": {"service": "cart", "port": "grpc"},
-        })  # fmt: skip
-
-        def published() -> bool:  # get Service, list slices, get/create ConfigMap, patch status
-            cm = core.read_namespaced_config_map("cart", "shop")
-            target = client.CustomObjectsApi(fresh_admin).get_namespaced_custom_object(
-                "kuberesolver.io", "v1alpha1", "shop", "grpctargets", "cart"
-            )
-            return pod_ip(71) in (cm.data or {}).get("endpoints.json", "") and bool(
-                target.get("status", {}).get("observedGeneration")
-            )
-
-        until(published, timeout_s=60, message="the cart ConfigMap and status")
+        publish_target(fresh_admin, "cart")
 
         def certificate_issued() -> bool:  # create/get Secret, get/patch the configuration
             core.read_namespaced_secret(env["KUBERESOLVER_WEBHOOK_SECRET"], NS)
@@ -197,20 +176,7 @@ def test_every_feature_runs_under_the_charts_rbac(
             return all(hook.client_config.ca_bundle for hook in config.webhooks)
 
         until(certificate_issued, timeout_s=60, message="the webhook's Secret and caBundle")
-
-        # TokenReview and SubjectAccessReview, as the xDS server makes them.
-        core.create_namespaced_service_account("shop", {"metadata": {"name": "reader"}})
-        reader = core.create_namespaced_service_account_token(
-            "reader", "shop",
-            {"spec": {"audiences": ["xds.kuberesolver.io"], "expirationSeconds": 600}},
-        ).status.token  # fmt: skip
-        operator_api = api_client(kubeconfig)
-        try:
-            authorizer = KubeAuthorizer(operator_api, {("shop", "cart"): "cart"}.get)
-            assert asyncio.run(authorizer.allowed(reader, ("shop", "cart"))) is False
-            assert authorizer.reviews == 1  # reviewed (refused: no Role lets reader get it)
-        finally:
-            operator_api.close()
+        assert token_reviewed(fresh_admin, kubeconfig)  # as the xDS server makes them
         op.stop()
         refused = [ln for ln in op.log_text().splitlines()
                    if "Forbidden" in ln or " 403" in ln or "forbidden" in ln]  # fmt: skip
@@ -219,23 +185,38 @@ def test_every_feature_runs_under_the_charts_rbac(
     assert all(verdicts.values()), verdicts
 
 
+def publish_target(admin: client.ApiClient, name: str) -> None:
+    """Create the GrpcTarget ``name`` of Service cart in shop, and wait until the operator has
+    published it (get Service, list slices, get/create ConfigMap, patch status)."""
+    apply_object(admin, {
+        "apiVersion": "kuberesolver.io/v1alpha1", "kind": "GrpcTarget",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"service": "cart", "port": "grpc"},
+    })  # fmt: skip
+
+    def published() -> bool:
+        cm = client.CoreV1Api(admin).read_namespaced_config_map(name, "shop")
+        target = client.CustomObjectsApi(admin).get_namespaced_custom_object(
+            "kuberesolver.io", "v1alpha1", "shop", "grpctargets", name
+        )
+        return pod_ip(71) in (cm.data or {}).get("endpoints.json", "") and bool(
+            target.get("status", {}).get("observedGeneration")
+        )
+
+    until(published, timeout_s=60, message=f"the {name} ConfigMap and status")
+
+
 @pytest.fixture(scope="module")
 def shop(everything_on: str, fresh_admin: client.ApiClient) -> str:
-    """Namespace shop with Service cart and its one ready Pod (made by the first test, or
-    here when a test runs alone)."""
+    """Namespace shop with Service cart and its one ready Pod (made once for the module)."""
     core = client.CoreV1Api(fresh_admin)
-    try:
-        core.read_namespaced_pod("cart-1", "shop")
-    except client.ApiException as exc:
-        if exc.status != 404:
-            raise
-        core.create_namespace({"metadata": {"name": "shop"}})
-        core.create_namespaced_service("shop", {
-            "metadata": {"name": "cart"},
-            "spec": {"selector": {"app": "cart"},
-                     "ports": [{"name": "grpc", "port": 50051, "targetPort": "grpc"}]},
-        })  # fmt: skip
-        run_pod(fresh_admin, "shop", "cart-1", pod_ip(71), {"app": "cart"})
+    core.create_namespace({"metadata": {"name": "shop"}})
+    core.create_namespaced_service("shop", {
+        "metadata": {"name": "cart"},
+        "spec": {"selector": {"app": "cart"},
+                 "ports": [{"name": "grpc", "port": 50051, "targetPort": "grpc"}]},
+    })  # fmt: skip
+    run_pod(fresh_admin, "shop", "cart-1", pod_ip(71), {"app": "cart"})
     return "shop"
 
 
@@ -263,25 +244,9 @@ def test_each_feature_alone_runs_under_its_rbac(
     assert env.get("KUBERESOLVER_WATCH_NAMESPACES", "") == ",".join(MODES[mode])
     audit = AuditLog(fresh_control_plane.audit_log)
     audit.mark()
-    custom = client.CustomObjectsApi(fresh_admin)
     name = f"{mode}-{feature}"
     with OperatorProcess(kubeconfig, env=env, name=f"chart-{name}") as op:
-        apply_object(fresh_admin, {
-            "apiVersion": "kuberesolver.io/v1alpha1", "kind": "GrpcTarget",
-            "metadata": {"name": name, "namespace": "shop"},
-            "spec": {"service": "cart", "port": "grpc"},
-        })  # fmt: skip
-
-        def published() -> bool:  # get Service, list slices, create ConfigMap, patch status
-            cm = client.CoreV1Api(fresh_admin).read_namespaced_config_map(name, "shop")
-            target = custom.get_namespaced_custom_object(
-                "kuberesolver.io", "v1alpha1", "shop", "grpctargets", name
-            )
-            return pod_ip(71) in (cm.data or {}).get("endpoints.json", "") and bool(
-                target.get("status", {}).get("observedGeneration")
-            )
-
-        until(published, timeout_s=60, message=f"the {name} ConfigMap and status")
+        publish_target(fresh_admin, name)
         if feature == "webhook":  # get/update Secret, get/patch the configuration
             until(lambda: webhook_tls_kept(audit, fresh_admin, env), timeout_s=60,
                   message="the webhook's Secret and caBundle")  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,8 @@ from grpc_health.v1 import health, health_pb2
 
 from kuberesolver import load_report
 from kuberesolver.core.atomic_writer import write_atomic
-from kuberesolver.core.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, TargetRef, encode
+from kuberesolver.core.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, encode
+from tests.snapshots import make_snapshot as make_snapshot  # here for the client and xDS tests
 
 SERVICE = "kr.test.Echo"
 UNARY = f"/{SERVICE}/Unary"
@@ -133,21 +134,6 @@ def _authority(context: grpc.ServicerContext) -> str:
     """The call's ``:authority`` (grpc Python keeps it off invocation_metadata)."""
     host = context._rpc_event.call_details.host  # type: ignore[attr-defined]
     return host.decode() if isinstance(host, bytes) else str(host)
-
-
-def make_snapshot(
-    endpoints: Iterable[Endpoint],
-    *,
-    revision: int = 1,
-    service: str = "greeter",
-    namespace: str = "ns",
-    port: str | int = "grpc",
-    port_number: int = 50051,
-    port_name: str = "grpc",
-    service_config: dict[str, Any] | None = None,
-) -> Snapshot:
-    target = TargetRef(service, namespace, port, port_name, port_number)
-    return Snapshot(target, revision, tuple(endpoints), service_config or {})
 
 
 def publish(directory: Path, snapshot: Snapshot) -> bool:

@@ -4,26 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kuberesolver.client.channel import registry
 from tests.client._support import Backend
+from tests.factories import stopped_after
 
 
 @pytest.fixture
 def backends() -> Iterator[Callable[..., Backend]]:
-    """A factory of real grpc servers; all are stopped after the test."""
-    started: list[Backend] = []
+    """A factory of real grpc servers (host 127.0.0.1 unless given); all are stopped after."""
+    yield from stopped_after(_backend, Backend.stop)
 
-    def make(host: str = "127.0.0.1", name: str | None = None, **kw: object) -> Backend:
-        b = Backend(host, name, **kw)  # type: ignore[arg-type]
-        started.append(b)
-        return b
 
-    yield make
-    for b in started:
-        b.stop()
+def _backend(host: str = "127.0.0.1", name: str | None = None, **kw: Any) -> Backend:
+    return Backend(host, name, **kw)
 
 
 @pytest.fixture

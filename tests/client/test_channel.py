@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections import Counter
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,23 @@ def _open(root: Path, **kw: Any) -> grpc.Channel:
     return kuberesolver.insecure_channel(TARGET, snapshot_dir=root, **kw)
 
 
+@pytest.fixture
+def a(backends: Backends, snapdir: Path) -> _support.Backend:
+    """Backend a on 127.0.0.2, the one endpoint of the published snapshot."""
+    backend = backends("127.0.0.2", "a")
+    publish(snapdir, make_snapshot([backend.endpoint()]))
+    return backend
+
+
+def names_called(root: Path, n: int, **kw: Any) -> Counter[str]:
+    """The backends that answered ``n`` calls on a channel to TARGET opened with ``kw``."""
+    with _open(root, **kw) as ch:
+        return call_names(ch.unary_unary(UNARY), n, timeout=5)
+
+
 def test_returns_a_real_grpc_channel_and_works_with_generated_stubs(
-    backends: Backends, root: Path, snapdir: Path
+    a: _support.Backend, root: Path
 ) -> None:
-    a = backends("127.0.0.2")
-    publish(snapdir, make_snapshot([a.endpoint()]))
     with _open(root) as ch:
         assert isinstance(ch, grpc.Channel)
         stub = health_pb2_grpc.HealthStub(ch)
@@ -46,11 +59,7 @@ def test_returns_a_real_grpc_channel_and_works_with_generated_stubs(
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_four_call_shapes_metadata_and_compression(
-    backends: Backends, root: Path, snapdir: Path
-) -> None:
-    a = backends("127.0.0.2", "a")
-    publish(snapdir, make_snapshot([a.endpoint()]))
+def test_four_call_shapes_metadata_and_compression(a: _support.Backend, root: Path) -> None:
     with _open(root, compression=grpc.Compression.Gzip) as ch:
         unary = ch.unary_unary(UNARY)
         reply, call = unary.with_call(
@@ -81,9 +90,7 @@ def test_deadline_exceeded(backends: Backends, root: Path, snapdir: Path) -> Non
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-def test_intercept_channel(backends: Backends, root: Path, snapdir: Path) -> None:
-    a = backends("127.0.0.2", "a")
-    publish(snapdir, make_snapshot([a.endpoint()]))
+def test_intercept_channel(a: _support.Backend, root: Path) -> None:
     seen: list[str] = []
 
     class AddHeader(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
@@ -99,10 +106,8 @@ def test_intercept_channel(backends: Backends, root: Path, snapdir: Path) -> Non
 
 
 def test_close_is_idempotent_and_releases_the_watch(
-    backends: Backends, root: Path, snapdir: Path
+    a: _support.Backend, root: Path, snapdir: Path
 ) -> None:
-    a = backends("127.0.0.2")
-    publish(snapdir, make_snapshot([a.endpoint()]))
     ch = _open(root)
     assert snapdir in registry().watched()
     ch.unary_unary(UNARY)(b"", timeout=5)
@@ -113,9 +118,7 @@ def test_close_is_idempotent_and_releases_the_watch(
         ch.unary_unary(UNARY)(b"", timeout=5)
 
 
-def test_channels_share_one_watch(backends: Backends, root: Path, snapdir: Path) -> None:
-    a = backends("127.0.0.2")
-    publish(snapdir, make_snapshot([a.endpoint()]))
+def test_channels_share_one_watch(a: _support.Backend, root: Path, snapdir: Path) -> None:
     with _open(root) as one, _open(root) as two:
         assert registry().watched() == [snapdir]
         assert one.unary_unary(UNARY)(b"", timeout=5)
@@ -125,11 +128,7 @@ def test_channels_share_one_watch(backends: Backends, root: Path, snapdir: Path)
         assert two.unary_unary(UNARY)(b"", timeout=5)
 
 
-def test_lifecycle_threads_and_xds_server_stop(
-    backends: Backends, root: Path, snapdir: Path
-) -> None:
-    a = backends("127.0.0.2")
-    publish(snapdir, make_snapshot([a.endpoint()]))
+def test_lifecycle_threads_and_xds_server_stop(a: _support.Backend, root: Path) -> None:
     with _open(root) as ch:
         ch.unary_unary(UNARY)(b"", timeout=5)
         ads = registry().ads
@@ -211,8 +210,7 @@ def test_not_ready_and_terminating_endpoints_get_no_traffic(
     a, b, c = (backends(f"127.0.0.{i}", f"b{i}") for i in (2, 3, 4))
     endpoints = [a.endpoint(), b.endpoint(ready=False), c.endpoint(ready=False, terminating=True)]
     publish(snapdir, make_snapshot(endpoints))
-    with _open(root) as ch:
-        assert call_names(ch.unary_unary(UNARY), 10, timeout=5) == {"b2": 10}
+    assert names_called(root, 10) == {"b2": 10}
 
 
 def test_wait_for_ready_waits_for_endpoints(backends: Backends, root: Path, snapdir: Path) -> None:
@@ -234,8 +232,7 @@ def test_endpoint_whose_connection_fails_is_skipped(
     dead_endpoint = dead.endpoint()
     dead.stop()
     publish(snapdir, make_snapshot([a.endpoint(), dead_endpoint]))
-    with _open(root) as ch:
-        assert call_names(ch.unary_unary(UNARY), 20, timeout=5) == {"a": 20}
+    assert names_called(root, 20) == {"a": 20}
 
 
 def test_unavailable_is_retried_on_another_endpoint(
@@ -244,8 +241,7 @@ def test_unavailable_is_retried_on_another_endpoint(
     good, bad = backends("127.0.0.2", "good"), backends("127.0.0.3", "bad")
     bad.fail_with = grpc.StatusCode.UNAVAILABLE
     publish(snapdir, make_snapshot([good.endpoint(), bad.endpoint()]))
-    with _open(root) as ch:
-        assert call_names(ch.unary_unary(UNARY), 20, timeout=5) == {"good": 20}
+    assert names_called(root, 20) == {"good": 20}
     assert bad.calls > 0
 
 
@@ -285,8 +281,7 @@ def test_zone_from_environment(
     a, b = backends("127.0.0.2", "zone-a"), backends("127.0.0.3", "zone-b")
     publish(snapdir, make_snapshot([a.endpoint(zone="a"), b.endpoint(zone="b")]))
     monkeypatch.setenv("KUBERESOLVER_ZONE", "a")
-    with _open(root) as ch:
-        assert call_names(ch.unary_unary(UNARY), 10, timeout=5) == {"zone-a": 10}
+    assert names_called(root, 10) == {"zone-a": 10}
 
 
 def test_pick_first_from_the_snapshot_service_config(
@@ -295,10 +290,8 @@ def test_pick_first_from_the_snapshot_service_config(
     a, b = backends("127.0.0.2", "a"), backends("127.0.0.3", "b")
     config = {"loadBalancingConfig": [{"pick_first": {}}]}
     publish(snapdir, make_snapshot([a.endpoint(), b.endpoint()], service_config=config))
-    with _open(root) as ch:
-        assert len(call_names(ch.unary_unary(UNARY), 10, timeout=5)) == 1
-    with _open(root, lb_policy="round_robin") as ch:  # the argument wins
-        assert len(call_names(ch.unary_unary(UNARY), 10, timeout=5)) == 2
+    assert len(names_called(root, 10)) == 1
+    assert len(names_called(root, 10, lb_policy="round_robin")) == 2  # the argument wins
 
 
 def test_weighted_round_robin_follows_orca_load_reports(
@@ -317,19 +310,13 @@ def test_weighted_round_robin_follows_orca_load_reports(
         until(skewed, timeout_s=30, interval_s=0.1)
 
 
-def test_server_name_overrides_the_authority(backends: Backends, root: Path, snapdir: Path) -> None:
-    a = backends("127.0.0.2")
-    publish(snapdir, make_snapshot([a.endpoint()]))
+def test_server_name_overrides_the_authority(a: _support.Backend, root: Path) -> None:
     with _open(root, server_name="greeter.example") as ch:
         ch.unary_unary(UNARY)(b"", timeout=5)
     assert a.authorities == {"greeter.example": 1}
 
 
-def test_authority_is_a_deprecated_alias_of_server_name(
-    backends: Backends, root: Path, snapdir: Path
-) -> None:
-    a = backends("127.0.0.2")
-    publish(snapdir, make_snapshot([a.endpoint()]))
+def test_authority_is_a_deprecated_alias_of_server_name(a: _support.Backend, root: Path) -> None:
     with (
         pytest.warns(DeprecationWarning, match="server_name"),
         _open(root, authority="old.example") as ch,
@@ -382,7 +369,7 @@ def test_unapplied_service_config_is_logged(
     assert "loadBalancingConfig" not in caplog.text
 
 
-def _established_to(backend: _support.Backend) -> int:
+def _established_to(backend: _support._support.Backend) -> int:
     """Open connections to ``backend``, by address AND port.
 
     In a whole-suite run this process shares its network namespace with the
@@ -423,9 +410,7 @@ def test_removed_endpoint_connection_closes_after_its_calls(
         assert _established_to(b) == 1
 
 
-def test_custom_scheme_end_to_end(backends: Backends, root: Path, snapdir: Path) -> None:
-    a = backends("127.0.0.2", "a")
-    publish(snapdir, make_snapshot([a.endpoint()]))
+def test_custom_scheme_end_to_end(a: _support.Backend, root: Path) -> None:
     kuberesolver.register_scheme("k8s-e2e")
     with kuberesolver.insecure_channel("k8s-e2e://ns/greeter:grpc", snapshot_dir=root) as ch:
         assert ch.unary_unary(UNARY)(b"", timeout=5) == b"a||0"
@@ -487,10 +472,8 @@ def test_policy_change_in_the_snapshot_applies_to_open_channels(
 
 
 def test_a_channel_collected_without_close_releases_its_watch(
-    backends: Backends, root: Path, snapdir: Path
+    a: _support.Backend, root: Path
 ) -> None:
-    a = backends("127.0.0.2")
-    publish(snapdir, make_snapshot([a.endpoint()]))
     ch = _open(root)
     ch.unary_unary(UNARY)(b"", timeout=5)
     del ch  # never closed

@@ -1,5 +1,5 @@
-"""The ClusterIP fallback, pure parts: the optional snapshot field, the operator's plan and
-the lowest-priority locality the client serves."""
+"""The ClusterIP fallback, pure parts: the optional snapshot field and the lowest-priority
+locality the client serves (the operator's plan: tests/operator/test_operator_plan.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import pytest
 from envoy.config.core.v3 import health_check_pb2 as hc
 
 from kuberesolver.client.settings import resolve
-from kuberesolver.core.endpointslices import service_view, slice_view
 from kuberesolver.core.snapshot import Endpoint, Snapshot, SnapshotError, TargetRef, decode, encode
-from kuberesolver.operator.logic.reconcile import Publish, plan
-from kuberesolver.xds.channel_resources import CLUSTER_IP_LOCALITY, ChannelSpec, build_resources
-from kuberesolver.xds.channel_resources import build_endpoints as build_cla
+from kuberesolver.xds.channel_resources import ChannelSpec
+from kuberesolver.xds.resources import CLUSTER_IP_LOCALITY, build_resources
+from kuberesolver.xds.resources import build_endpoints as build_cla
 
 SPEC = ChannelSpec("greeter", "ns", "grpc")
 REF = TargetRef("greeter", "ns", "grpc", "grpc", 8080)
@@ -60,46 +59,6 @@ def test_bad_cluster_ips_are_refused_with_a_clear_message(value: object, problem
     doc["clusterIPs"] = value
     with pytest.raises(SnapshotError, match=problem):
         decode(json.dumps(doc), "f.json")
-
-
-# -- the operator -----------------------------------------------------------------------------
-
-
-def _service(**spec: Any) -> Any:
-    return service_view(
-        {
-            "metadata": {"name": "greeter", "namespace": "ns"},
-            "spec": {"ports": [{"name": "grpc", "port": 8080, "targetPort": 50051}], **spec},
-        }
-    )
-
-
-SLICES = [
-    slice_view(
-        {
-            "metadata": {"name": "s"},
-            "addressType": "IPv4",
-            "ports": [{"name": "grpc", "port": 50051, "protocol": "TCP"}],
-            "endpoints": [{"addresses": ["10.244.0.1"]}],
-        }
-    )
-]
-
-
-def test_plan_puts_the_cluster_ips_of_the_family_in_the_snapshot() -> None:
-    svc = _service(clusterIP="10.96.0.10", clusterIPs=["10.96.0.10", "fd00:96::10"])
-    the_plan = plan("greeter", "ns", {"service": "greeter", "port": "grpc"}, svc, SLICES, None)
-    assert isinstance(the_plan, Publish)
-    assert the_plan.snapshot.cluster_ips == ("10.96.0.10",)
-    assert decode(encode(the_plan.snapshot)).cluster_ips == ("10.96.0.10",)
-
-
-def test_a_headless_service_has_no_cluster_ips() -> None:
-    svc = _service(clusterIP="None", clusterIPs=["None"])
-    assert "clusterIPs" not in svc
-    the_plan = plan("greeter", "ns", {"service": "greeter"}, svc, SLICES, None)
-    assert isinstance(the_plan, Publish)
-    assert the_plan.snapshot.cluster_ips == ()
 
 
 # -- the client's xDS resources ------------------------------------------------------------------

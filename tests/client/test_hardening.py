@@ -25,7 +25,7 @@ from kuberesolver.client.sources.file import SnapshotWatcher
 from kuberesolver.client.target import parse_target
 from kuberesolver.core.atomic_writer import write_atomic
 from kuberesolver.core.snapshot import ENDPOINTS_KEY, Endpoint, Snapshot, encode
-from kuberesolver.xds.channel_resources import ENDPOINT_TYPE, endpoints_name
+from kuberesolver.xds.resources import ENDPOINT_TYPE, endpoints_name
 from testenv.wait import until
 from tests.client._support import (
     TARGET,

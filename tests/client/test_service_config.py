@@ -23,7 +23,7 @@ import kuberesolver
 import kuberesolver.aio
 from kuberesolver.client.channel import registry
 from kuberesolver.core.service_config import OUTLIER_DEFAULTS, outlier_detection
-from kuberesolver.xds.channel_resources import LISTENER_TYPE, build_listener, listener_name
+from kuberesolver.xds.resources import LISTENER_TYPE, build_listener, listener_name
 from testenv.wait import until
 from tests.client._support import (
     SERVER_STREAM,

@@ -9,17 +9,12 @@ import pytest
 from envoy.config.core.v3 import health_check_pb2 as hc
 
 from kuberesolver.client.settings import resolve
+from kuberesolver.core.policies import normalize_policy, policy_from_service_config
 from kuberesolver.core.snapshot import Endpoint
 from kuberesolver.xds import bootstrap_inprocess as bootstrap
-from kuberesolver.xds.channel_resources import (
-    AUTHORITY,
-    ChannelSpec,
-    build_cluster,
-    build_endpoints,
-    build_listener,
-    normalize_policy,
-    policy_from_service_config,
-)
+from kuberesolver.xds.bootstrap import ENV_CONFIG, ENV_FILE
+from kuberesolver.xds.channel_resources import ChannelSpec
+from kuberesolver.xds.resources import AUTHORITY, build_cluster, build_endpoints, build_listener
 
 SPEC = ChannelSpec("greeter", "ns", "grpc")
 
@@ -165,12 +160,12 @@ def test_bootstrap_names_server_listeners_under_our_authority_unless_the_app_doe
 def test_install_merges_a_bootstrap_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "bootstrap.json"
     path.write_text(json.dumps({"xds_servers": [{"server_uri": "td:443"}], "node": {"id": "app"}}))
-    monkeypatch.setenv(bootstrap.ENV_FILE, str(path))
-    monkeypatch.setenv(bootstrap.ENV_CONFIG, "")
+    monkeypatch.setenv(ENV_FILE, str(path))
+    monkeypatch.setenv(ENV_CONFIG, "")
     installed = bootstrap.install_bootstrap("unix:/tmp/x.sock")
-    assert bootstrap.ENV_FILE not in __import__("os").environ
+    assert ENV_FILE not in __import__("os").environ
     assert installed["node"] == {"id": "app"}
-    assert json.loads(__import__("os").environ[bootstrap.ENV_CONFIG]) == installed
+    assert json.loads(__import__("os").environ[ENV_CONFIG]) == installed
     # installing again (a restarted server) merges into the original, not into ours
     again = bootstrap.install_bootstrap("unix:/tmp/y.sock")
     assert again["authorities"][AUTHORITY]["xds_servers"][0]["server_uri"] == "unix:/tmp/y.sock"
@@ -247,8 +242,8 @@ def test_load_report_trailer() -> None:
 
 def test_inherited_bootstrap_is_rebuilt_not_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """A child process inherits the parent's GRPC_XDS_BOOTSTRAP_CONFIG: rebuild from its base."""
-    monkeypatch.delenv(bootstrap.ENV_FILE, raising=False)
-    monkeypatch.delenv(bootstrap.ENV_CONFIG, raising=False)
+    monkeypatch.delenv(ENV_FILE, raising=False)
+    monkeypatch.delenv(ENV_CONFIG, raising=False)
     parent = bootstrap.install_bootstrap("unix:/tmp/parent.sock")
     child = bootstrap.install_bootstrap("unix:/tmp/child.sock")
     assert parent["authorities"][AUTHORITY]["xds_servers"][0]["server_uri"].endswith("parent.sock")

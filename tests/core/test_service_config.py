@@ -18,14 +18,14 @@ from kuberesolver.core.service_config import (
     parse_duration_ns,
 )
 from kuberesolver.core.snapshot import Snapshot, SnapshotError, TargetRef, decode, encode
-from kuberesolver.xds.channel_resources import (
-    ChannelSpec,
+from kuberesolver.xds.channel_resources import ChannelSpec
+from kuberesolver.xds.resources import (
+    ResourceSpec,
     build_cluster,
     build_outlier_detection,
     build_routes,
     unapplied_service_config_keys,
 )
-from kuberesolver.xds.resources import ResourceSpec
 
 SPEC = ChannelSpec("greeter", "ns", "grpc")
 TIMED = dataclasses.replace(SPEC, method_timeouts=True)

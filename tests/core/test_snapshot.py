@@ -12,21 +12,21 @@ from kuberesolver.core.snapshot import (
     ENDPOINTS_KEY,
     FORMAT_VERSION,
     Endpoint,
-    Snapshot,
     SnapshotError,
-    TargetRef,
     decode,
     encode,
     load,
 )
+from tests.snapshots import make_snapshot
 
-SNAP = Snapshot(
-    target=TargetRef("greeter", "backend", "grpc", "grpc", 8080),
-    revision=7,
-    endpoints=(
+SNAP = make_snapshot(
+    [
         Endpoint("10.0.0.7", 50051, zone="zone-a", node="node-1", pod="greeter-1"),
         Endpoint("fd00::8", 50051, ready=False, serving=True, terminating=True),
-    ),
+    ],
+    revision=7,
+    namespace="backend",
+    port_number=8080,
     service_config={"loadBalancingConfig": [{"round_robin": {}}]},
 )
 

@@ -62,51 +62,44 @@ async def test_trigger_remembers_the_first_wake() -> None:
     assert not await t.wait(0.01)
 
 
+class Runs:
+    """A reconcile that counts its runs and fails the first ``failing`` of them."""
+
+    def __init__(self, failing: int = 0) -> None:
+        self.count = 0
+        self.failing = failing
+
+    async def __call__(self, first: float | None) -> None:
+        self.count += 1
+        if self.count <= self.failing:
+            raise RuntimeError(f"boom {self.count}")
+
+
 async def test_resync_runs_without_wakes() -> None:
-    trigger = Trigger()
-    count = 0
-
-    async def reconcile(first: float | None) -> None:
-        nonlocal count
-        count += 1
-
+    trigger, reconcile = Trigger(), Runs()
     task = asyncio.create_task(run_coalesced(trigger, reconcile, budget=UNLIMITED, resync_s=0.05))
-    await until_async(lambda: count >= 3, timeout_s=10)
+    await until_async(lambda: reconcile.count >= 3, timeout_s=10)
     trigger.close()
     await asyncio.wait_for(task, 5)
 
 
 async def test_failures_are_reported_and_retried_with_backoff() -> None:
-    trigger = Trigger()
-    calls = 0
+    trigger, reconcile = Trigger(), Runs(failing=2)
     errors: list[BaseException] = []
-
-    async def reconcile(first: float | None) -> None:
-        nonlocal calls
-        calls += 1
-        if calls < 3:
-            raise RuntimeError(f"boom {calls}")
-
     task = asyncio.create_task(
         run_coalesced(
             trigger, reconcile, budget=UNLIMITED, resync_s=60,
             backoff_s=lambda n: 0.01, on_error=errors.append,
         )
     )  # fmt: skip
-    await until_async(lambda: calls >= 3, timeout_s=10)
+    await until_async(lambda: reconcile.count >= 3, timeout_s=10)
     assert [str(e) for e in errors] == ["boom 1", "boom 2"]
     trigger.close()
     await asyncio.wait_for(task, 5)
 
 
 async def test_close_ends_the_loop_during_the_window() -> None:
-    trigger = Trigger()
-    runs = 0
-
-    async def reconcile(first: float | None) -> None:
-        nonlocal runs
-        runs += 1
-
+    trigger, reconcile = Trigger(), Runs()
     task = asyncio.create_task(
         run_coalesced(trigger, reconcile, budget=WriteBudget(1, 10_000), resync_s=60)
     )
@@ -115,4 +108,4 @@ async def test_close_ends_the_loop_during_the_window() -> None:
     await asyncio.sleep(0.02)
     trigger.close()
     await asyncio.wait_for(task, 5)  # not after the 10 s window
-    assert runs == 1
+    assert reconcile.count == 1

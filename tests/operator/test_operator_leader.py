@@ -146,10 +146,8 @@ class _Leases:
         return self._store(body)
 
 
-async def test_close_releases_even_after_a_renewal_it_did_not_see() -> None:
-    """A renewal that lands after the elector's last read must not keep the Lease held."""
-    api = _Leases()
-    started = asyncio.Event()
+def _elector(api: _Leases, started: asyncio.Event) -> LeaderElector:
+    """An elector on ``api`` that sets ``started`` once it leads."""
 
     async def on_start() -> None:
         started.set()
@@ -157,10 +155,16 @@ async def test_close_releases_even_after_a_renewal_it_did_not_see() -> None:
     async def on_stop() -> None:
         return None
 
-    elector = LeaderElector(
+    return LeaderElector(
         api, namespace="ns", name="l", identity="me", duration_s=8, retry_s=0.05,
         renew_deadline_s=6, on_start=on_start, on_stop=on_stop,
     )  # fmt: skip
+
+
+async def test_close_releases_even_after_a_renewal_it_did_not_see() -> None:
+    """A renewal that lands after the elector's last read must not keep the Lease held."""
+    api, started = _Leases(), asyncio.Event()
+    elector = _elector(api, started)
     task = asyncio.create_task(elector.run())
     await asyncio.wait_for(started.wait(), 5)
     assert api.lease is not None
@@ -172,19 +176,8 @@ async def test_close_releases_even_after_a_renewal_it_did_not_see() -> None:
 
 async def test_the_metrics_thread_sees_whether_this_replica_leads() -> None:
     """The metrics server scrapes on its own thread, where no event loop runs."""
-    api = _Leases()
-    started = asyncio.Event()
-
-    async def on_start() -> None:
-        started.set()
-
-    async def on_stop() -> None:
-        return None
-
-    elector = LeaderElector(
-        api, namespace="ns", name="l", identity="me", duration_s=8, retry_s=0.05,
-        renew_deadline_s=6, on_start=on_start, on_stop=on_stop,
-    )  # fmt: skip
+    api, started = _Leases(), asyncio.Event()
+    elector = _elector(api, started)
     assert await asyncio.to_thread(elector.leading_seen_from_a_thread) is False
     task = asyncio.create_task(elector.run())
     await asyncio.wait_for(started.wait(), 5)

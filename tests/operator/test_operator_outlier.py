@@ -6,31 +6,15 @@ from typing import Any
 
 import pytest
 
-from kuberesolver.core.endpointslices import service_view, slice_view
 from kuberesolver.core.service_config import OUTLIER_DEFAULTS, FailurePercentage
 from kuberesolver.core.snapshot import ENDPOINTS_KEY, decode
 from kuberesolver.operator.logic.reconcile import Publish, Written, compose, plan, report
 from kuberesolver.operator.logic.spec import SpecError, parse_spec
+from tests.operator._views import greeter_service, slices
 
 
 def _plan(spec: dict[str, Any]) -> Publish:
-    svc = service_view(
-        {
-            "metadata": {"name": "greeter", "namespace": "ns"},
-            "spec": {"ports": [{"name": "grpc", "port": 8080, "targetPort": 50051}]},
-        }
-    )
-    slices = [
-        slice_view(
-            {
-                "metadata": {"name": "s"},
-                "addressType": "IPv4",
-                "ports": [{"name": "grpc", "port": 50051, "protocol": "TCP"}],
-                "endpoints": [{"addresses": ["10.0.0.1"]}],
-            }
-        )
-    ]
-    p = plan("gt", "ns", spec, svc, slices, None)
+    p = plan("gt", "ns", spec, greeter_service(), slices("10.0.0.1"), None)
     assert isinstance(p, Publish)
     return p
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from kuberesolver.core.endpointslices import service_view, slice_view
-from kuberesolver.core.snapshot import ENDPOINTS_KEY, Endpoint, decode
+from kuberesolver.core.snapshot import ENDPOINTS_KEY, Endpoint, decode, encode
 from kuberesolver.operator.logic.reconcile import (
     InvalidSpec,
     Plan,
@@ -40,31 +39,14 @@ from kuberesolver.operator.logic.status import (
     summary_only,
 )
 from kuberesolver.operator.settings import Settings, SettingsError
+from tests.operator._views import greeter_service, slices
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 T1 = T0 + datetime.timedelta(minutes=5)
 
 
 def service(ns: str = "ns", **annotations: str) -> Any:
-    return service_view(
-        {
-            "metadata": {"name": "greeter", "namespace": ns, "annotations": annotations},
-            "spec": {"ports": [{"name": "grpc", "port": 8080, "targetPort": 50051}]},
-        }
-    )
-
-
-def slices(*ips: str) -> list[Any]:
-    return [
-        slice_view(
-            {
-                "metadata": {"name": "s"},
-                "addressType": "IPv4",
-                "ports": [{"name": "grpc", "port": 50051, "protocol": "TCP"}],
-                "endpoints": [{"addresses": [ip]} for ip in ips],
-            }
-        )
-    ]
+    return greeter_service(ns, annotations)
 
 
 # --- spec --------------------------------------------------------------------------------------
@@ -389,3 +371,24 @@ def test_revision_baseline_after_reading_the_configmap() -> None:
     assert baseline(own, Published(3, b)) == Published(3, b)
     assert next_revision(baseline(own, Published(3, b)), a) == 4
     assert baseline(own, Published(2, b)) == own  # older: ignored
+
+
+# --- the ClusterIP fallback -------------------------------------------------------------------
+
+
+def test_plan_puts_the_cluster_ips_of_the_family_in_the_snapshot() -> None:
+    svc = greeter_service(clusterIP="10.96.0.10", clusterIPs=["10.96.0.10", "fd00:96::10"])
+    the_plan = plan(
+        "greeter", "ns", {"service": "greeter", "port": "grpc"}, svc, slices("10.244.0.1"), None
+    )
+    assert isinstance(the_plan, Publish)
+    assert the_plan.snapshot.cluster_ips == ("10.96.0.10",)
+    assert decode(encode(the_plan.snapshot)).cluster_ips == ("10.96.0.10",)
+
+
+def test_a_headless_service_has_no_cluster_ips() -> None:
+    svc = greeter_service(clusterIP="None", clusterIPs=["None"])
+    assert "clusterIPs" not in svc
+    the_plan = plan("greeter", "ns", {"service": "greeter"}, svc, slices("10.244.0.1"), None)
+    assert isinstance(the_plan, Publish)
+    assert the_plan.snapshot.cluster_ips == ()

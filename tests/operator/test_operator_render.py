@@ -10,8 +10,6 @@ from kuberesolver.core.snapshot import (
     ENDPOINTS_KEY,
     SERVICE_CONFIG_KEY,
     Endpoint,
-    Snapshot,
-    TargetRef,
     decode,
 )
 from kuberesolver.operator.logic.configmap import (
@@ -29,14 +27,12 @@ from kuberesolver.operator.logic.render import (
     template_context,
 )
 from kuberesolver.operator.logic.spec import parse_spec
+from tests.snapshots import make_snapshot
 
-SNAP = Snapshot(
-    target=TargetRef("greeter", "ns", "grpc", "grpc", 8080),
+SNAP = make_snapshot(
+    [Endpoint("10.0.0.1", 50051), Endpoint("10.0.0.2", 50051, ready=False, serving=False)],
     revision=3,
-    endpoints=(
-        Endpoint("10.0.0.1", 50051),
-        Endpoint("10.0.0.2", 50051, ready=False, serving=False),
-    ),
+    port_number=8080,
     service_config={"loadBalancingConfig": [{"round_robin": {}}]},
 )
 CTX = template_context(SNAP, "greeter-target", "ns")

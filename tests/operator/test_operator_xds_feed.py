@@ -100,6 +100,17 @@ def addresses(w: World, key: tuple[str, str] = (NS, "t")) -> list[str] | None:
     return None if got is None else [e.address for e in got[0].endpoints]
 
 
+async def serving_one(world: World) -> XdsFeed:
+    """The feed once it serves target t: Service s with one endpoint, 10.0.0.1."""
+    f = feed(world)
+    world.sync()
+    world.services.set_service((NS, "s"), svc("s"))
+    world.services.set_slice((NS, "s-1"), (NS, "s"), slc("s-1", "10.0.0.1"))
+    f.observe((NS, "t"), "u1", target("s"))
+    await until(lambda: addresses(world) == ["10.0.0.1"])
+    return f
+
+
 async def test_nothing_is_served_before_the_first_list_then_the_plan_is(world: World) -> None:
     f = feed(world)
     world.services.set_service((NS, "s"), svc("s"))
@@ -139,12 +150,7 @@ async def test_a_slice_change_is_put_for_its_followers_only(world: World) -> Non
 
 
 async def test_bad_input_keeps_the_last_good_resources(world: World) -> None:
-    f = feed(world)
-    world.sync()
-    world.services.set_service((NS, "s"), svc("s"))
-    world.services.set_slice((NS, "s-1"), (NS, "s"), slc("s-1", "10.0.0.1"))
-    f.observe((NS, "t"), "u1", target("s"))
-    await until(lambda: addresses(world) == ["10.0.0.1"])
+    f = await serving_one(world)
     puts = f.puts
     f.observe((NS, "t"), "u1", target("s", port="nope"))  # a port the Service lacks
     f.observe((NS, "bad"), "u3", target("Not A Name"))  # never valid: never served
@@ -164,12 +170,7 @@ async def test_bad_input_keeps_the_last_good_resources(world: World) -> None:
 async def test_a_missing_service_serves_no_endpoints_and_a_deleted_target_nothing(
     world: World,
 ) -> None:
-    f = feed(world)
-    world.sync()
-    world.services.set_service((NS, "s"), svc("s"))
-    world.services.set_slice((NS, "s-1"), (NS, "s"), slc("s-1", "10.0.0.1"))
-    f.observe((NS, "t"), "u1", target("s"))
-    await until(lambda: addresses(world) == ["10.0.0.1"])
+    f = await serving_one(world)
     world.services.set_slice((NS, "s-1"), None, None)
     world.services.set_service((NS, "s"), None)
     await until(lambda: addresses(world) == [])

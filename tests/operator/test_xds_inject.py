@@ -9,9 +9,7 @@ from typing import Any
 import pytest
 
 from kuberesolver.operator.webhook.xds_inject import (
-    BOOTSTRAP_ENV,
     CA_ANNOTATION,
-    CALL_CREDS_ENV,
     TOKEN_DIR,
     VOLUME,
     InjectSettings,
@@ -21,6 +19,7 @@ from kuberesolver.operator.webhook.xds_inject import (
     plan_xds,
     wants_xds,
 )
+from kuberesolver.xds.bootstrap import ENV_CALL_CREDS, ENV_CONFIG
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 SERVER = "kuberesolver-xds.kuberesolver-system.svc:18000"
@@ -66,9 +65,9 @@ def test_plaintext_adds_only_the_inline_bootstrap_to_every_container() -> None:
     assert CA_ANNOTATION not in out["metadata"]["annotations"]
     for c in out["spec"]["containers"]:
         env = env_of(c)
-        assert set(env) == {BOOTSTRAP_ENV}
+        assert set(env) == {ENV_CONFIG}
         assert "volumeMounts" not in c
-        bootstrap = json.loads(env[BOOTSTRAP_ENV])
+        bootstrap = json.loads(env[ENV_CONFIG])
         server = bootstrap["authorities"]["xds.kuberesolver.io"]["xds_servers"][0]
         assert server["server_uri"] == SERVER
         assert server["channel_creds"] == [{"type": "insecure"}]
@@ -94,8 +93,8 @@ def test_tls_adds_token_and_ca_volume_call_creds_and_the_switch() -> None:
     for c in out["spec"]["containers"]:
         assert c["volumeMounts"] == [{"name": VOLUME, "mountPath": TOKEN_DIR, "readOnly": True}]
         env = env_of(c)
-        assert env[CALL_CREDS_ENV] == "true"
-        bootstrap = json.loads(env[BOOTSTRAP_ENV])
+        assert env[ENV_CALL_CREDS] == "true"
+        bootstrap = json.loads(env[ENV_CONFIG])
         for server in [
             *bootstrap["xds_servers"],
             *bootstrap["authorities"]["xds.kuberesolver.io"]["xds_servers"],
@@ -110,19 +109,19 @@ def test_tls_adds_token_and_ca_volume_call_creds_and_the_switch() -> None:
 
 def test_a_container_with_its_own_bootstrap_is_left_alone_with_a_warning() -> None:
     own = {"name": "own", "env": [{"name": "GRPC_XDS_BOOTSTRAP", "value": "/etc/b.json"}]}
-    inline = {"name": "inline", "env": [{"name": BOOTSTRAP_ENV, "value": "{}"}]}
+    inline = {"name": "inline", "env": [{"name": ENV_CONFIG, "value": "{}"}]}
     out, warnings = applied(pod({"name": "app"}, own, inline), TLS)
     app, own_out, inline_out = out["spec"]["containers"]
     assert own_out == own
     assert inline_out == inline
-    assert BOOTSTRAP_ENV in env_of(app)
+    assert ENV_CONFIG in env_of(app)
     assert len(warnings) == 2
     assert "'own' sets GRPC_XDS_BOOTSTRAP" in warnings[0]
-    assert f"'inline' sets {BOOTSTRAP_ENV}" in warnings[1]
+    assert f"'inline' sets {ENV_CONFIG}" in warnings[1]
 
 
 def test_no_container_to_change_means_no_change_at_all() -> None:
-    own = {"name": "own", "env": [{"name": BOOTSTRAP_ENV, "value": "{}"}]}
+    own = {"name": "own", "env": [{"name": ENV_CONFIG, "value": "{}"}]}
     plan, warnings = plan_xds(pod(own), "app", TLS)
     assert plan is None
     assert len(warnings) == 1
@@ -144,11 +143,11 @@ def test_a_container_using_the_token_directory_is_skipped() -> None:
 
 
 def test_a_variable_the_container_sets_is_kept() -> None:
-    mine = {"name": "app", "env": [{"name": CALL_CREDS_ENV, "value": "false"}]}
+    mine = {"name": "app", "env": [{"name": ENV_CALL_CREDS, "value": "false"}]}
     out, _ = applied(pod(mine), TLS)
     env = out["spec"]["containers"][0]["env"]
-    assert [e for e in env if e["name"] == CALL_CREDS_ENV] == [
-        {"name": CALL_CREDS_ENV, "value": "false"}
+    assert [e for e in env if e["name"] == ENV_CALL_CREDS] == [
+        {"name": ENV_CALL_CREDS, "value": "false"}
     ]
 
 
@@ -180,15 +179,22 @@ def test_settings_default_server_is_the_service_in_the_operators_namespace() -> 
     assert settings.injection() == XdsInjection(server_uri="kuberesolver-xds.ops.svc:18000")
 
 
-def test_settings_under_tls_read_the_ca_beside_the_certificate() -> None:
-    env = {
+def tls_settings(cert_dir: str, **more: str) -> InjectSettings:
+    """The settings of an operator serving xDS over TLS from ``cert_dir``, and ``more``."""
+    return InjectSettings.from_env({
         "KUBERESOLVER_XDS_ADDRESS": "[::]:18000",
-        "KUBERESOLVER_XDS_CERT_FILE": "/etc/kuberesolver/xds/tls.crt",
-        "KUBERESOLVER_XDS_KEY_FILE": "/etc/kuberesolver/xds/tls.key",
-        "KUBERESOLVER_XDS_INJECT_SERVER": "xds.example:443",
-        "KUBERESOLVER_XDS_AUDIENCE": "aud",
-    }
-    settings = InjectSettings.from_env(env)
+        "KUBERESOLVER_XDS_CERT_FILE": f"{cert_dir}/tls.crt",
+        "KUBERESOLVER_XDS_KEY_FILE": f"{cert_dir}/tls.key",
+        **more,
+    })  # fmt: skip
+
+
+def test_settings_under_tls_read_the_ca_beside_the_certificate() -> None:
+    settings = tls_settings(
+        "/etc/kuberesolver/xds",
+        KUBERESOLVER_XDS_INJECT_SERVER="xds.example:443",
+        KUBERESOLVER_XDS_AUDIENCE="aud",
+    )
     assert settings.ca_file == "/etc/kuberesolver/xds/ca.crt"
     read: list[str] = []
 
@@ -202,13 +208,7 @@ def test_settings_under_tls_read_the_ca_beside_the_certificate() -> None:
 
 
 def test_settings_an_unreadable_or_bad_ca_is_a_clear_error() -> None:
-    env = {
-        "KUBERESOLVER_XDS_ADDRESS": "[::]:18000",
-        "KUBERESOLVER_XDS_CERT_FILE": "/c/tls.crt",
-        "KUBERESOLVER_XDS_KEY_FILE": "/c/tls.key",
-        "KUBERESOLVER_XDS_INJECT_CA_FILE": "/nowhere/ca.pem",
-    }
-    settings = InjectSettings.from_env(env)
+    settings = tls_settings("/c", KUBERESOLVER_XDS_INJECT_CA_FILE="/nowhere/ca.pem")
     with pytest.raises(ValueError, match=r"cannot read the xDS CA /nowhere/ca\.pem"):
         settings.injection()
     with pytest.raises(ValueError, match="no PEM certificate"):

@@ -9,31 +9,44 @@ name, and the error that ended the batch early, if any.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
 UNARY = "/kr.test.Echo/Unary"
 
 
+def batch(call: Callable[[], bytes], n: int) -> dict[str, Any]:
+    """``n`` calls counted per backend name; the first error ends the batch (a failing call
+    waits 5 s)."""
+    counts: Counter[str] = Counter()
+    errors: list[str] = []
+    for _ in range(n):
+        try:
+            counts[call().decode().split("|")[0]] += 1
+        except grpc.RpcError as exc:
+            errors.append(f"{exc.code().name}: {exc.details()}")
+            break
+    return {"counts": dict(counts), "errors": errors[:3]}
+
+
+def serve(call: Callable[[int], bytes]) -> None:
+    """Answer each stdin line ``INDEX N`` with one JSON line: ``batch`` on target INDEX."""
+    for line in sys.stdin:
+        index, n = (int(x) for x in line.split())
+        print(json.dumps(batch(functools.partial(call, index), n)), flush=True)
+
+
 def main() -> None:
     channels = [grpc.insecure_channel(t) for t in sys.argv[1:]]
     calls = [ch.unary_unary(UNARY) for ch in channels]
     print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
-        index, n = (int(x) for x in line.split())
-        counts: Counter[str] = Counter()
-        errors: list[str] = []
-        for _ in range(n):
-            try:
-                reply = calls[index](b"", timeout=5, wait_for_ready=True)
-                counts[reply.decode().split("|")[0]] += 1
-            except grpc.RpcError as exc:  # stop at the first: a failing call waits 5 s
-                errors.append(f"{exc.code().name}: {exc.details()}")
-                break
-        print(json.dumps({"counts": dict(counts), "errors": errors[:3]}), flush=True)
+    serve(lambda index: calls[index](b"", timeout=5, wait_for_ready=True))
     for ch in channels:
         ch.close()
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections import Counter
 from typing import Any
 
 import grpc
 
+# run as a script: its own folder is on sys.path, and _client.py speaks the same protocol
+from _client import UNARY, serve
+
 import kuberesolver
 import kuberesolver.aio
-
-UNARY = "/kr.test.Echo/Unary"
 
 
 def describe(channels: list[Any]) -> None:
@@ -38,27 +38,20 @@ def describe(channels: list[Any]) -> None:
     }), flush=True)  # fmt: skip
 
 
-def answer(counts: Counter[str], errors: list[str]) -> None:
-    print(json.dumps({"counts": dict(counts), "errors": errors[:3]}), flush=True)
-
-
 async def main_aio(targets: list[str]) -> None:
     channels = [kuberesolver.aio.insecure_channel(t) for t in targets]
     calls = [ch.unary_unary(UNARY) for ch in channels]
     describe(channels)
+
+    async def call(index: int) -> bytes:
+        reply: bytes = await calls[index](b"", timeout=5, wait_for_ready=True)
+        return reply
+
     loop = asyncio.get_running_loop()
-    while line := await loop.run_in_executor(None, sys.stdin.readline):
-        index, n = (int(x) for x in line.split())
-        counts: Counter[str] = Counter()
-        errors: list[str] = []
-        for _ in range(n):
-            try:
-                reply = await calls[index](b"", timeout=5, wait_for_ready=True)
-                counts[reply.decode().split("|")[0]] += 1
-            except grpc.RpcError as exc:  # stop at the first: a failing call waits 5 s
-                errors.append(f"{exc.code().name}: {exc.details()}")
-                break
-        answer(counts, errors)
+    # stdin is read on a thread; each call runs on this loop
+    await loop.run_in_executor(
+        None, serve, lambda index: asyncio.run_coroutine_threadsafe(call(index), loop).result()
+    )
     for ch in channels:
         await ch.close()
 
@@ -70,18 +63,7 @@ def main() -> None:
     channels = [kuberesolver.insecure_channel(t) for t in sys.argv[1:]]
     calls = [ch.unary_unary(UNARY) for ch in channels]
     describe(channels)
-    for line in sys.stdin:
-        index, n = (int(x) for x in line.split())
-        counts: Counter[str] = Counter()
-        errors: list[str] = []
-        for _ in range(n):
-            try:
-                reply = calls[index](b"", timeout=5, wait_for_ready=True)
-                counts[reply.decode().split("|")[0]] += 1
-            except grpc.RpcError as exc:  # stop at the first: a failing call waits 5 s
-                errors.append(f"{exc.code().name}: {exc.details()}")
-                break
-        answer(counts, errors)
+    serve(lambda index: calls[index](b"", timeout=5, wait_for_ready=True))
     for ch in channels:
         ch.close()
 

@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import pytest
@@ -24,6 +24,7 @@ import pytest
 from kuberesolver.xds.ads_aio import AdsServer, StreamInfo
 from kuberesolver.xds.store import XdsStore
 from tests.client._support import Backend
+from tests.factories import stopped_after
 
 AUTHORITY = "xds.test.kuberesolver.io"
 CLIENT = Path(__file__).with_name("_client.py")
@@ -70,6 +71,12 @@ def acked_all(info: StreamInfo) -> bool:
     return len(info.responses) == 3 and all(
         info.acked.get(t) == str(n) for t, n in info.responses.items()
     )
+
+
+def only(client: Client, names: set[str], index: int = 0, n: int = 20) -> bool:
+    """Whether ``n`` calls on target ``index`` all succeed and reach exactly ``names``."""
+    result = client.calls(n, index)
+    return not result["errors"] and set(result["counts"]) == names
 
 
 class Client:
@@ -141,27 +148,29 @@ def bootstrap(xds: ServerThread, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def clients(bootstrap: Path) -> Iterator[Callable[..., Client]]:
-    started: list[Client] = []
-
-    def make(*targets: str) -> Client:
-        c = Client(bootstrap, list(targets))
-        started.append(c)
-        return c
-
-    yield make
-    for c in started:
-        c.close()
+    """A factory of grpcio client processes, one channel per target given."""
+    yield from stopped_after(lambda *targets: Client(bootstrap, list(targets)), Client.close)
 
 
 @pytest.fixture
 def backends() -> Iterator[Callable[..., Backend]]:
-    started: list[Backend] = []
+    yield from stopped_after(Backend, Backend.stop)
 
-    def make(host: str, name: str | None = None) -> Backend:
-        b = Backend(host, name)
-        started.append(b)
-        return b
 
-    yield make
-    for b in started:
-        b.stop()
+class Rig(NamedTuple):
+    """The served store, its server, and makers of clients and backends (all stopped after)."""
+
+    store: XdsStore
+    xds: ServerThread
+    clients: Callable[..., Client]
+    backends: Callable[..., Backend]
+
+
+@pytest.fixture
+def rig(
+    store: XdsStore,
+    xds: ServerThread,
+    clients: Callable[..., Client],
+    backends: Callable[..., Backend],
+) -> Rig:
+    return Rig(store, xds, clients, backends)

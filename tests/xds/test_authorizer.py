@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -53,41 +54,51 @@ def table(store: XdsStore) -> Table:
     return Table(store)
 
 
+class Guarded(NamedTuple):
+    """A TLS server that asks the table, and the token its clients present."""
+
+    server: ServerThread
+    token: str
+    bootstrap: Path
+
+    def client(self, *names: str) -> Client:
+        """A grpcio client with a channel to each ``name.namespace``, presenting the token."""
+        return Client(self.bootstrap, [f"xds://{AUTHORITY}/{name}" for name in names])
+
+
 @pytest.fixture
-def guarded(store: XdsStore, table: Table, tmp_path: Path) -> Iterator[tuple[ServerThread, Path]]:
+def guarded(
+    store: XdsStore, table: Table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Guarded]:
     ca = CertificateAuthority(tmp_path)
     serving = ca.issue("xds", "xds", ip_addresses=("127.0.0.1",), server=True)
     server = ServerThread(store, server_credentials(serving.cert, serving.key))
     server.server.authorizer = table
     server.server.recheck_s = 0.5
-    yield server, ca.cert_path
-    server.stop()
-
-
-def test_a_stream_sees_what_its_token_may_see_and_follows_grants(
-    store: XdsStore,
-    table: Table,
-    guarded: tuple[ServerThread, Path],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    server, ca = guarded
-    b1, b2 = Backend("127.0.0.2", "b1"), Backend("127.0.0.3", "b2")
-    store.put(("ns", "mine"), make_snapshot([b1.endpoint()]))
-    store.put(("ns", "theirs"), make_snapshot([b2.endpoint()]))
     token = jwt("me")
     (tmp_path / "token").write_text(token)
-    table.grants.add((token, ("ns", "mine")))
     bootstrap = write_bootstrap(
         tmp_path / "b.json",
         server.uri,
         "--ca-file",
-        str(ca),
+        str(ca.cert_path),
         "--token-file",
         str(tmp_path / "token"),
     )
     monkeypatch.setenv("GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS", "true")
-    client = Client(bootstrap, [f"xds://{AUTHORITY}/mine.ns", f"xds://{AUTHORITY}/theirs.ns"])
+    yield Guarded(server, token, bootstrap)
+    server.stop()
+
+
+def test_a_stream_sees_what_its_token_may_see_and_follows_grants(
+    store: XdsStore, table: Table, guarded: Guarded, backends: Callable[..., Backend]
+) -> None:
+    b1, b2 = backends("127.0.0.2", "b1"), backends("127.0.0.3", "b2")
+    store.put(("ns", "mine"), make_snapshot([b1.endpoint()]))
+    store.put(("ns", "theirs"), make_snapshot([b2.endpoint()]))
+    token = guarded.token
+    table.grants.add((token, ("ns", "mine")))
+    client = guarded.client("mine.ns", "theirs.ns")
     try:
         assert client.calls(5, 0) == {"counts": {"b1": 5}, "errors": []}
         refused = client.calls(1, 1)
@@ -101,38 +112,19 @@ def test_a_stream_sees_what_its_token_may_see_and_follows_grants(
         until(lambda: client.calls(3, 1)["counts"] == {"b2": 3}, timeout_s=30, message="theirs")
     finally:
         client.close()
-        b1.stop()
-        b2.stop()
 
 
 def test_a_target_created_after_the_client_asked_is_served_without_waiting_for_a_recheck(
-    store: XdsStore,
-    table: Table,
-    guarded: tuple[ServerThread, Path],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    store: XdsStore, table: Table, guarded: Guarded, backends: Callable[..., Backend]
 ) -> None:
-    server, ca = guarded
-    server.server.recheck_s = 3600  # only the target's arrival may change the answer
-    b1 = Backend("127.0.0.2", "b1")
-    token = jwt("me")
-    (tmp_path / "token").write_text(token)
-    table.grants.add((token, ("ns", "late")))
-    bootstrap = write_bootstrap(
-        tmp_path / "b.json",
-        server.uri,
-        "--ca-file",
-        str(ca),
-        "--token-file",
-        str(tmp_path / "token"),
-    )
-    monkeypatch.setenv("GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS", "true")
-    client = Client(bootstrap, [f"xds://{AUTHORITY}/late.ns"])
+    guarded.server.server.recheck_s = 3600  # only the target's arrival may change the answer
+    b1 = backends("127.0.0.2", "b1")
+    table.grants.add((guarded.token, ("ns", "late")))
+    client = guarded.client("late.ns")
     try:
         assert client.calls(1)["counts"] == {}  # the channel subscribes: not there yet
-        assert (token, ("ns", "late")) in table.asked
+        assert (guarded.token, ("ns", "late")) in table.asked
         store.put(("ns", "late"), make_snapshot([b1.endpoint()]))
         until(lambda: client.calls(2)["counts"] == {"b1": 2}, timeout_s=30, message="late")
     finally:
         client.close()
-        b1.stop()

@@ -4,18 +4,16 @@ same targets through the same server: the no-library claim in a second language.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kuberesolver.xds.ads_aio import StreamInfo
-from kuberesolver.xds.store import XdsStore
 from testenv.grpc_go import xds_client
 from testenv.wait import until
-from tests.client._support import Backend, make_snapshot
-from tests.xds.conftest import AUTHORITY, Client, ServerThread, acked_all
+from tests.client._support import make_snapshot
+from tests.xds.conftest import AUTHORITY, Client, Rig, ServerThread, acked_all, only
 
 GREETER = ("ns", "greeter")
 TARGET = f"xds://{AUTHORITY}/greeter.ns"
@@ -26,19 +24,9 @@ def go_client() -> Path:
     return xds_client()
 
 
-def only(client: Client, names: set[str], n: int = 20) -> bool:
-    result = client.calls(n)
-    return not result["errors"] and set(result["counts"]) == names
-
-
 @pytest.mark.timeout(900)  # a cold build of the client takes minutes
-def test_a_grpc_go_channel_follows_the_store(
-    store: XdsStore,
-    xds: ServerThread,
-    bootstrap: Path,
-    go_client: Path,
-    backends: Callable[..., Backend],
-) -> None:
+def test_a_grpc_go_channel_follows_the_store(rig: Rig, bootstrap: Path, go_client: Path) -> None:
+    store, xds, _, backends = rig
     b1, b2 = backends("127.0.0.2", "b1"), backends("127.0.0.3", "b2")
     store.put(("ns", "greeter"), make_snapshot([b1.endpoint()]))
     client = Client(bootstrap, [TARGET], command=(str(go_client),))
@@ -72,13 +60,9 @@ def settled_as(xds: ServerThread, listener: str, agent: str, listeners: int) -> 
 
 @pytest.mark.timeout(900)  # a cold build of the client takes minutes
 def test_grpc_go_is_served_the_method_timeout_and_ends_the_call_at_it(
-    store: XdsStore,
-    xds: ServerThread,
-    bootstrap: Path,
-    go_client: Path,
-    clients: Callable[..., Client],
-    backends: Callable[..., Backend],
+    rig: Rig, bootstrap: Path, go_client: Path
 ) -> None:
+    store, xds, clients, backends = rig
     b1 = backends("127.0.0.2", "b1")
     store.put(GREETER, make_snapshot([b1.endpoint()]), timeout_config("10s"))
     listener = store.listener(GREETER)

@@ -17,7 +17,15 @@ from kuberesolver.xds.resources import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYP
 from kuberesolver.xds.store import XdsStore
 from testenv.wait import until
 from tests.client._support import Backend, make_snapshot
-from tests.xds.conftest import AUTHORITY, Client, ServerThread, acked_all, write_bootstrap
+from tests.xds.conftest import (
+    AUTHORITY,
+    Client,
+    Rig,
+    ServerThread,
+    acked_all,
+    only,
+    write_bootstrap,
+)
 
 GREETER = ("ns", "greeter")
 OTHER = ("ns", "other")
@@ -39,12 +47,6 @@ RETRY = {
 }
 
 
-def only(client: Client, names: set[str], index: int = 0, n: int = 20) -> bool:
-    """Whether ``n`` calls all succeed and reach exactly the backends ``names``."""
-    result = client.calls(n, index)
-    return not result["errors"] and set(result["counts"]) == names
-
-
 def settled(xds: ServerThread, listener: str) -> StreamInfo | None:
     """The stream subscribed to ``listener`` once it has every type and has acked every response."""
     info = xds.stream_for(listener)
@@ -63,12 +65,8 @@ def nacked(xds: ServerThread, listener: str) -> StreamInfo | None:
     return info if info is not None and info.nacks else None
 
 
-def test_a_plain_channel_follows_the_store(
-    store: XdsStore,
-    xds: ServerThread,
-    clients: Callable[..., Client],
-    backends: Callable[..., Backend],
-) -> None:
+def test_a_plain_channel_follows_the_store(rig: Rig) -> None:
+    store, _, clients, backends = rig
     b1, b2, b3 = (backends(f"127.0.0.{i}", f"b{i - 1}") for i in (2, 3, 4))
     store.put(GREETER, make_snapshot([b1.endpoint()]))
     client = clients(TARGET)
@@ -91,12 +89,8 @@ def test_a_plain_channel_follows_the_store(
     assert b1.calls == calls
 
 
-def test_the_cluster_ip_is_the_last_resort(
-    store: XdsStore,
-    xds: ServerThread,
-    clients: Callable[..., Client],
-    backends: Callable[..., Backend],
-) -> None:
+def test_the_cluster_ip_is_the_last_resort(rig: Rig) -> None:
+    store, _, clients, backends = rig
     pod = backends("127.0.0.2", "pod")
     proxy = backends("127.0.0.5", "kube-proxy")  # stands for the Service's ClusterIP
     not_ready = make_snapshot([pod.endpoint(ready=False)], port_number=proxy.port)
@@ -113,12 +107,8 @@ def _with_cluster_ip(snapshot: Snapshot, ip: str) -> Snapshot:
     return dataclasses.replace(snapshot, cluster_ips=(ip,))
 
 
-def test_a_change_is_pushed_only_to_the_streams_that_subscribe_to_it(
-    store: XdsStore,
-    xds: ServerThread,
-    clients: Callable[..., Client],
-    backends: Callable[..., Backend],
-) -> None:
+def test_a_change_is_pushed_only_to_the_streams_that_subscribe_to_it(rig: Rig) -> None:
+    store, xds, clients, backends = rig
     a1, a2, o1, o2 = (backends(f"127.0.0.{i}", n) for i, n in [(2, "a1"), (3, "a2"), (4, "o1"),
                                                                (5, "o2")])  # fmt: skip
     store.put(GREETER, make_snapshot([a1.endpoint()]))
@@ -152,12 +142,8 @@ def test_a_change_is_pushed_only_to_the_streams_that_subscribe_to_it(
     assert xds.server.metrics.value("kuberesolver_xds_nacks_total", type="Listener") == 0
 
 
-def test_a_refused_resource_keeps_the_last_good_version(
-    store: XdsStore,
-    xds: ServerThread,
-    clients: Callable[..., Client],
-    backends: Callable[..., Backend],
-) -> None:
+def test_a_refused_resource_keeps_the_last_good_version(rig: Rig) -> None:
+    store, xds, clients, backends = rig
     b1, b2 = backends("127.0.0.2", "b1"), backends("127.0.0.3", "b2")
     store.put(GREETER, make_snapshot([b1.endpoint()]))
     client = clients(TARGET)
@@ -184,12 +170,8 @@ def test_a_refused_resource_keeps_the_last_good_version(
         assert metrics.value("kuberesolver_xds_acks_total", type=type_url.rsplit(".", 1)[-1]) >= 1
 
 
-def test_a_target_put_later_reaches_a_waiting_client(
-    store: XdsStore,
-    xds: ServerThread,
-    clients: Callable[..., Client],
-    backends: Callable[..., Backend],
-) -> None:
+def test_a_target_put_later_reaches_a_waiting_client(rig: Rig) -> None:
+    store, xds, clients, backends = rig
     b1 = backends("127.0.0.2", "b1")
     client = clients(TARGET)
     results: list[dict[str, Any]] = []
@@ -211,12 +193,8 @@ def settled_listener(xds: ServerThread, listener: str) -> StreamInfo | None:
     return info
 
 
-def test_a_client_that_goes_away_leaves_no_stream(
-    store: XdsStore,
-    xds: ServerThread,
-    clients: Callable[..., Client],
-    backends: Callable[..., Backend],
-) -> None:
+def test_a_client_that_goes_away_leaves_no_stream(rig: Rig) -> None:
+    store, xds, clients, backends = rig
     b1 = backends("127.0.0.2", "b1")
     store.put(GREETER, make_snapshot([b1.endpoint()]))
     client = clients(TARGET, TARGET)  # two channels, one target: one stream
@@ -231,13 +209,8 @@ def test_a_client_that_goes_away_leaves_no_stream(
     assert xds.server.metrics.value("kuberesolver_xds_streams") == 0
 
 
-def test_a_client_in_a_zone_prefers_it_and_fails_over(
-    store: XdsStore,
-    xds: ServerThread,
-    clients: Callable[..., Client],
-    backends: Callable[..., Backend],
-    tmp_path: Path,
-) -> None:
+def test_a_client_in_a_zone_prefers_it_and_fails_over(rig: Rig, tmp_path: Path) -> None:
+    store, xds, clients, backends = rig
     ba, bb = backends("127.0.0.2", "a"), backends("127.0.0.3", "b")
     store.put(GREETER, make_snapshot([ba.endpoint(zone="a"), bb.endpoint(zone="b")]))
     in_b = Client(write_bootstrap(tmp_path / "zone-b.json", xds.uri, "--zone", "b"), [TARGET])
@@ -261,12 +234,8 @@ def test_a_client_in_a_zone_prefers_it_and_fails_over(
 TIMEOUT_1S = {"methodConfig": [{"name": [{"service": "kr.test.Echo"}], "timeout": "1s"}]}
 
 
-def test_grpcio_is_not_served_method_timeouts(
-    store: XdsStore,
-    xds: ServerThread,
-    clients: Callable[..., Client],
-    backends: Callable[..., Backend],
-) -> None:
+def test_grpcio_is_not_served_method_timeouts(rig: Rig) -> None:
+    store, xds, clients, backends = rig
     b1 = backends("127.0.0.2", "b1")
     store.put(GREETER, make_snapshot([b1.endpoint()]), TIMEOUT_1S)
     client = clients(TARGET)

@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from kuberesolver.operator.webhook.xds_inject import BOOTSTRAP_ENV, XdsInjection, plan_xds
+from kuberesolver.operator.webhook.xds_inject import XdsInjection, plan_xds
+from kuberesolver.xds.bootstrap import ENV_CONFIG
 from kuberesolver.xds.store import XdsStore
 from testenv.grpc_go import xds_client
 from tests.client._support import Backend, make_snapshot
@@ -46,7 +47,7 @@ def test_the_inline_bootstrap_reaches_the_backend(
     )
     assert plan is not None
     injected = dict(plan.env)
-    assert set(injected) == {BOOTSTRAP_ENV}
+    assert set(injected) == {ENV_CONFIG}
     command: tuple[str, ...] = (
         (sys.executable, str(CLIENT)) if language == "grpcio" else (str(xds_client()),)
     )

@@ -17,7 +17,8 @@ from kuberesolver.operator.webhook.xds_inject import XdsInjection, plan_xds
 from kuberesolver.xds.store import XdsStore
 from testenv.wait import until
 from tests.client._support import Backend, make_snapshot
-from tests.xds.conftest import AUTHORITY, Client, ServerThread
+from tests.factories import stopped_after
+from tests.xds.conftest import AUTHORITY, Client, Rig, ServerThread, only
 
 LIBRARY_CLIENT = Path(__file__).with_name("_library_client.py")
 GREETER = ("ns", "greeter")
@@ -31,32 +32,19 @@ def library_clients(
     monkeypatch.setenv("KUBERESOLVER_SOURCE", "operator")
     monkeypatch.setenv("KUBERESOLVER_XDS_AUTHORITY", AUTHORITY)
     monkeypatch.setenv("KUBERESOLVER_DIR", str(tmp_path / "no-snapshots-here"))
-    started: list[Client] = []
 
     def make(*targets: str, aio: bool = False) -> Client:
         command = (sys.executable, str(LIBRARY_CLIENT), *(["--aio"] if aio else []))
-        c = Client(bootstrap, list(targets), command)
-        started.append(c)
-        return c
+        return Client(bootstrap, list(targets), command)
 
-    yield make
-    for c in started:
-        c.close()
-
-
-def only(client: Client, names: set[str], n: int = 20) -> bool:
-    result = client.calls(n)
-    return not result["errors"] and set(result["counts"]) == names
+    yield from stopped_after(make, Client.close)
 
 
 @pytest.mark.parametrize("aio", [False, True], ids=["sync", "aio"])
 def test_kubernetes_target_through_the_operator_follows_the_store(
-    store: XdsStore,
-    xds: ServerThread,
-    library_clients: Callable[..., Client],
-    backends: Callable[..., Backend],
-    aio: bool,
+    rig: Rig, library_clients: Callable[..., Client], aio: bool
 ) -> None:
+    store, xds, _, backends = rig
     b1, b2 = backends("127.0.0.2", "b1"), backends("127.0.0.3", "b2")
     store.put(GREETER, make_snapshot([b1.endpoint()]))
     client = library_clients("kubernetes:///greeter.ns:grpc", aio=aio)

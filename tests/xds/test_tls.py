@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,42 +31,40 @@ def tls_xds(store: XdsStore, ca: CertificateAuthority) -> Iterator[ServerThread]
     server.stop()
 
 
-def test_a_client_with_its_certificate_is_served(
-    store: XdsStore,
-    tls_xds: ServerThread,
-    ca: CertificateAuthority,
-    tmp_path: Path,
-    backends: Callable[..., Backend],
-) -> None:
-    b1 = backends("127.0.0.2", "b1")
-    store.put(("ns", "greeter"), make_snapshot([b1.endpoint()]))
-    mine = ca.issue("client", "client")
-    bootstrap = write_bootstrap(
-        tmp_path / "tls.json", tls_xds.uri,
-        "--ca-file", str(ca.cert_path), "--cert-file", str(mine.cert), "--key-file", str(mine.key),
-    )  # fmt: skip
-    client = Client(bootstrap, [TARGET])
+def calls_over_tls(
+    tls_xds: ServerThread, bootstrap_path: Path, n: int, *tls: str
+) -> dict[str, Any]:
+    """``n`` calls to greeter.ns by a client whose bootstrap has the ``tls`` arguments."""
+    client = Client(write_bootstrap(bootstrap_path, tls_xds.uri, *tls), [TARGET])
     try:
-        assert client.calls(10) == {"counts": {"b1": 10}, "errors": []}
+        return client.calls(n)
     finally:
         client.close()
+
+
+@pytest.fixture
+def b1(store: XdsStore, backends: Callable[..., Backend]) -> Backend:
+    """The one backend of greeter.ns."""
+    backend = backends("127.0.0.2", "b1")
+    store.put(("ns", "greeter"), make_snapshot([backend.endpoint()]))
+    return backend
+
+
+def test_a_client_with_its_certificate_is_served(
+    b1: Backend, tls_xds: ServerThread, ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    mine = ca.issue("client", "client")
+    result = calls_over_tls(
+        tls_xds, tmp_path / "tls.json", 10,
+        "--ca-file", str(ca.cert_path), "--cert-file", str(mine.cert), "--key-file", str(mine.key),
+    )  # fmt: skip
+    assert result == {"counts": {"b1": 10}, "errors": []}
 
 
 def test_a_client_without_a_certificate_gets_nothing(
-    store: XdsStore,
-    tls_xds: ServerThread,
-    ca: CertificateAuthority,
-    tmp_path: Path,
-    backends: Callable[..., Backend],
+    b1: Backend, tls_xds: ServerThread, ca: CertificateAuthority, tmp_path: Path
 ) -> None:
-    b1 = backends("127.0.0.2", "b1")
-    store.put(("ns", "greeter"), make_snapshot([b1.endpoint()]))
-    bootstrap = write_bootstrap(tmp_path / "tls.json", tls_xds.uri, "--ca-file", str(ca.cert_path))
-    client = Client(bootstrap, [TARGET])
-    try:
-        result = client.calls(1)
-    finally:
-        client.close()
+    result = calls_over_tls(tls_xds, tmp_path / "tls.json", 1, "--ca-file", str(ca.cert_path))
     assert result["counts"] == {}
     assert result["errors"]
     assert b1.calls == 0

@@ -23,15 +23,21 @@ The authority is ``KUBERESOLVER_XDS_AUTHORITY``, default ``xds.kuberesolver.io``
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 from kuberesolver.client.target import ParsedTarget
-from kuberesolver.xds.bootstrap import DEFAULT_AUTHORITY, authority_entry, xds_server
-from kuberesolver.xds.bootstrap_inprocess import ENV_CONFIG, ENV_FILE, add_authority
+from kuberesolver.xds.bootstrap import (
+    DEFAULT_AUTHORITY,
+    ENV_CALL_CREDS,
+    ENV_CONFIG,
+    ENV_FILE,
+    authority_entry,
+    xds_server,
+)
+from kuberesolver.xds.bootstrap_inprocess import add_authority, read_bootstrap
 
 __all__ = [
     "DEFAULT_AUTHORITY",
@@ -46,10 +52,13 @@ __all__ = [
 ]
 
 ENV_AUTHORITY: Final = "KUBERESOLVER_XDS_AUTHORITY"
+"""The operator's federation authority, when it is not ``xds.kuberesolver.io``."""
 ENV_SERVER: Final = "KUBERESOLVER_XDS_SERVER"
+"""``HOST:PORT`` of the operator's xDS, added to the bootstrap when none names the authority."""
 ENV_SERVER_CA_FILE: Final = "KUBERESOLVER_XDS_SERVER_CA_FILE"
+"""With :data:`ENV_SERVER`: the CA to verify it with (TLS); unset, plaintext."""
 ENV_TOKEN_FILE: Final = "KUBERESOLVER_XDS_TOKEN_FILE"
-CALL_CREDS_ENV: Final = "GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS"
+"""With :data:`ENV_SERVER`: a token file sent as gRFC A97 call credentials (needs TLS)."""
 
 _lock = threading.Lock()
 
@@ -68,26 +77,9 @@ def xds_target(parsed: ParsedTarget, xds_authority: str) -> str:
     return f"xds://{xds_authority}/{parsed.service}.{parsed.namespace}"
 
 
-def _bootstrap(env: Mapping[str, str]) -> tuple[str, Any]:
-    path = env.get(ENV_FILE, "")
-    if path:
-        try:
-            with open(path, encoding="utf-8") as f:
-                return f"{ENV_FILE}={path}", json.load(f)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read the xDS bootstrap {ENV_FILE}={path}: {exc}") from exc
-    text = env.get(ENV_CONFIG, "")
-    if not text:
-        return "", None
-    try:
-        return ENV_CONFIG, json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"{ENV_CONFIG} is not valid JSON: {exc}") from exc
-
-
 def check_bootstrap(xds_authority: str, env: Mapping[str, str] | None = None) -> None:
     """``ValueError`` unless grpc's bootstrap names ``xds_authority``, saying how to get one."""
-    where, bootstrap = _bootstrap(os.environ if env is None else env)
+    where, bootstrap = read_bootstrap(os.environ if env is None else env)
     how = (
         'the admission webhook injects one into Pods labelled kuberesolver.io/inject: "true" '
         'and annotated kuberesolver.io/xds: "true"; or write one with '
@@ -130,4 +122,4 @@ def ensure_bootstrap(xds_authority: str) -> None:
             ) from exc
         add_authority(xds_authority, entry)
         if token_file:
-            os.environ.setdefault(CALL_CREDS_ENV, "true")
+            os.environ.setdefault(ENV_CALL_CREDS, "true")

@@ -89,7 +89,7 @@ class Collection:
                 objects, token, version = page
                 decoded.extend(objects)
             else:
-                body = json_object(data, self.what)
+                body = json_object(data, self.path)
                 items.extend(i for i in body.get("items") or () if isinstance(i, Mapping))
                 meta = body.get("metadata") or {}
                 token, version = meta.get("continue") or "", str(meta.get("resourceVersion") or "")
@@ -104,7 +104,7 @@ class Collection:
             "timeoutSeconds": str(self.watch_timeout_s),
         }
         timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=self.watch_timeout_s + 30)
-        return _Stream(self._get(query, timeout, stream=True), self.what, self._fast)
+        return _Stream(self._get(query, timeout, stream=True), self.path, self._fast)
 
 
 class _Stream:
@@ -116,9 +116,9 @@ class _Stream:
     The reading thread gives the connection back when it is done.
     """
 
-    def __init__(self, resp: urllib3.BaseHTTPResponse, what: str, fast: FastCodec | None) -> None:
+    def __init__(self, resp: urllib3.BaseHTTPResponse, path: str, fast: FastCodec | None) -> None:
         self._resp = resp
-        self._what = what
+        self._path = path
         self._fast = fast
         self._reading = False
 
@@ -130,9 +130,9 @@ class _Stream:
                 if fast is not None:
                     yield Decoded(*fast)
                     continue
-                yield json_object(line, self._what)
+                yield json_object(line, self._path)
         except (urllib3.exceptions.HTTPError, ValueError) as exc:
-            raise OSError(f"watch {self._what} broke: {type(exc).__name__}: {exc}") from exc
+            raise OSError(f"watch {self._path} broke: {type(exc).__name__}: {exc}") from exc
         finally:
             with contextlib.suppress(Exception):
                 self._resp.release_conn()

@@ -55,6 +55,7 @@ __all__ = [
     "shared",
 ]
 
+_PREFIX: Final = "kuberesolver_operator_"
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _ADMISSION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
@@ -122,72 +123,36 @@ class Metrics:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
             GCCollector(registry=self.registry)  # CPython only: elsewhere it adds nothing
-        self.targets = Gauge(
-            "kuberesolver_operator_targets",
-            "GrpcTargets being reconciled",
-            registry=self.registry,
-        )
-        self.endpoints = Gauge(
-            "kuberesolver_operator_endpoints",
+        gauge, counter, histogram = self._gauge, self._counter, self._histogram
+        self.targets = gauge("targets", "GrpcTargets being reconciled")
+        self.endpoints = gauge(
+            "endpoints",
             "Endpoints in the published snapshot, by state (the states sum to all of them)",
-            ["namespace", "target", "state"],
-            registry=self.registry,
+            ("namespace", "target", "state"),
         )
-        self.configmap_writes = Counter(
-            "kuberesolver_operator_configmap_writes",
-            "ConfigMap writes",
-            ["operation"],
-            registry=self.registry,
+        self.configmap_writes = counter("configmap_writes", "ConfigMap writes", ("operation",))
+        self.configmap_write_errors = counter(
+            "configmap_write_errors", "ConfigMap writes that failed, by reason", ("reason",)
         )
-        self.configmap_write_errors = Counter(
-            "kuberesolver_operator_configmap_write_errors",
-            "ConfigMap writes that failed, by reason",
-            ["reason"],
-            registry=self.registry,
+        self.reconcile_seconds = histogram(
+            "reconcile_seconds", "From an index change to the reconcile that served it", _BUCKETS
         )
-        self.reconcile_seconds = Histogram(
-            "kuberesolver_operator_reconcile_seconds",
-            "From an index change to the reconcile that served it",
-            buckets=_BUCKETS,
-            registry=self.registry,
-        )
-        self.errors = Counter(
-            "kuberesolver_operator_errors",
-            "Errors by kind",
-            ["kind"],
-            registry=self.registry,
-        )
-        self.leader = Gauge(
-            "kuberesolver_operator_leader",
-            "1 on the replica that holds the Lease (and writes), else 0",
-            registry=self.registry,
-        )
-        self.build_info = Gauge(
-            "kuberesolver_operator_build_info",
-            "The operator's version (always 1)",
-            ["version"],
-            registry=self.registry,
-        )
+        self.errors = counter("errors", "Errors by kind", ("kind",))
+        self.leader = gauge("leader", "1 on the replica that holds the Lease (and writes), else 0")
+        self.build_info = gauge("build_info", "The operator's version (always 1)", ("version",))
         self.build_info.labels(__version__).set(1)
-        self.admissions = Counter(
-            "kuberesolver_operator_admissions",
+        self.admissions = counter(
+            "admissions",
             "Webhook admissions by outcome (reason: why an injection was skipped)",
-            ["outcome", "reason"],
-            registry=self.registry,
+            ("outcome", "reason"),
         )
-        self.admission_seconds = Histogram(
-            "kuberesolver_operator_admission_seconds",
-            "How long one webhook admission took",
-            buckets=_ADMISSION_BUCKETS,
-            registry=self.registry,
+        self.admission_seconds = histogram(
+            "admission_seconds", "How long one webhook admission took", _ADMISSION_BUCKETS
         )
         self._expiry_source: Callable[[], float | None] | None = None
         self.registry.register(_CertificateExpiry(self._seconds_left))
-        self.xds_denials = Counter(
-            "kuberesolver_operator_xds_denials",
-            "xDS subscriptions refused, per check, by reason",
-            ["reason"],
-            registry=self.registry,
+        self.xds_denials = counter(
+            "xds_denials", "xDS subscriptions refused, per check, by reason", ("reason",)
         )
         for kind in _ERROR_KINDS:
             self.errors.labels(kind)
@@ -202,6 +167,15 @@ class Metrics:
         for reason in XDS_DENIAL_REASONS:
             self.xds_denials.labels(reason)
         self._server: tuple[WSGIServer, threading.Thread] | None = None
+
+    def _gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(f"{_PREFIX}{name}", doc, labels, registry=self.registry)
+
+    def _counter(self, name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+        return Counter(f"{_PREFIX}{name}", doc, labels, registry=self.registry)
+
+    def _histogram(self, name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
+        return Histogram(f"{_PREFIX}{name}", doc, buckets=buckets, registry=self.registry)
 
     def set_endpoints(self, namespace: str, target: str, endpoints: Iterable[Endpoint]) -> None:
         for state, count in endpoint_states(endpoints).items():

@@ -38,12 +38,16 @@ from typing import Any, Final
 
 from kuberesolver.core.names import quoted
 from kuberesolver.xds.auth import DEFAULT_AUDIENCE
-from kuberesolver.xds.bootstrap import DEFAULT_AUTHORITY, build_bootstrap
+from kuberesolver.xds.bootstrap import (
+    DEFAULT_AUTHORITY,
+    ENV_CALL_CREDS,
+    ENV_CONFIG,
+    ENV_FILE,
+    build_bootstrap,
+)
 from kuberesolver.xds.settings import XdsSettings
 
 __all__ = [
-    "BOOTSTRAP_ENV",
-    "CALL_CREDS_ENV",
     "CA_ANNOTATION",
     "DEFAULT_SERVICE",
     "DEFAULT_XDS_PORT",
@@ -64,9 +68,6 @@ XDS_ANNOTATION: Final = "kuberesolver.io/xds"
 """``"true"``: inject the bootstrap (the Pod also needs the label ``kuberesolver.io/inject``)."""
 CA_ANNOTATION: Final = "kuberesolver.io/xds-ca"
 """Set by the webhook: the xDS server's CA (PEM), projected into ``ca.crt``."""
-BOOTSTRAP_ENV: Final = "GRPC_XDS_BOOTSTRAP_CONFIG"
-BOOTSTRAP_FILE_ENV: Final = "GRPC_XDS_BOOTSTRAP"
-CALL_CREDS_ENV: Final = "GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS"
 VOLUME: Final = "kuberesolver-xds"
 TOKEN_DIR: Final = "/var/run/secrets/kuberesolver"
 TOKEN_FILE: Final = "token"
@@ -248,7 +249,7 @@ def plan_xds(
         own = sorted(
             e.get("name")
             for e in container.get("env") or []
-            if e.get("name") in (BOOTSTRAP_ENV, BOOTSTRAP_FILE_ENV)
+            if e.get("name") in (ENV_CONFIG, ENV_FILE)
         )
         if own:
             warnings.append(
@@ -267,9 +268,9 @@ def plan_xds(
         chosen.append(name)
     if not chosen:
         return None, warnings
-    env = [(BOOTSTRAP_ENV, json.dumps(bootstrap_for(config, namespace), sort_keys=True))]
+    env = [(ENV_CONFIG, json.dumps(bootstrap_for(config, namespace), sort_keys=True))]
     if config.tls:
-        env.append((CALL_CREDS_ENV, "true"))
+        env.append((ENV_CALL_CREDS, "true"))
     return (
         XdsPlan(
             env=tuple(env),

@@ -74,12 +74,10 @@ def refused(channel: grpc.Channel) -> bool:
     return False
 
 
-def test_scale_to_zero_and_back(
-    builder: kuberesolver.Builder, pods: Pods, admin_api: client.ApiClient, namespace: str
-) -> None:
+def test_scale_to_zero_and_back(builder: kuberesolver.Builder, pods: Pods, namespace: str) -> None:
     pods.start(8)
     first = {pods.add(i) for i in range(2)}
-    until(lambda: ready_addresses(admin_api, namespace)[1] == 2, timeout_s=60, message="2 ready")
+    pods.wait_ready(2)
     with kuberesolver.insecure_channel(f"kubernetes:///greeter.{namespace}:grpc") as channel:
         until(lambda: reached(channel, 20) == first, timeout_s=60, message="both pods reached")
         for i in range(2):
@@ -137,7 +135,7 @@ def test_an_apiserver_restart_mid_watch_keeps_the_endpoints_and_is_followed(
 ) -> None:
     pods.start(8)
     first = {pods.add(i) for i in range(2)}
-    until(lambda: ready_addresses(admin_api, namespace)[1] == 2, timeout_s=60, message="2 ready")
+    pods.wait_ready(2)
     with kuberesolver.insecure_channel(f"kubernetes:///greeter.{namespace}:grpc") as channel:
         watcher = api_watcher(channel)
         until(lambda: reached(channel, 20) == first, timeout_s=60, message="both pods reached")
@@ -186,7 +184,7 @@ def test_a_token_rotated_on_disk_is_used(
     token_file.write_text(bound_token(admin_api, namespace, "token-a"))
     pods.start(2)
     first = pods.add(0)
-    until(lambda: ready_addresses(admin_api, namespace)[1] == 1, timeout_s=60, message="1 ready")
+    pods.wait_ready(1)
     with kuberesolver.insecure_channel(f"kubernetes:///greeter.{namespace}:grpc") as channel:
         watcher = api_watcher(channel)
         until(lambda: reached(channel, 5) == {first}, timeout_s=60, message="the pod reached")
@@ -215,7 +213,6 @@ with kuberesolver.insecure_channel("kubernetes:///greeter.{namespace}:grpc") as 
 
 def test_the_seed_example_runs_in_cluster_with_only_the_names_changed(
     pods: Pods,
-    admin_api: client.ApiClient,
     namespace: str,
     control_plane: ControlPlane,
     token_file: Path,
@@ -229,7 +226,7 @@ def test_the_seed_example_runs_in_cluster_with_only_the_names_changed(
     """
     pods.start(1)
     ip = pods.add(0)
-    until(lambda: ready_addresses(admin_api, namespace)[1] == 1, timeout_s=60, message="1 ready")
+    pods.wait_ready(1)
     secrets = tmp_path / "serviceaccount"
     secrets.mkdir()
     (secrets / "token").write_text(token_file.read_text())
@@ -260,11 +257,11 @@ def test_the_seed_example_runs_in_cluster_with_only_the_names_changed(
 
 
 async def test_an_aio_channel_follows_the_api_too(
-    builder: kuberesolver.Builder, pods: Pods, admin_api: client.ApiClient, namespace: str
+    builder: kuberesolver.Builder, pods: Pods, namespace: str
 ) -> None:
     pods.start(2)
     first = pods.add(0)
-    until(lambda: ready_addresses(admin_api, namespace)[1] == 1, timeout_s=60, message="1 ready")
+    pods.wait_ready(1)
     target = f"kubernetes:///greeter.{namespace}:grpc"
     async with kuberesolver.aio.insecure_channel(target, source="api") as channel:
         hello = channel.unary_unary(METHOD)

@@ -16,13 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from kubernetes import client
 
 import kuberesolver
 from kuberesolver.direct import unregister
 from testenv import ControlPlane
 from testenv.wait import until
-from tests.integration.direct.world import Pods, reached, ready_addresses
+from tests.integration.direct.world import Pods, reached
 
 pytestmark = pytest.mark.integration
 
@@ -77,11 +76,11 @@ def proxied(control_plane: ControlPlane, token_file: Path) -> Iterator[kuberesol
 
 
 def test_the_insecure_client_behind_a_proxy_with_a_scheme_of_its_own(
-    proxied: kuberesolver.Builder, pods: Pods, admin_api: client.ApiClient, namespace: str
+    proxied: kuberesolver.Builder, pods: Pods, namespace: str
 ) -> None:
     pods.start(2)
     first = pods.add(0)
-    until(lambda: ready_addresses(admin_api, namespace)[1] == 1, timeout_s=60, message="1 ready")
+    pods.wait_ready(1)
     with kuberesolver.insecure_channel(f"k8sproxy:///greeter.{namespace}:grpc") as channel:
         until(lambda: reached(channel, 5) == {first}, timeout_s=60, message="the pod reached")
         second = pods.add(1)

@@ -15,6 +15,7 @@ import grpc
 from kubernetes import client
 
 from testenv.netns import pod_ip
+from testenv.wait import until
 from testenv.workloads import create_node, create_pod
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -51,6 +52,14 @@ class Pods:
         ip = self.ip(i)
         create_pod(self.api, self.namespace, f"greeter-{i}", ip, "node-direct", {"app": "greeter"})
         return ip
+
+    def wait_ready(self, count: int) -> None:
+        """Wait until the Service greeter has ``count`` ready endpoints."""
+        until(
+            lambda: ready_addresses(self.api, self.namespace)[1] == count,
+            timeout_s=60,
+            message=f"{count} ready",
+        )
 
     def start(self, count: int) -> None:
         """Serve on the IPs of pods 0..count-1 (grpc binds ports before it starts)."""

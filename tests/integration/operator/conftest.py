@@ -6,13 +6,17 @@ ServiceAccount bound to the RBAC in manifests/), never as admin.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from kubernetes import client
 
+from testenv.controlplane import ControlPlane
+from testenv.mounts_webhook import registered, webhook_env
 from testenv.operator_process import OperatorProcess
 from tests import cluster
 from tests.integration.operator.helpers import Namespace
@@ -44,6 +48,35 @@ def operator_factory(operator_kubeconfig: Path) -> Iterator[Callable[..., Operat
 def operator(operator_factory: Callable[..., OperatorProcess]) -> OperatorProcess:
     """One operator replica under the project's RBAC, for this test."""
     return operator_factory()
+
+
+@pytest.fixture
+def webhooks(
+    control_plane: ControlPlane,
+    admin_api: client.ApiClient,
+    operator_factory: Callable[..., OperatorProcess],
+    tmp_path: Path,
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start an operator serving the mounts webhook on 127.0.0.1 (``env`` added to its
+    settings), registered with the apiserver until the test ends."""
+    with contextlib.ExitStack() as registrations:
+
+        def start(
+            env: Mapping[str, str] = MappingProxyType({}), name: str = "webhook"
+        ) -> OperatorProcess:
+            served = webhook_env(control_plane, tmp_path / f"{name}-tls")
+            op = operator_factory(env={**served, **env}, name=name)
+            port = int(served["KUBERESOLVER_WEBHOOK_PORT"])
+            registrations.enter_context(registered(admin_api, control_plane, port))
+            return op
+
+        yield start
+
+
+@pytest.fixture
+def webhook(webhooks: Callable[..., OperatorProcess]) -> OperatorProcess:
+    """An operator serving the webhook on 127.0.0.1, registered with the apiserver."""
+    return webhooks()
 
 
 @pytest.fixture

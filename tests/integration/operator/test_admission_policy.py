@@ -128,47 +128,41 @@ def test_the_policy_type_checks_cleanly(admin_api: client.ApiClient, in_force: N
     assert binding.spec.validation_actions == ["Deny"]
 
 
-def test_an_update_in_kube_system_is_refused(
-    operator_core: client.CoreV1Api,
-    admin_api: client.ApiClient,
-    kube_system_configmap: str,
-    in_force: None,
-) -> None:
-    current = operator_core.read_namespaced_config_map(kube_system_configmap, "kube-system")
-    current.data = {"k": "rewritten"}
+def _replace_refused(
+    operator_core: client.CoreV1Api, admin_api: client.ApiClient, current: Any, message: str
+) -> Any:
+    """The operator's replace of ``current`` in kube-system is refused with ``message``; the
+    ConfigMap is as it was (read as admin), and returned."""
+    name = current.metadata.name
     _refused(
-        lambda: operator_core.replace_namespaced_config_map(
-            kube_system_configmap, "kube-system", current
-        ),
-        MUST_BE_OURS,
+        lambda: operator_core.replace_namespaced_config_map(name, "kube-system", current), message
     )
-    kept = client.CoreV1Api(admin_api).read_namespaced_config_map(
-        kube_system_configmap, "kube-system"
-    )
+    kept = client.CoreV1Api(admin_api).read_namespaced_config_map(name, "kube-system")
     assert kept.data == {"k": "v"}
+    return kept
+
+
+@pytest.fixture
+def current(operator_core: client.CoreV1Api, kube_system_configmap: str, in_force: None) -> Any:
+    """The kube-system ConfigMap as the operator reads it, with the policy in force."""
+    return operator_core.read_namespaced_config_map(kube_system_configmap, "kube-system")
+
+
+def test_an_update_in_kube_system_is_refused(
+    operator_core: client.CoreV1Api, admin_api: client.ApiClient, current: Any
+) -> None:
+    current.data = {"k": "rewritten"}
+    _replace_refused(operator_core, admin_api, current, MUST_BE_OURS)
 
 
 def test_taking_a_configmap_over_by_labelling_and_owning_it_is_refused(
-    operator_core: client.CoreV1Api,
-    admin_api: client.ApiClient,
-    kube_system_configmap: str,
-    in_force: None,
+    operator_core: client.CoreV1Api, admin_api: client.ApiClient, current: Any
 ) -> None:
     """The new object would pass; what it was decides: no GrpcTarget owned it."""
-    current = operator_core.read_namespaced_config_map(kube_system_configmap, "kube-system")
     current.metadata.labels = OWNERSHIP_LABEL
     current.metadata.owner_references = [_owner()]
     current.data = {"k": "rewritten"}
-    _refused(
-        lambda: operator_core.replace_namespaced_config_map(
-            kube_system_configmap, "kube-system", current
-        ),
-        MUST_HAVE_BEEN_OURS,
-    )
-    kept = client.CoreV1Api(admin_api).read_namespaced_config_map(
-        kube_system_configmap, "kube-system"
-    )
-    assert kept.data == {"k": "v"}
+    kept = _replace_refused(operator_core, admin_api, current, MUST_HAVE_BEEN_OURS)
     assert not kept.metadata.owner_references
 
 

@@ -29,15 +29,21 @@ from tests.integration.operator.helpers import (
 pytestmark = pytest.mark.integration
 
 
+def svc_targeted(ns: Namespace, ips: list[str], *targets: str) -> None:
+    """Service svc with one slice svc-1 of ``ips``, and a GrpcTarget of it per name in
+    ``targets`` (t when none is named)."""
+    ns.service("svc")
+    ns.make_slice("svc", "svc-1", [ep(ip) for ip in ips])
+    for name in targets or ("t",):
+        ns.create_target(name, {"service": "svc"})
+
+
 def test_deleting_a_target_needs_no_finalizer_and_collects_its_configmap(
     ns: Namespace,
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
     op = operator_factory()
-    ns.service("svc")
-    ns.make_slice("svc", "svc-1", [ep(pod_ip(121))])
-    ns.create_target("a", {"service": "svc"})
-    ns.create_target("b", {"service": "svc"})
+    svc_targeted(ns, [pod_ip(121)], "a", "b")
     ns.wait_published("a", {pod_ip(121)})
     ns.wait_published("b", {pod_ip(121)})
     custom = client.CustomObjectsApi(ns.api)
@@ -78,9 +84,7 @@ def test_restart_converges_and_keeps_the_revision_monotonic(
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
     op = operator_factory()
-    ns.service("svc")
-    ns.make_slice("svc", "svc-1", [ep(pod_ip(131))])
-    ns.create_target("t", {"service": "svc"})
+    svc_targeted(ns, [pod_ip(131)])
     before = ns.wait_published("t", {pod_ip(131)})
     op.kill()  # no clean exit
 
@@ -171,9 +175,7 @@ def test_api_errors_publish_nothing_then_converge(ns: Namespace, operator: Opera
     core.patch_namespaced_resource_quota_status(
         "no-cm", ns.name, {"status": {"hard": usage, "used": usage}}
     )
-    ns.service("svc")
-    ns.make_slice("svc", "svc-1", [ep(pod_ip(151)), ep(pod_ip(152))])
-    ns.create_target("t", {"service": "svc"})
+    svc_targeted(ns, [pod_ip(151), pod_ip(152)])
 
     t = ns.wait_condition("t", "Ready", reason="WriteFailed")
     assert "403" in condition(t, "Ready")["message"]
@@ -241,9 +243,7 @@ def test_forbidden_slices_never_publish_an_empty_snapshot(
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
     op = operator_factory()
-    ns.service("svc")
-    ns.make_slice("svc", "svc-1", [ep(pod_ip(191)), ep(pod_ip(192))])
-    ns.create_target("t", {"service": "svc"})
+    svc_targeted(ns, [pod_ip(191), pod_ip(192)])
     ns.wait_published("t", {pod_ip(191), pod_ip(192)})
     op.stop()  # a clean stop releases the Lease
     before = ns.get_configmap("t")

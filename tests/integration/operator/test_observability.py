@@ -16,20 +16,8 @@ from kuberesolver._version import __version__
 from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
 from testenv.wait import until
-from tests.integration.operator.helpers import (
-    create_target,
-    ep,
-    make_slice,
-    selectorless_service,
-    wait_published,
-)
-from tests.integration.operator.test_webhook import (  # noqa: F401 (the fixture)
-    INJECT,
-    create,
-    pod,
-    recreate,
-    webhook,
-)
+from tests.integration.operator.helpers import Namespace, ep
+from tests.integration.operator.test_webhook import INJECT, create, pod, until_served
 
 pytestmark = pytest.mark.integration
 
@@ -45,18 +33,18 @@ def scrape(op: OperatorProcess) -> dict[str, float]:
 
 
 def test_metrics_have_the_process_leader_build_and_endpoints_that_sum(
-    operator: OperatorProcess, admin_api: client.ApiClient, namespace: str
+    operator: OperatorProcess, ns: Namespace
 ) -> None:
-    selectorless_service(admin_api, namespace, "svc")
-    make_slice(admin_api, namespace, "svc", "svc-1", [
+    ns.service("svc")
+    ns.make_slice("svc", "svc-1", [
         ep(pod_ip(181)), ep(pod_ip(182)), ep(pod_ip(183), ready=False),
         ep(pod_ip(184), ready=False, serving=True, terminating=True),
     ])  # fmt: skip
-    create_target(admin_api, namespace, "t", {"service": "svc", "includeTerminating": True})
-    wait_published(admin_api, namespace, "t", {pod_ip(i) for i in (181, 182, 183, 184)})
+    ns.create_target("t", {"service": "svc", "includeTerminating": True})
+    ns.wait_published("t", {pod_ip(i) for i in (181, 182, 183, 184)})
 
     def state(name: str) -> str:
-        labels = f'namespace="{namespace}",state="{name}",target="t"'
+        labels = f'namespace="{ns.name}",state="{name}",target="t"'
         return f"kuberesolver_operator_endpoints{{{labels}}}"
 
     def scraped() -> dict[str, float]:
@@ -105,18 +93,13 @@ def skipped_events(api: client.ApiClient, namespace: str, kind: str, name: str) 
 
 
 def test_a_skipped_injection_is_logged_counted_and_an_event_on_the_pods_owner(
-    webhook: OperatorProcess,  # noqa: F811 (the fixture)
+    webhook: OperatorProcess,
     admin_api: client.ApiClient,
     namespace: str,
+    ns: Namespace,
 ) -> None:
-    create_target(admin_api, namespace, "greeter", {"service": "greeter"})
-    probe = pod("probe", INJECT, {"kuberesolver.io/targets": "greeter"})
-
-    def served() -> bool:
-        admitted, _ = recreate(admin_api, namespace, probe)
-        return len(admitted["spec"]["volumes"]) > 1
-
-    until(served, timeout_s=60, message="the webhook to answer")
+    ns.create_target("greeter", {"service": "greeter"})
+    until_served(admin_api, namespace)
     # The owner a ReplicaSet controller would name (none runs here: replicas 0).
     rs = client.AppsV1Api(admin_api).create_namespaced_replica_set(namespace, {
         "metadata": {"name": "web"},
@@ -182,9 +165,7 @@ def test_a_skipped_injection_is_logged_counted_and_an_event_on_the_pods_owner(
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
-def test_json_logs_every_line_parses(
-    operator_kubeconfig: Path, admin_api: client.ApiClient, namespace: str, how: str
-) -> None:
+def test_json_logs_every_line_parses(operator_kubeconfig: Path, ns: Namespace, how: str) -> None:
     """kopf's lines and the operator's own (``kuberesolver.*`` loggers) are JSON alike."""
     op = OperatorProcess(
         operator_kubeconfig,
@@ -193,11 +174,11 @@ def test_json_logs_every_line_parses(
         args=("--log-format=json",) if how == "flag" else (),
     )
     with op:
-        selectorless_service(admin_api, namespace, "svc")
-        make_slice(admin_api, namespace, "svc", "svc-1", [ep(pod_ip(191))])
-        create_target(admin_api, namespace, "t", {"service": "svc"})
-        create_target(admin_api, namespace, "bad", {"service": "svc", "templates": {"x": "{{"}})
-        wait_published(admin_api, namespace, "t", {pod_ip(191)})
+        ns.service("svc")
+        ns.make_slice("svc", "svc-1", [ep(pod_ip(191))])
+        ns.create_target("t", {"service": "svc"})
+        ns.create_target("bad", {"service": "svc", "templates": {"x": "{{"}})
+        ns.wait_published("t", {pod_ip(191)})
 
         def ours_logged() -> list[dict[str, Any]]:
             lines = [json.loads(line) for line in op.log_text().splitlines() if line.strip()]

@@ -22,10 +22,11 @@ import psutil
 import pytest
 from kubernetes import client
 
-from testenv import ControlPlane, free_port
+from testenv import ControlPlane, drain_server, free_port
 from testenv.netns import pod_ip
 from testenv.operator_process import OperatorProcess
 from testenv.wait import until
+from tests.cluster import ROOT
 from tests.integration.operator.helpers import Namespace, ep
 
 pytestmark = pytest.mark.integration
@@ -118,31 +119,19 @@ def test_the_projector_exits_on_sigterm_mid_watch(
             proc.wait(10)
 
 
-SERVER = """
-import signal, sys
-from concurrent import futures
-from grpc_health.v1 import health, health_pb2_grpc
-from kuberesolver.server import DrainableServer
-server = DrainableServer(futures.ThreadPoolExecutor(max_workers=4))
-health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
-server.add_insecure_port(sys.argv[1])
-server.start()
-signal.signal(signal.SIGTERM, lambda *_: server.drain_and_stop(5, 1))
-print("kuberesolver-test-ready", flush=True)
-server.wait_for_termination()
-"""
-
-
 def test_a_drainable_server_exits_on_sigterm() -> None:
     """The README's recipe, as a real process: the drain (no client here) and stop, then exit."""
     address = f"{pod_ip(250)}:{free_port()}"
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, address], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "testenv.drain_server", address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
     )
     try:
         assert proc.stdout is not None
         lines = iter(proc.stdout.readline, b"")  # grpc's own log lines come first
-        assert any(b"kuberesolver-test-ready" in line for line in lines), "it never served"
+        assert any(drain_server.READY.encode() in line for line in lines), "it never served"
         proc.send_signal(signal.SIGTERM)
         try:
             status = proc.wait(EXIT_BOUND_S)

@@ -9,15 +9,13 @@ against a twin Pod that the webhook never sees.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from testenv import ControlPlane, free_port
-from testenv.mounts_webhook import registered
 from testenv.operator_process import OperatorProcess
 from testenv.wait import until
 from testenv.workloads import create_service
@@ -29,61 +27,16 @@ MOUNT_ROOT = "/var/run/kuberesolver"
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def webhook(
-    control_plane: ControlPlane,
-    admin_api: client.ApiClient,
-    operator_factory: Callable[..., OperatorProcess],
-    tmp_path: Path,
-) -> Iterator[OperatorProcess]:
-    """An operator serving the webhook on 127.0.0.1, registered with the apiserver."""
-    yield from serve(control_plane, admin_api, operator_factory, tmp_path, {})
-
-
 PROJECTOR_IMAGE = "registry.example/kuberesolver-projector:0.1.0"
 
 
 @pytest.fixture
-def webhook_with_projector(
-    control_plane: ControlPlane,
-    admin_api: client.ApiClient,
-    operator_factory: Callable[..., OperatorProcess],
-    tmp_path: Path,
-) -> Iterator[OperatorProcess]:
+def webhook_with_projector(webhooks: Callable[..., OperatorProcess]) -> OperatorProcess:
     """The same, given the projector image (as the shipped Deployment does)."""
-    env = {
+    return webhooks({
         "KUBERESOLVER_PROJECTOR_IMAGE": PROJECTOR_IMAGE,
         "KUBERESOLVER_PROJECTOR_IMAGE_PULL_POLICY": "Never",
-    }
-    yield from serve(control_plane, admin_api, operator_factory, tmp_path, env)
-
-
-def serve(
-    control_plane: ControlPlane,
-    admin_api: client.ApiClient,
-    operator_factory: Callable[..., OperatorProcess],
-    tmp_path: Path,
-    env: dict[str, str],
-) -> Iterator[OperatorProcess]:
-    cert_dir = tmp_path / "webhook-tls"
-    cert_dir.mkdir()
-    files = control_plane.ca.issue(
-        "webhook", "kuberesolver-webhook", ip_addresses=("127.0.0.1",), server=True
-    )
-    (cert_dir / "tls.crt").write_bytes(files.cert.read_bytes())
-    (cert_dir / "tls.key").write_bytes(files.key.read_bytes())
-    port = free_port()
-    op = operator_factory(
-        env={
-            "KUBERESOLVER_WEBHOOK_PORT": str(port),
-            "KUBERESOLVER_WEBHOOK_ADDR": "127.0.0.1",
-            "KUBERESOLVER_WEBHOOK_CERT_DIR": str(cert_dir),
-            **env,
-        },
-        name="webhook",
-    )
-    with registered(admin_api, control_plane, port):
-        yield op
+    })  # fmt: skip
 
 
 def pod(name: str, labels: dict[str, str], annotations: dict[str, str]) -> dict[str, Any]:
@@ -130,6 +83,23 @@ def without_injection(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def targets_mounted(spec: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """Each container's mounts under the mount root, in order."""
+    return [
+        [m for m in c["volumeMounts"] if m["mountPath"].startswith(MOUNT_ROOT)]
+        for c in spec["containers"]
+    ]
+
+
+def mounts(greeter_path: str, namespace: str) -> list[dict[str, Any]]:
+    """The read-only mounts of greeter (at ``greeter_path``) and of inventory, in order."""
+    stock = f"{MOUNT_ROOT}/stock.{namespace}"
+    return [
+        {"name": "kuberesolver-greeter", "mountPath": greeter_path, "readOnly": True},
+        {"name": "kuberesolver-inventory", "mountPath": stock, "readOnly": True},
+    ]
+
+
 def twin_spec(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
     """The same Pod without the label: the webhook never sees it."""
     admitted, _ = create(api, namespace, pod(name, {}, {"kuberesolver.io/targets": "greeter"}))
@@ -160,15 +130,9 @@ def test_annotated_pod_gets_one_read_only_mount_per_target_and_nothing_else(
             "configMap": {"name": "inv-endpoints", "defaultMode": 420},
         },
     ]
-    for c in spec["containers"]:
-        ours = [m for m in c["volumeMounts"] if m["mountPath"].startswith(MOUNT_ROOT)]
-        assert ours == [
-            {"name": "kuberesolver-greeter", "mountPath": f"{MOUNT_ROOT}/greeter.{namespace}",
-             "readOnly": True},
-            {"name": "kuberesolver-inventory", "mountPath": f"{MOUNT_ROOT}/stock.{namespace}",
-             "readOnly": True},
-        ]  # fmt: skip
-        assert all("subPath" not in m for m in c["volumeMounts"])
+    greeter = mounts(f"{MOUNT_ROOT}/greeter.{namespace}", namespace)
+    assert targets_mounted(spec) == [greeter] * len(spec["containers"])
+    assert all("subPath" not in m for c in spec["containers"] for m in c["volumeMounts"])
     assert without_injection(spec) == without_injection(twin_spec(admin_api, namespace, "twin"))
 
 
@@ -177,17 +141,21 @@ def test_unknown_target_leaves_the_pod_unchanged_with_a_warning(
 ) -> None:
     create_target(admin_api, namespace, "greeter", {"service": "greeter"})
     # wait until the webhook answers (a known target gets mounted)
-    probe = pod("probe", INJECT, {"kuberesolver.io/targets": "greeter"})
-
-    def served() -> bool:
-        admitted, _ = recreate(admin_api, namespace, probe)
-        return len(admitted["spec"]["volumes"]) > 1
-
-    until(served, timeout_s=60, message="the webhook to answer")
+    until_served(admin_api, namespace)
     body = pod("client", INJECT, {"kuberesolver.io/targets": "greeter,nope"})
     admitted, warnings = create(admin_api, namespace, body)
     assert admitted["spec"] == twin_spec(admin_api, namespace, "twin")
     assert any("no GrpcTarget 'nope'" in w for w in warnings), warnings
+
+
+def until_served(api: client.ApiClient, namespace: str) -> None:
+    """Wait until the webhook answers: a Pod asking for the GrpcTarget greeter gets it mounted."""
+    probe = pod("probe", INJECT, {"kuberesolver.io/targets": "greeter"})
+    until(
+        lambda: len(recreate(api, namespace, probe)[0]["spec"]["volumes"]) > 1,
+        timeout_s=60,
+        message="the webhook to answer",
+    )
 
 
 def recreate(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> tuple[Any, list[str]]:
@@ -234,12 +202,7 @@ def test_hostile_annotations_admit_the_pod_unchanged_with_one_warning(
     client.CoreV1Api(admin_api).create_namespace({"metadata": {"name": other}})
     try:
         create_target(admin_api, other, "secret", {"service": "secret"})
-        probe = pod("probe", INJECT, {"kuberesolver.io/targets": "greeter"})
-        until(
-            lambda: len(recreate(admin_api, namespace, probe)[0]["spec"]["volumes"]) > 1,
-            timeout_s=60,
-            message="the webhook to answer",
-        )
+        until_served(admin_api, namespace)
         twin = twin_spec(admin_api, namespace, "twin")
         for i, (annotation, problem) in enumerate(HOSTILE.items()):
             body = pod(f"hostile-{i}", INJECT, {"kuberesolver.io/targets": annotation})
@@ -265,12 +228,7 @@ def test_a_target_created_just_before_its_pod_is_found(
 ) -> None:
     """The watch may not have seen it yet: one LIST of the namespace finds it."""
     create_target(admin_api, namespace, "greeter", {"service": "greeter"})
-    probe = pod("probe", INJECT, {"kuberesolver.io/targets": "greeter"})
-    until(
-        lambda: len(recreate(admin_api, namespace, probe)[0]["spec"]["volumes"]) > 1,
-        timeout_s=60,
-        message="the webhook to answer",
-    )
+    until_served(admin_api, namespace)
     for i in range(5):
         create_target(admin_api, namespace, f"fresh-{i}", {"service": f"fresh{i}"})
         admitted, warnings = create(
@@ -324,13 +282,7 @@ def test_a_headless_services_target_gets_the_projector_and_a_clusterip_ones_the_
     assert volumes["kuberesolver-greeter"] == {"name": "kuberesolver-greeter", "emptyDir": {}}
     assert volumes["kuberesolver-inventory"]["configMap"]["name"] == "inventory"
     assert "kuberesolver-api-access" in volumes  # the Pod mounts no token of its own
-    for c in spec["containers"]:
-        ours = [m for m in c["volumeMounts"] if m["mountPath"].startswith(MOUNT_ROOT)]
-        assert ours == [
-            {"name": "kuberesolver-greeter", "mountPath": greeter_path, "readOnly": True},
-            {"name": "kuberesolver-inventory", "mountPath": f"{MOUNT_ROOT}/stock.{namespace}",
-             "readOnly": True},
-        ]  # fmt: skip
+    assert targets_mounted(spec) == [mounts(greeter_path, namespace)] * len(spec["containers"])
 
     # With its own token (the apiserver's kube-api-access-* volume, mounted before the
     # webhook runs), the sidecar mounts that one and the Pod gets no other.

@@ -9,10 +9,9 @@ else beyond a twin Pod the webhook never sees.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from testenv import ControlPlane, free_port
 from testenv.operator_process import OperatorProcess
 from testenv.wait import until
 from tests.integration.operator.helpers import create_target
-from tests.integration.operator.test_webhook import INJECT, create, pod, recreate, registered
+from tests.integration.operator.test_webhook import INJECT, create, pod, recreate
 
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN_DIR = "/var/run/secrets/kuberesolver"
@@ -35,51 +34,25 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def xds_webhook(
-    control_plane: ControlPlane,
-    admin_api: client.ApiClient,
-    operator_factory: Callable[..., OperatorProcess],
-    tmp_path: Path,
-) -> Iterator[OperatorProcess]:
+    webhooks: Callable[..., OperatorProcess], control_plane: ControlPlane, tmp_path: Path
+) -> OperatorProcess:
     """An operator serving the webhook and TLS xDS on 127.0.0.1 (certificates from the test CA)."""
-    with serving(control_plane, admin_api, operator_factory, tmp_path, xds=True) as op:
-        yield op
-
-
-@contextlib.contextmanager
-def serving(
-    control_plane: ControlPlane,
-    admin_api: client.ApiClient,
-    operator_factory: Callable[..., OperatorProcess],
-    tmp_path: Path,
-    *,
-    xds: bool,
-) -> Iterator[OperatorProcess]:
-    """An operator serving the webhook (and with ``xds`` TLS xDS), registered with the apiserver."""
-    webhook_dir = tmp_path / "webhook-tls"
     xds_dir = tmp_path / "xds-tls"
-    for directory, name in ((webhook_dir, "webhook"), (xds_dir, "xds")):
-        directory.mkdir()
-        files = control_plane.ca.issue(name, f"kuberesolver-{name}",
-                                       ip_addresses=("127.0.0.1",), server=True)  # fmt: skip
-        (directory / "tls.crt").write_bytes(files.cert.read_bytes())
-        (directory / "tls.key").write_bytes(files.key.read_bytes())
+    xds_dir.mkdir()
+    files = control_plane.ca.issue("xds", "kuberesolver-xds", ip_addresses=("127.0.0.1",),
+                                   server=True)  # fmt: skip
+    (xds_dir / "tls.crt").write_bytes(files.cert.read_bytes())
+    (xds_dir / "tls.key").write_bytes(files.key.read_bytes())
     (xds_dir / "ca.crt").write_bytes(control_plane.ca.cert_path.read_bytes())
-    port = free_port()
-    env = {
-        "KUBERESOLVER_WEBHOOK_PORT": str(port),
-        "KUBERESOLVER_WEBHOOK_ADDR": "127.0.0.1",
-        "KUBERESOLVER_WEBHOOK_CERT_DIR": str(webhook_dir),
-        "KUBERESOLVER_LEASE_NAMESPACE": "kuberesolver-system",
-    }
-    if xds:
-        env |= {
-            "KUBERESOLVER_XDS_ADDRESS": f"127.0.0.1:{free_port()}",
-            "KUBERESOLVER_XDS_CERT_FILE": str(xds_dir / "tls.crt"),
-            "KUBERESOLVER_XDS_KEY_FILE": str(xds_dir / "tls.key"),
-        }
-    op = operator_factory(env=env, name="xdswebhook" if xds else "webhook")
-    with registered(admin_api, control_plane, port):
-        yield op
+    return webhooks({
+        **LEASE_NAMESPACE,
+        "KUBERESOLVER_XDS_ADDRESS": f"127.0.0.1:{free_port()}",
+        "KUBERESOLVER_XDS_CERT_FILE": str(xds_dir / "tls.crt"),
+        "KUBERESOLVER_XDS_KEY_FILE": str(xds_dir / "tls.key"),
+    }, name="xdswebhook")  # fmt: skip
+
+
+LEASE_NAMESPACE = {"KUBERESOLVER_LEASE_NAMESPACE": "kuberesolver-system"}
 
 
 def without_xds(admitted: dict[str, Any]) -> dict[str, Any]:
@@ -157,15 +130,9 @@ def test_annotated_pod_gets_the_bootstrap_token_and_ca_and_nothing_else(
 
 
 @pytest.fixture
-def webhook_without_xds(
-    control_plane: ControlPlane,
-    admin_api: client.ApiClient,
-    operator_factory: Callable[..., OperatorProcess],
-    tmp_path: Path,
-) -> Iterator[OperatorProcess]:
+def webhook_without_xds(webhooks: Callable[..., OperatorProcess]) -> OperatorProcess:
     """The webhook of an operator that serves no xDS."""
-    with serving(control_plane, admin_api, operator_factory, tmp_path, xds=False) as op:
-        yield op
+    return webhooks(LEASE_NAMESPACE)
 
 
 def test_an_operator_without_xds_warns_and_still_mounts_the_targets(

@@ -25,6 +25,7 @@ from kubernetes import client
 
 from kuberesolver.operator.xds.auth import KubeAuthorizer
 from kuberesolver.xds.auth import DEFAULT_AUDIENCE
+from kuberesolver.xds.bootstrap import ENV_CALL_CREDS
 from testenv import ControlPlane
 from testenv.controlplane import free_port
 from testenv.grpc_go import xds_client
@@ -45,8 +46,6 @@ from tests.integration.test_xds_auth import CONFIGMAP, may_read_configmap, servi
 from tests.xds.conftest import AUTHORITY, Client, write_bootstrap
 
 pytestmark = pytest.mark.integration
-
-CALL_CREDS_ENV = "GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS"
 
 
 def _b64(data: bytes) -> str:
@@ -148,9 +147,9 @@ def test_only_a_service_account_that_may_read_the_configmap_sees_the_target(
             if (
                 who == "not-sent"
             ):  # a grpc without A97 switched on: the bootstrap's call_creds unread
-                monkeypatch.delenv(CALL_CREDS_ENV, raising=False)
+                monkeypatch.delenv(ENV_CALL_CREDS, raising=False)
             else:
-                monkeypatch.setenv(CALL_CREDS_ENV, "true")
+                monkeypatch.setenv(ENV_CALL_CREDS, "true")
             command = (str(xds_client()),) if who.endswith("-in-go") else ()
             c = Client(bootstrap, [target], command)
             clients.append(c)

@@ -24,14 +24,7 @@ from testenv.operator_process import OperatorProcess
 from testenv.wait import until
 from testenv.workloads import create_node, create_pod, set_pod_status
 from tests.client._support import Backend
-from tests.integration.operator.helpers import (
-    create_target,
-    ep,
-    make_slice,
-    selectorless_service,
-    snapshot_of,
-    wait_published,
-)
+from tests.integration.operator.helpers import Namespace, ep
 from tests.xds.conftest import AUTHORITY, Client, write_bootstrap
 
 pytestmark = pytest.mark.integration
@@ -69,6 +62,7 @@ def slice_ready(api: client.ApiClient, namespace: str, name: str) -> bool:
 def test_a_pod_turning_ready_is_served_before_its_slice_says_so(
     admin_api: client.ApiClient,
     namespace: str,
+    ns: Namespace,
     operator_factory: Callable[..., OperatorProcess],
     backends: dict[str, Backend],
     tmp_path: Path,
@@ -80,15 +74,13 @@ def test_a_pod_turning_ready_is_served_before_its_slice_says_so(
     create_node(admin_api, NODE)
     for name in ("kcm", "other"):
         create_pod(admin_api, namespace, name, backends[name].host, NODE, {}, ready=False)
-    selectorless_service(admin_api, namespace, "svc")
-    make_slice(admin_api, namespace, "svc", "svc-steady", [ep(pod_ip(201), ready=True)])
-    make_slice(admin_api, namespace, "svc", "svc-kcm",
-               [pod_ep(namespace, "kcm", pod_ip(202), ready=False)],
-               managed_by=MANAGED_BY_CONTROLLER)  # fmt: skip
-    make_slice(admin_api, namespace, "svc", "svc-other",
-               [pod_ep(namespace, "other", pod_ip(203), ready=False)])  # fmt: skip
-    create_target(admin_api, namespace, "t", {"service": "svc", "port": "grpc"})
-    wait_published(admin_api, namespace, "t", {pod_ip(n) for n in (201, 202, 203)})
+    ns.service("svc")
+    ns.make_slice("svc", "svc-steady", [ep(pod_ip(201), ready=True)])
+    ns.make_slice("svc", "svc-kcm", [pod_ep(namespace, "kcm", pod_ip(202), ready=False)],
+                  managed_by=MANAGED_BY_CONTROLLER)  # fmt: skip
+    ns.make_slice("svc", "svc-other", [pod_ep(namespace, "other", pod_ip(203), ready=False)])
+    ns.create_target("t", {"service": "svc", "port": "grpc"})
+    ns.wait_published("t", {pod_ip(n) for n in (201, 202, 203)})
     boot = write_bootstrap(tmp_path / "boot.json", f"127.0.0.1:{port}")
     c = Client(boot, [f"xds://{AUTHORITY}/t.{namespace}"])
     try:
@@ -102,7 +94,7 @@ def test_a_pod_turning_ready_is_served_before_its_slice_says_so(
         assert set(counts(c, 30)) == {"steady", "kcm"}
         # Only the Pod said it: the slice still says not ready, and the ConfigMap follows it.
         assert not slice_ready(admin_api, namespace, "svc-kcm")
-        snapshot = snapshot_of(admin_api, namespace, "t")
+        snapshot = ns.snapshot_of("t")
         assert snapshot is not None
         assert [e.address for e in snapshot.endpoints if e.ready] == [pod_ip(201)]
 
