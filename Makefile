@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # one folder per component; none of them needs the control plane or root
 UNIT_TESTS := tests/core tests/kube tests/xds tests/client tests/operator tests/projector tests/package tests/testenv
 
-.PHONY: install controlplane images dist demo test test-oldest test-unit test-node lint bench package chart-docs clean
+.PHONY: install controlplane images dist demo demo-node test test-oldest test-unit test-node lint bench package chart-docs clean
 
 install: $(STAMP)  ## a .venv with the package, its extras and the dev tools (idempotent)
 
@@ -28,6 +28,9 @@ dist: install controlplane  ## wheel, sdist, both images (OCI archives), the pac
 
 demo: install controlplane  ## control plane + operator + real gRPC backends + a client, shown working
 	$(PY) -m demo
+
+demo-node: install controlplane  ## a real node: the chart from local images, a rollout through kubelet's mount, the fallback carrying the calls
+	$(PY) -m demo.node
 
 # Three workers, each with its own control plane and network namespace: the suite mostly
 # waits on processes, so three keep two cores busy (18 min, against 30+ serially).

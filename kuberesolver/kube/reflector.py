@@ -128,6 +128,11 @@ class Reflector(Generic[T]):
         self._lock = threading.Lock()
 
     @property
+    def refused(self) -> str | None:
+        """The API's refusal of the last LIST (``"403 Forbidden"``), until one is allowed."""
+        return self._refused
+
+    @property
     def stopped(self) -> bool:
         return self._stop.is_set()
 

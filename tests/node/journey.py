@@ -140,7 +140,7 @@ class Call:
 
 def calls(core: client.CoreV1Api, namespace: str, pod: str) -> list[Call]:
     """Every call the client Pod ``pod`` has logged so far (other lines skipped)."""
-    response = core.read_namespaced_pod_log(pod, namespace, _preload_content=False)
+    response: Any = core.read_namespaced_pod_log(pod, namespace, _preload_content=False)
     found = []
     for line in response.data.decode(errors="replace").splitlines():
         if not line.startswith('{"t":'):
@@ -156,7 +156,7 @@ def between(log: list[Call], start: float, end: float) -> list[Call]:
 
 def ready_pods(core: client.CoreV1Api, namespace: str, selector: str) -> list[Any]:
     """The Pods of ``selector`` that are Ready and not terminating."""
-    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+    pods: list[Any] = core.list_namespaced_pod(namespace, label_selector=selector).items
     return [
         p
         for p in pods
@@ -166,7 +166,7 @@ def ready_pods(core: client.CoreV1Api, namespace: str, selector: str) -> list[An
 
 
 def lease_holder(api: client.ApiClient) -> str | None:
-    lease = client.CoordinationV1Api(api).read_namespaced_lease(LEASE, OPERATOR_NAMESPACE)
+    lease: Any = client.CoordinationV1Api(api).read_namespaced_lease(LEASE, OPERATOR_NAMESPACE)
     holder: str | None = lease.spec.holder_identity
     return holder
 

@@ -59,6 +59,14 @@ code calls; see manifests/rbac.yaml for the call behind each rule.
   verbs: [get, update]
 {{- end }}
 
+{{/* Namespaced mode with webhook.namespaceSelector: the webhook may admit Pods outside the
+watched namespaces (it leaves them unchanged), and its InjectionSkipped Event goes into the Pod's namespace. */}}
+{{- define "kuberesolver.rules.webhookEvents" -}}
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}
+
 {{/* xds.podReadiness: the xDS feed's Pod watch (readiness before the slice says it). */}}
 {{- define "kuberesolver.rules.xdsPods" -}}
 - apiGroups: [""]

@@ -5,9 +5,11 @@ still missing, one line each; an empty list means ready. The server that
 answers the probe is :mod:`kuberesolver.operator.runtime.ready_server`.
 
 A replica is ready once its first lists are in (Services and EndpointSlices,
-and Pods when the xDS feed reads them), its ADS server listens when xDS is on,
-and, if it holds the Lease, its target loops have started. A standby replica is
-ready without the Lease: it serves the webhook and xDS too. Later watch errors
+and Pods when the xDS feed reads them, unless the API refuses the Pods: they
+are optional, and the feed follows the slices alone meanwhile), its ADS server
+listens when xDS is on, and, if it holds the Lease, its target loops have
+started. A standby replica is ready without the Lease: it serves the webhook
+and xDS too. Later watch errors
 do not make a ready replica unready: the last good state is served, and an
 apiserver blip must not empty the Services in front of both replicas.
 """

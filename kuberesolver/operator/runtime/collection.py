@@ -43,7 +43,7 @@ class FastCodec(Protocol):
 
 def _translated(exc: ApiError) -> Exception:
     """The operator's API error as the reflector reads it: an answer, or ``OSError`` (none)."""
-    return AnswerError(exc.status, str(exc)) if exc.status else OSError(str(exc))
+    return AnswerError(exc.status, exc.reason or str(exc)) if exc.status else OSError(str(exc))
 
 
 class Collection:

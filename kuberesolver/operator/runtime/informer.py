@@ -17,7 +17,10 @@ namespaces, or in namespaced mode (``KUBERESOLVER_WATCH_NAMESPACES``) one per
 watched namespace, so that no call needs a cluster-wide grant. The store then
 replaces a namespace's part on its list, and a resource counts as listed once
 every namespace has been. A :class:`LoopReflector` runs each on a daemon
-thread and hands what it reads to the event loop.
+thread and hands what it reads to the event loop. A LIST the API refuses (401
+or 403: a right missing from the operator's RBAC) is one ERROR line naming the
+resource and the right, logged once until it is allowed again;
+:attr:`LoopReflector.refused` says so meanwhile.
 
 :class:`ServiceStore` is the state, touched only on the event loop:
 :meth:`ServiceStore.lookup` is what a target's reconcile reads.
@@ -29,7 +32,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from kubernetes import client
 
@@ -374,14 +377,17 @@ class LoopReflector:
         on_list: Callable[[list[Any]], None],
         on_event: Callable[[str, Any], None],
         decode: Callable[[Mapping[str, Any]], Any],
+        refused_hint: str = "",
     ) -> None:
+        plural = transport.what.split()[0]
         self.reflector: Reflector[Any] = Reflector(
             transport,
             decode,
             lambda items: loop.call_soon_threadsafe(on_list, items),
             lambda kind, obj: loop.call_soon_threadsafe(on_event, kind, obj),
             log=_log,
-            refused_hint="check the operator's ClusterRole (or Roles, in namespaced mode)",
+            refused_hint=refused_hint
+            or f"grant list and watch on {plural} to the operator's ServiceAccount",
         )
         self.name = transport.what
         self._thread = threading.Thread(
@@ -391,6 +397,11 @@ class LoopReflector:
     @property
     def lists(self) -> int:
         return self.reflector.lists
+
+    @property
+    def refused(self) -> str | None:
+        """The API's refusal of the last LIST (``"403 Forbidden"``), until one is allowed."""
+        return self.reflector.refused
 
     @property
     def errors(self) -> int:
@@ -478,6 +489,14 @@ def service_reflectors(
     return [r for ns in store.namespaces or ("",) for r in reflectors(ns)]
 
 
+PODS_REFUSED_HINT: Final = (
+    "grant list and watch on pods to the operator's ServiceAccount (the chart does with "
+    "xds.podReadiness), or set KUBERESOLVER_XDS_POD_READINESS=false; until then the xDS "
+    "feed follows the EndpointSlices alone, and everything else is served as before"
+)
+"""What a refused Pod watch costs: only the xDS feed's early readiness (Pods are optional)."""
+
+
 def pod_reflectors(
     api: client.ApiClient, store: ServiceStore, loop: asyncio.AbstractEventLoop
 ) -> list[LoopReflector]:
@@ -503,6 +522,7 @@ def pod_reflectors(
             on_list=pods_listed,
             on_event=pod_event,
             decode=decode_pod,
+            refused_hint=PODS_REFUSED_HINT,
         )
 
     return [reflector(ns) for ns in store.namespaces or ("",)]

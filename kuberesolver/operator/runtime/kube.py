@@ -47,9 +47,11 @@ _MANAGED: Final = {"fieldManager": FIELD_MANAGER}
 class ApiError(RuntimeError):
     """An API call that failed; ``status`` is the HTTP status (0 when there was none)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason
+        """The HTTP reason phrase (``"Forbidden"``), when there was an answer."""
 
 
 class Http:
@@ -134,7 +136,8 @@ class Http:
             _release(resp)
         if resp.status >= 400:
             _release(resp)
-            raise ApiError(resp.status, f"{what}: {resp.status} {resp.reason}")
+            reason = str(resp.reason or "")
+            raise ApiError(resp.status, f"{what}: {resp.status} {reason}", reason)
         return resp
 
 

@@ -127,9 +127,13 @@ class Runtime:
 
     def readiness(self) -> Readiness:
         """This replica's state, for ``GET /readyz`` (from memory)."""
-        resources = ["services", "endpointslices"] + (["pods"] if self.store.tracks_pods else [])
+        listed = [(r, self.store.synced(r)) for r in ("services", "endpointslices")]
+        if self.store.tracks_pods:
+            # Pods are optional (the xDS feed's early readiness): refused, they wait for no one.
+            refused = any(r.refused for r in self._reflectors if r.name.startswith("pods"))
+            listed.append(("pods", self.store.synced("pods") or refused))
         return Readiness(
-            listed=tuple((r, self.store.synced(r)) for r in resources),
+            listed=tuple(listed),
             xds_listening=None if self.xds is None else self.xds.listening,
             holds_lease=self.leading(),
             leading_started=self.targets.leading,
