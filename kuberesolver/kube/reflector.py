@@ -15,7 +15,11 @@
 
 It decodes nothing itself beyond ``type``, ``object`` and
 ``metadata.resourceVersion``: the transport yields raw JSON events and the
-caller supplies ``decode``.
+caller supplies ``decode``. A transport with a faster decoder of its own may
+hand objects on already decoded (:attr:`Listed.decoded`, :class:`Decoded`).
+
+:meth:`Reflector.run` blocks its thread; a caller on an event loop runs it on
+a thread of its own and moves the callbacks over (``call_soon_threadsafe``).
 """
 
 from __future__ import annotations
@@ -29,23 +33,35 @@ from typing import Any, Generic, Protocol, TypeVar
 from kuberesolver.core.backoff import Backoff
 from kuberesolver.kube.client import ApiError
 
-__all__ = ["Listed", "Reflector", "Transport", "Watch"]
+__all__ = ["Decoded", "Listed", "Reflector", "Transport", "Watch"]
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Listed:
-    """A list's raw items and its resourceVersion."""
+    """A list's raw items and its resourceVersion; ``decoded``: items the transport
+    already decoded (handed on as they are, after those of ``items``)."""
 
     items: Sequence[Mapping[str, Any]]
     resource_version: str
+    decoded: Sequence[Any] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """An ADDED, MODIFIED or DELETED event whose object the transport already decoded."""
+
+    type: str
+    resource_version: str
+    value: Any
 
 
 class Watch(Protocol):
-    """An open watch: raw JSON events as they arrive; ``close()`` from any thread."""
+    """An open watch: events as they arrive (raw JSON, or :class:`Decoded`);
+    ``close()`` from any thread, quickly (it must not wait for the reading thread)."""
 
-    def __iter__(self) -> Iterator[Mapping[str, Any]]: ...
+    def __iter__(self) -> Iterator[Mapping[str, Any] | Decoded]: ...
 
     def close(self) -> None: ...
 
@@ -86,8 +102,8 @@ class Reflector(Generic[T]):
         self,
         transport: Transport,
         decode: Callable[[Mapping[str, Any]], T],
-        on_list: Callable[[list[T]], None],
-        on_event: Callable[[str, T], None],
+        on_list: Callable[[list[T]], object],
+        on_event: Callable[[str, T], object],
         *,
         log: logging.Logger,
         backoff: Backoff | None = None,
@@ -110,6 +126,11 @@ class Reflector(Generic[T]):
         self._stop = threading.Event()
         self._watch: Watch | None = None
         self._lock = threading.Lock()
+
+    @property
+    def refused(self) -> str | None:
+        """The API's refusal of the last LIST (``"403 Forbidden"``), until one is allowed."""
+        return self._refused
 
     @property
     def stopped(self) -> bool:
@@ -140,18 +161,25 @@ class Reflector(Generic[T]):
                 pause = self.backoff.next_s()
                 self._log_failure(exc, pause)
                 self._stop.wait(pause)
+            except Exception:  # a bug in a callback: say so, never let the thread die
+                self.failures += 1
+                pause = self.backoff.next_s()
+                self._log.exception("%s: failed; retrying in %.1f s", self.transport.what, pause)
+                self._stop.wait(pause)
 
     def relist(self) -> None:
-        """LIST now and hand every decodable object on; raises what the transport raises."""
+        """LIST now and hand every decodable object on; raises what the transport (or
+        ``on_list``) raises. The watch starts from the list only once ``on_list`` took it."""
         listed = self.transport.list()
-        objects = [obj for obj in map(self._decoded, listed.items) if obj is not None]
-        self.resource_version = listed.resource_version
+        objects = [obj for obj, _ in filter(None, map(self._decoded, listed.items))]
+        objects.extend(listed.decoded)
         self.lists += 1
         self.backoff.reset()
         if self._refused is not None:
             self._log.info("%s: allowed again", self.transport.what)
             self._refused = None
-        self._on_list([obj for obj, _ in objects])
+        self._on_list(objects)
+        self.resource_version = listed.resource_version
 
     # -- internals ------------------------------------------------------------------------
 
@@ -199,8 +227,13 @@ class Reflector(Generic[T]):
                     self._watch = None
             watch.close()
 
-    def handle(self, event: Mapping[str, Any]) -> None:
-        """Apply one raw watch event; an ERROR event raises (410: relist, else back off)."""
+    def handle(self, event: Mapping[str, Any] | Decoded) -> None:
+        """Apply one watch event; an ERROR event raises (410: relist, else back off)."""
+        if isinstance(event, Decoded):
+            self.backoff.reset()
+            self.resource_version = event.resource_version or self.resource_version
+            self._handed(event.type, event.value, "")
+            return
         kind = str(event.get("type") or "")
         raw = event.get("object")
         obj: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
@@ -222,12 +255,14 @@ class Reflector(Generic[T]):
             return
         decoded = self._decoded(obj)
         self.resource_version = rv or self.resource_version
-        if decoded is None:
-            return
+        if decoded is not None:
+            self._handed(kind, *decoded)
+
+    def _handed(self, kind: str, value: T, label: str) -> None:
         try:
-            self._on_event(kind, decoded[0])
+            self._on_event(kind, value)
         except Exception as exc:
-            self._skip(f"{kind} {decoded[1]}", exc)
+            self._skip(f"{kind} {label or 'an object'}", exc)
 
     def _decoded(self, obj: Mapping[str, Any]) -> tuple[T, str] | None:
         label = _label(obj)

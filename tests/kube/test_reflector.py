@@ -1,4 +1,5 @@
-"""The reflector's pure parts: skipping what cannot be read, and backing off with jitter.
+"""The reflector's pure parts: skipping what cannot be read, objects a transport decoded
+itself, a list its caller could not take, and backing off with jitter.
 
 List, watch, 410 and bookmarks against the real API server are in
 tests/integration/test_reflector.py.
@@ -18,7 +19,7 @@ import pytest
 from kuberesolver.core.backoff import Backoff
 from kuberesolver.kube.credentials import ApiConfig
 from kuberesolver.kube.http import Collection, HttpApi
-from kuberesolver.kube.reflector import Listed, Reflector
+from kuberesolver.kube.reflector import Decoded, Listed, Reflector
 from testenv.wait import until
 
 _log = logging.getLogger("test.reflector")
@@ -29,11 +30,12 @@ class _Fixed:
 
     what = "things"
 
-    def __init__(self, items: list[Mapping[str, Any]]) -> None:
+    def __init__(self, items: list[Mapping[str, Any]], decoded: tuple[Any, ...] = ()) -> None:
         self.items = items
+        self.decoded = decoded
 
     def list(self) -> Listed:
-        return Listed(self.items, "7")
+        return Listed(self.items, "7", self.decoded)
 
     def watch(self, resource_version: str) -> Iterator[Mapping[str, Any]]:
         raise AssertionError("not watched in these tests")
@@ -86,6 +88,41 @@ def test_a_failing_handler_is_logged_and_the_next_event_still_handled() -> None:
     reflector.handle({"type": "ADDED", "object": _obj("y", "2", spec={"n": 5})})
     assert seen == [5]
     assert reflector.skipped == 1
+
+
+def test_what_the_transport_decoded_itself_is_handed_on_as_it_is() -> None:
+    """The operator's EndpointSlice codec reads raw bytes straight to views: no ``decode``."""
+    listed: list[list[int]] = []
+    events: list[tuple[str, int]] = []
+    reflector = Reflector(
+        _Fixed([_obj("a", "3", spec={"n": 1})], decoded=(40, 41)), _decode,
+        listed.append, lambda kind, n: events.append((kind, n)), log=_log,
+    )  # fmt: skip
+    reflector.relist()
+    assert listed == [[1, 40, 41]]
+    reflector.handle(Decoded("MODIFIED", "12", 42))
+    assert events == [("MODIFIED", 42)]
+    assert reflector.resource_version == "12"
+
+
+def test_a_list_its_caller_could_not_take_is_not_watched_from() -> None:
+    """``on_list`` failed (direct mode could not read the Service): list again, never watch
+    from a list whose state nobody holds."""
+    calls: list[list[int]] = []
+
+    def on_list(items: list[int]) -> None:
+        calls.append(items)
+        if len(calls) == 1:
+            raise OSError("the Service could not be read")
+
+    reflector = Reflector(_Fixed([_obj("a", "3", spec={"n": 1})]), _decode, on_list,
+                          lambda *_: None, log=_log)  # fmt: skip
+    with pytest.raises(OSError, match="Service"):
+        reflector.relist()
+    assert reflector.resource_version == ""
+    reflector.relist()
+    assert reflector.resource_version == "7"
+    assert calls == [[1], [1]]
 
 
 def test_the_backoff_is_capped_jittered_and_reset() -> None:

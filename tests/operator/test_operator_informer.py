@@ -1,18 +1,15 @@
 """The operator's store of Services and EndpointSlices: what a list or an event changes, and
-whom it wakes. The reflectors that feed it run against the real apiserver in every
+whom it wakes. The loop that feeds it is the shared reflector (tested in tests/kube and
+tests/integration/test_reflector.py); it runs against the real apiserver in every
 tests/integration/operator test."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
-from hypothesis import given
-from hypothesis import strategies as st
-
 from kuberesolver.core.endpointslices import service_view, slice_view
-from kuberesolver.operator.runtime.informer import Reflector, ServiceStore
+from kuberesolver.operator.runtime.informer import ServiceStore
 
 
 def svc(ns: str, name: str, port: int = 80) -> Any:
@@ -111,31 +108,3 @@ def test_plans_wait_for_both_first_lists() -> None:
         return seen
 
     assert asyncio.run(scenario()) == ["after services: False", "planned"]
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
-
-
-FIELDS = st.sampled_from(["metadata", "spec", "endpoints", "ports", "x"])
-
-
-@given(st.dictionaries(FIELDS, json_values))
-def test_an_object_it_cannot_read_is_skipped_never_raised(obj: dict[str, Any]) -> None:
-    """Whatever the API sends, the reflector's thread goes on (the object's last view stays)."""
-    with contextlib.closing(asyncio.new_event_loop()) as loop:
-        for decode in (service_view, slice_view):
-            reflector = Reflector(
-                "x",
-                lambda **_: None,
-                loop=loop,
-                on_list=lambda items: None,
-                on_event=lambda kind, item: None,
-                decode=decode,
-            )
-            reflector._decoded(obj)

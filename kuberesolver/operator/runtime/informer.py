@@ -9,24 +9,18 @@ and one compact view (:mod:`kuberesolver.core.endpointslices`), computed on the
 reflector's thread; the event loop only swaps a dict entry and wakes the
 targets that follow the Service.
 
-A :class:`Reflector` (client-go's name) is the loop for one resource, across
-all namespaces, or in namespaced mode (``KUBERESOLVER_WATCH_NAMESPACES``) in
-one namespace: one reflector per watched namespace, so that no call needs a
-cluster-wide grant. The store then replaces a namespace's part on its list,
-and a resource counts as listed once every namespace has been:
-
-1. LIST (paginated) with ``resourceVersion`` of the list; the whole state
-   replaces the store's (objects gone since are removed, and their followers
-   woken).
-2. WATCH from there with bookmarks; each ADDED/MODIFIED/DELETED event is
-   applied; BOOKMARK only moves the resourceVersion. The server ends each
-   watch after ``watch_timeout_s``; it resumes from the last version seen.
-3. ``410 Gone`` relists at once; any other failure (an API error, a dropped
-   connection, an object it cannot read) is logged, and retried with
-   :func:`~kuberesolver.core.backoff.backoff_s`. The last good views stay meanwhile.
-   A LIST the API refuses (401 or 403: a right missing from the operator's
-   RBAC) is one ERROR line naming the resource and the right, logged once
-   until it is allowed again; :attr:`Reflector.refused` says so meanwhile.
+The loop is the shared :class:`kuberesolver.kube.reflector.Reflector` (list,
+watch with bookmarks, 410 relist, jittered backoff, skip what cannot be read),
+over :class:`~.collection.Collection` (paginated lists and watches on the
+operator's own HTTP, :class:`~.kube.Http`), one for each resource across all
+namespaces, or in namespaced mode (``KUBERESOLVER_WATCH_NAMESPACES``) one per
+watched namespace, so that no call needs a cluster-wide grant. The store then
+replaces a namespace's part on its list, and a resource counts as listed once
+every namespace has been. A :class:`LoopReflector` runs each on a daemon
+thread and hands what it reads to the event loop. A LIST the API refuses (401
+or 403: a right missing from the operator's RBAC) is one ERROR line naming the
+resource and the right, logged once until it is allowed again;
+:attr:`LoopReflector.refused` says so meanwhile.
 
 :class:`ServiceStore` is the state, touched only on the event loop:
 :meth:`ServiceStore.lookup` is what a target's reconcile reads.
@@ -35,17 +29,13 @@ and a resource counts as listed once every namespace has been:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Final, Protocol, TypeAlias
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, TypeAlias
 
 from kubernetes import client
 
-from kuberesolver.core.backoff import backoff_s
 from kuberesolver.core.endpointslices import (
     SERVICE_NAME_LABEL,
     ServiceView,
@@ -53,16 +43,17 @@ from kuberesolver.core.endpointslices import (
     service_view,
     slice_view,
 )
-from kuberesolver.kube.kubeconfig import CONNECT_TIMEOUT_S
+from kuberesolver.kube.reflector import Reflector, Transport
 from kuberesolver.operator.logic.pod_readiness import PodView, overlay, pod_view
 from kuberesolver.operator.logic.slice_decode import decode_slice_event, decode_slice_list
 from kuberesolver.operator.logic.spec import GROUP, PLURAL, VERSION
+from kuberesolver.operator.runtime.collection import Collection
 from kuberesolver.operator.runtime.hub import ServiceKey
+from kuberesolver.operator.runtime.kube import Http
 
 __all__ = [
-    "FastCodec",
     "GrpcTargetIndex",
-    "Reflector",
+    "LoopReflector",
     "ServiceStore",
     "SliceCodec",
     "grpctarget_reflectors",
@@ -74,8 +65,6 @@ _log = logging.getLogger("kuberesolver.operator")
 
 ObjectKey: TypeAlias = tuple[str, str]
 """``(namespace, name)`` of a watched object."""
-
-_PAGE: Final = 500
 
 
 class ServiceStore:
@@ -322,10 +311,10 @@ class GrpcTargetIndex:
 
 def grpctarget_reflectors(
     api: client.ApiClient, index: GrpcTargetIndex, loop: asyncio.AbstractEventLoop
-) -> list[Reflector]:
+) -> list[LoopReflector]:
     """The reflectors that keep ``index`` current (not started; one per namespace of
     ``index.namespaces``, or one for all); they keep only the fields a mount needs."""
-    custom = client.CustomObjectsApi(api)
+    http = Http(api)
 
     def decode(obj: Mapping[str, Any]) -> tuple[ObjectKey, dict[str, Any]]:
         spec = obj.get("spec") or {}
@@ -338,17 +327,12 @@ def grpctarget_reflectors(
         key, spec = item
         index.set(key, None if kind == "DELETED" else spec)
 
-    def reflector(namespace: str) -> Reflector:
+    def reflector(namespace: str) -> LoopReflector:
         def listed(items: list[tuple[ObjectKey, dict[str, Any]]]) -> None:
             index.replace(dict(items), namespace)
 
-        return Reflector(
-            _named("grpctargets", namespace),
-            functools.partial(
-                custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL
-            )
-            if namespace
-            else functools.partial(custom.list_cluster_custom_object, GROUP, VERSION, PLURAL),
+        return LoopReflector(
+            _collection(http, f"/apis/{GROUP}/{VERSION}", PLURAL, namespace),
             loop=loop,
             on_list=listed,
             on_event=event,
@@ -380,236 +364,62 @@ def _service_of(obj: Mapping[str, Any]) -> ServiceKey | None:
     return (str(meta.get("namespace") or ""), str(service)) if service else None
 
 
-class _Gone(Exception):
-    """The watch's resourceVersion expired (410): relist."""
-
-
-def _refusal(exc: Exception) -> str | None:
-    """``"403 Forbidden"`` for an API error that refuses a right (401 or 403), else ``None``."""
-    if isinstance(exc, client.ApiException) and exc.status in (401, 403):
-        return f"{exc.status} {exc.reason}"
-    return None
-
-
-class FastCodec(Protocol):
-    """Decoders of raw JSON straight to what ``decode`` makes of it; ``None``: not this one.
-
-    A reflector given one tries it first on each watch line and LIST page
-    and takes the plain path (:func:`json.loads`, then ``decode``) where it
-    returns ``None``.
-    """
-
-    def event(self, line: bytes) -> tuple[str, str, Any] | None:
-        """``(type, resourceVersion, decoded)`` of an ADDED, MODIFIED or DELETED event."""
-
-    def page(self, data: bytes) -> tuple[list[Any], str, str] | None:
-        """``(decoded items, continue token, resourceVersion)`` of a LIST page."""
-
-
-class Reflector:
-    """List, then watch, one resource (across all namespaces, or in one), on a daemon thread.
-
-    ``on_list(items)`` and ``on_event(type, obj)`` run on ``loop`` (through
-    ``call_soon_threadsafe``), with objects already decoded; ``decode`` (run on
-    this thread) turns a raw object into what they get, and ``fast``, when
-    given, does the same from the raw bytes where it can (:class:`FastCodec`).
-    """
+class LoopReflector:
+    """A :class:`~kuberesolver.kube.reflector.Reflector` on a daemon thread whose
+    ``on_list(items)`` and ``on_event(type, obj)`` run on ``loop``
+    (``call_soon_threadsafe``), with objects already decoded on the thread."""
 
     def __init__(
         self,
-        name: str,
-        list_fn: Callable[..., Any],
+        transport: Transport,
         *,
         loop: asyncio.AbstractEventLoop,
         on_list: Callable[[list[Any]], None],
         on_event: Callable[[str, Any], None],
         decode: Callable[[Mapping[str, Any]], Any],
-        label_selector: str = "",
-        watch_timeout_s: int = 300,
-        fast: FastCodec | None = None,
         refused_hint: str = "",
     ) -> None:
-        self.name = name
-        self._refused_hint = refused_hint or (
-            f"grant list and watch on {name.split()[0]} to the operator's ServiceAccount"
+        plural = transport.what.split()[0]
+        self.reflector: Reflector[Any] = Reflector(
+            transport,
+            decode,
+            lambda items: loop.call_soon_threadsafe(on_list, items),
+            lambda kind, obj: loop.call_soon_threadsafe(on_event, kind, obj),
+            log=_log,
+            refused_hint=refused_hint
+            or f"grant list and watch on {plural} to the operator's ServiceAccount",
         )
-        self.refused: str | None = None
+        self.name = transport.what
+        self._thread = threading.Thread(
+            target=self.reflector.run, name=f"reflector-{self.name}", daemon=True
+        )
+
+    @property
+    def lists(self) -> int:
+        return self.reflector.lists
+
+    @property
+    def refused(self) -> str | None:
         """The API's refusal of the last LIST (``"403 Forbidden"``), until one is allowed."""
-        self._list_fn = list_fn
-        self._loop = loop
-        self._on_list = on_list
-        self._on_event = on_event
-        self._decode = decode
-        self._fast = fast
-        self._selector = label_selector
-        self._watch_timeout_s = watch_timeout_s
-        self._stop = threading.Event()
-        self._response: Any = None
-        self._thread = threading.Thread(target=self._run, name=f"reflector-{name}", daemon=True)
-        self.lists = 0
-        self.errors = 0
+        return self.reflector.refused
+
+    @property
+    def errors(self) -> int:
+        """Failed calls and objects skipped."""
+        return self.reflector.failures + self.reflector.skipped
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        """Ask the thread to end (it is a daemon: never waited on). Idempotent, and quick.
-
-        The watch's socket is shut down for reading, which ends the thread's
-        blocked read at once. Never ``close()`` it from here: that waits for the
-        lock the reading thread holds, until the next event or the watch's
-        timeout (minutes), and it blocked the operator's shutdown on the event loop.
-        """
-        self._stop.set()
-        response = self._response
-        if response is not None:
-            with contextlib.suppress(Exception):  # already released or closed: nothing to end
-                response.shutdown()
-
-    def _run(self) -> None:
-        failures = 0
-        version = ""
-        while not self._stop.is_set():
-            try:
-                if not version:
-                    version = self._list()
-                    failures = 0
-                version = self._watch(version)
-                failures = 0
-            except _Gone:
-                version = ""
-            except Exception as exc:  # the loop's edge: log, keep the views, retry
-                if self._stop.is_set():
-                    return
-                failures += 1
-                self.errors += 1
-                refusal = _refusal(exc)
-                if refusal is not None:
-                    self._refused(refusal)
-                else:
-                    level = logging.WARNING if failures == 1 else logging.DEBUG
-                    _log.log(
-                        level, "watching %s failed (%s); retrying", self.name, exc, exc_info=True
-                    )
-                if self._stop.wait(backoff_s(failures)):
-                    return
-                if failures > 3:
-                    version = ""  # a long run of failures: start again from a fresh list
-
-    def _call(self, **kwargs: Any) -> Any:
-        return self._list_fn(label_selector=self._selector, _preload_content=False, **kwargs)
-
-    def _list(self) -> str:
-        items: list[Any] = []
-        token = ""
-        while True:
-            resp = self._call(limit=_PAGE, _continue=token or None, _request_timeout=60)
-            try:
-                data = resp.data
-            finally:
-                resp.release_conn()
-            page = self._fast.page(data) if self._fast is not None else None
-            if page is not None:
-                decoded_items, token, version = page
-                items.extend(decoded_items)
-            else:
-                body = json.loads(data)
-                for obj in body.get("items") or []:
-                    decoded = self._decoded(obj)
-                    if decoded is not None:
-                        items.append(decoded)
-                meta = body.get("metadata") or {}
-                token, version = meta.get("continue") or "", str(meta.get("resourceVersion") or "")
-            if not token:
-                break
-        self.lists += 1
-        if self.refused is not None:
-            _log.info("%s: allowed again", self.name)
-            self.refused = None
-        self._loop.call_soon_threadsafe(self._on_list, items)
-        return version
-
-    def _refused(self, refusal: str) -> None:
-        """One ERROR line for a refusal (not repeated while it lasts): what, and which right."""
-        if refusal != self.refused:
-            _log.error(
-                "%s: the API refused it (%s): %s; "
-                "the last good state stays, retrying with backoff (logged once)",
-                self.name, refusal, self._refused_hint,
-            )  # fmt: skip
-        self.refused = refusal
-
-    def _watch(self, version: str) -> str:
-        resp = self._call(
-            watch=True,
-            resource_version=version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=self._watch_timeout_s,
-            _request_timeout=(CONNECT_TIMEOUT_S, self._watch_timeout_s + 30),
-        )
-        self._response = resp
-        try:
-            for line in _byte_lines(resp):
-                fast = self._fast.event(line) if self._fast is not None else None
-                if fast is not None:
-                    kind, seen, decoded = fast
-                    version = seen or version
-                    self._loop.call_soon_threadsafe(self._on_event, kind, decoded)
-                else:
-                    version = self._plain_event(line, version)
-                if self._stop.is_set():
-                    break
-        finally:
-            self._response = None
-            resp.release_conn()
-        return version
-
-    def _plain_event(self, line: bytes, version: str) -> str:
-        """Apply one event read with :func:`json.loads`; the resourceVersion after it."""
-        event = json.loads(line)
-        kind = event.get("type")
-        obj = event.get("object") or {}
-        if kind == "ERROR":
-            if obj.get("code") == 410:
-                raise _Gone()
-            raise RuntimeError(f"watch error: {obj.get('message') or obj}")
-        meta = obj.get("metadata") or {}
-        version = str(meta.get("resourceVersion") or version)
-        if kind in ("ADDED", "MODIFIED", "DELETED"):
-            decoded = self._decoded(obj)
-            if decoded is not None:
-                self._loop.call_soon_threadsafe(self._on_event, kind, decoded)
-        return version
-
-    def _decoded(self, obj: Mapping[str, Any]) -> Any:
-        """``decode(obj)``, or ``None`` (logged) for an object it cannot read (its view stays)."""
-        try:
-            return self._decode(obj)
-        except Exception as exc:
-            self.errors += 1
-            meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-            where = "?"
-            if isinstance(meta, Mapping):
-                where = f"{meta.get('namespace')}/{meta.get('name')}"
-            _log.warning("%s %s skipped: %s: %s", self.name, where, type(exc).__name__, exc)
-            return None
-
-
-def _byte_lines(resp: Any) -> Iterator[bytes]:
-    """The non-empty lines of a watch response, as bytes (one event each)."""
-    pending = b""
-    for chunk in resp.stream(amt=None, decode_content=False):
-        lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
-        pending = lines.pop()
-        for line in lines:
-            if line:
-                yield line
-    if pending:
-        yield pending
+        """Ask the thread to end (a daemon: never waited on). Idempotent, and quick: the
+        watch's socket is shut down, never closed from here (:class:`~.collection.Collection`)."""
+        self.reflector.stop()
 
 
 class SliceCodec:
-    """:class:`FastCodec` for EndpointSlices (:mod:`.slice_decode`): what ``decode_slice`` makes."""
+    """:class:`~.collection.FastCodec` for EndpointSlices (:mod:`.slice_decode`): what
+    ``decode_slice`` makes."""
 
     def event(self, line: bytes) -> tuple[str, str, Any] | None:
         got = decode_slice_event(line)
@@ -624,11 +434,10 @@ class SliceCodec:
 
 def service_reflectors(
     api: client.ApiClient, store: ServiceStore, loop: asyncio.AbstractEventLoop
-) -> list[Reflector]:
+) -> list[LoopReflector]:
     """The reflectors that keep ``store`` current (not started): Services and
     EndpointSlices, across all namespaces or one of each per ``store.namespaces``."""
-    core = client.CoreV1Api(api)
-    discovery = client.DiscoveryV1Api(api)
+    http = Http(api)
 
     def decode_service(obj: Mapping[str, Any]) -> tuple[ObjectKey, ServiceView]:
         return _key(obj), service_view(obj)
@@ -646,7 +455,7 @@ def service_reflectors(
         key, service, view = item
         store.set_slice(key, service, None if kind == "DELETED" else view)
 
-    def reflectors(namespace: str) -> list[Reflector]:
+    def reflectors(namespace: str) -> list[LoopReflector]:
         def services_listed(items: list[tuple[ObjectKey, ServiceView]]) -> None:
             store.replace_services(dict(items), namespace)
 
@@ -654,29 +463,26 @@ def service_reflectors(
             store.replace_slices({k: (s, v) for k, s, v in items if s is not None}, namespace)
 
         return [
-            Reflector(
-                _named("services", namespace),
-                _lister(
-                    core.list_namespaced_service, core.list_service_for_all_namespaces, namespace
-                ),
+            LoopReflector(
+                _collection(http, "/api/v1", "services", namespace),
                 loop=loop,
                 on_list=services_listed,
                 on_event=service_event,
                 decode=decode_service,
             ),
-            Reflector(
-                _named("endpointslices", namespace),
-                _lister(
-                    discovery.list_namespaced_endpoint_slice,
-                    discovery.list_endpoint_slice_for_all_namespaces,
+            LoopReflector(
+                _collection(
+                    http,
+                    "/apis/discovery.k8s.io/v1",
+                    "endpointslices",
                     namespace,
+                    label_selector=SERVICE_NAME_LABEL,
+                    fast=SliceCodec(),
                 ),
                 loop=loop,
                 on_list=slices_listed,
                 on_event=slice_event,
                 decode=decode_slice,
-                label_selector=SERVICE_NAME_LABEL,
-                fast=SliceCodec(),
             ),
         ]
 
@@ -693,11 +499,11 @@ PODS_REFUSED_HINT: Final = (
 
 def pod_reflectors(
     api: client.ApiClient, store: ServiceStore, loop: asyncio.AbstractEventLoop
-) -> list[Reflector]:
+) -> list[LoopReflector]:
     """The reflectors that keep the Pods' readiness in ``store`` (not started; one per
     namespace of ``store.namespaces``, or one for all); Pods without an IP are in no
     slice and are dropped on their thread."""
-    core = client.CoreV1Api(api)
+    http = Http(api)
 
     def decode_pod(obj: Mapping[str, Any]) -> tuple[ObjectKey, PodView | None]:
         return _key(obj), pod_view(obj)
@@ -706,13 +512,12 @@ def pod_reflectors(
         key, view = item
         store.set_pod(key, None if kind == "DELETED" else view)
 
-    def reflector(namespace: str) -> Reflector:
+    def reflector(namespace: str) -> LoopReflector:
         def pods_listed(items: list[tuple[ObjectKey, PodView | None]]) -> None:
             store.replace_pods({k: v for k, v in items if v is not None}, namespace)
 
-        return Reflector(
-            _named("pods", namespace),
-            _lister(core.list_namespaced_pod, core.list_pod_for_all_namespaces, namespace),
+        return LoopReflector(
+            _collection(http, "/api/v1", "pods", namespace),
             loop=loop,
             on_list=pods_listed,
             on_event=pod_event,
@@ -723,9 +528,19 @@ def pod_reflectors(
     return [reflector(ns) for ns in store.namespaces or ("",)]
 
 
-def _lister(
-    list_namespaced: Callable[..., Any], list_all: Callable[..., Any], namespace: str
-) -> Callable[..., Any]:
-    """``list_namespaced`` (a ``list_namespaced_*`` of the client) bound to ``namespace``;
-    ``list_all`` (its ``*_for_all_namespaces`` twin) when no namespace is given."""
-    return functools.partial(list_namespaced, namespace) if namespace else list_all
+def _collection(
+    http: Http,
+    prefix: str,
+    plural: str,
+    namespace: str,
+    *,
+    label_selector: str = "",
+    fast: SliceCodec | None = None,
+) -> Collection:
+    """``plural`` under ``prefix`` (``/api/v1``, ``/apis/<group>/<version>``), in
+    ``namespace``, or across all namespaces when it is ""."""
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    return Collection(
+        http, f"{prefix}{scope}/{plural}", _named(plural, namespace),
+        label_selector=label_selector, fast=fast,
+    )  # fmt: skip

@@ -10,7 +10,7 @@ Why not the client's generated methods: around each request they validate
 the arguments (pydantic), re-apply the kubeconfig to the configuration
 (re-reading the proxy variables), rebuild the URL and serialize the body
 with :mod:`json`: about a millisecond of CPU per call, as much as the rest of
-an EndpointSlice change costs the operator. :class:`_Http` sends the same
+an EndpointSlice change costs the operator. :class:`Http` sends the same
 request on the same urllib3 pool (TLS, client certificates and any proxy as
 configured), with the credentials' headers from
 ``Configuration.auth_settings()`` (which refreshes an expiring token) taken
@@ -36,7 +36,7 @@ from kuberesolver.core.endpointslices import SERVICE_NAME_LABEL
 from kuberesolver.kube.kubeconfig import REQUEST_TIMEOUT_S, load_client
 from kuberesolver.operator.logic.spec import GROUP, PLURAL, VERSION
 
-__all__ = ["FIELD_MANAGER", "ApiError", "Kube"]
+__all__ = ["FIELD_MANAGER", "ApiError", "Http", "Kube"]
 
 FIELD_MANAGER: Final = "kuberesolver-operator"
 _AUTH_TTL_S: Final = 10.0
@@ -47,12 +47,14 @@ _MANAGED: Final = {"fieldManager": FIELD_MANAGER}
 class ApiError(RuntimeError):
     """An API call that failed; ``status`` is the HTTP status (0 when there was none)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason
+        """The HTTP reason phrase (``"Forbidden"``), when there was an answer."""
 
 
-class _Http:
+class Http:
     """Requests on a ``kubernetes.client.ApiClient``'s pool and credentials (thread-safe)."""
 
     def __init__(self, api: client.ApiClient) -> None:
@@ -86,8 +88,33 @@ class _Http:
         timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> Any:
         """The decoded JSON answer (``{}`` when empty); :class:`ApiError` for anything else."""
-        url = self._host + path + ("?" + urlencode(query) if query else "")
         data = None if body is None else msgspec.json.encode(body)
+        resp = self.send(
+            what, method, path, query, data, content_type, urllib3.Timeout(total=timeout_s)
+        )
+        raw = resp.data
+        if not raw:
+            return {}
+        try:
+            return msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            return json.loads(raw)  # anything else it reads, or its error
+
+    def send(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None,
+        data: bytes | None,
+        content_type: str,
+        timeout: urllib3.Timeout,
+        *,
+        stream: bool = False,
+    ) -> urllib3.BaseHTTPResponse:
+        """The answer, its body unread when ``stream``; :class:`ApiError` for an error
+        status (its body read) or none (status 0). One attempt, and once more after a 401."""
+        url = self._host + path + ("?" + urlencode(query) if query else "")
         for attempt in (0, 1):
             headers = {**self._base, **self._credentials(fresh=attempt > 0), "Accept": _JSON}
             if data is not None:
@@ -98,22 +125,26 @@ class _Http:
                     url,
                     body=data,
                     headers=headers,
-                    timeout=urllib3.Timeout(total=timeout_s),
+                    timeout=timeout,
                     retries=False,  # one attempt: the timeout is the deadline
+                    preload_content=not stream,
                 )
             except Exception as exc:  # connection refused, TLS, timeouts
                 raise ApiError(0, f"{what}: {type(exc).__name__}: {exc}") from exc
             if resp.status != 401 or attempt:
                 break
+            _release(resp)
         if resp.status >= 400:
-            raise ApiError(resp.status, f"{what}: {resp.status} {resp.reason}")
-        raw = resp.data
-        if not raw:
-            return {}
-        try:
-            return msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            return json.loads(raw)  # anything else it reads, or its error
+            _release(resp)
+            reason = str(resp.reason or "")
+            raise ApiError(resp.status, f"{what}: {resp.status} {reason}", reason)
+        return resp
+
+
+def _release(resp: urllib3.BaseHTTPResponse) -> None:
+    """Read what is left of an answer and give its connection back to the pool."""
+    resp.drain_conn()
+    resp.release_conn()
 
 
 def _path(*parts: str) -> str:
@@ -137,7 +168,7 @@ class Kube:
         if api is None:
             api, _ = load_client(pool_maxsize=max(4, workers))
         self._api = api
-        self._http = _Http(api)
+        self._http = Http(api)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kuberesolver-api")
 
     def close(self) -> None:

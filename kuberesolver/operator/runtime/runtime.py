@@ -27,7 +27,7 @@ from kuberesolver.operator.logic.render import render_in_process
 from kuberesolver.operator.runtime.heap import FirstRound, quiet_heap, settle
 from kuberesolver.operator.runtime.hub import Hub, TargetKey, Trigger, run_coalesced
 from kuberesolver.operator.runtime.informer import (
-    Reflector,
+    LoopReflector,
     ServiceStore,
     pod_reflectors,
     service_reflectors,
@@ -80,7 +80,7 @@ class Runtime:
             from kuberesolver.operator.xds.feed import XdsFeed
 
             self.xds = XdsFeed(xds, self.store, metrics.registry, on_denied=metrics.xds_denied)
-        self._reflectors: list[Reflector] = []
+        self._reflectors: list[LoopReflector] = []
         self.ignored: set[TargetKey] = set()
         """GrpcTargets kopf delivered from namespaces not watched (each logged once)."""
         self._watch_api: Any = None

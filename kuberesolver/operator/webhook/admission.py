@@ -74,7 +74,7 @@ from kuberesolver.core.names import (
 from kuberesolver.kube.kubeconfig import load_client
 from kuberesolver.operator.runtime.informer import (
     GrpcTargetIndex,
-    Reflector,
+    LoopReflector,
     ServiceStore,
     grpctarget_reflectors,
 )
@@ -472,7 +472,7 @@ async def webhook_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_:
 
 
 async def webhook_cleanup(memo: kopf.Memo, **_: Any) -> None:
-    reflectors: list[Reflector] = memo.get("webhook_reflectors") or []
+    reflectors: list[LoopReflector] = memo.get("webhook_reflectors") or []
     for reflector in reflectors:
         reflector.stop()
     api = memo.get("webhook_api")

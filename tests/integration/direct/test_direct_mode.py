@@ -24,7 +24,6 @@ from testenv import ControlPlane
 from testenv.netns import pod_ip
 from testenv.wait import until, until_async
 from testenv.workloads import create_service
-from tests.cluster import compact_etcd
 from tests.integration.direct.world import (
     METHOD,
     PORT,
@@ -127,7 +126,7 @@ def test_a_deleted_slice_takes_its_endpoints_along(
         )
 
 
-def test_apiserver_restart_mid_watch_and_410_on_resume(
+def test_an_apiserver_restart_mid_watch_keeps_the_endpoints_and_is_followed(
     builder: kuberesolver.Builder,
     pods: Pods,
     admin_api: client.ApiClient,
@@ -140,13 +139,8 @@ def test_apiserver_restart_mid_watch_and_410_on_resume(
     with kuberesolver.insecure_channel(f"kubernetes:///greeter.{namespace}:grpc") as channel:
         watcher = api_watcher(channel)
         until(lambda: reached(channel, 20) == first, timeout_s=60, message="both pods reached")
-        lists = watcher.lists
-        # History moves on and is compacted: the watch's resourceVersion is gone for good.
-        for i in range(5):
-            client.CoreV1Api(admin_api).create_namespaced_config_map(
-                namespace, {"metadata": {"name": f"churn-{i}"}}
-            )
-        compact_etcd(control_plane)
+        # The reflector's own behaviours (410 relist, resume) are tested once, in
+        # tests/integration/test_reflector.py; here: what the channel does meanwhile.
         stop = threading.Event()
         failures: list[BaseException] = []
 
@@ -173,8 +167,7 @@ def test_apiserver_restart_mid_watch_and_410_on_resume(
             timeout_s=60,
             message="the pod added after the restart reached",
         )
-        assert watcher.gone >= 1, "the resume from a compacted resourceVersion must see 410"
-        assert watcher.lists > lists  # ... and relist
+        assert watcher.alive
 
 
 def test_a_token_rotated_on_disk_is_used(

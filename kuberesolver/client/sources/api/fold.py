@@ -1,8 +1,9 @@
 """Watch events folded into a target's endpoints: pure, no I/O.
 
 :class:`SliceSet` keeps the compact view of every EndpointSlice of one
-Service, keyed by slice name: a list replaces the whole set, ADDED and
-MODIFIED set one slice, DELETED removes it (never taken as its state).
+Service (:func:`~kuberesolver.core.endpointslices.slice_view`), keyed by slice
+name: a list replaces the whole set, ADDED and MODIFIED set one slice, DELETED
+removes it (never taken as its state).
 :func:`build_snapshot` turns the Service, the slices and the port asked for
 into a :class:`~kuberesolver.core.snapshot.Snapshot` with the operator's own code
 (:mod:`kuberesolver.core.endpointslices`): every slice merged and de-duplicated,
@@ -21,7 +22,6 @@ from kuberesolver.core.endpointslices import (
     build_endpoints,
     pick_family,
     resolve_port,
-    slice_view,
 )
 from kuberesolver.core.snapshot import Endpoint, Snapshot, TargetRef
 
@@ -47,17 +47,12 @@ class SliceSet:
     def views(self) -> list[SliceView]:
         return [self._slices[name] for name in sorted(self._slices)]
 
-    def replace(self, items: Iterable[Mapping[str, Any]]) -> None:
-        """The state of a fresh list: slices not in it are gone."""
-        fresh: dict[str, SliceView] = {}
-        for item in items:
-            view = slice_view(item)
-            fresh[view["name"]] = view
-        self._slices = fresh
+    def replace(self, views: Iterable[SliceView]) -> None:
+        """The state of a fresh list (views of :func:`slice_view`): slices not in it are gone."""
+        self._slices = {view["name"]: view for view in views}
 
-    def apply(self, event_type: str, obj: Mapping[str, Any]) -> bool:
-        """Apply one watch event; whether the set changed. Unknown types change nothing."""
-        view = slice_view(obj)
+    def apply(self, event_type: str, view: SliceView) -> bool:
+        """Apply one watch event's view; whether the set changed. Unknown types change nothing."""
         name = view["name"]
         if event_type == "DELETED":
             return self._slices.pop(name, None) is not None

@@ -1,8 +1,9 @@
 """Following one target through the API: list, then watch, on a daemon thread.
 
-The loop (client-go's reflector, for one Service):
+The loop is the shared :class:`~kuberesolver.kube.reflector.Reflector`
+(client-go's), over :class:`SliceTransport` for the EndpointSlices of one Service:
 
-1. GET the Service (for its ports) and LIST its EndpointSlices; the list's
+1. LIST its EndpointSlices, then GET the Service (for its ports); the list's
    ``resourceVersion`` is where the watch starts.
 2. WATCH from there with bookmarks; each ADDED/MODIFIED/DELETED event is
    folded in (:mod:`kuberesolver.client.sources.api.fold`) and a changed endpoint set is
@@ -34,17 +35,58 @@ from typing import Any
 from kuberesolver.client.sources.api.fold import SliceSet, build_snapshot, resource_version
 from kuberesolver.client.target import ParsedTarget
 from kuberesolver.core.backoff import Backoff
-from kuberesolver.core.endpointslices import PortError, ServiceView, service_view
+from kuberesolver.core.endpointslices import (
+    PortError,
+    ServiceView,
+    SliceView,
+    service_view,
+    slice_view,
+)
 from kuberesolver.core.snapshot import Snapshot
 from kuberesolver.kube.client import ApiError, K8sClient, WatchStream
+from kuberesolver.kube.reflector import Listed, Reflector
 
-__all__ = ["ApiWatcher", "Backoff"]
+__all__ = ["ApiWatcher", "Backoff", "SliceTransport"]
 
 log = logging.getLogger("kuberesolver.direct")
 
 
-class _Gone(Exception):
-    """The resourceVersion expired: relist."""
+class SliceTransport:
+    """A :class:`~kuberesolver.kube.reflector.Transport` for the EndpointSlices of one
+    Service, over a :class:`~kuberesolver.kube.client.K8sClient`."""
+
+    def __init__(
+        self,
+        client: K8sClient,
+        target: ParsedTarget,
+        what: str,
+        *,
+        timeout_s: float,
+        watch_timeout_s: float,
+        watch_server_timeout_s: int,
+    ) -> None:
+        self.client = client
+        self.target = target
+        self.what = what
+        self._timeout_s = timeout_s
+        self._watch_timeout_s = watch_timeout_s
+        self._watch_server_timeout_s = watch_server_timeout_s
+
+    def list(self) -> Listed:
+        listed = self.client.list_endpoint_slices(
+            self.target.namespace, self.target.service, timeout_s=self._timeout_s
+        )
+        items = [item for item in listed.get("items") or () if isinstance(item, Mapping)]
+        return Listed(items, resource_version(listed))
+
+    def watch(self, resource_version: str) -> WatchStream:
+        return self.client.watch_endpoint_slices(
+            self.target.namespace,
+            self.target.service,
+            resource_version,
+            timeout_s=self._watch_timeout_s,
+            server_timeout_s=self._watch_server_timeout_s,
+        )
 
 
 class ApiWatcher:
@@ -72,22 +114,36 @@ class ApiWatcher:
         self._on_change = on_change
         self._service_config = dict(service_config or {})
         self._timeout_s = timeout_s
-        self._watch_timeout_s = watch_timeout_s
-        self._watch_server_timeout_s = watch_server_timeout_s
         # the first pause is at most backoff_base_ms; it doubles up to backoff_max_ms
         self.backoff = Backoff(backoff_base_ms / 2000, backoff_max_ms / 1000)
         self._slices = SliceSet()
         self._service: ServiceView | None = None
-        self._rv = ""
         self._snapshot: Snapshot | None = None
-        self._stop = threading.Event()
+        self._strict = False
         self._thread: threading.Thread | None = None
-        self._stream: WatchStream | None = None
-        self._stream_lock = threading.Lock()
-        self.lists = 0
         self.events = 0
-        self.failures = 0
-        self.gone = 0  # 410s seen: expired resourceVersions
+        transport = SliceTransport(
+            client, target, self._label, timeout_s=timeout_s,
+            watch_timeout_s=watch_timeout_s, watch_server_timeout_s=watch_server_timeout_s,
+        )  # fmt: skip
+        self.reflector: Reflector[SliceView] = Reflector(
+            transport, slice_view, self._on_list, self._on_event, log=log, backoff=self.backoff,
+            refused_hint=f"the ServiceAccount needs get on services and list and watch on "
+            f"endpointslices in namespace {target.namespace}",
+        )  # fmt: skip
+
+    @property
+    def lists(self) -> int:
+        return self.reflector.lists
+
+    @property
+    def failures(self) -> int:
+        return self.reflector.failures
+
+    @property
+    def gone(self) -> int:
+        """410s seen: expired resourceVersions."""
+        return self.reflector.gone
 
     @property
     def snapshot(self) -> Snapshot:
@@ -105,124 +161,41 @@ class ApiWatcher:
         return self._thread is not None and self._thread.is_alive()
 
     def sync(self) -> Snapshot:
-        """List now (Service and slices) and return the snapshot; raises what the API says,
+        """List now (slices and Service) and return the snapshot; raises what the API says,
         after one log line that names the API host (each request gives up after ``timeout_s``)."""
+        self._strict = True
         try:
-            self._relist(initial=True)
+            self.reflector.relist()
         except (ApiError, OSError) as exc:
             log.error("%s: the first list failed: %s", self._label, exc)
             raise
+        finally:
+            self._strict = False
         return self.snapshot
 
     def start(self) -> None:
         if self._thread is not None:
             return
         self._thread = threading.Thread(
-            target=self._run, name=f"kuberesolver-api-{self.target.server_name}", daemon=True
+            target=self.reflector.run,
+            name=f"kuberesolver-api-{self.target.server_name}",
+            daemon=True,
         )
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop watching. Idempotent."""
-        self._stop.set()
-        with self._stream_lock:
-            stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.close()
+        self.reflector.stop()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
 
-    # -- the loop ------------------------------------------------------------
+    # -- what the reflector hands on ------------------------------------------
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if not self._rv:
-                    self._relist(initial=False)
-                    self.backoff.reset()
-                self._watch_once()
-            except _Gone:
-                log.info("%s: resourceVersion %s expired; relisting", self._label, self._rv)
-                self.gone += 1
-                self._rv = ""
-            except (ApiError, OSError, PortError, ValueError) as exc:
-                if self._stop.is_set():
-                    break
-                if isinstance(exc, ApiError) and exc.status == 410:
-                    log.info("%s: %s; relisting", self._label, exc)
-                    self.gone += 1
-                    self._rv = ""
-                    continue
-                self.failures += 1
-                pause = self.backoff.next_s()
-                log.warning(
-                    "%s: %s; keeping the last %d endpoints, retrying in %.1f s",
-                    self._label,
-                    exc,
-                    len(self._snapshot.endpoints) if self._snapshot else 0,
-                    pause,
-                )
-                self._stop.wait(pause)
-            except Exception:  # a bug: say so, never let the thread die silently
-                log.exception("%s: watch loop failed; retrying", self._label)
-                self._stop.wait(self.backoff.next_s())
-
-    def _watch_once(self) -> None:
-        stream = self.client.watch_endpoint_slices(
-            self.target.namespace,
-            self.target.service,
-            self._rv,
-            timeout_s=self._watch_timeout_s,
-            server_timeout_s=self._watch_server_timeout_s,
-        )
-        with self._stream_lock:
-            if self._stop.is_set():
-                stream.close()
-                return
-            self._stream = stream
-        try:
-            for event in stream:
-                if self._stop.is_set():
-                    return
-                self._handle(event)
-        finally:
-            with self._stream_lock:
-                if self._stream is stream:
-                    self._stream = None
-            stream.close()
-
-    def _handle(self, event: Mapping[str, Any]) -> None:
-        kind = str(event.get("type") or "")
-        obj: Mapping[str, Any] = event.get("object") or {}
-        if kind == "ERROR":
-            code = int(obj.get("code") or 0)
-            if code == 410:
-                raise _Gone()
-            raise ApiError(code, str(obj.get("message") or obj.get("reason") or "watch error"))
-        self.backoff.reset()
-        rv = resource_version(obj)
-        if kind == "BOOKMARK":
-            self._rv = rv or self._rv
-            return
-        self.events += 1
-        changed = self._slices.apply(kind, obj)
-        self._rv = rv or self._rv
-        if changed:
-            if self._service is None:
-                self._service = self._get_service()
-            self._publish()
-
-    def _relist(self, *, initial: bool) -> None:
+    def _on_list(self, views: list[SliceView]) -> None:
         service = self._get_service()
-        listed = self.client.list_endpoint_slices(
-            self.target.namespace, self.target.service, timeout_s=self._timeout_s
-        )
-        items = listed.get("items") or []
         self._service = service
-        self._slices.replace(item for item in items if isinstance(item, Mapping))
-        self._rv = resource_version(listed)
-        self.lists += 1
+        self._slices.replace(views)
         if service is None:
             log.error(
                 "%s: Service %s/%s not found; no endpoints until it exists",
@@ -230,7 +203,14 @@ class ApiWatcher:
                 self.target.namespace,
                 self.target.service,
             )
-        self._publish(strict=initial)
+        self._publish(strict=self._strict)
+
+    def _on_event(self, kind: str, view: SliceView) -> None:
+        self.events += 1
+        if self._slices.apply(kind, view):
+            if self._service is None:
+                self._service = self._get_service()
+            self._publish()
 
     def _get_service(self) -> ServiceView | None:
         try:
