@@ -32,12 +32,17 @@ def admin_session(kubeconfig: Path) -> Iterator[client.ApiClient]:
 
 
 def create_namespace(api: client.ApiClient, name: str) -> str:
-    """Create Namespace ``name`` and wait for its default ServiceAccount (pods need it)."""
+    """Create Namespace ``name`` and wait for its default ServiceAccount (pods need it).
+
+    kube-controller-manager makes the ServiceAccount. After API server restarts
+    (several tests restart it), its informers relist with client-go's backoff,
+    up to 30 s plus as much jitter: the wait allows for that.
+    """
     core = client.CoreV1Api(api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     until(
         lambda: core.read_namespaced_service_account("default", name),
-        timeout_s=30,
+        timeout_s=90,
         message=f"the default ServiceAccount in {name}",
     )
     return name

@@ -12,6 +12,10 @@ from testenv.images.run import config, container, entrypoint, mounted, run
 # The first minutes of a cold run build the images (make images does it ahead).
 pytestmark = pytest.mark.timeout(1800)
 
+PYTHON_IMAGES = [name for name, spec in IMAGES.items() if not spec.go_binary]
+"""The images with a Python venv (Go's kuberesolver client is one static binary)."""
+GO_IMAGES = [name for name, spec in IMAGES.items() if spec.go_binary]
+
 BIN_DIRS = ("opt/venv/bin", "usr/local/bin", "usr/bin", "usr/sbin")
 COMPILERS = ("cc", "c++", "gcc", "g++", "clang", "tcc", "ld", "as")
 
@@ -38,7 +42,7 @@ def compilers_in(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in found)
 
 
-@pytest.mark.parametrize("name", IMAGES)
+@pytest.mark.parametrize("name", PYTHON_IMAGES)
 def test_the_image_holds_no_pip_and_no_compiler(images: dict[str, BuiltImage], name: str) -> None:
     with container(images[name].ref) as cid, mounted(cid) as root:
         assert (root / "opt/venv/bin/python3").is_symlink()  # the mount is the image's root
@@ -50,7 +54,7 @@ def test_the_image_holds_no_pip_and_no_compiler(images: dict[str, BuiltImage], n
     assert "No module named 'pip'" in done.stderr
 
 
-@pytest.mark.parametrize("name", IMAGES)
+@pytest.mark.parametrize("name", PYTHON_IMAGES)
 def test_the_image_runs_as_10001(images: dict[str, BuiltImage], name: str) -> None:
     assert config(images[name].ref)["User"] == "10001:10001"
     with container(images[name].ref) as cid:
@@ -59,7 +63,7 @@ def test_the_image_runs_as_10001(images: dict[str, BuiltImage], name: str) -> No
     assert done.stdout.split() == ["10001", "10001"]
 
 
-@pytest.mark.parametrize("name", IMAGES)
+@pytest.mark.parametrize("name", PYTHON_IMAGES)
 def test_every_compiled_module_finds_its_libraries(
     images: dict[str, BuiltImage], name: str
 ) -> None:
@@ -70,6 +74,19 @@ def test_every_compiled_module_finds_its_libraries(
     assert ".so" in done.stdout  # ldd ran over something
     missing = sorted({ln.strip() for ln in done.stdout.splitlines() if "not found" in ln})
     assert missing == []
+
+
+@pytest.mark.parametrize("name", GO_IMAGES)
+def test_the_go_image_is_its_binary_alone_run_as_10001(
+    images: dict[str, BuiltImage], name: str
+) -> None:
+    ref = images[name].ref
+    assert config(ref)["User"] == "10001:10001"
+    with container(ref) as cid, mounted(cid) as root:
+        files = sorted(
+            str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink()
+        )
+    assert files == ["kuberesolver-client"]  # no shell, no libc, no pip: nothing to exec but it
 
 
 def test_the_operator_image_starts_kopf_on_the_operator(images: dict[str, BuiltImage]) -> None:
