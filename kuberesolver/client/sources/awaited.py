@@ -133,7 +133,7 @@ class AwaitedSnapshot:
                     *paths,
                     watch_filter=None,
                     debounce=self._debounce_ms,
-                    step=min(WATCH_STEP_MS, self._debounce_ms),
+                    step=WATCH_STEP_MS,
                     stop_event=self._stop,
                     rust_timeout=self._poll_interval_ms,
                     yield_on_timeout=True,

@@ -175,7 +175,7 @@ class SnapshotWatcher:
             self.directory,
             watch_filter=None,
             debounce=self._debounce_ms,
-            step=min(WATCH_STEP_MS, self._debounce_ms),
+            step=WATCH_STEP_MS,
             stop_event=_StopSignal(self._stop, self._ready),
             rust_timeout=self._poll_interval_ms,
             yield_on_timeout=True,
